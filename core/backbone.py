@@ -1,0 +1,208 @@
+"""The frozen DINOv2 backbones: one registry of names, three ways to get weights, one way to run them.
+
+Weights come from `hub` (timm's pretrained weights through the Hugging Face cache), a local checkpoint
+file (Meta's original `dinov2_*_pretrain.pth` or timm's safetensors layout, detected by key names), or
+`random` (architecture-true random init, for tests and offline runs; never the default silently).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+PATCH_SIZE = 14
+RANDOM_SEED = 0  # random weights are seeded so their features (and the feature cache) are reproducible
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str  # our public name, as in DINOv2's torch hub (`dinov2_vits14`)
+    timm_name: str  # the timm model (and Hugging Face hub repo `timm/<timm_name>`)
+    embed_dim: int  # channels of each patch token
+    num_registers: int  # register tokens (the `_reg4` variants), dropped from the output like the CLS token
+
+
+def _registry() -> dict[str, BackboneSpec]:
+    dims = {"s": 384, "b": 768, "l": 1024, "g": 1536}
+    timm_size = {"s": "small", "b": "base", "l": "large", "g": "giant"}
+    specs = {}
+    for size, dim in dims.items():
+        for reg in (0, 4):
+            suffix = "_reg4" if reg else ""
+            name = f"dinov2_vit{size}14{suffix}"
+            timm_name = f"vit_{timm_size[size]}_patch14{suffix}_dinov2.lvd142m"
+            specs[name] = BackboneSpec(name, timm_name, dim, reg)
+    return specs
+
+
+BACKBONES: dict[str, BackboneSpec] = _registry()
+
+
+class UnknownBackboneError(ValueError):
+    pass
+
+
+class WeightsUnavailableError(RuntimeError):
+    pass
+
+
+def list_backbones() -> list[str]:
+    return list(BACKBONES)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise UnknownBackboneError(
+            f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}"
+        ) from None
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; anything else is passed to torch.device."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def default_backbone_name(device: torch.device) -> str:
+    """The paper's ViT-B/14 where a GPU makes it interactive; ViT-S/14 on a CPU."""
+    return "dinov2_vitb14" if device.type in ("cuda", "mps") else "dinov2_vits14"
+
+
+@dataclass
+class Backbone:
+    """A frozen backbone ready to run. Build it with `load_backbone`; use it through `core.features`."""
+
+    spec: BackboneSpec
+    model: nn.Module
+    weights_id: str  # identity of the weights, part of every feature-cache key
+    device: torch.device
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights_id.startswith("random")
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.device.type == "cuda" else None
+
+    @torch.inference_mode()
+    def patch_tokens(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] normalised images (H, W multiples of 14) -> [B, C, H/14, W/14] float32 tokens
+        taken after the final norm, with CLS and register tokens dropped."""
+        b, _, h, w = batch.shape
+        if h % PATCH_SIZE or w % PATCH_SIZE:
+            raise ValueError(f"input size {h}x{w} is not a multiple of the patch size {PATCH_SIZE}")
+        batch = batch.to(self.device, non_blocking=True)
+        dtype = self.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            tokens = self.model.forward_features(batch)
+        tokens = tokens[:, self.model.num_prefix_tokens :].float()
+        return tokens.transpose(1, 2).reshape(b, -1, h // PATCH_SIZE, w // PATCH_SIZE)
+
+
+def _create(spec: BackboneSpec, pretrained: bool) -> nn.Module:
+    # dynamic_img_size: the position embedding is interpolated to any input grid, so images keep aspect.
+    return timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsUnavailableError(
+            f"{path}: not a loadable weights file ({exc}); expected Meta's dinov2_*_pretrain.pth or a "
+            "timm .safetensors file"
+        ) from None
+    for key in ("model", "state_dict", "teacher"):  # training checkpoints nest the weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return {k.removeprefix("backbone."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def checkpoint_layout(state: dict[str, torch.Tensor]) -> str:
+    """'meta' for DINOv2's own files (they carry mask_token), 'timm' otherwise."""
+    return "meta" if "mask_token" in state else "timm"
+
+
+def load_weights_file(model: nn.Module, path: str | os.PathLike, spec: BackboneSpec) -> None:
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    state = read_checkpoint(path)
+    layout = checkpoint_layout(state)
+    converted = checkpoint_filter_fn(state, model)  # maps Meta's keys (registers, SwiGLU) onto timm's
+    try:
+        model.load_state_dict(converted, strict=True)
+    except RuntimeError as exc:
+        raise WeightsUnavailableError(
+            f"{path}: {layout}-layout checkpoint does not fit {spec.name} ({str(exc).splitlines()[0]}). "
+            f"Is it the checkpoint of another model size? Valid backbones: {', '.join(BACKBONES)}"
+        ) from None
+
+
+def _hub_help(spec: BackboneSpec, reason: str) -> str:
+    return (
+        f"could not load pretrained {spec.name} weights from the Hugging Face hub ({reason}).\n"
+        "Fix it with one of:\n"
+        f"  1. --weights hub with network access once: it downloads timm/{spec.timm_name} into the "
+        "Hugging Face cache (HF_HOME); later runs work offline with HF_HUB_OFFLINE=1;\n"
+        f"  2. --weights /path/to/{spec.name}_pretrain.pth (Meta's file) or a timm .safetensors file;\n"
+        "  3. --weights random for architecture-true random weights (testing only: predictions are meaningless)."
+    )
+
+
+def load_backbone(
+    name: str = "dinov2_vits14", weights: str = "hub", device: str | torch.device | None = "auto"
+) -> Backbone:
+    """Build a frozen backbone. `weights` is "hub", "random" or a path to a checkpoint file."""
+    spec = get_spec(name)
+    dev = resolve_device(device)
+    if weights == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = _create(spec, pretrained=False)
+        weights_id = f"random:seed={RANDOM_SEED}"
+    elif weights == "hub":
+        try:
+            model = _create(spec, pretrained=True)
+        except Exception as exc:  # offline, not cached, proxy errors: all end the same way for the user
+            raise WeightsUnavailableError(_hub_help(spec, f"{type(exc).__name__}: {exc}".splitlines()[0])) from None
+        weights_id = f"hub:timm/{spec.timm_name}"
+    else:
+        path = Path(weights).expanduser()
+        model = _create(spec, pretrained=False)
+        load_weights_file(model, path, spec)
+        weights_id = f"file:{path.name}:{_file_digest(path)}"
+    model.eval().requires_grad_(False).to(dev)
+    return Backbone(spec=spec, model=model, weights_id=weights_id, device=dev)

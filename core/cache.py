@@ -1,0 +1,156 @@
+"""The feature store: patch tokens cached on disk (float16 safetensors) and in a byte-bounded LRU.
+
+Key = (image pixel hash, backbone, weights identity, input size, FEATURE_CODE_VERSION). Writes are atomic
+(temp file + os.replace), so two processes computing the same key both end with one valid file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from core.features import FeatureExtractor, PatchFeatures
+from core.imageio import pixel_hash
+
+# Bump when preprocessing or token extraction changes: old cache entries then stop matching.
+FEATURE_CODE_VERSION = "1"
+
+
+class FeatureStore:
+    """Get features for images, computing them only once per (image, backbone, weights, size)."""
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        cache_dir: str | os.PathLike | None = None,
+        max_memory_bytes: int = 512 * 2**20,
+    ):
+        self.extractor = extractor
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.max_memory_bytes = int(max_memory_bytes)
+        self._lru: OrderedDict[str, PatchFeatures] = OrderedDict()
+        self._lru_bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    # -- keys and files -------------------------------------------------------------------------
+    def key(self, image_hash: str) -> str:
+        ident = f"{image_hash}|{self.extractor.identity}|v{FEATURE_CODE_VERSION}"
+        return hashlib.sha256(ident.encode()).hexdigest()
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.safetensors"
+
+    def _read(self, key: str) -> PatchFeatures | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:  # sizes live in the header metadata
+                tokens = f.get_tensor("tokens")
+                meta = f.metadata()
+            return PatchFeatures(
+                tokens=tokens,
+                resized_size=tuple(json.loads(meta["resized_size"])),
+                original_size=tuple(json.loads(meta["original_size"])),
+            )
+        except Exception:  # a torn or foreign file is a cache miss, never an error for the user
+            return None
+
+    def _write(self, key: str, feats: PatchFeatures) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+        os.close(fd)
+        try:
+            meta = {
+                "resized_size": json.dumps(list(feats.resized_size)),
+                "original_size": json.dumps(list(feats.original_size)),
+                "identity": self.extractor.identity,
+            }
+            save_file({"tokens": feats.tokens.contiguous()}, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    # -- LRU --------------------------------------------------------------------------------------
+    @staticmethod
+    def _nbytes(feats: PatchFeatures) -> int:
+        return feats.tokens.numel() * feats.tokens.element_size()
+
+    def _remember(self, key: str, feats: PatchFeatures) -> None:
+        with self._lock:
+            if key in self._lru:
+                self._lru.move_to_end(key)
+                return
+            size = self._nbytes(feats)
+            if size > self.max_memory_bytes:
+                return
+            self._lru[key] = feats
+            self._lru_bytes += size
+            while self._lru_bytes > self.max_memory_bytes:
+                _, old = self._lru.popitem(last=False)
+                self._lru_bytes -= self._nbytes(old)
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._lru_bytes
+
+    def _lookup(self, key: str) -> PatchFeatures | None:
+        with self._lock:
+            feats = self._lru.get(key)
+            if feats is not None:
+                self._lru.move_to_end(key)
+                return feats
+        feats = self._read(key)
+        if feats is not None:
+            self._remember(key, feats)
+        return feats
+
+    # -- public ----------------------------------------------------------------------------------
+    def cached(self, image_hash: str) -> PatchFeatures | None:
+        """Features if already computed (memory or disk), else None. Never runs the backbone."""
+        return self._lookup(self.key(image_hash))
+
+    def get(self, rgb: np.ndarray, image_hash: str | None = None) -> PatchFeatures:
+        return self.get_many([rgb], [image_hash] if image_hash else None)[0]
+
+    def get_many(
+        self,
+        images: Sequence[np.ndarray],
+        image_hashes: Sequence[str] | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[PatchFeatures]:
+        """Features for many images; cache misses are computed in batches and written back."""
+        hashes = list(image_hashes) if image_hashes is not None else [pixel_hash(im) for im in images]
+        keys = [self.key(h) for h in hashes]
+        out: list[PatchFeatures | None] = [self._lookup(k) for k in keys]
+        todo = [i for i, f in enumerate(out) if f is None]
+        self.hits += len(out) - len(todo)
+        self.misses += len(todo)
+        if progress is not None and len(out) > len(todo):
+            progress(len(out) - len(todo))
+        if todo:
+            computed = self.extractor.extract_many([images[i] for i in todo], progress=progress)
+            for i, full in zip(todo, computed, strict=True):
+                # Round to float16 now, so fresh and cached features are bit-identical (reproducible heads).
+                feats = dataclasses.replace(full, tokens=full.tokens.to(torch.float16))
+                self._write(keys[i], feats)
+                self._remember(keys[i], feats)
+                out[i] = feats
+        return out  # type: ignore[return-value]

@@ -1,0 +1,160 @@
+"""Images to patch tokens, and the ONE mapping between the patch grid and image pixels.
+
+The grid of h x w patch tokens covers the whole original image (H x W). A pixel's feature is the bilinear
+interpolation of the tokens, exactly as `F.interpolate(tokens, size=(H, W), mode="bilinear",
+align_corners=False)` would compute it. Training gathers features at labelled pixels with `sample`,
+prediction upsamples logits with `upsample_rows`; both use `interp_matrix`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.backbone import PATCH_SIZE, Backbone
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    long_side: int = 448  # pixels on the longer side fed to the backbone (rounded to a multiple of 14)
+    batch_size: int = 8  # images per backbone forward in batched extraction
+
+
+@dataclass(frozen=True)
+class PatchFeatures:
+    """Patch tokens of one image and the sizes that tie them to its pixels."""
+
+    tokens: torch.Tensor  # [C, h, w] float32 (float16 when read from the cache, upcast on use)
+    resized_size: tuple[int, int]  # (h*14, w*14): the pixels the backbone saw
+    original_size: tuple[int, int]  # (H, W) of the image the labels and predictions live on
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return int(self.tokens.shape[1]), int(self.tokens.shape[2])
+
+    @property
+    def dim(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def flat_tokens(self) -> torch.Tensor:
+        """[h*w, C] float32, row-major over the grid (the index used by `corner_indices`)."""
+        return self.tokens.float().reshape(self.dim, -1).T
+
+    def corner_indices(self, ys: np.ndarray, xs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """For pixels (ys, xs) of the original image: the 4 flat token indices and 4 bilinear weights
+        ([N, 4] each) whose weighted sum is the upsampled feature at that pixel."""
+        h, w = self.grid
+        H, W = self.original_size
+        y0, y1, wy0, wy1 = _axis_weights(torch.as_tensor(ys, dtype=torch.long), h, H)
+        x0, x1, wx0, wx1 = _axis_weights(torch.as_tensor(xs, dtype=torch.long), w, W)
+        idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], dim=1)
+        wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], dim=1)
+        return idx, wts
+
+    def sample(self, ys: np.ndarray, xs: np.ndarray) -> torch.Tensor:
+        """Interpolated features [N, C] at pixels (ys, xs) of the original image."""
+        idx, wts = self.corner_indices(ys, xs)
+        flat = self.flat_tokens()
+        return (flat[idx] * wts.unsqueeze(-1)).sum(1)
+
+
+def _axis_weights(dst: torch.Tensor, n_in: int, n_out: int):
+    """PyTorch's bilinear source index rule (align_corners=False, output size given): for output
+    coordinate d the source is (d + 0.5) * n_in / n_out - 0.5, clamped at 0 below, with the upper
+    neighbour clamped to the last cell."""
+    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= n_out):
+        raise IndexError(f"pixel coordinate out of range 0..{n_out - 1}")
+    scale = n_in / n_out
+    src = ((dst.double() + 0.5) * scale - 0.5).clamp(min=0.0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
+    lam1 = (src - i0.double()).float()
+    return i0, i1, 1.0 - lam1, lam1
+
+
+def interp_matrix(n_in: int, n_out: int, rows: slice | None = None) -> torch.Tensor:
+    """[n_out, n_in] matrix M with M @ v == bilinear 1-D upsampling of v (same rule as `_axis_weights`)."""
+    dst = torch.arange(n_out)[rows] if rows is not None else torch.arange(n_out)
+    i0, i1, w0, w1 = _axis_weights(dst, n_in, n_out)
+    m = torch.zeros(dst.numel(), n_in)
+    r = torch.arange(dst.numel())
+    m.index_put_((r, i0), w0, accumulate=True)
+    m.index_put_((r, i1), w1, accumulate=True)
+    return m
+
+
+def upsample_rows(grid_values: torch.Tensor, out_size: tuple[int, int], rows: slice) -> torch.Tensor:
+    """Bilinear upsampling of [K, h, w] to the rows `rows` of an [K, H, W] image, computed separably so
+    memory is bounded by the row band, not the whole image."""
+    _, h, w = grid_values.shape
+    H, W = out_size
+    my = interp_matrix(h, H, rows)  # [r, h]
+    mx = interp_matrix(w, W)  # [W, w]
+    return torch.einsum("rh,khw,Ww->krW", my, grid_values.float(), mx)
+
+
+def resized_size_for(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(H, W) -> backbone input size: aspect kept, long side ~= long_side, both multiples of 14."""
+    H, W = size
+    scale = long_side / max(H, W)
+    return (
+        max(PATCH_SIZE, int(round(H * scale / PATCH_SIZE)) * PATCH_SIZE),
+        max(PATCH_SIZE, int(round(W * scale / PATCH_SIZE)) * PATCH_SIZE),
+    )
+
+
+def preprocess(rgb: np.ndarray, long_side: int) -> torch.Tensor:
+    """HxWx3 uint8 RGB (orientation already applied by core.imageio) -> [3, h*14, w*14] normalised."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB array, got {rgb.shape} {rgb.dtype}; use core.imageio.load_rgb")
+    rh, rw = resized_size_for(rgb.shape[:2], long_side)
+    img = Image.fromarray(rgb).resize((rw, rh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+class FeatureExtractor:
+    """Runs a frozen backbone on images; batches images that share an input size."""
+
+    def __init__(self, backbone: Backbone, config: FeatureConfig = FeatureConfig()):
+        self.backbone = backbone
+        self.config = config
+
+    @property
+    def identity(self) -> str:
+        """What the features depend on besides the pixels (part of the cache key)."""
+        return f"{self.backbone.spec.name}|{self.backbone.weights_id}|long_side={self.config.long_side}"
+
+    def extract(self, rgb: np.ndarray) -> PatchFeatures:
+        return self.extract_many([rgb])[0]
+
+    def extract_many(self, images: Sequence[np.ndarray], progress: Iterable | None = None) -> list[PatchFeatures]:
+        """Features for many images, batched by input size. `progress`, if given, is called with the
+        number of images finished after each batch (a tqdm.update or gr.Progress adapter)."""
+        out: list[PatchFeatures | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, rgb in enumerate(images):
+            groups.setdefault(resized_size_for(rgb.shape[:2], self.config.long_side), []).append(i)
+        for idxs in groups.values():
+            for start in range(0, len(idxs), self.config.batch_size):
+                chunk = idxs[start : start + self.config.batch_size]
+                batch = torch.stack([preprocess(images[i], self.config.long_side) for i in chunk])
+                tokens = self.backbone.patch_tokens(batch).cpu()
+                for i, t in zip(chunk, tokens, strict=True):
+                    out[i] = PatchFeatures(
+                        tokens=t.contiguous(),
+                        resized_size=tuple(batch.shape[2:]),
+                        original_size=tuple(images[i].shape[:2]),
+                    )
+                if progress is not None:
+                    progress(len(chunk))
+        return out  # type: ignore[return-value]

@@ -1,0 +1,115 @@
+"""The segmentation head: feature standardisation + a 1x1 convolution over patch tokens (the paper's probe).
+
+Saved as safetensors (weights) + JSON (what it was trained on), never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+from torch import nn
+
+WEIGHTS_FILE = "head.safetensors"
+META_FILE = "head.json"
+
+
+class HeadFileError(ValueError):
+    pass
+
+
+class LinearHead(nn.Module):
+    """logits = W ((x - mean) / std) + b for every token x; a linear map, so it commutes with bilinear
+    interpolation (the identity the trainer relies on)."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        if num_classes < 1 or dim < 1:
+            raise ValueError(f"a head needs dim >= 1 and num_classes >= 1, got {dim}, {num_classes}")
+        self.conv = nn.Conv2d(dim, num_classes, kernel_size=1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @property
+    def dim(self) -> int:
+        return self.conv.in_channels
+
+    @property
+    def num_classes(self) -> int:
+        return self.conv.out_channels
+
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp(min=1e-6))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] -> [B, K, h, w] logits."""
+        x = (tokens.float() - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        return self.conv(x)
+
+    def logits_flat(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C] -> [N, K] logits."""
+        z = (x.float() - self.mean) / self.std
+        return z @ self.conv.weight.view(self.num_classes, -1).T + self.conv.bias
+
+
+@dataclass
+class HeadMeta:
+    """Everything needed to use a head again: which features it expects and what its outputs mean."""
+
+    backbone: str  # registry name, e.g. dinov2_vits14
+    weights_id: str  # identity of the backbone weights the features came from
+    classes: list[str]  # class names by output index
+    long_side: int  # backbone input size the head was trained at
+    train: dict = field(default_factory=dict)  # training settings and results (loss, seconds, pixels)
+    created: float = field(default_factory=time.time)
+    format: int = 1
+
+
+def head_to_bytes(head: LinearHead) -> bytes:
+    return save_bytes({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()})
+
+
+def head_from_bytes(data: bytes) -> LinearHead:
+    state = load_bytes(data)
+    try:
+        k, c = state["conv.weight"].shape[:2]
+        head = LinearHead(c, k)
+        head.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise HeadFileError(f"not a probeseg head ({exc})") from None
+    return head.eval()
+
+
+def save_head(out_dir: str | os.PathLike, head: LinearHead, meta: HeadMeta) -> Path:
+    if len(meta.classes) != head.num_classes:
+        raise ValueError(f"{len(meta.classes)} class names for a head with {head.num_classes} outputs")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / WEIGHTS_FILE).write_bytes(head_to_bytes(head))
+    (out / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
+    return out
+
+
+def load_head(head_dir: str | os.PathLike) -> tuple[LinearHead, HeadMeta]:
+    d = Path(head_dir)
+    wfile, mfile = d / WEIGHTS_FILE, d / META_FILE
+    if not wfile.is_file() or not mfile.is_file():
+        raise HeadFileError(f"{d}: no head here (expected {WEIGHTS_FILE} and {META_FILE}); train one with `train --out {d}`")
+    try:
+        meta = HeadMeta(**json.loads(mfile.read_text()))
+    except (TypeError, ValueError) as exc:
+        raise HeadFileError(f"{mfile}: unreadable head metadata ({exc})") from None
+    try:
+        head = head_from_bytes(wfile.read_bytes())
+    except HeadFileError as exc:
+        raise HeadFileError(f"{wfile}: {exc}") from None
+    return head, meta

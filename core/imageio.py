@@ -1,0 +1,97 @@
+"""Reading images safely: one place that turns bytes or paths into an RGB array, or a clear error.
+
+Every entry point (CLI, storage import, web upload) goes through `load_rgb`, so EXIF orientation,
+odd modes (CMYK, 16-bit, palette, alpha) and hostile files (truncated, decompression bombs) are
+handled the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Above this many pixels we refuse to decode: a 60-megapixel photo is fine, a 1-gigapixel bomb is not.
+MAX_PIXELS = 120_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+class ImageReadError(ValueError):
+    """An image could not be read; the message names the file and what to do."""
+
+
+def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            img.load()  # force a full decode now: truncated files fail here, not later
+        return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(
+            f"{name}: image is too large to decode safely ({exc}); the limit is {MAX_PIXELS:,} pixels. "
+            "Downscale it before importing."
+        ) from None
+    except FileNotFoundError:
+        raise ImageReadError(f"{name}: file not found") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{name}: not a readable image ({exc}). Is the file corrupt or truncated?") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Normalise any PIL mode to 8-bit RGB (alpha composited on white, 16-bit scaled down)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.size and arr.max() > 255 else 255.0
+        arr8 = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+        arr8 = ((arr - lo) / max(hi - lo, 1e-12) * 255.0 + 0.5).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
+    """Decode an image file (path or bytes) to an HxWx3 uint8 array with EXIF orientation applied."""
+    label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
+    img = _open(source, label)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not make a good image unreadable
+        pass
+    rgb = to_rgb(img)
+    arr = np.asarray(rgb, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageReadError(f"{label}: image has no pixels")
+    return np.ascontiguousarray(arr)
+
+
+def pixel_hash(rgb: np.ndarray) -> str:
+    """Content hash of decoded pixels (shape included), used as the feature-cache identity of an image."""
+    h = hashlib.sha256()
+    h.update(np.asarray(rgb.shape, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside a folder, sorted by name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ImageReadError(f"{root}: not a folder")
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

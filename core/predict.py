@@ -1,0 +1,85 @@
+"""Prediction at full image resolution: label map, confidence and entropy per pixel.
+
+The head runs on the patch grid; its logits are upsampled bilinearly (the same mapping training used) in
+bands of rows, so memory stays bounded for 60-megapixel images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.cache import FeatureStore
+from core.features import PatchFeatures, upsample_rows
+from core.head import LinearHead
+
+BAND_BYTES = 64 * 2**20  # working memory per band of rows
+
+
+@dataclass(frozen=True)
+class Prediction:
+    labels: np.ndarray  # [H, W] uint8 class index of the highest probability
+    confidence: np.ndarray  # [H, W] float32 probability of that class
+    entropy: np.ndarray  # [H, W] float32 entropy of the class distribution, divided by log(K) (0..1)
+
+    @property
+    def uncertainty(self) -> float:
+        """One number per image for sorting: mean normalised entropy."""
+        return float(self.entropy.mean())
+
+
+@torch.inference_mode()
+def patch_probabilities(head: LinearHead, feats: PatchFeatures) -> torch.Tensor:
+    """[K, h, w] class probabilities on the patch grid (cheap; for uncertainty maps and scores)."""
+    return head(feats.tokens.float().unsqueeze(0))[0].softmax(0)
+
+
+@torch.inference_mode()
+def predict(head: LinearHead, feats: PatchFeatures, band_bytes: int = BAND_BYTES) -> Prediction:
+    if head.dim != feats.dim:
+        raise ValueError(
+            f"head expects {head.dim}-d features but the image has {feats.dim}-d: the head was trained "
+            "with another backbone; retrain it or pick the matching backbone"
+        )
+    logits = head(feats.tokens.float().unsqueeze(0))[0]  # [K, h, w]
+    k = logits.shape[0]
+    H, W = feats.original_size
+    labels = np.empty((H, W), np.uint8)
+    conf = np.empty((H, W), np.float32)
+    ent = np.empty((H, W), np.float32)
+    rows = max(1, band_bytes // (4 * 4 * k * W))  # a few [K, rows, W] float32 temporaries per band
+    norm = math.log(k) if k > 1 else 1.0
+    for r0 in range(0, H, rows):
+        band = slice(r0, min(H, r0 + rows))
+        logp = upsample_rows(logits, (H, W), band).log_softmax(0)
+        p = logp.exp()
+        best, arg = p.max(0)
+        labels[band] = arg.numpy().astype(np.uint8)
+        conf[band] = best.numpy()
+        ent[band] = (-(p * logp).sum(0) / norm).clamp(min=0).numpy()
+    return Prediction(labels=labels, confidence=conf, entropy=ent)
+
+
+class Predictor:
+    """Set an image once (its features are fetched from the store or computed), then predict many times
+    with whichever head is current. Mirrors segment-anything's SamPredictor."""
+
+    def __init__(self, store: FeatureStore):
+        self.store = store
+        self._features: PatchFeatures | None = None
+
+    def set_image(self, rgb: np.ndarray, image_hash: str | None = None) -> PatchFeatures:
+        self._features = self.store.get(rgb, image_hash)
+        return self._features
+
+    @property
+    def features(self) -> PatchFeatures:
+        if self._features is None:
+            raise RuntimeError("no image set: call predictor.set_image(rgb) before predict()")
+        return self._features
+
+    def predict(self, head: LinearHead) -> Prediction:
+        return predict(head, self.features)
