@@ -32,7 +32,7 @@ class TrainingError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     max_iter: int = 100  # L-BFGS iterations; each is one pass over all labelled pixels
-    weight_decay: float = 1e-4  # L2 penalty on the head weights (standardised features), not the bias
+    weight_decay: float = 1e-3  # L2 penalty on the head weights (standardised features), not the bias
     class_balance: bool = True  # weight each class by 1 / its labelled pixel count (rare classes count)
     max_pixels: int = 400_000  # cap for dense masks: a seeded, class-stratified sample of this many pixels
     seed: int = 0  # seeds the pixel sampling; training is deterministic given the inputs
@@ -107,70 +107,94 @@ def _stratified_sample(y: np.ndarray, cap: int, rng: np.random.Generator) -> tup
     return np.concatenate(keep)[order], np.concatenate(weight)[order]
 
 
+class PixelSetBuilder:
+    """Accumulates labelled pixels image by image, so callers can stream features through it instead of
+    holding every image's tokens in memory (only the tokens a labelled pixel touches are kept)."""
+
+    def __init__(self, num_classes: int, config: TrainConfig = TrainConfig(), total_labelled: int | None = None):
+        self.num_classes = num_classes
+        self.config = config
+        self.total_labelled = total_labelled  # enables the sampling cap; None = keep every pixel
+        self._rng = np.random.default_rng(config.seed)
+        self._chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("tok", "idx", "wts", "y", "w")}
+        self._counts = np.zeros(num_classes, dtype=np.int64)
+        self._dim: int | None = None
+        self._s1 = self._s2 = None
+        self._n_tok = self._offset = self._images = 0
+
+    def add(self, features: PatchFeatures, labels: np.ndarray, name: str = "") -> None:
+        name = name or f"image {self._images}"
+        self._images += 1
+        labels = np.asarray(labels)
+        if self._dim is None:
+            self._dim = features.dim
+            self._s1 = torch.zeros(features.dim, dtype=torch.float64)
+            self._s2 = torch.zeros(features.dim, dtype=torch.float64)
+        elif features.dim != self._dim:
+            raise TrainingError(f"{name} has {features.dim}-d features, others {self._dim}-d: mixed backbones")
+        if labels.shape != features.original_size:
+            raise TrainingError(
+                f"{name}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but the image is "
+                f"{features.original_size[1]}x{features.original_size[0]}; labels must have the image's size"
+            )
+        flat = features.flat_tokens()
+        self._s1 += flat.sum(0, dtype=torch.float64)
+        self._s2 += (flat.double() ** 2).sum(0)
+        self._n_tok += flat.shape[0]
+        ys, xs = np.nonzero(labels != IGNORE)
+        if ys.size == 0:
+            return
+        y = labels[ys, xs].astype(np.int64)
+        if y.max() >= self.num_classes:
+            raise TrainingError(f"{name}: class index {int(y.max())} but only {self.num_classes} classes")
+        self._counts += np.bincount(y, minlength=self.num_classes)
+        cap, total = self.config.max_pixels, self.total_labelled
+        # Each image keeps its share of the cap, so large images do not crowd out small ones.
+        share = max(1, int(cap * ys.size / total)) if total and total > cap else ys.size
+        pick, sw = _stratified_sample(y, share, self._rng)
+        idx, wts = features.corner_indices(ys[pick], xs[pick])
+        used, local = torch.unique(idx, return_inverse=True)
+        self._chunks["tok"].append(flat[used].float())
+        self._chunks["idx"].append(local + self._offset)
+        self._offset += used.numel()
+        self._chunks["wts"].append(wts)
+        self._chunks["y"].append(torch.from_numpy(y[pick]))
+        self._chunks["w"].append(torch.from_numpy(sw))
+
+    def build(self) -> PixelSet:
+        if not self._chunks["y"]:
+            raise TrainingError("no labelled pixels: draw scribbles or points (or import masks) before training")
+        mean = self._s1 / self._n_tok
+        std = (self._s2 / self._n_tok - mean**2).clamp(min=0).sqrt()
+        y_all = torch.cat(self._chunks["y"])
+        weight = torch.cat(self._chunks["w"])
+        counts = self._counts
+        if self.config.class_balance:
+            present = counts > 0
+            cw = np.zeros(self.num_classes, dtype=np.float64)
+            cw[present] = counts[present].sum() / (present.sum() * counts[present])
+            weight = weight * torch.from_numpy(cw.astype(np.float32))[y_all]
+        return PixelSet(
+            tokens=torch.cat(self._chunks["tok"]),
+            idx=torch.cat(self._chunks["idx"]),
+            wts=torch.cat(self._chunks["wts"]),
+            y=y_all,
+            weight=weight,
+            mean=mean.float(),
+            std=std.float(),
+            pixel_counts={c: int(n) for c, n in enumerate(counts) if n > 0},
+        )
+
+
 def gather(images: Sequence[LabelledImage], num_classes: int, config: TrainConfig = TrainConfig()) -> PixelSet:
     """Collect labelled pixels of all images into a PixelSet (validating labels against the classes)."""
     if not images:
         raise TrainingError("no images to train on; add images and label some pixels first")
-    rng = np.random.default_rng(config.seed)
-    total = sum(int((im.labels != IGNORE).sum()) for im in images)
-    dim = images[0].features.dim
-    tok_chunks, idx_chunks, wts_chunks, y_chunks, w_chunks = [], [], [], [], []
-    counts = np.zeros(num_classes, dtype=np.int64)
-    s1 = torch.zeros(dim, dtype=torch.float64)
-    s2 = torch.zeros(dim, dtype=torch.float64)
-    n_tok, offset = 0, 0
-    for k, im in enumerate(images):
-        feats, labels = im.features, np.asarray(im.labels)
-        if feats.dim != dim:
-            raise TrainingError(f"image {k} has {feats.dim}-d features, others {dim}-d: mixed backbones")
-        if labels.shape != feats.original_size:
-            raise TrainingError(
-                f"image {k}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but the image is "
-                f"{feats.original_size[1]}x{feats.original_size[0]}; labels must have the image's size"
-            )
-        flat = feats.flat_tokens()
-        s1 += flat.sum(0, dtype=torch.float64)
-        s2 += (flat.double() ** 2).sum(0)
-        n_tok += flat.shape[0]
-        ys, xs = np.nonzero(labels != IGNORE)
-        if ys.size == 0:
-            continue
-        y = labels[ys, xs].astype(np.int64)
-        if y.max() >= num_classes:
-            raise TrainingError(f"image {k}: class index {int(y.max())} but only {num_classes} classes")
-        counts += np.bincount(y, minlength=num_classes)
-        # Each image keeps its share of the cap, so large images do not crowd out small ones.
-        cap = max(1, int(config.max_pixels * ys.size / total)) if total > config.max_pixels else ys.size
-        pick, sw = _stratified_sample(y, cap, rng)
-        idx, wts = feats.corner_indices(ys[pick], xs[pick])
-        used, local = torch.unique(idx, return_inverse=True)  # keep only the tokens that are touched
-        tok_chunks.append(flat[used])
-        idx_chunks.append(local + offset)
-        offset += used.numel()
-        wts_chunks.append(wts)
-        y_chunks.append(torch.from_numpy(y[pick]))
-        w_chunks.append(torch.from_numpy(sw))
-    if not y_chunks:
-        raise TrainingError("no labelled pixels: draw scribbles or points (or import masks) before training")
-    mean = (s1 / n_tok).float()
-    std = (s2 / n_tok - (s1 / n_tok) ** 2).clamp(min=0).sqrt().float()
-    y_all = torch.cat(y_chunks)
-    weight = torch.cat(w_chunks)
-    if config.class_balance:
-        present = counts > 0
-        cw = np.zeros(num_classes, dtype=np.float64)
-        cw[present] = counts[present].sum() / (present.sum() * counts[present])
-        weight = weight * torch.from_numpy(cw.astype(np.float32))[y_all]
-    return PixelSet(
-        tokens=torch.cat(tok_chunks).float(),
-        idx=torch.cat(idx_chunks),
-        wts=torch.cat(wts_chunks),
-        y=y_all,
-        weight=weight,
-        mean=mean,
-        std=std,
-        pixel_counts={c: int(n) for c, n in enumerate(counts) if n > 0},
-    )
+    total = sum(int((np.asarray(im.labels) != IGNORE).sum()) for im in images)
+    builder = PixelSetBuilder(num_classes, config, total_labelled=total)
+    for im in images:
+        builder.add(im.features, im.labels)
+    return builder.build()
 
 
 class _BilinearMix(torch.autograd.Function):

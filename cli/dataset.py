@@ -1,0 +1,256 @@
+"""`train`, `evaluate` and `predict` on folders in PASCAL VOC layout (the paper's setting)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.backbone import Backbone, default_backbone_name, load_backbone, resolve_device
+from core.cache import FeatureStore
+from core.features import FeatureConfig, FeatureExtractor
+from core.head import HeadMeta, load_head, save_head
+from core.imageio import IMAGE_SUFFIXES, list_images, load_rgb
+from core.labels import IGNORE, write_label_png
+from core.metrics import ConfusionMatrix
+from core.predict import predict
+from core.train import PixelSetBuilder, TrainConfig, TrainingError, train_head
+from core.voc import DatasetError, VocDataset
+
+log = logging.getLogger("probeseg")
+
+LABEL_KINDS = ("scribble", "point", "dense")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("PROBESEG_CACHE", Path.home() / ".cache" / "probeseg" / "features"))
+
+
+def _add_backbone_args(p: argparse.ArgumentParser, weights_default: str | None) -> None:
+    p.add_argument("--backbone", default=None, help="dinov2_vits14 (CPU default), dinov2_vitb14 (GPU default), ...")
+    p.add_argument(
+        "--weights",
+        default=weights_default,
+        help="hub (timm weights from the Hugging Face cache), random (testing only) or a checkpoint path"
+        + ("" if weights_default else "; default: the weights the head was trained with"),
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default ~/.cache/probeseg/features)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+    p.add_argument("--batch-size", type=int, default=8, help="images per backbone forward")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a head on a VOC-layout dataset with imperfect labels")
+    t.add_argument("--data", required=True, type=Path, help="dataset folder (JPEGImages/, ImageSets/Segmentation/)")
+    t.add_argument("--labels", required=True, type=Path, help="folder of label PNGs, 255 = unlabelled")
+    t.add_argument("--label-kind", required=True, choices=LABEL_KINDS)
+    t.add_argument("--out", required=True, type=Path, help="folder to write head.safetensors + head.json")
+    t.add_argument("--split", default="train")
+    t.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
+    _add_backbone_args(t, "hub")
+    t.add_argument("--max-iter", type=int, default=TrainConfig.max_iter)
+    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    t.add_argument("--max-pixels", type=int, default=TrainConfig.max_pixels, help="sampling cap for dense masks")
+    t.add_argument(
+        "--class-balance",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight classes by inverse pixel count (default: on for scribble/point, off for dense)",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    try:  # the paper's full recipe (augmentations, SGD, 20k iterations) lives in core.protocol
+        from core.protocol import add_protocol_arguments
+
+        add_protocol_arguments(t)
+    except ImportError:
+        pass
+    t.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="per-class IoU and mIoU of a head on a dataset split")
+    e.add_argument("--data", required=True, type=Path)
+    e.add_argument("--head", required=True, type=Path, help="folder written by train")
+    e.add_argument("--split", default="val")
+    e.add_argument("--json", type=Path, default=None, help="where to write the scores (default HEAD/eval-SPLIT.json)")
+    _add_backbone_args(e, None)
+    e.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("predict", help="write palette PNG predictions for images")
+    p.add_argument("--head", required=True, type=Path)
+    p.add_argument("--images", required=True, nargs="+", type=Path, help="a folder of images or image files")
+    p.add_argument("--out", required=True, type=Path)
+    _add_backbone_args(p, None)
+    p.set_defaults(func=run_predict)
+
+
+def _open_store(name: str | None, weights: str, args: argparse.Namespace, long_side: int) -> FeatureStore:
+    device = resolve_device(args.device)
+    name = name or default_backbone_name(device)
+    backbone: Backbone = load_backbone(name, weights, device)
+    note = "  (RANDOM WEIGHTS: for testing only)" if backbone.is_random else ""
+    print(f"backbone: {name} [{backbone.weights_id}] on {device}{note}")
+    extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side, batch_size=args.batch_size))
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    return FeatureStore(extractor, cache_dir=cache, max_memory_bytes=64 * 2**20)
+
+
+def _features_in_batches(store: FeatureStore, images, desc: str):
+    """Yield (item, rgb, features) streaming through the store in backbone-sized batches, with a bar."""
+    step = max(1, store.extractor.config.batch_size)
+    with tqdm(total=len(images), desc=desc, unit="img") as bar:
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            rgbs = [load() for _, load in chunk]
+            for (item, _), rgb, feats in zip(chunk, rgbs, store.get_many(rgbs), strict=True):
+                yield item, rgb, feats
+            bar.update(len(chunk))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    ds = VocDataset.open(args.data)
+    if not args.labels.is_dir():
+        raise DatasetError(f"{args.labels}: labels folder not found")
+    if getattr(args, "protocol", "fast") == "paper":
+        return _run_protocol_train(args, ds)
+    ids = ds.ids(args.split)
+    balance = args.class_balance if args.class_balance is not None else args.label_kind != "dense"
+    config = TrainConfig(
+        max_iter=args.max_iter,
+        weight_decay=args.weight_decay,
+        class_balance=balance,
+        max_pixels=args.max_pixels,
+        seed=args.seed,
+    )
+    # Pass 1: read every label map once (cheap) to validate it and count pixels for the sampling cap.
+    total = 0
+    for image_id in tqdm(ids, desc="checking labels", unit="img"):
+        total += int((ds.labels(args.labels, image_id) != IGNORE).sum())
+    if total == 0:
+        raise TrainingError(f"{args.labels}: no labelled pixels in split {args.split!r} (all 255)")
+    store = _open_store(args.backbone, args.weights, args, args.long_side)
+    builder = PixelSetBuilder(len(ds.classes), config, total_labelled=total)
+    started = time.perf_counter()
+    items = [(i, (lambda i=i: ds.image(i))) for i in ids]
+    for image_id, rgb, feats in _features_in_batches(store, items, "features"):
+        builder.add(feats, ds.labels(args.labels, image_id, size=rgb.shape[:2]), name=str(image_id))
+    feature_seconds = time.perf_counter() - started
+    result = train_head(builder.build(), len(ds.classes), config)
+    spec = store.extractor.backbone.spec
+    meta = HeadMeta(
+        backbone=spec.name,
+        weights_id=store.extractor.backbone.weights_id,
+        classes=list(ds.classes),
+        long_side=args.long_side,
+        train={
+            "label_kind": args.label_kind,
+            "split": args.split,
+            "images": len(ids),
+            "config": config.to_dict(),
+            "loss": result.loss,
+            "iterations": result.iterations,
+            "train_seconds": result.seconds,
+            "feature_seconds": feature_seconds,
+            "labelled_pixels": {ds.classes[c]: n for c, n in result.pixel_counts.items()},
+            "trained_pixels": result.trained_pixels,
+        },
+    )
+    save_head(args.out, result.head, meta)
+    print(
+        f"trained on {result.trained_pixels:,} of {total:,} labelled pixels in {result.seconds:.2f}s "
+        f"({result.iterations} iterations, loss {result.loss:.4f}); head written to {args.out}"
+    )
+    return 0
+
+
+def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
+    weights = args.weights
+    if weights is None:
+        if meta.weights_id.startswith("random"):
+            weights = "random"
+        elif meta.weights_id.startswith("hub"):
+            weights = "hub"
+        else:
+            raise ValueError(
+                f"the head was trained with backbone weights {meta.weights_id}; pass the same file with --weights PATH"
+            )
+    if args.backbone and args.backbone != meta.backbone:
+        raise ValueError(f"the head was trained on {meta.backbone} features, not {args.backbone}; drop --backbone")
+    store = _open_store(meta.backbone, weights, args, meta.long_side)
+    if store.extractor.backbone.weights_id != meta.weights_id:
+        raise ValueError(
+            f"the head was trained on features of weights {meta.weights_id} but these are "
+            f"{store.extractor.backbone.weights_id}; use the same --weights as for training"
+        )
+    return store
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    ds = VocDataset.open(args.data)
+    head, meta = load_head(args.head)
+    if len(meta.classes) != len(ds.classes):
+        raise DatasetError(
+            f"the head predicts {len(meta.classes)} classes but {args.data} has {len(ds.classes)}; "
+            "evaluate on the dataset the head was trained for"
+        )
+    ids = ds.ids(args.split)
+    store = _store_for_head(args, meta)
+    cm = ConfusionMatrix(len(ds.classes))
+    items = [(i, (lambda i=i: ds.image(i))) for i in ids]
+    for image_id, rgb, feats in _features_in_batches(store, items, f"evaluating {args.split}"):
+        gt = ds.ground_truth(image_id, size=rgb.shape[:2])
+        cm.update(gt, predict(head, feats).labels)
+    scores = cm.scores()
+    print(scores.format_table(list(ds.classes)))
+    out = args.json or (args.head / f"eval-{args.split}.json")
+    report = {"split": args.split, "images": len(ids), "data": str(args.data), **scores.to_dict(list(ds.classes))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"scores written to {out}")
+    return 0
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(list_images(p))
+        elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: not an image file or folder")
+    if not files:
+        raise FileNotFoundError(f"no images found in {', '.join(map(str, paths))}")
+    return files
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    files = _image_files(args.images)
+    head, meta = load_head(args.head)
+    store = _store_for_head(args, meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stems = [f.stem for f in files]
+    if len(set(stems)) != len(stems):
+        raise ValueError("two input images share a file name stem; their predictions would overwrite each other")
+    items = [(f, (lambda f=f: load_rgb(f))) for f in files]
+    for path, _, feats in _features_in_batches(store, items, "predicting"):
+        write_label_png(args.out / f"{path.stem}.png", predict(head, feats).labels)
+    print(f"wrote {len(files)} palette PNGs to {args.out}")
+    return 0
+
+
+def _run_protocol_train(args: argparse.Namespace, ds: VocDataset) -> int:
+    """The paper's recipe: the backbone runs on every augmented batch (see core.protocol)."""
+    from core.protocol import protocol_config_from_args, train_protocol
+
+    device = resolve_device(args.device)
+    name = args.backbone or default_backbone_name(device)
+    backbone = load_backbone(name, args.weights, device)
+    print(f"backbone: {name} [{backbone.weights_id}] on {device}")
+    train_protocol(ds, args.labels, args.split, backbone, protocol_config_from_args(args), args.out)
+    print(f"head written to {args.out}")
+    return 0

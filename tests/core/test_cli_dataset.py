@@ -1,0 +1,92 @@
+"""End to end: `python app.py train/evaluate/predict` on a tiny VOC-layout dataset with random weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.main import main
+from core.labels import read_label_png, write_label_png
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBESEG_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _train(voc, labels, out, *extra):
+    return main(
+        ["train", "--data", str(voc), "--labels", str(labels), "--label-kind", "scribble", "--weights", "random",
+         "--long-side", "112", "--out", str(out), *extra]
+    )
+
+
+def test_train_evaluate_predict(tiny_voc, env, capsys):
+    voc, labels = tiny_voc
+    assert _train(voc, labels, env / "head") == 0
+    meta = json.loads((env / "head" / "head.json").read_text())
+    assert meta["backbone"] == "dinov2_vits14" and meta["classes"] == ["background", "red", "blue"]
+    assert meta["weights_id"].startswith("random") and meta["long_side"] == 112
+    assert set(meta["train"]["labelled_pixels"]) == {"red", "blue"}
+    assert (env / "head" / "head.safetensors").is_file()
+
+    assert main(["evaluate", "--data", str(voc), "--head", str(env / "head")]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "red" in out
+    scores = json.loads((env / "head" / "eval-val.json").read_text())
+    # Two flat colours are separable even for random ViT features: the head must find them.
+    assert scores["miou"] > 0.9
+
+    assert main(["predict", "--head", str(env / "head"), "--images", str(voc / "JPEGImages"), "--out", str(env / "pred")]) == 0
+    pred = read_label_png(env / "pred" / "img_003.png")
+    gt = read_label_png(voc / "SegmentationClass" / "img_003.png")
+    assert pred.shape == gt.shape
+    assert (pred[gt != 255] == gt[gt != 255]).mean() > 0.9
+    assert Image.open(env / "pred" / "img_003.png").mode == "P"
+
+
+def test_dense_labels_and_cached_features(tiny_voc, env):
+    voc, _ = tiny_voc
+    assert _train(voc, voc / "SegmentationClass", env / "h1", "--label-kind", "dense", "--max-pixels", "2000") == 0
+    assert any((env / "cache").rglob("*.safetensors"))
+    assert _train(voc, voc / "SegmentationClass", env / "h2", "--label-kind", "dense", "--max-pixels", "2000") == 0
+    a = (env / "h1" / "head.safetensors").read_bytes()
+    assert a == (env / "h2" / "head.safetensors").read_bytes()  # deterministic, from cache or not
+
+
+def _one_line_error(capsys, needle):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert needle in err, err
+    return err
+
+
+def test_bad_inputs_give_one_clear_line(tiny_voc, env, capsys):
+    voc, labels = tiny_voc
+    assert _train(env / "missing", labels, env / "h") == 2
+    _one_line_error(capsys, "dataset folder not found")
+
+    bad = np.full((5, 5), 255, np.uint8)
+    write_label_png(labels / "img_001.png", bad)
+    assert _train(voc, labels, env / "h") == 2
+    _one_line_error(capsys, "img_001.png: label map is 5x5")
+
+    lab = read_label_png(voc / "scribbles" / "img_000.png")
+    lab[0, 0] = 7
+    write_label_png(labels / "img_001.png", np.full((67, 85), 255, np.uint8))
+    write_label_png(labels / "img_000.png", lab)
+    assert _train(voc, labels, env / "h") == 2
+    _one_line_error(capsys, "img_000.png: class index 7 is not one of the 3 classes")
+
+    lab[0, 0] = 255
+    write_label_png(labels / "img_000.png", lab)
+    (voc / "JPEGImages" / "img_002.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    assert _train(voc, labels, env / "h") == 2
+    _one_line_error(capsys, "img_002.jpg: not a readable image")
+
+    assert main(["evaluate", "--data", str(voc), "--head", str(env / "nohead")]) == 2
+    _one_line_error(capsys, "no head here")

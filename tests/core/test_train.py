@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.features import PatchFeatures
+from core.head import LinearHead
+from core.labels import IGNORE
+from core.train import (
+    LabelledImage,
+    TrainConfig,
+    TrainingError,
+    _stratified_sample,
+    _transfer,
+    gather,
+    literal_loss,
+    pixel_loss,
+    train_head,
+)
+
+
+def _problem(seed=0, num_classes=4, dim=16, density=0.3):
+    """Random tokens and labels on non-square images, with labels on every border row and column."""
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    images = []
+    for h, w, H, W in [(3, 5, 37, 61), (4, 2, 50, 23), (1, 3, 9, 40)]:
+        labels = np.full((H, W), IGNORE, np.uint8)
+        mask = rng.random((H, W)) < density
+        labels[mask] = rng.integers(0, num_classes, mask.sum())
+        labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1] = 1, 2, 3 % num_classes, 0
+        feats = PatchFeatures(torch.randn(dim, h, w, generator=g), (h * 14, w * 14), (H, W))
+        images.append(LabelledImage(feats, labels))
+    head = LinearHead(dim, num_classes)
+    with torch.no_grad():
+        head.conv.weight.normal_(generator=g)
+        head.conv.bias.normal_(generator=g)
+    head.set_statistics(torch.randn(dim, generator=g) * 0.1, torch.rand(dim, generator=g) + 0.5)
+    return images, head
+
+
+def _loss_and_grads(fn):
+    def run(head, *a):
+        for p in (head.conv.weight, head.conv.bias):
+            p.requires_grad_(True)
+            p.grad = None
+        loss = fn(head, *a)
+        loss.backward()
+        return float(loss.detach()), head.conv.weight.grad.clone(), head.conv.bias.grad.clone()
+    return run
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_gathered_loss_and_gradients_equal_the_literal_eq1(balance):
+    images, head = _problem()
+    px = gather(images, 4, TrainConfig(class_balance=balance))
+    class_weight = None
+    if balance:
+        counts = np.bincount(np.concatenate([im.labels[im.labels != IGNORE] for im in images]), minlength=4)
+        class_weight = torch.tensor(counts.sum() / (4 * counts), dtype=torch.float32)
+    fast = _loss_and_grads(pixel_loss)(head, px)
+    slow = _loss_and_grads(literal_loss)(head, images, class_weight)
+    assert abs(fast[0] - slow[0]) < 1e-5
+    assert torch.allclose(fast[1], slow[1], atol=1e-5) and torch.allclose(fast[2], slow[2], atol=1e-5)
+
+
+def test_training_decreases_loss_and_is_deterministic():
+    images, _ = _problem(seed=1, density=0.05)
+    zero = LinearHead(16, 4)
+    px = gather(images, 4)
+    zero.set_statistics(px.mean, px.std)
+    before = float(pixel_loss(zero, px))
+    a = train_head(images, 4, TrainConfig(max_iter=30))
+    b = train_head(images, 4, TrainConfig(max_iter=30))
+    assert a.loss < before - 0.05
+    assert torch.equal(a.head.conv.weight, b.head.conv.weight)
+    assert a.pixel_counts == {c: int(sum((im.labels == c).sum() for im in images)) for c in range(4)}
+
+
+def test_separable_classes_are_learned_on_unlabelled_pixels():
+    # Class = sign of token channel 0; label only a few pixels, then predict everywhere.
+    g = torch.Generator().manual_seed(3)
+    tokens = 0.5 * torch.randn(8, 6, 6, generator=g)
+    tokens[0] = torch.where(torch.arange(6)[None, :] < 3, -3.0, 3.0).expand(6, 6)
+    feats = PatchFeatures(tokens, (84, 84), (60, 60))
+    labels = np.full((60, 60), IGNORE, np.uint8)
+    rows = np.arange(60)
+    labels[rows, 2 + rows * 25 // 60] = 0  # one diagonal stroke per class, across every patch row
+    labels[rows, 33 + rows * 25 // 60] = 1
+    result = train_head([LabelledImage(feats, labels)], 2)
+    from core.predict import predict
+
+    pred = predict(result.head, feats).labels
+    assert (pred[:, :20] == 0).mean() > 0.95 and (pred[:, 40:] == 1).mean() > 0.95
+
+
+def test_stratified_sampling_keeps_class_shares_and_unbiased_weights():
+    y = np.repeat([0, 1, 2], [90_000, 9_000, 1_000])
+    rng = np.random.default_rng(0)
+    idx, w = _stratified_sample(y, 10_000, rng)
+    counts = np.bincount(y[idx], minlength=3)
+    assert abs(counts.sum() - 10_000) <= 3 and counts[2] >= 99
+    for c, n in enumerate([90_000, 9_000, 1_000]):
+        assert np.isclose(w[y[idx] == c].sum(), n)  # each class still weighs what it did
+    again, _ = _stratified_sample(y, 10_000, np.random.default_rng(0))
+    assert np.array_equal(idx, again)
+
+
+def test_sampling_cap_applies_to_dense_masks():
+    images, _ = _problem(seed=2, density=1.0)
+    full = sum(int((im.labels != IGNORE).sum()) for im in images)
+    px = gather(images, 4, TrainConfig(max_pixels=1000))
+    assert px.num_pixels <= 1010 and full > 3000
+    unbalanced = gather(images, 4, TrainConfig(max_pixels=1000, class_balance=False))
+    assert abs(float(unbalanced.weight.sum()) - full) / full < 0.01
+
+
+def test_warm_start_transfer_preserves_the_function():
+    images, head = _problem(seed=4)
+    px = gather(images, 4)
+    new = LinearHead(16, 4)
+    new.set_statistics(px.mean, px.std)
+    _transfer(head, new)
+    x = torch.randn(10, 16)
+    assert torch.allclose(head.logits_flat(x), new.logits_flat(x), atol=1e-4)
+    warm = train_head(images, 4, TrainConfig(max_iter=3), init=train_head(images, 4).head)
+    cold = train_head(images, 4, TrainConfig(max_iter=3))
+    assert warm.loss <= cold.loss
+
+
+def test_bad_inputs_give_clear_errors():
+    images, _ = _problem()
+    with pytest.raises(TrainingError, match="no images"):
+        train_head([], 4)
+    empty = [LabelledImage(im.features, np.full_like(im.labels, IGNORE)) for im in images]
+    with pytest.raises(TrainingError, match="no labelled pixels"):
+        train_head(empty, 4)
+    one = [LabelledImage(im.features, np.where(im.labels != IGNORE, 1, IGNORE).astype(np.uint8)) for im in images]
+    with pytest.raises(TrainingError, match="only one class"):
+        train_head(one, 4)
+    with pytest.raises(TrainingError, match="class index 3 but only 3 classes"):
+        train_head(images, 3)
+    wrong = [LabelledImage(images[0].features, images[0].labels[:-1])]
+    with pytest.raises(TrainingError, match="labels must have the image's size"):
+        train_head(wrong, 4)
