@@ -126,6 +126,14 @@ def run_train(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         seed=args.seed,
     )
+    # Sparse label sets often cover only part of a split: images without a label file are skipped, loudly.
+    missing = [i for i in ids if not (args.labels / f"{i}.png").is_file()]
+    if len(missing) == len(ids):
+        raise DatasetError(f"{args.labels}: none of the {len(ids)} images of split {args.split!r} has a label PNG there")
+    if missing:
+        print(f"warning: {len(missing)} of {len(ids)} images have no label file in {args.labels} and are skipped "
+              f"(first: {missing[0]}.png)")
+        ids = [i for i in ids if i not in set(missing)]
     # Pass 1: read every label map once (cheap) to validate it and count pixels for the sampling cap.
     total = 0
     for image_id in tqdm(ids, desc="checking labels", unit="img"):

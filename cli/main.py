@@ -38,13 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not any(a in parser._subparsers._group_actions[0].choices for a in argv if not a.startswith("-")) and not {
-        "-h",
-        "--help",
-    } & set(argv):
-        argv = ["serve", *argv]
+    commands = parser._subparsers._group_actions[0].choices  # the registered subcommand names
+    verbose = any(a in ("-v", "--verbose") for a in argv)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    if not (set(argv) & {"-h", "--help"}) and not (argv and argv[0] in commands):
+        argv = ["serve", *argv]  # `python app.py --port 8000` means `python app.py serve --port 8000`
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         return int(args.func(args) or 0)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
-        if args.verbose:
+        if verbose:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,9 @@ def _train(voc, labels, out, *extra):
 
 def test_train_evaluate_predict(tiny_voc, env, capsys):
     voc, labels = tiny_voc
+    (labels / "img_002.png").unlink()  # images without labels are skipped with a warning
     assert _train(voc, labels, env / "head") == 0
+    assert "1 of 3 images have no label file" in capsys.readouterr().out
     meta = json.loads((env / "head" / "head.json").read_text())
     assert meta["backbone"] == "dinov2_vits14" and meta["classes"] == ["background", "red", "blue"]
     assert meta["weights_id"].startswith("random") and meta["long_side"] == 112
@@ -36,7 +38,7 @@ def test_train_evaluate_predict(tiny_voc, env, capsys):
 
     assert main(["evaluate", "--data", str(voc), "--head", str(env / "head")]) == 0
     out = capsys.readouterr().out
-    assert "mIoU" in out and "red" in out
+    assert "mIoU" in out and "red" in out and "Traceback" not in out
     scores = json.loads((env / "head" / "eval-val.json").read_text())
     # Two flat colours are separable even for random ViT features: the head must find them.
     assert scores["miou"] > 0.9
@@ -87,6 +89,11 @@ def test_bad_inputs_give_one_clear_line(tiny_voc, env, capsys):
     (voc / "JPEGImages" / "img_002.jpg").write_bytes(b"\xff\xd8\xff garbage")
     assert _train(voc, labels, env / "h") == 2
     _one_line_error(capsys, "img_002.jpg: not a readable image")
+
+    for f in labels.iterdir():
+        f.unlink()
+    assert _train(voc, labels, env / "h") == 2
+    _one_line_error(capsys, "none of the 3 images of split 'train' has a label PNG")
 
     assert main(["evaluate", "--data", str(voc), "--head", str(env / "nohead")]) == 2
     _one_line_error(capsys, "no head here")
