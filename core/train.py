@@ -211,17 +211,22 @@ class _BilinearMix(torch.autograd.Function):
         return ctx.s_t @ grad_z.contiguous(), None, None
 
 
+def _mixed_loss(u: torch.Tensor, px: PixelSet) -> torch.Tensor:
+    """Weighted mean cross-entropy from per-token logits u [M, K] (bilinear mix, then masked CE)."""
+    s, s_t = px.mix_matrices()
+    ce = F.cross_entropy(_BilinearMix.apply(u, s, s_t), px.y, reduction="none")
+    return (ce * px.weight).sum() / px.weight.sum()
+
+
 def pixel_logits(head: LinearHead, px: PixelSet) -> torch.Tensor:
     """[N, K] logits at the labelled pixels: the head on each touched token, then the bilinear mix."""
-    u = head.logits_flat(px.tokens)  # [M, K]
     s, s_t = px.mix_matrices()
-    return _BilinearMix.apply(u, s, s_t)
+    return _BilinearMix.apply(head.logits_flat(px.tokens), s, s_t)
 
 
 def pixel_loss(head: LinearHead, px: PixelSet) -> torch.Tensor:
     """Weighted mean cross-entropy over labelled pixels (Eq. 1 with its mask)."""
-    ce = F.cross_entropy(pixel_logits(head, px), px.y, reduction="none")
-    return (ce * px.weight).sum() / px.weight.sum()
+    return _mixed_loss(head.logits_flat(px.tokens), px)
 
 
 def _transfer(prev: LinearHead, head: LinearHead) -> None:
@@ -256,7 +261,10 @@ def train_head(
     head.set_statistics(px.mean, px.std)
     if init is not None and config.warm_start and init.dim == head.dim:
         _transfer(init, head)
+    weight = head.conv.weight.view(num_classes, -1)
     params = [head.conv.weight, head.conv.bias]
+    # Tokens are fixed: standardise them once instead of in every step.
+    z = ((px.tokens - head.mean) / head.std).contiguous()
     opt = torch.optim.LBFGS(
         params,
         lr=1.0,
@@ -269,7 +277,8 @@ def train_head(
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=False)
-        loss = pixel_loss(head, px) + 0.5 * config.weight_decay * head.conv.weight.pow(2).sum()
+        u = torch.addmm(head.conv.bias, z, weight.T)
+        loss = _mixed_loss(u, px) + 0.5 * config.weight_decay * weight.pow(2).sum()
         loss.backward()
         return loss
 
