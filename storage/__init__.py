@@ -1,4 +1,16 @@
-"""probeseg storage: database models and the one repository API everything else uses."""
+"""probeseg storage: database models and the one repository API everything else uses.
+
+    from storage import Repository
+    repo = Repository.open("probeseg-data")            # or Repository.open(dir, "postgresql+psycopg://...")
+    project = repo.create_project("cats")              # gets a 'background' class at index 0
+    cat = repo.add_class(project.id, "cat")
+    image = repo.add_image(project.id, data, "photo.jpg")
+    repo.save_scribbles(image.id, raster)              # HxW uint8 class indices, 255 = none
+    labels = repo.label_map(image.id)                  # HxW uint8 current class indices, 255 = unlabelled
+
+Everything returns frozen records (`storage.records`) or numpy arrays; errors are `StorageError`
+subclasses whose message says how to fix the problem.
+"""
 
 from .errors import (
     ConflictError,
@@ -22,10 +34,10 @@ from .records import (
     ProjectInfo,
     TrainingRunInfo,
 )
-from .repository import Repository
+from .repository import DEFAULT_DATA_DIR, Repository
 
 __all__ = [
-    "SPLITS", "AnnotationInfo", "ClassInfo", "ClassUsage", "ConflictError", "DatabaseBusyError", "EditState",
+    "DEFAULT_DATA_DIR", "SPLITS", "AnnotationInfo", "ClassInfo", "ClassUsage", "ConflictError", "DatabaseBusyError", "EditState",
     "HeadInfo", "ImageInfo", "ImportLimitError", "ImportReport", "NotFoundError", "PointInfo", "ProjectInfo",
     "Repository", "StorageError", "TrainingRunInfo", "ValidationError", "sanitize_filename",
 ]

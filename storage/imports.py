@@ -1,0 +1,333 @@
+"""Importing images: uploads, folders, zips (zip-slip safe, size-limited) and VOC-layout datasets."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from core.imageio import IMAGE_SUFFIXES
+from core.labels import VOC_CLASSES, LabelError, read_label_png, voc_palette
+
+from . import annotations
+from .classes import add_class_row
+from .context import Ctx
+from .convert import get_or_404, parse_colour, project_classes
+from .errors import ImportLimitError, StorageError, ValidationError
+from .files import sanitize_filename
+from .images import MAX_UPLOAD_BYTES, add_image, set_split
+from .models import Project
+from .records import ImageInfo, ImportReport, _ReportBuilder
+
+log = logging.getLogger(__name__)
+
+MAX_ZIP_MEMBERS = 50_000
+MAX_ZIP_MEMBER_BYTES = MAX_UPLOAD_BYTES
+MAX_ZIP_TOTAL_BYTES = 8 * 1024**3
+MAX_COMPRESSION_RATIO = 1_000  # an image member that inflates more than this is a zip bomb
+
+
+def _is_image_name(name: str) -> bool:
+    return PurePosixPath(name.lower()).suffix in IMAGE_SUFFIXES
+
+
+def _hidden(parts: Iterable[str]) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _add_one(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder,
+             split: str = "unassigned") -> tuple[ImageInfo, bool] | None:
+    safe = sanitize_filename(name)
+    try:
+        info, created = add_image(ctx, project_id, data, safe, split)
+    except ValidationError as exc:
+        rb.failed.append((safe, str(exc)))
+        return None
+    (rb.imported if created else rb.duplicates).append(safe)
+    rb.image_ids.append(info.id)
+    return info, created
+
+
+def _check_project(ctx: Ctx, project_id: int) -> None:
+    ctx.db.read(lambda s: get_or_404(s, Project, project_id, "project"))
+
+
+# ------------------------------------------------------------------ zips
+def _zip_members(zf: zipfile.ZipFile, rb: _ReportBuilder) -> Iterator[tuple[str, zipfile.ZipInfo]]:
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise ImportLimitError(f"the zip has {len(infos):,} members; the limit is {MAX_ZIP_MEMBERS:,} - split it")
+    total = sum(i.file_size for i in infos if not i.is_dir())
+    if total > MAX_ZIP_TOTAL_BYTES:
+        raise ImportLimitError(f"the zip would unpack to {total:,} bytes; the limit is {MAX_ZIP_TOTAL_BYTES:,} - "
+                               "split it into smaller zips")
+    for info in infos:
+        if info.is_dir():
+            continue
+        raw = info.filename.replace("\\", "/")
+        parts = [p for p in raw.split("/") if p not in ("", ".", "..")]  # never used as a path anyway
+        shown = sanitize_filename(raw)
+        if not parts:
+            continue
+        if _hidden(parts):
+            rb.skipped.append((shown, "hidden or system file"))
+            continue
+        if not _is_image_name(parts[-1]):
+            rb.skipped.append((shown, f"not an image file name (images end in {', '.join(IMAGE_SUFFIXES)})"))
+            continue
+        yield shown, info
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
+    if info.file_size > MAX_ZIP_MEMBER_BYTES:
+        raise ImportLimitError(f"{name}: {info.file_size:,} bytes unpacked; the limit is {MAX_ZIP_MEMBER_BYTES:,}")
+    if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO and info.file_size > 2**24:
+        raise ImportLimitError(f"{name}: compression ratio {info.file_size / info.compress_size:.0f}:1 looks like a "
+                               "zip bomb; not unpacked")
+    with zf.open(info) as fh:
+        data = fh.read(MAX_ZIP_MEMBER_BYTES + 1)  # never trust the declared size alone
+    if len(data) > MAX_ZIP_MEMBER_BYTES:
+        raise ImportLimitError(f"{name}: larger than the {MAX_ZIP_MEMBER_BYTES:,}-byte limit")
+    return data
+
+
+def _import_zip_into(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes, rb: _ReportBuilder,
+                     label: str) -> None:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes | bytearray) else os.fspath(source))
+    except (zipfile.BadZipFile, OSError) as exc:
+        rb.failed.append((label, f"not a readable zip file ({exc})"))
+        return
+    with zf:
+        try:
+            members = list(_zip_members(zf, rb))
+        except ImportLimitError as exc:
+            rb.failed.append((label, str(exc)))
+            return
+        for name, info in members:
+            try:
+                data = read_member(zf, info, name)
+            except ImportLimitError as exc:
+                rb.failed.append((name, str(exc)))
+                continue
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+                rb.failed.append((name, f"cannot unpack this zip member ({exc})"))
+                continue
+            _add_one(ctx, project_id, name, data, rb)
+
+
+def import_zip(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes) -> ImportReport:
+    _check_project(ctx, project_id)
+    rb = _ReportBuilder()
+    label = "<zip>" if isinstance(source, bytes | bytearray) else sanitize_filename(os.fspath(source))
+    _import_zip_into(ctx, project_id, source, rb, label)
+    return rb.build()
+
+
+# ------------------------------------------------------------------ files and folders
+def _read_file(path: Path, rb: _ReportBuilder) -> bytes | None:
+    name = sanitize_filename(path.name)
+    try:
+        size = path.stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            rb.failed.append((name, f"{size:,} bytes is larger than the {MAX_UPLOAD_BYTES:,}-byte limit"))
+            return None
+        return path.read_bytes()
+    except OSError as exc:
+        rb.failed.append((name, f"cannot read the file ({exc.strerror or exc})"))
+        return None
+
+
+def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike | tuple[str, bytes]]) -> ImportReport:
+    _check_project(ctx, project_id)
+    rb = _ReportBuilder()
+    for item in files:
+        if isinstance(item, tuple):
+            name, data = str(item[0]), item[1]
+        else:
+            path = Path(item)
+            name = path.name
+            if name.lower().endswith(".zip"):
+                _import_zip_into(ctx, project_id, path, rb, sanitize_filename(name))
+                continue
+            read = _read_file(path, rb)
+            if read is None:
+                continue
+            data = read
+        if name.lower().endswith(".zip"):
+            _import_zip_into(ctx, project_id, bytes(data), rb, sanitize_filename(name))
+        elif not _is_image_name(name):
+            rb.skipped.append((sanitize_filename(name), "not an image file name"))
+        else:
+            _add_one(ctx, project_id, name, bytes(data), rb)
+    return rb.build()
+
+
+def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursive: bool) -> ImportReport:
+    _check_project(ctx, project_id)
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValidationError(f"{root}: not a folder; give the folder that contains the images")
+    rb = _ReportBuilder()
+    paths = sorted(root.rglob("*") if recursive else root.iterdir())
+    for path in paths:
+        rel = path.relative_to(root).parts
+        if not path.is_file() or _hidden(rel):
+            continue
+        if not _is_image_name(path.name):
+            rb.skipped.append((sanitize_filename(path.name), "not an image file name"))
+            continue
+        data = _read_file(path, rb)
+        if data is not None:
+            _add_one(ctx, project_id, path.name, data, rb)
+    return rb.build()
+
+
+# ------------------------------------------------------------------ VOC layout
+def read_class_list(path: Path) -> list[tuple[str, str | None]]:
+    """classes.txt: one class per line in index order; an optional trailing '#rrggbb' sets its colour."""
+    out: list[tuple[str, str | None]] = []
+    for raw in path.read_text(encoding="utf-8-sig").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("//"):
+            continue
+        colour = None
+        head, _, last = line.rpartition(" ")
+        if head and last.startswith("#"):
+            try:
+                colour = parse_colour(last)
+                line = head.strip()
+            except ValidationError:
+                colour = None
+        out.append((line, colour))
+    return out
+
+
+def _split_lists(root: Path) -> tuple[list[str], dict[str, str]]:
+    sets = root / "ImageSets" / "Segmentation"
+    order: list[str] = []
+    split: dict[str, str] = {}
+    for fname, value in (("train.txt", "train"), ("val.txt", "val"), ("trainval.txt", "unassigned")):
+        path = sets / fname
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").split():
+            stem = line.strip()
+            if stem and stem not in split:
+                split[stem] = value
+                order.append(stem)
+    return order, split
+
+
+def _ensure_classes(ctx: Ctx, project_id: int, names: list[tuple[str, str | None]], rb: _ReportBuilder) -> dict[int, int]:
+    pal = voc_palette()
+
+    def fn(s: Session) -> tuple[dict[int, int], list[str]]:
+        existing = {c.name.lower(): c.id for c in project_classes(s, project_id)}
+        mapping: dict[int, int] = {}
+        added: list[str] = []
+        for i, (name, colour) in enumerate(names):
+            cid = existing.get(name.strip().lower())
+            if cid is None:
+                col = colour or "#{:02x}{:02x}{:02x}".format(*map(int, pal[i % 255]))
+                row = add_class_row(s, project_id, name, col)
+                cid = row.id
+                existing[row.name.lower()] = cid
+                added.append(row.name)
+            mapping[i] = cid
+        return mapping, added
+
+    mapping, added = ctx.db.write(fn)
+    rb.classes_added.extend(added)
+    return mapping
+
+
+def _read_mask(path: Path, shape: tuple[int, int], what: str) -> np.ndarray:
+    arr = read_label_png(path, f"{path.name} ({what})")
+    if arr.shape != shape:
+        raise ValidationError(f"{path.name} ({what}): mask is {arr.shape[1]}x{arr.shape[0]} but the image is "
+                              f"{shape[1]}x{shape[0]}; masks must match the image size")
+    return arr
+
+
+def _find(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
+    for suffix in suffixes:
+        cand = folder / f"{stem}{suffix}"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: str | os.PathLike | None) -> ImportReport:
+    _check_project(ctx, project_id)
+    base = Path(root)
+    images_dir = base / "JPEGImages"
+    if not images_dir.is_dir():
+        raise ValidationError(f"{base}: no JPEGImages folder; a VOC-layout dataset has JPEGImages/, "
+                              "SegmentationClass/ and optionally ImageSets/Segmentation/{train,val}.txt")
+    gt_dir = base / "SegmentationClass"
+    lab_dir: Path | None = None
+    if labels_dir is not None:
+        lab_dir = Path(labels_dir) if Path(labels_dir).is_absolute() else base / labels_dir
+        if not lab_dir.is_dir():
+            raise ValidationError(f"{lab_dir}: labels folder not found")
+    elif (base / "labels").is_dir():
+        lab_dir = base / "labels"
+    class_file = base / "classes.txt"
+    names = read_class_list(class_file) if class_file.is_file() else [(n, None) for n in VOC_CLASSES]
+    if not names:
+        raise ValidationError(f"{class_file}: no class names in it; write one class name per line")
+    rb = _ReportBuilder()
+    mapping = _ensure_classes(ctx, project_id, names, rb)
+
+    order, split = _split_lists(base)
+    if order:
+        stems = order
+    else:
+        stems = sorted({p.stem for p in images_dir.iterdir() if p.is_file() and _is_image_name(p.name)})
+    suffixes = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
+    for stem in stems:
+        if stem != sanitize_filename(stem) or "/" in stem:
+            rb.failed.append((sanitize_filename(stem), "unsafe name in the ImageSets list; skipped"))
+            continue
+        path = _find(images_dir, stem, suffixes)
+        if path is None:
+            rb.failed.append((sanitize_filename(stem), "listed in ImageSets but not found in JPEGImages"))
+            continue
+        data = _read_file(path, rb)
+        if data is None:
+            continue
+        added = _add_one(ctx, project_id, path.name, data, rb, split.get(stem, "unassigned"))
+        if added is None:
+            continue
+        info, created = added
+        image_id = info.id
+        if stem in split and info.split != split[stem]:
+            set_split(ctx, image_id, split[stem])
+        shape = (info.height, info.width)
+        for folder, what in ((gt_dir, "ground truth"), (lab_dir, "labels")):
+            if folder is None or not folder.is_dir():
+                continue
+            if what == "labels" and not created:
+                continue  # re-importing a dataset must not stack its label masks twice
+            mask_path = _find(folder, stem, (".png", ".PNG"))
+            if mask_path is None:
+                continue
+            try:
+                mask = _read_mask(mask_path, shape, what)
+                if what == "ground truth":
+                    annotations.set_ground_truth(ctx, image_id, mask, f"voc:{mask_path.name}", mapping)
+                    rb.ground_truths += 1
+                elif (mask != 255).any():
+                    annotations.add_mask(ctx, image_id, mask, "import", f"voc:{mask_path.name}", mapping)
+                    rb.annotations += 1
+            except (LabelError, StorageError) as exc:
+                rb.failed.append((f"{sanitize_filename(mask_path.name)} ({what})", str(exc)))
+    return rb.build()
+
