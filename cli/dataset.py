@@ -42,7 +42,7 @@ def _add_backbone_args(p: argparse.ArgumentParser, weights_default: str | None) 
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default ~/.cache/probeseg/features)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
-    p.add_argument("--batch-size", type=int, default=8, help="images per backbone forward")
+    p.add_argument("--batch-size", type=int, default=None, help="images per backbone forward (default 8)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     _add_backbone_args(t, "hub")
     t.add_argument("--max-iter", type=int, default=TrainConfig.max_iter)
-    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    t.add_argument("--weight-decay", type=float, default=None, help=f"default {TrainConfig.weight_decay}")
     t.add_argument("--max-pixels", type=int, default=TrainConfig.max_pixels, help="sampling cap for dense masks")
     t.add_argument(
         "--class-balance",
@@ -94,7 +94,7 @@ def _open_store(name: str | None, weights: str, args: argparse.Namespace, long_s
     backbone: Backbone = load_backbone(name, weights, device)
     note = "  (RANDOM WEIGHTS: for testing only)" if backbone.is_random else ""
     print(f"backbone: {name} [{backbone.weights_id}] on {device}{note}")
-    extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side, batch_size=args.batch_size))
+    extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side, batch_size=args.batch_size or 8))
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return FeatureStore(extractor, cache_dir=cache, max_memory_bytes=64 * 2**20)
 
@@ -121,7 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
     balance = args.class_balance if args.class_balance is not None else args.label_kind != "dense"
     config = TrainConfig(
         max_iter=args.max_iter,
-        weight_decay=args.weight_decay,
+        weight_decay=TrainConfig.weight_decay if args.weight_decay is None else args.weight_decay,
         class_balance=balance,
         max_pixels=args.max_pixels,
         seed=args.seed,
@@ -177,8 +177,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
     weights = args.weights
+    finetuned = Path(args.head) / "backbone.safetensors"  # written by `train --protocol paper --finetune`
     if weights is None:
-        if meta.weights_id.startswith("random"):
+        if finetuned.is_file() and meta.weights_id.startswith("file:"):
+            weights = str(finetuned)
+        elif meta.weights_id.startswith("random"):
             weights = "random"
         elif meta.weights_id.startswith("hub"):
             weights = "hub"
@@ -253,12 +256,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _run_protocol_train(args: argparse.Namespace, ds: VocDataset) -> int:
     """The paper's recipe: the backbone runs on every augmented batch (see core.protocol)."""
-    from core.protocol import protocol_config_from_args, train_protocol
+    from core.protocol import distributed_device, is_main_process, protocol_config_from_args, train_protocol
 
-    device = resolve_device(args.device)
+    device = distributed_device() or resolve_device(args.device)  # one device per torchrun process
     name = args.backbone or default_backbone_name(device)
     backbone = load_backbone(name, args.weights, device)
-    print(f"backbone: {name} [{backbone.weights_id}] on {device}")
+    if is_main_process():
+        print(f"backbone: {name} [{backbone.weights_id}] on {device}")
     train_protocol(ds, args.labels, args.split, backbone, protocol_config_from_args(args), args.out)
-    print(f"head written to {args.out}")
+    if is_main_process():
+        print(f"head written to {args.out}")
     return 0
