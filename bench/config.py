@@ -1,0 +1,134 @@
+"""Benchmark sizes: `full` (the numbers in RESULTS.md, ~10-15 min on a 2-core CPU), `quick` (~2 min) and
+`tiny` (seconds; the smoke test uses it to exercise the machinery, its numbers mean nothing)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+PARTS = ("trainer", "dense", "latency", "features", "memory")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    seed: int = 0
+    num_classes: int = 5  # classes of the synthetic scenes
+    # 1. retrain time against labelled pixels
+    image_size: int = 512  # synthetic training/validation images are square
+    train_images: int = 16
+    val_images: int = 4
+    val_pixels_per_image: int = 20_000  # uniformly sampled validation pixels (same for every method)
+    pixel_counts: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
+    dims: tuple[int, ...] = (384, 768)
+    repeats: int = 7  # timed runs per figure after the warm-up (fewer when the budget runs out)
+    cell_budget_s: float = 15.0  # stop repeating a figure once its timed runs took this long
+    max_iter: int = 100  # L-BFGS iterations (TrainConfig default), for the trainer and the literal Eq. 1
+    literal_cells: tuple[tuple[int, int], ...] = ((384, 1_000), (384, 100_000), (768, 100_000))
+    literal_repeats: int = 1
+    forest_trees: int = 100
+    forest_budget_s: float = 60.0  # a tree-ensemble fit projected above this (from the last size) is skipped
+    forest_repeats: int = 1
+    # 2. dense masks
+    dense_images: int = 24
+    dense_size: int = 400
+    dense_val_images: int = 4
+    dense_dim: int = 384
+    dense_repeats: int = 3
+    # 3. stroke-to-overlay latency through the app
+    latency_strokes: int = 50
+    latency_warmup_strokes: int = 3
+    latency_images: int = 3
+    latency_size: int = 512
+    app_start_timeout_s: float = 240.0
+    # 4. feature extraction
+    backbone: str = "dinov2_vits14"
+    long_side: int = 448
+    feature_images: int = 8
+    feature_batch: int = 8
+    feature_repeats: int = 5
+    gpu_backbones: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14")
+    gpu_long_side: int = 448
+    gpu_batch: int = 64
+    gpu_iters: int = 10
+    # 5. memory
+    memory_images: int = 1_000
+    memory_size: int = 512
+    memory_lru_bytes: int = 512 * 2**20  # FeatureStore's default bound
+    memory_train_images: int = 20  # images with labels the served head is trained on
+    memory_diagnostic: bool = True  # rerun the memory child with glibc's mmap threshold pinned
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = BenchConfig(name="full")
+
+QUICK = replace(
+    FULL,
+    name="quick",
+    image_size=256,
+    train_images=8,
+    val_images=2,
+    val_pixels_per_image=10_000,
+    pixel_counts=(1_000, 10_000, 100_000),
+    dims=(384,),
+    repeats=3,
+    cell_budget_s=5.0,
+    literal_cells=((384, 100_000),),
+    forest_budget_s=8.0,
+    dense_images=4,
+    dense_val_images=1,
+    dense_repeats=2,
+    latency_strokes=6,
+    latency_warmup_strokes=2,
+    latency_images=2,
+    feature_images=2,
+    feature_batch=2,
+    feature_repeats=2,
+    gpu_iters=5,
+    memory_images=200,
+    memory_lru_bytes=128 * 2**20,
+    memory_diagnostic=False,
+)
+
+TINY = replace(
+    FULL,
+    name="tiny",
+    image_size=96,
+    train_images=3,
+    val_images=1,
+    val_pixels_per_image=2_000,
+    pixel_counts=(300, 2_000),
+    dims=(32,),
+    repeats=2,
+    cell_budget_s=2.0,
+    max_iter=20,
+    literal_cells=((32, 2_000),),
+    forest_trees=5,
+    forest_budget_s=5.0,
+    dense_images=3,
+    dense_size=64,
+    dense_val_images=1,
+    dense_dim=32,
+    dense_repeats=1,
+    latency_strokes=3,
+    latency_warmup_strokes=1,
+    latency_images=1,
+    latency_size=96,
+    app_start_timeout_s=120.0,
+    long_side=112,
+    feature_images=2,
+    feature_batch=2,
+    feature_repeats=1,
+    gpu_backbones=("dinov2_vits14",),
+    gpu_long_side=112,
+    gpu_batch=2,
+    gpu_iters=1,
+    memory_images=12,
+    memory_size=64,
+    memory_lru_bytes=64 * 2**10,
+    memory_train_images=2,
+    memory_diagnostic=False,
+)
+
+PRESETS = {c.name: c for c in (FULL, QUICK, TINY)}

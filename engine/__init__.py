@@ -1,0 +1,11 @@
+"""The headless project engine shared by the web app and any API: features, training, predictions, views.
+
+Build one `ProjectEngine` per process from a `storage.Repository` and a `core.cache.FeatureStore`; it is
+thread-safe and keeps no per-user state, so every browser session (and any other client) shares it.
+"""
+
+from engine.engine import ProjectEngine
+from engine.results import EvalResult, FeatureProgress, TrainOutcome, TrainStatus
+from engine.settings import EngineSettings
+
+__all__ = ["EngineSettings", "EvalResult", "FeatureProgress", "ProjectEngine", "TrainOutcome", "TrainStatus"]

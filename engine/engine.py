@@ -1,0 +1,316 @@
+"""`ProjectEngine`: the headless facade the UI (and any API) calls. Shared by every session; thread-safe."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.backbone import Backbone
+from core.cache import FeatureStore
+from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
+from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
+from core.head import head_from_bytes
+from core.predict import Prediction
+from engine import analysis, jobs
+from engine.analysis import HeadState, Hotspot
+from engine.lru import LRU
+from engine.results import EvalResult, FeatureProgress, TrainOutcome, TrainStatus
+from engine.settings import EngineSettings
+from engine.training import Trainer
+from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
+from storage import ImageInfo, NotFoundError, Repository
+
+log = logging.getLogger(__name__)
+
+
+class ProjectEngine:
+    """Features in the background, (auto-)training, predictions, uncertainty, refinement, evaluation and
+    unsupervised views for the projects of one repository, with one backbone."""
+
+    def __init__(self, repo: Repository, store: FeatureStore, settings: EngineSettings = EngineSettings()):
+        self.repo = repo
+        self.store = store
+        self.settings = settings
+        self.worker = FeatureWorker(store, settings.feature_batch, on_done=self._features_done)
+        self.trainer = Trainer(lambda pid, gen, stop: jobs.train_project(self, pid, gen, stop), settings.debounce_s)
+        self._lock = threading.RLock()
+        self._sources: dict[int, ImageSource] = {}
+        self._heads: dict[int, HeadState | None] = {}  # project id -> head in use (None = none usable)
+        self._head_ids: dict[int, int | None] = {}  # project id -> latest stored head id seen
+        self._predictions: LRU[Prediction] = LRU(settings.prediction_cache)
+        self._display: LRU[np.ndarray] = LRU(settings.display_cache)
+        self._views: LRU[object] = LRU(16)
+        self._eval: LRU[EvalResult] = LRU(8)
+
+    @classmethod
+    def create(cls, repo: Repository, backbone: Backbone, cache_dir: str | os.PathLike | None,
+               long_side: int = 448, settings: EngineSettings = EngineSettings(),
+               max_memory_bytes: int = 512 * 2**20) -> ProjectEngine:
+        extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side))
+        store = FeatureStore(extractor, Path(cache_dir) if cache_dir is not None else None, max_memory_bytes)
+        return cls(repo, store, settings)
+
+    def close(self) -> None:
+        self.trainer.close()
+        self.worker.close()
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def backbone(self) -> Backbone:
+        return self.store.extractor.backbone
+
+    @property
+    def backbone_name(self) -> str:
+        return self.backbone.spec.name
+
+    @property
+    def weights_id(self) -> str:
+        return self.backbone.weights_id
+
+    @property
+    def is_random(self) -> bool:
+        return self.backbone.is_random
+
+    @property
+    def long_side(self) -> int:
+        return self.store.extractor.config.long_side
+
+    # ------------------------------------------------------------------ features
+    def _source(self, image_id: int, info: ImageInfo | None = None) -> ImageSource:
+        with self._lock:
+            src = self._sources.get(image_id)
+        if src is None:
+            info = info or self.repo.get_image(image_id)
+            src = ImageSource(image_id, info.name, info.pixel_hash or info.content_hash,
+                              lambda: self.repo.image_rgb(image_id))
+            with self._lock:
+                self._sources[image_id] = src
+        return src
+
+    def ensure_features(self, image_ids: Iterable[int] | None = None, project_id: int | None = None,
+                        priority: bool = False) -> int:
+        """Queue feature computation for images (or all images of a project); returns how many were queued."""
+        infos = self.repo.list_images(project_id) if project_id is not None else None
+        sources = [self._source(i.id, i) for i in infos] if infos is not None else [
+            self._source(i) for i in image_ids or ()]
+        return self.worker.submit(sources, HIGH if priority else NORMAL)
+
+    def features(self, image_id: int, wait: float | None = 0.0) -> PatchFeatures | None:
+        """Features of an image. wait=0: only if cached (never blocks on the backbone); a number: wait
+        at most that long for them to be computed ahead of background work; None: wait until done."""
+        src = self._source(image_id)
+        feats = self.store.cached(src.image_hash)
+        if feats is not None or wait == 0.0:
+            if feats is None:
+                self.worker.submit([src], HIGH)
+            return feats
+        return self.worker.get(src, wait)
+
+    def _features_done(self, image_ids: list[int]) -> None:
+        """New features: score the images under their project's current head (gallery, "most uncertain")."""
+        for image_id in image_ids:
+            try:
+                info = self.repo.get_image(image_id)
+            except NotFoundError:
+                continue
+            state = self.head(info.project_id)
+            feats = self.store.cached(info.pixel_hash or info.content_hash)
+            if state is not None and feats is not None:
+                self.repo.set_image_stats(image_id, analysis.uncertainty_score(state.head, feats), True)
+
+    def has_features(self, image_id: int) -> bool:
+        src = self._source(image_id)
+        contains = getattr(self.store, "contains", None)
+        if contains is not None:
+            return bool(contains(src.image_hash))
+        path = self.store._path(self.store.key(src.image_hash))  # no public existence check in core yet
+        if path is not None:
+            return path.is_file()
+        return self.store.cached(src.image_hash) is not None
+
+    def feature_failure(self, image_id: int) -> str | None:
+        return self.worker.failure(image_id)
+
+    def feature_progress(self) -> FeatureProgress:
+        return self.worker.progress()
+
+    def forget_image(self, image_id: int) -> None:
+        with self._lock:
+            self._sources.pop(image_id, None)
+        self._predictions.discard(lambda k: k[1] == image_id)
+        self._display.discard(lambda k: k[0] == image_id)
+
+    # ------------------------------------------------------------------ training
+    def request_train(self, project_id: int) -> int:
+        """Debounced auto-retrain: a newer request supersedes a pending or running one."""
+        return self.trainer.request(project_id)
+
+    def train_now(self, project_id: int, timeout: float | None = None) -> TrainOutcome:
+        """Train at once (superseding auto-retrains) and wait for the result; raises TrainingError."""
+        gen = self.trainer.request(project_id, immediate=True)
+        return self.trainer.wait(project_id, gen, timeout)
+
+    def training_status(self, project_id: int) -> TrainStatus:
+        status = self.trainer.status(project_id)
+        if status.last is None and status.state == "idle":
+            head = self.head(project_id)
+            if head is not None:
+                self.trainer.seed_last(project_id, jobs.outcome_from_info(self.repo.get_head(head.head_id)))
+                status = self.trainer.status(project_id)
+        return status
+
+    # ------------------------------------------------------------------ heads
+    def head(self, project_id: int) -> HeadState | None:
+        """The project's latest stored head if it fits this backbone, else None."""
+        info = self.repo.latest_head(project_id)
+        latest = info.id if info is not None else None
+        with self._lock:
+            if project_id in self._heads and self._head_ids.get(project_id) == latest:
+                return self._heads[project_id]
+        state = None
+        if info is not None and info.backbone == self.backbone_name and info.backbone_weights == self.weights_id:
+            try:
+                head = head_from_bytes(self.repo.head_weights(info.id))
+                ids = tuple(info.meta.get("class_ids") or [c.id for c in info.classes])
+                if len(ids) == head.num_classes and head.dim == self.backbone.spec.embed_dim:
+                    state = HeadState(info.id, head, ids, info.backbone, info.backbone_weights,
+                                      info.created_at.timestamp())
+            except Exception as exc:
+                log.warning("head %s of project %s is unusable: %s", info.id, project_id, exc)
+        with self._lock:
+            self._heads[project_id], self._head_ids[project_id] = state, latest
+        return state
+
+    def set_head(self, project_id: int, state: HeadState) -> None:
+        with self._lock:
+            self._heads[project_id], self._head_ids[project_id] = state, state.head_id
+
+    def head_version(self, project_id: int) -> int | None:
+        state = self.head(project_id)
+        return None if state is None else state.head_id
+
+    # ------------------------------------------------------------------ predictions and views
+    def prediction(self, project_id: int, image_id: int, size: tuple[int, int] | None = None,
+                   wait: float | None = 0.0) -> Prediction | None:
+        """Prediction of the current head (labels in current class indices) at `size` (default: the image's
+        own size), or None when there is no head yet or the features are not ready."""
+        state = self.head(project_id)
+        if state is None:
+            return None
+        feats = self.features(image_id, wait)
+        if feats is None:
+            return None
+        lut = state.lut(self.repo.list_classes(project_id))
+        key = (state.head_id, image_id, tuple(size) if size else None, lut.tobytes())
+        return self._predictions.get_or_compute(key, lambda: analysis.predict_mapped(state, feats, lut, size))
+
+    def hotspots(self, project_id: int, image_id: int, size: tuple[int, int], n: int = 3) -> list[Hotspot]:
+        state, feats = self.head(project_id), self.features(image_id)
+        if state is None or feats is None:
+            return []
+        return analysis.hotspots(analysis.patch_entropy(state.head, feats), size, n)
+
+    def refine(self, project_id: int, image_id: int, threshold: float,
+               allowed: np.ndarray | None = None) -> int:
+        """Store confident predictions (>= threshold) as scribbles where the image has none; returns the
+        number of pixels added (0 stores nothing). Undo removes them again."""
+        pred = self.prediction(project_id, image_id, wait=30.0)
+        if pred is None:
+            raise ValueError("no prediction to refine yet: label two classes and train first")
+        layer, added = analysis.refine_layer(self.repo.scribble_layer(image_id), pred, threshold, allowed)
+        if added:
+            self.repo.save_scribbles(image_id, layer, author="refine")
+        return added
+
+    def display_rgb(self, image_id: int, max_side: int) -> np.ndarray:
+        """The image downscaled so its longer side is at most max_side (cached)."""
+        return self._display.get_or_compute((image_id, max_side), lambda: self.repo.image_rgb(image_id, max_side))
+
+    def kmeans(self, image_id: int, k: int, size: tuple[int, int]) -> ClusterResult | None:
+        feats = self.features(image_id)
+        if feats is None:
+            return None
+        return self._views.get_or_compute(
+            ("km", image_id, k, tuple(size), self.store.key(self._source(image_id).image_hash)),
+            lambda: kmeans_image(analysis.tokens_numpy(feats), k, tuple(size), seed=self.settings.seed))
+
+    def kmeans_project(self, project_id: int, image_id: int, k: int, size: tuple[int, int]) -> ClusterResult | None:
+        """One K-means over the patch tokens of (up to `project_kmeans_images`) images of the project with
+        features, so a colour means the same cluster in every image; returns the result for `image_id`."""
+        feats = self.features(image_id)
+        if feats is None:
+            return None
+        others = [i.id for i in self.repo.list_images(project_id) if i.id != image_id and self.has_features(i.id)]
+        rng = np.random.default_rng(self.settings.seed)
+        limit = max(0, self.settings.project_kmeans_images - 1)
+        if len(others) > limit:
+            others = sorted(rng.choice(others, size=limit, replace=False).tolist())
+        key = ("kmp", project_id, image_id, k, tuple(size), tuple(others))
+
+        def compute() -> ClusterResult:
+            tokens, sizes = [analysis.tokens_numpy(feats)], [tuple(size)]
+            for oid in others:
+                f = self.features(oid)
+                if f is not None:
+                    tokens.append(analysis.tokens_numpy(f))
+                    sizes.append(f.grid)  # other images' maps are not shown: keep them tiny
+            return kmeans_images(tokens, k, sizes, seed=self.settings.seed)[0]
+
+        return self._views.get_or_compute(key, compute)
+
+    def pca(self, image_id: int, size: tuple[int, int]) -> np.ndarray | None:
+        feats = self.features(image_id)
+        if feats is None:
+            return None
+        return self._views.get_or_compute(("pca", image_id, tuple(size)),
+                                          lambda: pca_rgb(analysis.tokens_numpy(feats), tuple(size)))
+
+    # ------------------------------------------------------------------ evaluation and statistics
+    def evaluate(self, project_id: int, stop=lambda: False) -> EvalResult | None:
+        """Scores of the current head on the project's ground-truth masks (None: no head or no ground truth)."""
+        state = self.head(project_id)
+        if state is None:
+            return None
+        key = (project_id, state.head_id, tuple(c.id for c in self.repo.list_classes(project_id)))
+        cached = self._eval.get(key)
+        if cached is not None and cached.skipped == 0:
+            return cached
+        result = jobs.evaluate(self, project_id, state, stop)
+        return self._eval.put(key, result) if result is not None else None
+
+    def update_uncertainty(self, project_id: int) -> int:
+        """Recompute and store the uncertainty score of every image with features; returns how many."""
+        state = self.head(project_id)
+        return 0 if state is None else jobs.update_stats(self, project_id, state, lambda: False)
+
+    def most_uncertain(self, project_id: int, exclude: int | None = None) -> int | None:
+        """The image with the highest stored uncertainty score (ties: fewest labelled pixels)."""
+        scored = [i for i in self.repo.list_images(project_id) if i.uncertainty is not None and i.id != exclude]
+        if not scored:
+            return None
+        return max(scored, key=lambda i: (i.uncertainty, -i.labelled_pixels)).id
+
+    def thumbnail(self, image_id: int, side: int = 160) -> np.ndarray:
+        rgb = self.display_rgb(image_id, max(side * 2, 320))
+        img = Image.fromarray(rgb)
+        img.thumbnail((side, side), Image.Resampling.BILINEAR)
+        return np.asarray(img)
+
+    def delete_image(self, image_id: int) -> None:
+        try:
+            self.repo.delete_image(image_id)
+        finally:
+            self.forget_image(image_id)
+
+    def image_exists(self, image_id: int) -> bool:
+        try:
+            self.repo.get_image(image_id)
+            return True
+        except NotFoundError:
+            return False

@@ -1,0 +1,163 @@
+"""The work the trainer thread does for one project: train on cached features, store the head and the
+run, evaluate against ground truth, refresh per-image uncertainty. Functions of the engine, not methods,
+to keep `engine.py` a readable facade."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.head import head_to_bytes
+from core.labels import IGNORE
+from core.metrics import ConfusionMatrix
+from core.train import LabelledImage, TrainingError, gather, train_head
+from engine import analysis
+from engine.analysis import HeadState
+from engine.results import EvalResult, TrainOutcome
+from engine.training import CancellablePixelSet, Superseded
+from storage import HeadInfo
+
+if TYPE_CHECKING:
+    from engine.engine import ProjectEngine
+
+Stop = Callable[[], bool]
+
+
+def _check(stop: Stop) -> None:
+    if stop():
+        raise Superseded()
+
+
+def train_project(engine: ProjectEngine, project_id: int, generation: int, stop: Stop):
+    """Train the project's head from its stored labels; returns (outcome, post-processing)."""
+    repo, config = engine.repo, engine.settings.train
+    classes = repo.list_classes(project_id)
+    if len(classes) < 2:
+        raise TrainingError("the project has only one class; add at least one more class (Classes tab) and "
+                            "label it before training")
+    maps = repo.label_maps(project_id)
+    if not maps:
+        raise TrainingError("no labelled pixels yet: draw scribbles or click points of at least two classes, "
+                            "then train")
+    present = sorted(set().union(*(set(np.unique(m).tolist()) for m in maps.values())) - {IGNORE})
+    if len(present) < 2:
+        name = classes[present[0]].name if present and present[0] < len(classes) else "?"
+        raise TrainingError(f"only the class '{name}' is labelled; label at least one more class (for example "
+                            "the background) so the head has something to separate")
+    images = []
+    for image_id, labels in maps.items():
+        _check(stop)
+        feats = engine.features(image_id, wait=None)
+        if feats is None:
+            reason = engine.feature_failure(image_id) or f"image {image_id}: features could not be computed"
+            raise TrainingError(reason)
+        images.append(LabelledImage(feats, labels))
+    _check(stop)
+    px = gather(images, len(classes), config)
+    class_ids = tuple(c.id for c in classes)
+    prev = engine.head(project_id)
+    init = prev.head if prev is not None and prev.class_ids == class_ids else None
+    result = train_head(CancellablePixelSet.wrap(px, stop), len(classes), config, init=init)
+    _check(stop)  # never store a head that a newer edit already made stale
+
+    names = [c.name for c in classes]
+    pixel_counts = {names[i]: int(n) for i, n in sorted(result.pixel_counts.items())}
+    train_info = {
+        "loss": result.loss, "iterations": result.iterations, "seconds": result.seconds,
+        "trained_pixels": result.trained_pixels, "images": len(images), "pixel_counts": pixel_counts,
+        "config": config.to_dict(), "generation": generation,
+    }
+    meta = {
+        "backbone": engine.backbone_name, "backbone_weights": engine.weights_id, "weights_id": engine.weights_id,
+        "classes": names, "class_ids": list(class_ids), "long_side": engine.long_side, "train": train_info,
+    }
+    info = repo.save_head(project_id, head_to_bytes(result.head), meta)
+    state = HeadState(info.id, result.head, class_ids, engine.backbone_name, engine.weights_id, time.time())
+    engine.set_head(project_id, state)
+    outcome = TrainOutcome(
+        generation=generation, head_id=info.id, run_id=None, seconds=result.seconds, loss=result.loss,
+        iterations=result.iterations, pixel_counts=pixel_counts, trained_pixels=result.trained_pixels,
+        images=len(images), finished_at=time.time(),
+    )
+
+    def post(stop_post: Stop) -> None:
+        metrics: dict = {}
+        try:
+            ev = engine.evaluate(project_id, stop_post) if any(i.has_ground_truth for i in repo.list_images(project_id)) else None
+        except Superseded:
+            ev = None
+        if ev is not None:
+            metrics = ev.scores.to_dict(list(ev.class_names)) | {"images": ev.images, "split": ev.split}
+            repo.set_head_metrics(info.id, metrics)
+            engine.trainer.annotate(project_id, generation, miou=metrics.get("miou"))
+        repo.record_training_run(project_id, {"config": config.to_dict(), "backbone": engine.backbone_name,
+                                              "long_side": engine.long_side, "images": len(images)},
+                                 result.seconds, result.loss, metrics, pixel_counts, head_id=info.id)
+        update_stats(engine, project_id, state, stop_post)
+
+    return outcome, post
+
+
+def evaluate(engine: ProjectEngine, project_id: int, state: HeadState, stop: Stop = lambda: False,
+             ) -> EvalResult | None:
+    """Confusion over the ground-truth images that have features (the val split when it has ground truth)."""
+    repo = engine.repo
+    gt_images = [i for i in repo.list_images(project_id) if i.has_ground_truth]
+    if not gt_images:
+        return None
+    val = [i for i in gt_images if i.split == "val"]
+    chosen, split = (val, "val") if val else (gt_images, "all")
+    chosen = chosen[: engine.settings.eval_max_images]
+    classes = repo.list_classes(project_id)
+    lut = state.lut(classes)
+    cm = ConfusionMatrix(len(classes))
+    used = skipped = 0
+    for info in chosen:
+        _check(stop)
+        if not engine.has_features(info.id):
+            skipped += 1
+            continue
+        feats = engine.features(info.id)
+        gt = repo.ground_truth(info.id)
+        if feats is None or gt is None:
+            skipped += 1
+            continue
+        labels = analysis.predict_mapped(state, feats, lut).labels
+        gt = gt.copy()
+        gt[(gt >= len(classes)) | (labels == IGNORE)] = IGNORE  # pixels of a class deleted since training
+        cm.update(gt, np.where(labels == IGNORE, 0, labels))
+        used += 1
+    if used == 0:
+        return None
+    return EvalResult(state.head_id, used, tuple(c.name for c in classes), cm.scores(), split, skipped)
+
+
+def update_stats(engine: ProjectEngine, project_id: int, state: HeadState, stop: Stop) -> int:
+    """Store each image's uncertainty under the current head (images without features are skipped)."""
+    n = 0
+    for info in engine.repo.list_images(project_id):
+        _check(stop)
+        if not engine.has_features(info.id):
+            continue
+        feats = engine.features(info.id)
+        if feats is None:
+            continue
+        engine.repo.set_image_stats(info.id, analysis.uncertainty_score(state.head, feats), True)
+        n += 1
+    return n
+
+
+def outcome_from_info(info: HeadInfo) -> TrainOutcome:
+    """What the status line shows for a head stored before this process started."""
+    train = dict(info.meta.get("train") or {})
+    miou = info.metrics.get("miou") if info.metrics else None
+    return TrainOutcome(
+        generation=0, head_id=info.id, run_id=None, seconds=float(train.get("seconds", 0.0)),
+        loss=float(train.get("loss", float("nan"))), iterations=int(train.get("iterations", 0)),
+        pixel_counts=dict(train.get("pixel_counts") or {}), trained_pixels=int(train.get("trained_pixels", 0)),
+        images=int(train.get("images", 0)), miou=miou, finished_at=info.created_at.timestamp(),
+    )
+

@@ -1,0 +1,86 @@
+"""Plain records the engine hands to its clients (UI, API): no torch modules, no locks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.metrics import SegmentationScores
+
+
+@dataclass(frozen=True)
+class FeatureProgress:
+    """Background feature computation: `done` of `total` images since the queue was last empty."""
+
+    done: int = 0
+    total: int = 0
+    current: str = ""  # name of the image being computed now, "" when idle
+    failed: tuple[tuple[int, str], ...] = ()  # (image id, reason) of images that could not be processed
+
+    @property
+    def busy(self) -> bool:
+        return self.done < self.total
+
+    def describe(self) -> str:
+        if self.busy:
+            return f"Computing features {self.done}/{self.total}" + (f" ({self.current})" if self.current else "")
+        if self.total:
+            return f"Features ready for {self.total} new image{'s' if self.total != 1 else ''}"
+        return "Features ready"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """One finished training: the stored head and run, and what the UI shows about it."""
+
+    generation: int
+    head_id: int | None
+    run_id: int | None
+    seconds: float
+    loss: float
+    iterations: int
+    pixel_counts: dict[str, int]  # class name -> labelled pixels
+    trained_pixels: int
+    images: int
+    miou: float | None = None
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainStatus:
+    """Where a project's training stands: idle, pending (debounce), running; the last result or error."""
+
+    state: str = "idle"  # idle | pending | running
+    generation: int = 0  # increases with every request; a newer request supersedes older ones
+    last: TrainOutcome | None = None
+    error: str | None = None  # why the latest training did not produce a head (no labels, one class, ...)
+    error_generation: int = 0
+
+    def describe(self) -> str:
+        parts = []
+        if self.state == "running":
+            parts.append("Training…")
+        elif self.state == "pending":
+            parts.append("Retrain queued…")
+        if self.error and (self.last is None or self.error_generation > self.last.generation):
+            parts.append(f"Not trained: {self.error}")
+        if self.last is not None:
+            miou = f", mIoU {100 * self.last.miou:.1f}%" if self.last.miou is not None else ""
+            parts.append(
+                f"Last training: {self.last.seconds:.2f} s, loss {self.last.loss:.4f}, "
+                f"{self.last.iterations} iterations, {self.last.trained_pixels:,} pixels from "
+                f"{self.last.images} image{'s' if self.last.images != 1 else ''}{miou}"
+            )
+        return " · ".join(parts) if parts else "Not trained yet"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of the current head against the ground-truth masks of a project."""
+
+    head_id: int
+    images: int
+    class_names: tuple[str, ...]
+    scores: SegmentationScores
+    split: str = "all"  # which ground-truth images were used ("val" when the project has a val split)
+    skipped: int = 0  # ground-truth images without features yet
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,58 @@
+"""Engine fixtures: a fresh repository and an engine on the shared random ViT-S/14 at a tiny input size."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import EngineSettings, ProjectEngine
+from storage import Repository
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def two_colour(h: int = 84, w: int = 112, seed: int = 0) -> np.ndarray:
+    """Left half red, right half blue, lightly textured."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.float32)
+    img[:, : w // 2] = (210, 40, 40)
+    img[:, w // 2 :] = (40, 70, 210)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def two_strokes(h: int = 84, w: int = 112, red: int = 1, blue: int = 2) -> np.ndarray:
+    raster = np.full((h, w), 255, np.uint8)
+    raster[h // 2 - 2 : h // 2 + 2, 4 : w // 2 - 6] = red
+    raster[h // 3 : h // 3 + 3, w // 2 + 6 : w - 4] = blue
+    return raster
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = Repository.open(tmp_path / "data")
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def project(repo):
+    p = repo.create_project("test")
+    repo.add_class(p.id, "red")
+    repo.add_class(p.id, "blue")
+    return p
+
+
+@pytest.fixture
+def engine(repo, random_backbone, tmp_path):
+    eng = ProjectEngine.create(repo, random_backbone, tmp_path / "features", long_side=112,
+                               settings=EngineSettings(debounce_s=0.05))
+    yield eng
+    eng.close()

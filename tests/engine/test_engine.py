@@ -1,0 +1,150 @@
+"""ProjectEngine against a real repository and the random-weight ViT-S/14 at long side 112."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from core.labels import IGNORE
+from core.train import TrainingError
+from tests.engine.conftest import png_bytes, two_colour, two_strokes
+
+
+def add_image(repo, project, seed=0, name="two.png"):
+    return repo.add_image(project.id, png_bytes(two_colour(seed=seed)), name)
+
+
+def test_features_are_computed_in_the_background_with_progress(repo, project, engine):
+    ids = [add_image(repo, project, seed=s, name=f"{s}.png").id for s in range(3)]
+    assert engine.ensure_features(project_id=project.id) == 3
+    assert engine.worker.wait_idle(60)
+    prog = engine.feature_progress()
+    assert (prog.done, prog.total, prog.busy) == (3, 3, False)
+    assert all(engine.has_features(i) for i in ids)
+    assert engine.ensure_features(ids) == 0  # cached: nothing to do
+    feats = engine.features(ids[0])
+    assert feats.original_size == (84, 112) and feats.grid == (6, 8)
+
+
+def test_features_wait_jumps_the_queue_and_bad_images_fail_cleanly(repo, project, engine):
+    image = add_image(repo, project)
+    assert engine.features(image.id, wait=0.0) is None or engine.has_features(image.id)  # never blocks
+    assert engine.features(image.id, wait=60) is not None
+    engine.repo.delete_image(image.id)
+    engine.forget_image(image.id)
+    with pytest.raises(LookupError):
+        engine.features(image.id, wait=5)
+
+
+def test_training_refuses_missing_labels_and_single_class(repo, project, engine):
+    image = add_image(repo, project)
+    with pytest.raises(TrainingError, match="no labelled pixels"):
+        engine.train_now(project.id, timeout=60)
+    one = np.full((84, 112), IGNORE, np.uint8)
+    one[40:44, 5:50] = 1
+    repo.save_scribbles(image.id, one)
+    with pytest.raises(TrainingError, match="only the class 'red'"):
+        engine.train_now(project.id, timeout=60)
+    assert engine.head(project.id) is None
+    assert "only the class 'red'" in engine.training_status(project.id).describe()
+
+
+def test_train_predict_and_bookkeeping(repo, project, engine):
+    image = add_image(repo, project)
+    other = add_image(repo, project, seed=1, name="other.png")
+    repo.save_scribbles(image.id, two_strokes())
+    outcome = engine.train_now(project.id, timeout=120)
+    assert outcome.head_id is not None and outcome.images == 1
+    assert set(outcome.pixel_counts) == {"red", "blue"}
+    pred = engine.prediction(project.id, other.id, wait=60)
+    assert (pred.labels[:, :50] == 1).mean() > 0.95 and (pred.labels[:, 62:] == 2).mean() > 0.95
+    small = engine.prediction(project.id, other.id, size=(42, 56))
+    assert small.labels.shape == (42, 56)
+    info = repo.latest_head(project.id)
+    assert info.id == outcome.head_id and info.meta["class_ids"] == [c.id for c in repo.list_classes(project.id)]
+    deadline = time.monotonic() + 30  # the run record and uncertainty scores follow right after
+    while time.monotonic() < deadline and not (repo.list_training_runs(project.id)
+                                               and repo.get_image(other.id).uncertainty is not None):
+        time.sleep(0.05)
+    run = repo.list_training_runs(project.id)[-1]
+    assert run.head_id == outcome.head_id and run.labelled_pixels == sum(outcome.pixel_counts.values())
+    assert repo.get_image(other.id).has_prediction
+    assert engine.most_uncertain(project.id) in (image.id, other.id)
+
+
+def test_auto_retrain_is_debounced_and_the_latest_edit_wins(repo, project, engine):
+    image = add_image(repo, project)
+    engine.features(image.id, wait=60)
+    raster = two_strokes()
+    gens = []
+    for i in range(6):  # a burst of strokes
+        raster[10 + i, 5:40] = 1
+        repo.save_scribbles(image.id, raster)
+        gens.append(engine.request_train(project.id))
+    outcome = engine.trainer.wait(project.id, gens[-1], timeout=120)
+    assert outcome.generation == gens[-1]
+    assert len(repo.list_heads(project.id)) <= 2  # not one per stroke
+    assert outcome.pixel_counts["red"] == int((raster == 1).sum())
+    assert engine.training_status(project.id).state == "idle"
+
+
+def test_class_reorder_keeps_predictions_on_the_right_class(repo, project, engine):
+    image = add_image(repo, project)
+    repo.save_scribbles(image.id, two_strokes())
+    engine.train_now(project.id, timeout=120)
+    red = next(c for c in repo.list_classes(project.id) if c.name == "red")
+    repo.move_class(red.id, 2)  # now: background, blue, red
+    pred = engine.prediction(project.id, image.id)
+    assert (pred.labels[:, :50] == 2).mean() > 0.95  # still "red", at its new index
+
+
+def test_refine_turns_confident_predictions_into_labels(repo, project, engine):
+    image = add_image(repo, project)
+    repo.save_scribbles(image.id, two_strokes())
+    engine.train_now(project.id, timeout=120)
+    before = (repo.label_map(image.id) != IGNORE).sum()
+    added = engine.refine(project.id, image.id, 0.5)
+    labels = repo.label_map(image.id)
+    assert added > 0 and (labels != IGNORE).sum() == before + added
+    assert (labels[:, :50] == 1).mean() > 0.95
+    only_blue = np.array([False, False, True])
+    repo.undo(image.id)
+    assert engine.refine(project.id, image.id, 0.5, allowed=only_blue) > 0
+    assert not (repo.label_map(image.id)[:, :50] == 2).any()
+    with pytest.raises(ValueError, match="threshold"):
+        engine.refine(project.id, image.id, 1.5)
+
+
+def test_evaluation_against_ground_truth(repo, project, engine):
+    image = add_image(repo, project)
+    val = add_image(repo, project, seed=3, name="val.png")
+    gt = np.full((84, 112), 2, np.uint8)
+    gt[:, :56] = 1
+    repo.set_ground_truth(val.id, gt)
+    repo.set_split(val.id, "val")
+    engine.features(val.id, wait=60)
+    repo.save_scribbles(image.id, two_strokes())
+    engine.train_now(project.id, timeout=120)
+    result = engine.evaluate(project.id)
+    assert result.split == "val" and result.images == 1
+    assert result.scores.miou > 0.9
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not repo.list_training_runs(project.id):
+        time.sleep(0.05)
+    assert repo.list_training_runs(project.id)[-1].metrics["miou"] > 0.9
+
+
+def test_views(repo, project, engine):
+    a = add_image(repo, project)
+    b = add_image(repo, project, seed=2, name="b.png")
+    engine.features(a.id, wait=60)
+    engine.features(b.id, wait=60)
+    km = engine.kmeans(a.id, 3, (42, 56))
+    assert km.labels.shape == (42, 56) and km.labels.max() < 3
+    kmp = engine.kmeans_project(project.id, a.id, 4, (84, 112))
+    assert kmp.labels.shape == (84, 112)
+    assert engine.pca(a.id, (42, 56)).shape == (42, 56, 3)
+    assert engine.display_rgb(a.id, 56).shape == (42, 56, 3)
+    assert engine.thumbnail(a.id, 32).shape[1] == 32

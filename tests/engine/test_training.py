@@ -1,0 +1,119 @@
+"""The trainer's debounce / generation logic with a fake training function, and the L-BFGS interrupt."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from core.features import PatchFeatures
+from core.train import LabelledImage, TrainingError, gather, train_head
+from engine.analysis import hotspots, refine_layer
+from engine.results import TrainOutcome
+from engine.training import CancellablePixelSet, Superseded, Trainer
+
+
+def outcome(gen: int) -> TrainOutcome:
+    return TrainOutcome(gen, gen, None, 0.0, 0.0, 1, {}, 1, 1)
+
+
+class FakeRun:
+    def __init__(self, seconds: float = 0.0):
+        self.calls: list[int] = []
+        self.seconds = seconds
+        self.started = threading.Event()
+
+    def __call__(self, pid, gen, stop):
+        self.calls.append(gen)
+        self.started.set()
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            if stop():
+                raise Superseded()
+            time.sleep(0.005)
+        if gen < 0:
+            raise TrainingError("nope")
+        return outcome(gen), None
+
+
+def test_burst_of_requests_trains_once_with_the_latest():
+    run = FakeRun()
+    trainer = Trainer(run, debounce_s=0.2)
+    try:
+        gens = [trainer.request(1) for _ in range(5)]
+        assert trainer.status(1).state == "pending"
+        assert trainer.wait(1, gens[0], timeout=10).generation == gens[-1]
+        assert run.calls == [gens[-1]]
+    finally:
+        trainer.close()
+
+
+def test_a_newer_request_interrupts_a_running_training():
+    run = FakeRun(seconds=5.0)
+    trainer = Trainer(run, debounce_s=0.0)
+    try:
+        first = trainer.request(7, immediate=True)
+        assert run.started.wait(5)
+        run.seconds = 0.0
+        second = trainer.request(7, immediate=True)
+        t0 = time.monotonic()
+        result = trainer.wait(7, first, timeout=10)
+        assert result.generation == second and time.monotonic() - t0 < 4
+        assert run.calls == [first, second]
+        assert trainer.status(7).state == "idle"
+    finally:
+        trainer.close()
+
+
+def test_training_errors_reach_the_waiter():
+    def failing(pid, gen, stop):
+        raise TrainingError("only the class 'red' is labelled")
+
+    trainer = Trainer(failing, debounce_s=0.0)
+    try:
+        gen = trainer.request(1, immediate=True)
+        with pytest.raises(TrainingError, match="only the class"):
+            trainer.wait(1, gen, timeout=10)
+        status = trainer.status(1)
+        assert status.error and "only the class" in status.describe()
+    finally:
+        trainer.close()
+
+
+def _pixel_set():
+    rng = np.random.default_rng(0)
+    tokens = torch.from_numpy(rng.normal(size=(8, 4, 4)).astype(np.float32))
+    feats = PatchFeatures(tokens, (56, 56), (16, 16))
+    labels = np.full((16, 16), 255, np.uint8)
+    labels[2:6, 2:6] = 0
+    labels[10:14, 10:14] = 1
+    return gather([LabelledImage(feats, labels)], 2)
+
+
+def test_cancellable_pixel_set_stops_lbfgs():
+    px = _pixel_set()
+    with pytest.raises(Superseded):
+        train_head(CancellablePixelSet.wrap(px, lambda: True), 2)
+    result = train_head(CancellablePixelSet.wrap(px, lambda: False), 2)
+    assert result.loss < 0.7
+
+
+def test_hotspots_and_refine_layer():
+    grid = np.zeros((6, 8), np.float32)
+    grid[1:3, 5:7] = 0.9
+    grid[4, 0] = 0.5
+    spots = hotspots(grid, (60, 80), n=3)
+    assert spots[0].box == (50, 10, 70, 30)
+    assert hotspots(np.zeros((6, 8), np.float32), (60, 80)) == []
+
+    from core.predict import Prediction
+
+    pred = Prediction(labels=np.array([[0, 1], [1, 1]], np.uint8),
+                      confidence=np.array([[0.99, 0.6], [0.95, 0.99]], np.float32),
+                      entropy=np.zeros((2, 2), np.float32))
+    scribbles = np.array([[255, 255], [255, 0]], np.uint8)
+    out, added = refine_layer(scribbles, pred, 0.9)
+    assert added == 2 and out.tolist() == [[0, 255], [1, 0]]  # the user's own label (0) is kept

@@ -1,0 +1,96 @@
+"""Helpers for the real-browser tests: a server subprocess on a free port and a locked-down chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_server(data_dir: Path, log_path: Path, extra: tuple[str, ...] = (), timeout: float = 180.0):
+    """`python app.py serve --weights random` on a free 127.0.0.1 port; yields its URL, stops it after."""
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "app.py", *(["-v"] if os.environ.get("PROBESEG_TEST_VERBOSE") else []), "serve", "--weights", "random", "--host", "127.0.0.1", "--port", str(port),
+           "--data-dir", str(data_dir), *extra]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start in {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@contextlib.contextmanager
+def browser(profile_dir: Path, width: int = 1500, height: int = 1100):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(profile_dir), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": width, "height": height})
+        # Nothing but the app: block every request that is not to 127.0.0.1 (fonts, CDNs, telemetry).
+        ctx.route("**/*", lambda route: route.continue_()
+                  if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")) else route.abort())
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+def fetch_image(ctx, url: str) -> np.ndarray:
+    """Download an image the page shows (through the browser context) as an RGB array."""
+    resp = ctx.request.get(url)
+    assert resp.ok, f"GET {url} -> {resp.status}"
+    return np.asarray(Image.open(io.BytesIO(resp.body())).convert("RGB"))
+
+
+def two_colour_png(path: Path, w: int = 320, h: int = 240) -> Path:
+    """Left half red, right half blue, with a little texture so the backbone sees more than flat colour."""
+    rng = np.random.default_rng(0)
+    img = np.zeros((h, w, 3), np.float32)
+    img[:, : w // 2] = (210, 40, 40)
+    img[:, w // 2 :] = (40, 70, 210)
+    img += rng.normal(0, 6, img.shape)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path

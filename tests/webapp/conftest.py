@@ -1,0 +1,76 @@
+"""Web-app fixtures: an AppContext (real repository, engine on the random ViT-S/14 at long side 112) and
+helpers that play the browser's part for the callbacks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import EngineSettings, ProjectEngine
+from storage import Repository
+from webapp import render
+from webapp.context import AppContext, Session
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def two_colour(h: int = 84, w: int = 112, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.float32)
+    img[:, : w // 2] = (210, 40, 40)
+    img[:, w // 2 :] = (40, 70, 210)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def ctx(tmp_path, random_backbone):
+    repo = Repository.open(tmp_path / "data")
+    project = repo.create_project("default")
+    engine = ProjectEngine.create(repo, random_backbone, tmp_path / "features", long_side=112,
+                                  settings=EngineSettings(debounce_s=0.05))
+    yield AppContext(engine=engine, project_id=project.id, project_name=project.name,
+                     export_dir=str(tmp_path / "exports"))
+    engine.close()
+    repo.close()
+
+
+@pytest.fixture
+def sess():
+    return Session()
+
+
+@pytest.fixture
+def labelled_ctx(ctx):
+    """Classes red and blue, one two-colour image (open in no session yet)."""
+    ctx.repo.add_class(ctx.project_id, "red")
+    ctx.repo.add_class(ctx.project_id, "blue")
+    ctx.repo.add_image(ctx.project_id, png_bytes(two_colour()), "two.png")
+    return ctx
+
+
+def editor_value(out: dict, strokes: list[tuple[str, tuple[slice, slice]]], alpha: float = render.LABEL_ALPHA) -> dict:
+    """What the browser sends after painting `strokes` ((colour, (rows, cols)) in display pixels) on the
+    editor value the server sent in `out`."""
+    bg = out["editor"]["value"]["background"]
+    layer = np.zeros((*bg.shape[:2], 4), np.uint8)
+    for colour, (rows, cols) in strokes:
+        layer[rows, cols, :3] = render.hex_to_rgb(colour)
+        layer[rows, cols, 3] = round(alpha * 255)
+    background = np.concatenate([bg, np.full((*bg.shape[:2], 1), 255, np.uint8)], axis=-1)
+    return {"background": background, "layers": [layer], "composite": None}
+
+
+def colour_of(ctx: AppContext, name: str) -> str:
+    return next(c.colour for c in ctx.classes() if c.name == name)
+
+
+def class_id(ctx: AppContext, name: str) -> int:
+    return next(c.id for c in ctx.classes() if c.name == name)

@@ -1,0 +1,153 @@
+"""Classes, images, views, evaluation and export callbacks as plain functions."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from tests.webapp.conftest import class_id, colour_of, editor_value, png_bytes, two_colour
+from webapp import callbacks_annotate as cba
+from webapp import callbacks_classes as cbc
+from webapp import callbacks_data as cbd
+from webapp import callbacks_export as cbe
+from webapp import callbacks_page as cbp
+from webapp import callbacks_views as cbv
+
+LEFT = (slice(40, 44), slice(5, 50))
+RIGHT = (slice(20, 23), slice(62, 108))
+
+
+def label_and_train(ctx, sess):
+    out = cbp.page_load(ctx, sess, cbv.SORTS[0])
+    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT), (colour_of(ctx, "blue"), RIGHT)]),
+                     False)
+    cba.train(ctx, sess)
+
+
+def test_class_lifecycle(ctx, sess):
+    out = cbc.quick_add(ctx, sess, "cat")
+    cat = class_id(ctx, "cat")
+    assert sess.active_class == cat and out["quick_class_name"] == ""
+    assert ("2 · cat", str(cat)) in out["active_class"]["choices"] and "cat" in out["classes_table"]
+    with pytest.raises(gr.Error, match="already the colour"):
+        cbc.add(ctx, sess, "dog", colour_of(ctx, "cat"), True)
+    cbc.add(ctx, sess, "dog", "#123456", True)
+    assert colour_of(ctx, "dog") == "#123456"
+    with pytest.raises(gr.Error, match="(?i)type a name"):
+        cbc.add(ctx, sess, "  ", None, False)
+    with pytest.raises(gr.Error, match="(?i)already has a class"):
+        cbc.add(ctx, sess, "CAT", None, False)
+    cbc.rename(ctx, sess, str(cat), "kitten")
+    cbc.recolour(ctx, sess, str(cat), "rgb(10, 20, 30)")
+    assert colour_of(ctx, "kitten") == "#0a141e"
+    cbc.move(ctx, sess, str(cat), +1, False)
+    assert [c.name for c in ctx.classes()] == ["background", "dog", "kitten"]
+    assert cbc.move(ctx, sess, str(cat), +1, False) == {}  # already last
+    assert cbc.pick(ctx, sess, str(cat)) == {"class_name": "kitten", "class_colour": "#0a141e"}
+
+
+def test_deleting_a_class_in_use_needs_a_choice_and_loses_nothing_by_accident(labelled_ctx, sess):
+    ctx = labelled_ctx
+    out = cbp.page_load(ctx, sess, cbv.SORTS[0])
+    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT)]), False)
+    red, blue = class_id(ctx, "red"), class_id(ctx, "blue")
+    with pytest.raises(gr.Error, match="is in use"):
+        cbc.delete(ctx, sess, str(red), cbc.KEEP, None, False)
+    assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()
+    with pytest.raises(gr.Error, match="gets the labels"):
+        cbc.delete(ctx, sess, str(red), cbc.REASSIGN, None, False)
+    cbc.delete(ctx, sess, str(red), cbc.REASSIGN, str(blue), False)
+    assert [c.name for c in ctx.classes()] == ["background", "blue"]
+    assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()  # now blue, at index 1
+    out = cbc.delete(ctx, sess, str(blue), cbc.DROP, None, False)
+    assert (ctx.repo.label_map(sess.image_id) == 255).all() and out["class_toggles"]["value"] == [
+        str(class_id(ctx, "background"))]
+    with pytest.raises(gr.Error, match="at least one class"):
+        cbc.delete(ctx, sess, str(class_id(ctx, "background")), cbc.DROP, None, False)
+
+
+def test_uploads_report_bad_files_without_losing_good_ones(ctx, sess, tmp_path: Path):
+    good = tmp_path / "good.png"
+    good.write_bytes(png_bytes(two_colour()))
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("inside/a.png", png_bytes(two_colour(seed=3)))
+    out = cbd.upload(ctx, sess, [str(good), str(bad), str(archive)], cbv.SORTS[0])
+    assert "2 imported" in out["import_report"] and "1 failed" in out["import_report"]
+    assert "notes.png" in out["import_report"]
+    assert sess.image_id is not None and len(out["gallery"]) == 2
+    assert cbd.upload(ctx, sess, None, cbv.SORTS[0]) == {}
+
+
+def test_samples_folder_import_split_and_delete(ctx, sess, tmp_path: Path):
+    out = cbd.load_samples(ctx, sess, cbv.SORTS[0])
+    n = len(ctx.images())
+    assert n >= 3 and "imported" in out["import_report"] and len(out["gallery"]) == n
+    again = cbd.load_samples(ctx, sess, cbv.SORTS[0])
+    assert "duplicates" in again["import_report"] and len(ctx.images()) == n
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "x.png").write_bytes(png_bytes(two_colour(seed=9)))
+    cbd.import_folder(ctx, sess, str(folder), cbv.SORTS[0])
+    assert len(ctx.images()) == n + 1
+    with pytest.raises(gr.Error, match="not a folder"):
+        cbd.import_folder(ctx, sess, str(tmp_path / "missing"), cbv.SORTS[0])
+    cbd.set_split(ctx, sess, "val")
+    assert ctx.repo.get_image(sess.image_id).split == "val"
+    doomed = sess.image_id
+    cbd.delete_image(ctx, sess, cbv.SORTS[0])
+    assert not ctx.engine.image_exists(doomed) and sess.image_id not in (None, doomed)
+
+
+def test_voc_import_enables_evaluation(ctx, sess, tiny_voc):
+    root, labels = tiny_voc
+    out = cbd.import_voc(ctx, sess, str(root), str(labels), cbv.SORTS[0])
+    assert "5 imported" in out["import_report"] and {"red", "blue"} <= {c.name for c in ctx.classes()}
+    assert "No ground truth" not in cbe.evaluation(ctx, sess)["eval_md"]
+    ctx.engine.ensure_features(project_id=ctx.project_id)
+    assert ctx.engine.worker.wait_idle(120)
+    cba.train(ctx, sess)
+    res = cbe.evaluation(ctx, sess)
+    assert "mIoU" in res["eval_md"] and "| red |" in res["eval_md"]
+    assert ctx.engine.evaluate(ctx.project_id).scores.miou > 0.5
+
+
+def test_every_view_renders(labelled_ctx, sess):
+    ctx = labelled_ctx
+    label_and_train(ctx, sess)
+    for mode in cbv.VIEW_MODES:
+        out = cbv.render_view(ctx, sess, mode, 0.5, [str(c.id) for c in ctx.classes()], 3)
+        assert out["view_img"].ndim == 3 and out["view_note"], mode
+    assert "Entropy" in cbv.render_view(ctx, sess, cbv.UNC, 0.5, None, 3)["view_note"]
+    sbs = cbv.render_view(ctx, sess, cbv.SBS, 0.5, None, 3)["view_img"]
+    assert sbs.shape[1] > 2.5 * sbs.shape[0]  # three panels
+    tick = cbv.tick(ctx, sess, cbv.PRED, 0.5, None, 3, cbv.SORTS[0])
+    assert "Last training" in tick["status"] and "view_img" not in tick  # nothing new to draw
+    items = cbv.gallery(ctx, sess, cbv.SORTS[1])["gallery"]
+    assert "red 180" in items[0][1] and "pred ✓" in items[0][1]
+
+
+def test_exports(labelled_ctx, sess):
+    ctx = labelled_ctx
+    with pytest.raises(gr.Error, match="No trained head"):
+        cbe.export_head(ctx, sess)
+    label_and_train(ctx, sess)
+    masks = cbe.export_masks(ctx, sess, False)["export_files"][0]
+    with zipfile.ZipFile(masks) as zf:
+        assert {"two.png", "classes.txt"} <= set(zf.namelist())
+    preds = cbe.export_masks(ctx, sess, True)["export_files"][0]
+    assert "predictions" in Path(preds).name
+    coco = json.loads(Path(cbe.export_coco(ctx, sess, True)["export_files"][0]).read_text())
+    assert len(coco["images"]) == 1 and coco["annotations"]
+    files = cbe.export_head(ctx, sess)["export_files"]
+    assert files[0].endswith(".safetensors") and json.loads(Path(files[1]).read_text())["backbone"] == "dinov2_vits14"
+    project = cbe.export_project(ctx, sess)["export_files"][0]
+    assert zipfile.is_zipfile(project)
+    assert np.asarray(cbe.progress_table(ctx)).size == 0  # no ground truth: no mIoU points

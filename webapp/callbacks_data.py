@@ -1,0 +1,133 @@
+"""Image callbacks: uploads (files, a folder's files, zips), sample images, server-side folder and VOC
+imports, split and deletion."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import gradio as gr
+
+from storage import SPLITS, ImportReport
+from webapp import callbacks_annotate as annotate
+from webapp import callbacks_classes, imagepanel
+from webapp import callbacks_views as views
+from webapp.context import AppContext, Session
+from webapp.errors import ui_errors
+from webapp.samples import sample_files
+
+MAX_LISTED = 8
+
+
+def report_markdown(report: ImportReport, what: str) -> str:
+    lines = [f"**{what}:** {html.escape(report.summary())}"]
+    if report.classes_added:
+        lines.append("Classes added: " + html.escape(", ".join(report.classes_added)))
+    for name, reason in report.failed[:MAX_LISTED]:
+        lines.append(f"- ✗ {html.escape(name)}: {html.escape(reason)}")
+    if len(report.failed) > MAX_LISTED:
+        lines.append(f"- … and {len(report.failed) - MAX_LISTED} more failures")
+    for name, reason in report.skipped[:3]:
+        lines.append(f"- skipped {html.escape(name)}: {html.escape(reason)}")
+    return "  \n".join(lines)
+
+
+def _paths(files: Sequence | str | None) -> list[str]:
+    if files is None:
+        return []
+    if isinstance(files, str | os.PathLike):
+        files = [files]
+    out = []
+    for f in files:
+        path = getattr(f, "name", f)  # gradio may hand file objects or plain paths
+        if path and Path(path).is_file():
+            out.append(str(path))
+    return out
+
+
+def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str, sort: str) -> dict:
+    """Queue features, tell the user, refresh the gallery, open the first new image if none is open."""
+    if report.image_ids:
+        ctx.engine.ensure_features(report.image_ids)
+    if report.failed and not report.image_ids:
+        gr.Warning(f"{what}: nothing imported. " + "; ".join(f"{n}: {r}" for n, r in report.failed[:3]))
+    elif report.failed:
+        gr.Warning(f"{what}: {len(report.failed)} file(s) could not be imported (see the report).")
+    elif report.imported:
+        gr.Info(f"{what}: {len(report.imported)} image(s) added; features are computed in the background.")
+    out = {"import_report": report_markdown(report, what)}
+    if sess.image_id is None and report.image_ids:
+        sess.image_id = report.image_ids[0]
+    if report.classes_added:  # new classes must reach the class list, the toggles and the editor
+        out |= callbacks_classes.class_outputs(ctx, sess, None)
+    elif sess.image_id is not None:
+        out |= annotate.show(ctx, sess, sess.image_id)
+    out |= views.gallery(ctx, sess, sort)
+    return out
+
+
+@ui_errors
+def upload(ctx: AppContext, sess: Session, files, sort: str) -> dict:
+    paths = _paths(files)
+    if not paths:
+        return {}
+    report = ctx.repo.import_uploads(ctx.project_id, paths)
+    return after_import(ctx, sess, report, "Upload", sort) | {"upload_files": None, "upload_dir": None}
+
+
+@ui_errors
+def load_samples(ctx: AppContext, sess: Session, sort: str) -> dict:
+    report = ctx.repo.import_uploads(ctx.project_id, sample_files())
+    return after_import(ctx, sess, report, "Sample images", sort)
+
+
+def _server_folder(ctx: AppContext, folder: str) -> Path:
+    if not ctx.allow_server_paths:
+        raise gr.Error("Importing folders on the server is disabled on this server; upload files instead.")
+    path = Path((folder or "").strip()).expanduser()
+    if not str(folder or "").strip():
+        raise gr.Error("Enter the path of a folder on the machine running the server.")
+    if not path.is_dir():
+        raise gr.Error(f"{html.escape(str(path))} is not a folder on the server.")
+    return path
+
+
+@ui_errors
+def import_folder(ctx: AppContext, sess: Session, folder: str, sort: str) -> dict:
+    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True)
+    return after_import(ctx, sess, report, "Folder import", sort)
+
+
+@ui_errors
+def import_voc(ctx: AppContext, sess: Session, folder: str, labels_dir: str, sort: str) -> dict:
+    root = _server_folder(ctx, folder)
+    labels = Path(labels_dir.strip()).expanduser() if labels_dir and labels_dir.strip() else None
+    if labels is not None and not labels.is_dir():
+        raise gr.Error(f"{html.escape(str(labels))} is not a folder on the server.")
+    report = ctx.repo.import_voc(ctx.project_id, root, labels)
+    return after_import(ctx, sess, report, "VOC import", sort)
+
+
+@ui_errors
+def set_split(ctx: AppContext, sess: Session, split: str) -> dict:
+    if sess.image_id is None or split not in SPLITS:
+        return {}
+    info = ctx.repo.set_split(sess.image_id, split)
+    return {"title": imagepanel.image_title(ctx, sess, info)}
+
+
+@ui_errors
+def delete_image(ctx: AppContext, sess: Session, sort: str) -> dict:
+    if sess.image_id is None:
+        return {}
+    name = ctx.repo.get_image(sess.image_id).name
+    order = sess.order or [i.id for i in ctx.images()]
+    pos = order.index(sess.image_id) if sess.image_id in order else 0
+    ctx.engine.delete_image(sess.image_id)
+    remaining = [i for i in order if i != sess.image_id and ctx.engine.image_exists(i)]
+    gr.Info(f"Deleted {name} and its labels.")
+    nxt = remaining[min(pos, len(remaining) - 1)] if remaining else None
+    sess.image_id = None
+    return annotate.show(ctx, sess, nxt) | views.gallery(ctx, sess, sort)

@@ -1,0 +1,156 @@
+"""View callbacks: the analysis image (prediction, confidence, uncertainty, K-means, PCA, side by side),
+the gallery, and the periodic status tick that brings in new heads and finished features."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.clusters import overlay
+from storage import ClassInfo, ImageInfo, NotFoundError
+from webapp import imagepanel, render
+from webapp.context import AppContext, Session
+from webapp.errors import ui_errors
+
+PRED, CONF, UNC, KM, KMP, PCA, SBS = (
+    "Prediction", "Confidence", "Uncertainty", "K-means (image)", "K-means (project)", "PCA-RGB", "Side by side")
+VIEW_MODES = (PRED, CONF, UNC, KM, KMP, PCA, SBS)
+SORTS = ("Upload order", "Most uncertain first", "Least labelled first", "Name")
+SBS_SIDE = 512
+
+
+def _visible(classes: list[ClassInfo], visible: list[str] | None) -> np.ndarray | None:
+    if visible is None:
+        return None
+    keep = {int(v) for v in visible}
+    return np.array([c.id in keep for c in classes], bool)
+
+
+def _legend(classes: list[ClassInfo]) -> str:
+    return " ".join(f"<span class='swatch' style='background:{c.colour}'></span>{c.name}" for c in classes)
+
+
+def view_image(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None,
+               k: int) -> tuple[np.ndarray, str, bool]:
+    """(image, note, complete) for the current image; `complete` is False while features are missing."""
+    image_id = sess.image_id
+    side = render.VIEW_MAX_SIDE if mode != SBS else SBS_SIDE
+    rgb = render.fit_rgb(ctx.engine.display_rgb(image_id, side), side)
+    size = rgb.shape[:2]
+    if not ctx.engine.has_features(image_id):
+        ctx.engine.ensure_features([image_id], priority=True)
+        failure = ctx.engine.feature_failure(image_id)
+        if failure:
+            return render.placeholder(size, f"Cannot compute features:\n{failure}"), failure, True
+        prog = ctx.engine.feature_progress()
+        text = f"Computing features… ({prog.done}/{prog.total})" if prog.total else "Computing features…"
+        return render.placeholder(size, text), text, False
+    classes = ctx.classes()
+    pal = render.palette(classes)
+    if mode in (KM, KMP):
+        km = (ctx.engine.kmeans(image_id, int(k), size) if mode == KM
+              else ctx.engine.kmeans_project(ctx.project_id, image_id, int(k), size))
+        scope = "this image" if mode == KM else "the project's images (one clustering: a colour is the same cluster everywhere)"
+        return (overlay(rgb, km.colour_map(), float(opacity)),
+                f"K-means with k = {k} on the patch features of {scope}; no labels used. Clusters that follow "
+                "object outlines show the backbone's shape prior.", True)
+    if mode == PCA:
+        return ctx.engine.pca(image_id, size), "First three principal components of the patch features as RGB.", True
+    pred = ctx.engine.prediction(ctx.project_id, image_id, size)
+    if mode == SBS:
+        labels = render.downscale_labels(ctx.repo.label_map(image_id), size)
+        panels = [rgb, render.tint(rgb, labels, pal, 0.85)]
+        panels.append(render.label_colours(pred.labels, pal) if pred is not None
+                      else render.placeholder(size, "No prediction yet"))
+        return render.side_by_side(panels), "Original · labels · prediction. " + _legend(classes), True
+    if pred is None:
+        return rgb, ("No trained head yet: label at least two classes; training starts automatically after "
+                     "each edit (or press Train)."), True
+    if mode == CONF:
+        k_ = max(2, len(classes))
+        scaled = (pred.confidence - 1.0 / k_) / (1.0 - 1.0 / k_)
+        return (render.heat_overlay(rgb, scaled, "viridis"),
+                f"Confidence of the predicted class: dark = unsure, yellow = certain (mean {pred.confidence.mean():.2f}).",
+                True)
+    if mode == UNC:
+        spots = ctx.engine.hotspots(ctx.project_id, image_id, size)
+        img = render.draw_boxes(render.heat_overlay(rgb, pred.entropy, "magma"), [s.box for s in spots])
+        where = (f"Boxes 1–{len(spots)} mark the most uncertain regions: a few strokes there help most."
+                 if spots else "No strongly uncertain region.")
+        return img, f"Entropy of the prediction (bright = uncertain, mean {pred.uncertainty:.3f}). {where}", True
+    return (render.tint(rgb, pred.labels, pal, float(opacity), _visible(classes, visible)),
+            "Prediction overlay. " + _legend(classes), True)
+
+
+@ui_errors
+def render_view(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None,
+                k: int) -> dict:
+    if sess.image_id is None:
+        sess.view_ready, sess.head_id = True, ctx.engine.head_version(ctx.project_id)
+        return {"state": sess, "view_img": None, "view_note": ""}
+    sess.head_id = ctx.engine.head_version(ctx.project_id)
+    try:
+        img, note, complete = view_image(ctx, sess, mode, opacity, visible, k)
+    except NotFoundError:
+        sess.image_id = None
+        return {"state": sess, "view_img": None, "view_note": "This image was deleted."}
+    sess.view_ready = complete
+    return {"state": sess, "view_img": img, "view_note": note}
+
+
+def caption(ctx: AppContext, info: ImageInfo, classes: list[ClassInfo]) -> str:
+    counts = ctx.repo.labelled_pixel_counts(image_id=info.id) if info.labelled_pixels else {}
+    names = {c.index: c.name for c in classes}
+    labelled = ", ".join(f"{names.get(i, i)} {n:,}" for i, n in sorted(counts.items()) if n) or "unlabelled"
+    pred = "pred ✓" if info.has_prediction else "no pred"
+    unc = f"unc {info.uncertainty:.2f}" if info.uncertainty is not None else "unc –"
+    return f"{info.name} | {labelled} | {pred} | {unc}"
+
+
+def sorted_images(images: list[ImageInfo], sort: str) -> list[ImageInfo]:
+    if sort == SORTS[1]:
+        return sorted(images, key=lambda i: (i.uncertainty is None, -(i.uncertainty or 0.0), i.id))
+    if sort == SORTS[2]:
+        return sorted(images, key=lambda i: (i.labelled_pixels, i.id))
+    if sort == SORTS[3]:
+        return sorted(images, key=lambda i: (i.name.lower(), i.id))
+    return list(images)
+
+
+@ui_errors
+def gallery(ctx: AppContext, sess: Session, sort: str) -> dict:
+    classes = ctx.classes()
+    images = sorted_images(ctx.images(), sort)
+    sess.order = [i.id for i in images]
+    items = [(ctx.engine.thumbnail(i.id), caption(ctx, i, classes)) for i in images]
+    return {"state": sess, "gallery": items}
+
+
+def status_text(ctx: AppContext) -> str:
+    prog = ctx.engine.feature_progress()
+    st = ctx.engine.training_status(ctx.project_id)
+    lines = [f"**Features:** {prog.describe()} · **Training:** {st.describe()}"]
+    if prog.failed:
+        lines.append(f"⚠ {len(prog.failed)} image(s) failed: " + "; ".join(r for _, r in prog.failed[:3]))
+    if st.last is not None and st.last.pixel_counts:
+        counts = " · ".join(f"{n}: {c:,}" for n, c in st.last.pixel_counts.items())
+        lines.append(f"**Trained on** (labelled pixels per class): {counts}")
+    return "  \n".join(lines)
+
+
+@ui_errors
+def tick(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int,
+         sort: str) -> dict:
+    """Every second or two: status line; redraw the view when a new head arrived or features finished."""
+    out: dict = {"status": status_text(ctx)}
+    head = ctx.engine.head_version(ctx.project_id)
+    if sess.image_id is not None and (head != sess.head_id or not sess.view_ready):
+        new_head = head != sess.head_id
+        out |= render_view(ctx, sess, mode, opacity, visible, k)
+        try:
+            info = ctx.repo.get_image(sess.image_id)
+            out["info"] = imagepanel.image_status(ctx, info, ctx.classes())
+        except NotFoundError:
+            pass
+        if new_head:
+            out |= gallery(ctx, sess, sort)
+    return out

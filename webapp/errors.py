@@ -1,0 +1,47 @@
+"""Turn exceptions from core, storage and the engine into messages in the page, never tracebacks."""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import gradio as gr
+
+from storage import StorageError
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable)
+
+# Errors whose message is written for the user (they say what went wrong and how to fix it).
+USER_ERRORS = (StorageError, ValueError, LookupError, TimeoutError)
+
+
+def user_message(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return html.escape(text[:1].upper() + text[1:], quote=False).replace("\n", "<br>")  # gr.Error renders HTML
+
+
+def ui_errors(fn: F) -> F:
+    """Decorator for callbacks: user errors become `gr.Error(message)`; anything else is logged with its
+    traceback on the server and shown as a short internal-error message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except USER_ERRORS as exc:
+            raise gr.Error(user_message(exc), print_exception=False) from None
+        except Exception as exc:
+            log.exception("callback %s failed", getattr(fn, "__name__", fn))
+            raise gr.Error(
+                f"Internal error ({type(exc).__name__}: {exc}). Your labels are saved; the server log has details.",
+                print_exception=False,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,154 @@
+"""The page: compose the tabs (built in annotate/views/classes/images/export) and wire their events to the
+callbacks. No logic here beyond which callback answers which event."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from webapp import annotate, classes, export, images, views
+from webapp import callbacks_annotate as cba
+from webapp import callbacks_classes as cbc
+from webapp import callbacks_data as cbd
+from webapp import callbacks_export as cbe
+from webapp import callbacks_page as cbp
+from webapp import callbacks_views as cbv
+from webapp.context import AppContext, Session
+from webapp.ui import UI, bind
+
+TICK_SECONDS = 1.5
+
+# Outputs of everything that (re)opens an image in the annotation panel.
+SHOW = ["state", "active_class", "class_style", "editor", "points_img", "title", "info", "undo_btn", "redo_btn",
+        "split"]
+VIEW_IN = ["state", "view_mode", "opacity", "class_toggles", "k"]
+VIEW_OUT = ["state", "view_img", "view_note"]
+CLASS_OUT = SHOW + ["classes_table", "class_pick", "class_name", "class_colour", "reassign_to", "class_toggles",
+                    "new_class_name"]
+
+
+def header(ctx: AppContext, ui: UI) -> None:
+    backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
+    gr.Markdown(f"## probeseg · {ctx.project_name} <span class='muted'>&nbsp; frozen {backbone} + a linear head "
+                "trained on your scribbles and points</span>", elem_id="header")
+    ui.add(banner=gr.Markdown(ctx.banner, elem_id="banner", visible=bool(ctx.banner)))
+    ui.add(status=gr.Markdown("", elem_id="status-line"))
+
+
+def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
+    ui = UI()
+    with gr.Blocks(title=f"probeseg · {ctx.project_name}", fill_width=True) as demo:
+        ui.add(state=gr.State(Session()))
+        header(ctx, ui)
+        with gr.Tabs():
+            with gr.Tab("Annotate", id="annotate"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        annotate.build_tools(ui)
+                        annotate.build_canvas(ui)
+                    with gr.Column(scale=2):
+                        views.build_views(ui)
+                annotate.build_gallery(ui)
+            with gr.Tab("Images", id="images"):
+                images.build_images(ui, ctx.allow_server_paths)
+            with gr.Tab("Classes", id="classes"):
+                classes.build_classes(ui)
+            with gr.Tab("Evaluation", id="evaluation") as eval_tab:
+                export.build_evaluation(ui)
+            with gr.Tab("Export", id="export"):
+                export.build_export(ui)
+        ui.add(timer=gr.Timer(TICK_SECONDS))
+        wire(ctx, ui, demo, eval_tab)
+    return demo, ui
+
+
+def _on(ui: UI, ctx: AppContext, event, fn, inputs: list[str], outputs: list[str], view: bool = False, **kw):
+    """Listen to `event` with callback `fn` (inputs[0] must be "state"); with view=True, redraw the view after."""
+    dep = event(bind(ctx, fn, outputs), ui.pick(inputs), ui.pick(outputs), **kw)
+    if view:
+        dep = dep.then(bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT),
+                       show_progress="hidden")
+    return dep
+
+
+def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
+    on = lambda *a, **k: _on(ui, ctx, *a, **k)  # noqa: E731
+    auto = ["auto_train"]
+    gallery_out = ["state", "gallery"]
+
+    on(demo.load, cbp.page_load, ["state", "sort"], CLASS_OUT + gallery_out + ["status"], view=True)
+
+    # annotation
+    on(ui.active_class.input, cba.set_active_class, ["state", "active_class"], SHOW + ["mode"],
+       show_progress="hidden")
+    on(ui.mode.input, cba.set_mode, ["state", "mode"], SHOW + ["point_radius", "brush_size"])
+    on(ui.brush_size.release, cba.set_brush_size, ["state", "brush_size"], ["state", "editor"], show_progress="hidden")
+    on(ui.editor.input, cba.editor_input, ["state", "editor"] + auto, SHOW, trigger_mode="always_last",
+       show_progress="hidden")
+    on(ui.undo_btn.click, cba.undo, ["state"] + auto, SHOW, view=True)
+    on(ui.redo_btn.click, cba.redo, ["state"] + auto, SHOW, view=True)
+    on(ui.clear_btn.click, cba.clear, ["state"] + auto, SHOW, view=True)
+    on(ui.train_btn.click, cba.train, ["state"], ["state"], view=True).then(
+        bind(ctx, cbv.gallery, gallery_out), ui.pick(["state", "sort"]), ui.pick(gallery_out), show_progress="hidden")
+    on(ui.refine_btn.click, cba.refine, ["state", "refine_threshold", "class_toggles"], SHOW, view=True)
+    on(ui.prev_btn.click, lambda c, s: cba.step(c, s, -1), ["state"], SHOW, view=True)
+    on(ui.next_btn.click, lambda c, s: cba.step(c, s, +1), ["state"], SHOW, view=True)
+    on(ui.uncertain_btn.click, cba.next_uncertain, ["state"], SHOW, view=True)
+
+    def point_select(sess: Session, radius: float, auto_train: bool, evt: gr.SelectData):
+        x, y = evt.index[0], evt.index[1]
+        return bind(ctx, lambda c, s: cba.point_click(c, s, x, y, radius, auto_train),
+                    ["state", "points_img", "info", "undo_btn", "redo_btn"])(sess)
+
+    ui.points_img.select(point_select, ui.pick(["state", "point_radius", "auto_train"]),
+                         ui.pick(["state", "points_img", "info", "undo_btn", "redo_btn"]), show_progress="hidden")
+
+    def gallery_select(sess: Session, evt: gr.SelectData):
+        return bind(ctx, lambda c, s: cba.pick_gallery(c, s, evt.index), SHOW)(sess)
+
+    ui.gallery.select(gallery_select, ui.pick(["state"]), ui.pick(SHOW)).then(
+        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden")
+    on(ui.sort.input, cbv.gallery, ["state", "sort"], gallery_out)
+
+    # views
+    for event in (ui.view_mode.change, ui.opacity.release, ui.k.release, ui.class_toggles.input):
+        on(event, cbv.render_view, VIEW_IN, VIEW_OUT, show_progress="hidden")
+    ui.timer.tick(bind(ctx, cbv.tick, ["status", "state", "view_img", "view_note", "info", "gallery"],
+                       blocking=False),
+                  ui.pick(VIEW_IN + ["sort"]), ui.pick(["status", "state", "view_img", "view_note", "info", "gallery"]),
+                  show_progress="hidden", queue=False)
+
+    # images
+    import_out = CLASS_OUT + gallery_out + ["import_report", "upload_files", "upload_dir"]
+    on(ui.upload_files.upload, cbd.upload, ["state", "upload_files", "sort"], import_out, view=True)
+    on(ui.upload_dir.upload, cbd.upload, ["state", "upload_dir", "sort"], import_out, view=True)
+    on(ui.samples_btn.click, cbd.load_samples, ["state", "sort"], import_out, view=True)
+    on(ui.import_folder_btn.click, cbd.import_folder, ["state", "server_folder", "sort"], import_out, view=True)
+    on(ui.import_voc_btn.click, cbd.import_voc, ["state", "server_folder", "voc_labels", "sort"], import_out,
+       view=True)
+    on(ui.split.input, cbd.set_split, ["state", "split"], ["title"])
+    on(ui.delete_image_btn.click, cbd.delete_image, ["state", "sort"], SHOW + gallery_out, view=True)
+
+    # classes
+    on(ui.class_pick.input, cbc.pick, ["state", "class_pick"], ["class_name", "class_colour"])
+    on(ui.quick_add_btn.click, cbc.quick_add, ["state", "quick_class_name"], CLASS_OUT + ["quick_class_name"])
+    on(ui.quick_class_name.submit, cbc.quick_add, ["state", "quick_class_name"], CLASS_OUT + ["quick_class_name"])
+    on(ui.add_btn.click, cbc.add, ["state", "new_class_name", "new_class_colour", "new_use_colour"], CLASS_OUT)
+    on(ui.new_class_name.submit, cbc.add, ["state", "new_class_name", "new_class_colour", "new_use_colour"], CLASS_OUT)
+    on(ui.rename_btn.click, cbc.rename, ["state", "class_pick", "class_name"], CLASS_OUT)
+    on(ui.recolour_btn.click, cbc.recolour, ["state", "class_pick", "class_colour"], CLASS_OUT, view=True)
+    on(ui.up_btn.click, lambda c, s, v, a: cbc.move(c, s, v, -1, a), ["state", "class_pick"] + auto, CLASS_OUT,
+       view=True)
+    on(ui.down_btn.click, lambda c, s, v, a: cbc.move(c, s, v, +1, a), ["state", "class_pick"] + auto, CLASS_OUT,
+       view=True)
+    on(ui.delete_btn.click, cbc.delete, ["state", "class_pick", "delete_mode", "reassign_to"] + auto, CLASS_OUT,
+       view=True)
+
+    # evaluation and export
+    eval_out = ["eval_md", "eval_plot"]
+    on(ui.eval_refresh.click, cbe.evaluation, ["state"], eval_out)
+    on(eval_tab.select, cbe.evaluation, ["state"], eval_out)
+    export_out = ["export_files", "export_msg"]
+    on(ui.export_masks_btn.click, cbe.export_masks, ["state", "export_pred"], export_out)
+    on(ui.export_coco_btn.click, cbe.export_coco, ["state", "export_pred"], export_out)
+    on(ui.export_head_btn.click, cbe.export_head, ["state"], export_out)
+    on(ui.export_project_btn.click, cbe.export_project, ["state"], export_out)

@@ -1,0 +1,229 @@
+"""Pixels for the page: class colours, label layers for the editor, overlays, heatmaps, points, boxes.
+
+Pure numpy/PIL functions (no gradio), tested directly. Label maps are HxW uint8 class indices with
+255 = unlabelled; `palette` arrays are 256x3 uint8 with each class's colour at its index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from core.labels import IGNORE
+from storage import ClassInfo, PointInfo
+
+LABEL_ALPHA = 0.6  # opacity of scribbles in the editor: the image stays visible under dense labels
+EDITOR_MAX_SIDE = 1024  # longer side of the image shown for annotation (labels are stored at full size)
+VIEW_MAX_SIDE = 768  # longer side of the analysis views
+GAP = 8  # pixels between panels of the side-by-side view
+
+
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    c = colour.strip().lstrip("#")
+    if len(c) == 3:
+        c = "".join(ch * 2 for ch in c)
+    if len(c) != 6:
+        raise ValueError(f"not a colour: {colour!r} (expected #rrggbb)")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def normalise_colour(value: str) -> str:
+    """'#RRGGBB', 'rgb(r, g, b)' or 'rgba(r, g, b, a)' (what gr.ColorPicker may send) -> '#rrggbb'."""
+    v = (value or "").strip().lower()
+    if v.startswith("rgb"):
+        nums = v[v.index("(") + 1 : v.rindex(")")].split(",")[:3]
+        r, g, b = (max(0, min(255, round(float(n)))) for n in nums)
+        return f"#{r:02x}{g:02x}{b:02x}"
+    return "#{:02x}{:02x}{:02x}".format(*hex_to_rgb(v))
+
+
+def palette(classes: Sequence[ClassInfo]) -> np.ndarray:
+    pal = np.zeros((256, 3), np.uint8)
+    for c in classes:
+        pal[c.index] = hex_to_rgb(c.colour)
+    return pal
+
+
+def text_colour(colour: str) -> str:
+    r, g, b = hex_to_rgb(colour)
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"
+
+
+# ---------------------------------------------------------------------- display <-> full resolution
+def row_map(n_full: int, n_disp: int) -> np.ndarray:
+    """For each full-resolution row (or column): the display row it is shown in."""
+    return (np.arange(n_full, dtype=np.int64) * n_disp) // n_full
+
+
+def downscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour label map at display size (h, w); exact inverse of `upscale_labels`."""
+    H, W = labels.shape
+    h, w = size
+    if (h, w) == (H, W):
+        return labels.copy()
+    rows = np.minimum(-((-np.arange(h) * H) // h), H - 1)  # ceil(i * H / h): a full row shown in row i
+    cols = np.minimum(-((-np.arange(w) * W) // w), W - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def upscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = labels.shape
+    H, W = size
+    if (h, w) == (H, W):
+        return labels.copy()
+    return labels[row_map(H, h)[:, None], row_map(W, w)[None, :]]
+
+
+def merge_edit(stored: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Apply the display-size edit before -> after onto the full-resolution layer `stored`: only pixels
+    the user changed are touched, so fine detail elsewhere and other sessions' edits survive."""
+    if before.shape != after.shape:
+        raise ValueError(f"edit changed the layer size from {before.shape} to {after.shape}")
+    changed = before != after
+    if not changed.any():
+        return stored
+    H, W = stored.shape
+    rows, cols = row_map(H, before.shape[0]), row_map(W, before.shape[1])
+    full_changed = changed[rows[:, None], cols[None, :]]
+    out = stored.copy()
+    out[full_changed] = after[rows[:, None], cols[None, :]][full_changed]
+    return out
+
+
+# ---------------------------------------------------------------------- editor layers
+def labels_to_rgba(labels: np.ndarray, pal: np.ndarray, alpha: float = LABEL_ALPHA) -> np.ndarray:
+    """Label map -> RGBA layer (class colour with `alpha` where labelled, transparent elsewhere)."""
+    out = np.zeros((*labels.shape, 4), np.uint8)
+    mask = labels != IGNORE
+    out[..., :3][mask] = pal[labels[mask]]
+    out[..., 3][mask] = int(round(alpha * 255))
+    return out
+
+
+def rgba_to_labels(layer: np.ndarray, classes: Sequence[ClassInfo], min_alpha: int = 8) -> np.ndarray:
+    """Editor layer -> label map: each painted pixel gets the class of the nearest class colour."""
+    layer = np.asarray(layer)
+    if layer.ndim != 3 or layer.shape[2] != 4:
+        raise ValueError(f"expected an RGBA layer, got shape {layer.shape}")
+    out = np.full(layer.shape[:2], IGNORE, np.uint8)
+    mask = layer[..., 3] >= min_alpha
+    if not mask.any() or not classes:
+        return out
+    rgb = layer[..., :3][mask].astype(np.int32)
+    code = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    uniq, inv = np.unique(code, return_inverse=True)
+    ucol = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1)
+    ccol = np.array([hex_to_rgb(c.colour) for c in classes], np.int32)
+    dist = ((ucol[:, None, :] - ccol[None, :, :]) ** 2).sum(-1)
+    idx = np.array([c.index for c in classes], np.uint8)[dist.argmin(1)]
+    out[mask] = idx[inv.reshape(-1)]
+    return out
+
+
+def tint(rgb: np.ndarray, labels: np.ndarray, pal: np.ndarray, alpha: float,
+         visible: np.ndarray | None = None) -> np.ndarray:
+    """Blend class colours over an image where `labels` is a (visible) class."""
+    mask = labels != IGNORE
+    if visible is not None:
+        ok = np.zeros(256, bool)
+        ok[: len(visible)] = visible
+        mask &= ok[labels]
+    out = rgb.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * pal[labels[mask]].astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def draw_points(rgb: np.ndarray, points: Sequence[PointInfo], pal: np.ndarray, scale: float,
+                min_radius: float = 3.0) -> np.ndarray:
+    """Draw each point as a filled disc in its class colour with a contrasting ring (`scale`:
+    display pixels per image pixel)."""
+    if not points:
+        return rgb
+    img = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(img)
+    for p in points:
+        if p.class_index is None:
+            continue
+        x, y = p.x * scale, p.y * scale
+        r = max(min_radius, p.radius * scale)
+        colour = tuple(int(v) for v in pal[p.class_index])
+        ring = (255, 255, 255) if sum(colour) < 380 else (0, 0, 0)
+        draw.ellipse([x - r - 1.5, y - r - 1.5, x + r + 1.5, y + r + 1.5], fill=ring)
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+    return np.asarray(img)
+
+
+# ---------------------------------------------------------------------- analysis views
+def colormap(values: np.ndarray, name: str = "magma") -> np.ndarray:
+    """Values in 0..1 -> RGB uint8 through a matplotlib colour map."""
+    from matplotlib import colormaps
+
+    lut = (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    return lut[np.clip(np.rint(np.asarray(values, np.float32) * 255), 0, 255).astype(np.uint8)]
+
+
+def heat_overlay(rgb: np.ndarray, values: np.ndarray, name: str = "magma", alpha: float = 0.65) -> np.ndarray:
+    """A heatmap over a greyed copy of the image (so structures stay recognisable)."""
+    grey = rgb.astype(np.float32).mean(-1, keepdims=True).repeat(3, -1)
+    out = (1 - alpha) * grey + alpha * colormap(values, name).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def draw_boxes(rgb: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], colour=(0, 255, 255)) -> np.ndarray:
+    """Numbered boxes (x0, y0, x1, y1) marking regions worth labelling."""
+    if not boxes:
+        return rgb
+    img = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(max(rgb.shape[:2]) / 250))
+    for n, (x0, y0, x1, y1) in enumerate(boxes, 1):
+        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=width)
+        tx, ty = x0 + width + 2, y0 + width + 1
+        draw.rectangle([tx - 2, ty - 1, tx + 9, ty + 12], fill=(0, 0, 0))
+        draw.text((tx, ty), str(n), fill=colour)
+    return np.asarray(img)
+
+
+def side_by_side(panels: Sequence[np.ndarray], gap: int = GAP, background: int = 255) -> np.ndarray:
+    """Panels of equal height next to each other with a gap."""
+    h = max(p.shape[0] for p in panels)
+    w = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    out = np.full((h, w, 3), background, np.uint8)
+    x = 0
+    for p in panels:
+        out[: p.shape[0], x : x + p.shape[1]] = p
+        x += p.shape[1] + gap
+    return out
+
+
+def label_colours(labels: np.ndarray, pal: np.ndarray, unlabelled=(236, 236, 236)) -> np.ndarray:
+    out = pal[labels].copy()
+    out[labels == IGNORE] = unlabelled
+    return out
+
+
+def placeholder(size: tuple[int, int], text: str) -> np.ndarray:
+    """A light-grey panel with a message (e.g. 'computing features…')."""
+    h, w = max(32, size[0]), max(64, size[1])
+    img = Image.new("RGB", (w, h), (242, 242, 242))
+    draw = ImageDraw.Draw(img)
+    lines = text.split("\n")
+    y = h // 2 - 8 * len(lines)
+    for line in lines:
+        tw = draw.textlength(line)
+        draw.text(((w - tw) / 2, y), line, fill=(90, 90, 90))
+        y += 16
+    return np.asarray(img)
+
+
+def fit_rgb(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Enlarge a small image so its longer side is `side` (views of small images fill their panel)."""
+    h, w = rgb.shape[:2]
+    if max(h, w) >= side:
+        return rgb
+    s = side / max(h, w)
+    return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))),
+                                                  Image.Resampling.BILINEAR))
+

@@ -1,0 +1,115 @@
+"""Build and run the web app: backbone (with the offline fallback), repository, engine, page."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from core.backbone import (
+    Backbone,
+    WeightsUnavailableError,
+    default_backbone_name,
+    load_backbone,
+    resolve_device,
+)
+from engine import ProjectEngine
+from storage import Repository
+from webapp.assets import CSS, SHORTCUTS_JS
+from webapp.config import ServeConfig
+from webapp.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def random_banner(backbone: str, fell_back: bool) -> str:
+    why = ("pretrained weights could not be loaded (no network and not in the Hugging Face cache), so the "
+           "backbone fell back to **random weights**" if fell_back else "the backbone runs with **random weights** "
+           "(`--weights random`)")
+    return (
+        f"⚠️ **Random backbone weights.** {why}: the app works, but predictions and clusters are not meaningful. "
+        "To get real weights, either run once with network access: `python app.py --weights hub` (downloads "
+        f"{backbone} into the Hugging Face cache; later runs work offline with `HF_HUB_OFFLINE=1`), or pass a "
+        f"checkpoint file: `python app.py --weights /path/to/{backbone}_pretrain.pth`."
+    )
+
+
+def load_backbone_with_fallback(config: ServeConfig) -> tuple[Backbone, str]:
+    """(backbone, banner markdown). weights=hub falls back to random weights with a loud warning."""
+    device = resolve_device(config.device)
+    name = config.backbone or default_backbone_name(device)
+    print(f"probeseg: backbone {name} on {device} (weights: {config.weights})", flush=True)
+    try:
+        backbone = load_backbone(name, weights=config.weights, device=device)
+    except WeightsUnavailableError as exc:
+        if config.weights != "hub":
+            raise
+        bar = "!" * 100
+        print(f"\n{bar}\nWARNING: {exc}\n\nFALLING BACK TO RANDOM WEIGHTS: the app runs, but its predictions are "
+              f"meaningless until you get real weights (see above).\n{bar}\n", file=sys.stderr, flush=True)
+        backbone = load_backbone(name, weights="random", device=device)
+        return backbone, random_banner(name, fell_back=True)
+    return backbone, (random_banner(name, fell_back=False) if backbone.is_random else "")
+
+
+def create_context(config: ServeConfig, repo: Repository | None = None, backbone: Backbone | None = None,
+                   banner: str | None = None) -> AppContext:
+    """Open the repository and project, load the backbone, start the engine (and queue missing features)."""
+    config = config.resolved().validate()
+    data = Path(config.data_dir).expanduser()
+    data.mkdir(parents=True, exist_ok=True)
+    repo = repo or Repository.open(data, config.db_url)
+    if backbone is None:
+        backbone, banner = load_backbone_with_fallback(config)
+    elif banner is None:
+        banner = random_banner(backbone.spec.name, fell_back=False) if backbone.is_random else ""
+    project = repo.find_project(config.project) or repo.create_project(config.project)
+    engine = ProjectEngine.create(repo, backbone, data / "features", long_side=config.long_side)
+    queued = engine.ensure_features(project_id=project.id)
+    if queued:
+        print(f"probeseg: computing features of {queued} image(s) in the background", flush=True)
+    return AppContext(engine=engine, project_id=project.id, project_name=project.name, banner=banner or "",
+                      export_dir=str(data / "exports"))
+
+
+def build_app(config: ServeConfig, ctx: AppContext | None = None):
+    """The Gradio Blocks of the app (the context, with its engine, is attached as `.probeseg`)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from webapp.layout import build
+
+    ctx = ctx or create_context(config)
+    demo, _ui = build(ctx)
+    demo.probeseg = ctx
+    demo.queue(default_concurrency_limit=8)
+    return demo
+
+
+def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
+    auth = config.resolved().auth_pair()
+    Path(ctx.export_dir).mkdir(parents=True, exist_ok=True)
+    return dict(
+        server_name=config.host, server_port=int(config.port), share=bool(config.share), auth=auth,
+        max_file_size=config.max_file_size, ssr_mode=False, css=CSS, head=SHORTCUTS_JS,
+        allowed_paths=[ctx.export_dir], footer_links=["settings"], quiet=True,
+        auth_message="probeseg: log in with the user and password the server was started with." if auth else None,
+    )
+
+
+def serve(config: ServeConfig) -> None:
+    """Start the app and block until interrupted."""
+    config = config.resolved().validate()
+    for noisy in ("httpx", "alembic", "urllib3"):  # keep the console to what the user needs to see
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.auth:
+        print(f"WARNING: serving on {config.host} without --auth: anyone who can reach this address can "
+              "view and change the project.", file=sys.stderr, flush=True)
+    demo = build_app(config)
+    ctx: AppContext = demo.probeseg
+    try:
+        demo.launch(prevent_thread_lock=True, **launch_kwargs(config, ctx))
+        print(f"probeseg is running at {config.url}  (project '{ctx.project_name}', data in "
+              f"{Path(config.data_dir).expanduser().resolve()}; Ctrl+C stops it)", flush=True)
+        demo.block_thread()
+    finally:
+        ctx.engine.close()
