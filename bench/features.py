@@ -122,7 +122,7 @@ def _run_cpu(cfg: BenchConfig, report: Report) -> None:
     s.add_row(["cache hit from memory (LRU)", seconds(t_mem.median), n / t_mem.median, t_mem.n,
                _cores(t_mem.other_cores), f"{t_mem.median / t_bare.median:.3f}x"], {"path": "memory_hit", "time": t_mem.to_dict()})
     s.notes.append(
-        "Both paths run the same model on the same images; the bare forward is given the batches already "
+        "All paths run the same model on the same images; the bare forward is given the batches already "
         "preprocessed, the project path starts from uint8 RGB. The three timed paths are run alternately (one warm-up each, "
         f"then {cfg.feature_repeats} timed rounds), so load changes on this shared machine hit both alike; 'other "
         "load' = CPU cores other processes kept busy meanwhile. Cache file size: "
