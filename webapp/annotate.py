@@ -26,12 +26,16 @@ def build_tools(ui: UI) -> None:
         ui.add(point_radius=gr.Slider(2, 30, value=8, step=1, label="Point size", visible=False, scale=2,
                                       min_width=160))
     with gr.Row(elem_id="action-row"):
-        ui.add(undo_btn=gr.Button("↶ Undo", size="sm", interactive=False, elem_id="undo-btn", min_width=80))
-        ui.add(redo_btn=gr.Button("↷ Redo", size="sm", interactive=False, elem_id="redo-btn", min_width=80))
-        ui.add(clear_btn=gr.Button("Clear image", size="sm", variant="stop", elem_id="clear-btn", min_width=100))
-        ui.add(train_btn=gr.Button("Train now", size="sm", variant="primary", elem_id="train-btn", min_width=100))
+        ui.add(undo_btn=gr.Button("↶ Undo", size="sm", interactive=False, elem_id="undo-btn", scale=0,
+                                  min_width=90))
+        ui.add(redo_btn=gr.Button("↷ Redo", size="sm", interactive=False, elem_id="redo-btn", scale=0,
+                                  min_width=90))
+        ui.add(clear_btn=gr.Button("Clear image", size="sm", variant="stop", elem_id="clear-btn", scale=0,
+                                   min_width=110))
+        ui.add(train_btn=gr.Button("Train now", size="sm", variant="primary", elem_id="train-btn", scale=0,
+                                   min_width=110))
         ui.add(auto_train=gr.Checkbox(value=True, label="Auto-retrain after each edit", elem_id="auto-train",
-                                      container=False, min_width=200))
+                                      container=False, scale=1))
 
 
 def build_canvas(ui: UI) -> None:

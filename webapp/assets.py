@@ -19,8 +19,8 @@ table.classes td, table.classes th { padding: 4px 10px; }
 #gallery .caption-label { font-size: 11px; white-space: normal; line-height: 1.2; }
 #view-note { min-height: 2.4em; }
 #header h2 { margin: 0; }
-#action-row { align-items: center; gap: 8px; }
-#action-row > * { flex-grow: 0 !important; }
+#class-style { display: none !important; }  /* only carries the per-class <style> rules */
+#action-row { align-items: center; }
 #title p { margin: 2px 0; }
 """
 

@@ -69,8 +69,9 @@ def create_context(config: ServeConfig, repo: Repository | None = None, backbone
     queued = engine.ensure_features(project_id=project.id)
     if queued:
         print(f"probeseg: computing features of {queued} image(s) in the background", flush=True)
+    local = config.host in ("127.0.0.1", "localhost", "::1")
     return AppContext(engine=engine, project_id=project.id, project_name=project.name, banner=banner or "",
-                      export_dir=str(data / "exports"))
+                      export_dir=str(data / "exports"), allow_server_paths=local or bool(config.auth))
 
 
 def build_app(config: ServeConfig, ctx: AppContext | None = None):
