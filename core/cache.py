@@ -123,6 +123,15 @@ class FeatureStore:
         return feats
 
     # -- public ----------------------------------------------------------------------------------
+    def contains(self, image_hash: str) -> bool:
+        """Whether features for this image exist (memory or disk), without reading them."""
+        key = self.key(image_hash)
+        with self._lock:
+            if key in self._lru:
+                return True
+        path = self._path(key)
+        return path is not None and path.is_file()
+
     def cached(self, image_hash: str) -> PatchFeatures | None:
         """Features if already computed (memory or disk), else None. Never runs the backbone."""
         return self._lookup(self.key(image_hash))

@@ -125,14 +125,7 @@ class ProjectEngine:
                 self.repo.set_image_stats(image_id, analysis.uncertainty_score(state.head, feats), True)
 
     def has_features(self, image_id: int) -> bool:
-        src = self._source(image_id)
-        contains = getattr(self.store, "contains", None)
-        if contains is not None:
-            return bool(contains(src.image_hash))
-        path = self.store._path(self.store.key(src.image_hash))  # no public existence check in core yet
-        if path is not None:
-            return path.is_file()
-        return self.store.cached(src.image_hash) is not None
+        return self.store.contains(self._source(image_id).image_hash)
 
     def feature_failure(self, image_id: int) -> str | None:
         return self.worker.failure(image_id)

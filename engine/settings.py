@@ -9,7 +9,7 @@ from core.train import TrainConfig
 
 @dataclass(frozen=True)
 class EngineSettings:
-    debounce_s: float = 0.6  # auto-retrain waits this long after the last edit before it starts
+    debounce_s: float = 0.2  # auto-retrain waits this long after the last edit before it starts
     feature_batch: int = 4  # images per backbone call in the background worker (small: priorities interleave)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_iter=100))
     prediction_cache: int = 24  # predictions kept in memory (per head, image and size)

@@ -61,7 +61,7 @@ class _ProjectState:
 class Trainer:
     """The trainer thread (see the module docstring). `run` does the actual work for one project."""
 
-    def __init__(self, run: RunFn, debounce_s: float = 0.6):
+    def __init__(self, run: RunFn, debounce_s: float = 0.2):
         self._run = run
         self.debounce_s = float(debounce_s)
         self._cond = threading.Condition()

@@ -28,6 +28,7 @@ def test_cache_round_trip_is_float16_and_bit_identical(random_backbone, tmp_path
     assert torch.equal(again.tokens, first.tokens)
     assert again.original_size == (40, 60) and again.resized_size == first.resized_size
     assert fresh.cached(pixel_hash(rgb)) is not None
+    assert fresh.contains(pixel_hash(rgb)) and not fresh.contains("another-image")
 
 
 def test_key_depends_on_image_backbone_weights_and_size(random_backbone, tmp_path):
