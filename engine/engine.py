@@ -17,6 +17,7 @@ from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
 from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
 from core.head import head_from_bytes
 from core.predict import Prediction
+from core.train import TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState, Hotspot
 from engine.lru import LRU
@@ -148,6 +149,19 @@ class ProjectEngine:
         """Train at once (superseding auto-retrains) and wait for the result; raises TrainingError."""
         gen = self.trainer.request(project_id, immediate=True)
         return self.trainer.wait(project_id, gen, timeout)
+
+    def await_auto_train(self, project_id: int, timeout: float = 5.0) -> bool:
+        """Block until the newest training request has finished (or timed out, failed, was superseded
+        and finished); True when a head from it or a newer request is ready. Lets the UI return the new
+        overlay from the stroke's own event chain instead of waiting for the page timer."""
+        gen = self.trainer.latest_request(project_id)
+        if gen == 0:
+            return False
+        try:
+            self.trainer.wait(project_id, gen, timeout)
+        except (TrainingError, TimeoutError):
+            return False
+        return True
 
     def training_status(self, project_id: int) -> TrainStatus:
         status = self.trainer.status(project_id)

@@ -84,6 +84,11 @@ class Trainer:
             self._cond.notify_all()
             return st.generation
 
+    def latest_request(self, project_id: int) -> int:
+        """The generation of the newest training request (0 if none)."""
+        with self._cond:
+            return self._state(project_id).generation
+
     def wait(self, project_id: int, generation: int, timeout: float | None = None) -> TrainOutcome:
         """Wait until `generation` (or a newer one superseding it) has finished; return its outcome or
         raise TrainingError with the reason no head was trained."""

@@ -13,7 +13,7 @@ from webapp import callbacks_export as cbe
 from webapp import callbacks_page as cbp
 from webapp import callbacks_views as cbv
 from webapp.context import AppContext, Session
-from webapp.ui import UI, bind
+from webapp.ui import UI, bind, to_outputs
 
 TICK_SECONDS = 1.5
 
@@ -82,8 +82,20 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
        show_progress="hidden")
     on(ui.mode.input, cba.set_mode, ["state", "mode"], SHOW + ["point_radius", "brush_size"])
     on(ui.brush_size.release, cba.set_brush_size, ["state", "brush_size"], ["state", "editor"], show_progress="hidden")
+    tick_out = ["status", "state", "view_img", "view_note", "info", "gallery"]
+    redraw = bind(ctx, cbv.tick, tick_out)
+
+    def overlay_after_edit(auto_train: bool, sess: Session, *view_values):
+        # Wait for the retrain this edit started outside the tab's lock (the next stroke must not queue
+        # behind it), then redraw: the overlay arrives in the stroke's own chain, not at the next tick.
+        if auto_train and ctx.engine.await_auto_train(ctx.project_id):
+            return redraw(sess, *view_values)
+        return to_outputs({}, tick_out)
+
     on(ui.editor.input, cba.editor_input, ["state", "editor"] + auto, SHOW, trigger_mode="always_last",
-       show_progress="hidden")
+       show_progress="hidden").then(
+        overlay_after_edit, ui.pick(["auto_train"] + VIEW_IN + ["sort"]), ui.pick(tick_out),
+        show_progress="hidden", concurrency_limit=None)  # it mostly waits: never hold other tabs back
     on(ui.undo_btn.click, cba.undo, ["state"] + auto, SHOW, view=True)
     on(ui.redo_btn.click, cba.redo, ["state"] + auto, SHOW, view=True)
     on(ui.clear_btn.click, cba.clear, ["state"] + auto, SHOW, view=True)
@@ -112,9 +124,7 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     # views
     for event in (ui.view_mode.change, ui.opacity.release, ui.k.release, ui.class_toggles.input):
         on(event, cbv.render_view, VIEW_IN, VIEW_OUT, show_progress="hidden")
-    ui.timer.tick(bind(ctx, cbv.tick, ["status", "state", "view_img", "view_note", "info", "gallery"],
-                       blocking=False),
-                  ui.pick(VIEW_IN + ["sort"]), ui.pick(["status", "state", "view_img", "view_note", "info", "gallery"]),
+    ui.timer.tick(bind(ctx, cbv.tick, tick_out, blocking=False), ui.pick(VIEW_IN + ["sort"]), ui.pick(tick_out),
                   show_progress="hidden", queue=False)
 
     # images
