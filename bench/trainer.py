@@ -34,7 +34,7 @@ from bench.timing import Timing, measure
 from core.head import LinearHead
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
-from core.train import LabelledImage, TrainConfig, gather, literal_loss, train_head
+from core.train import LabelledImage, TrainConfig, gather, literal_loss, make_optimizer, train_head
 
 log = logging.getLogger("bench")
 
@@ -122,16 +122,7 @@ def literal_train(images: Sequence[LabelledImage], num_classes: int, config: Tra
     head = LinearHead(images[0].features.dim, num_classes)
     head.set_statistics(mean, std)
     params = [head.conv.weight, head.conv.bias]
-    # Keep in step with core.train.train_head's L-BFGS settings.
-    opt = torch.optim.LBFGS(
-        params,
-        lr=1.0,
-        max_iter=config.max_iter,
-        tolerance_grad=1e-9,
-        tolerance_change=config.tolerance,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
+    opt = make_optimizer(params, config)  # the very settings core.train.train_head uses
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=False)
