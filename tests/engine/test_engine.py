@@ -9,7 +9,8 @@ import pytest
 
 from core.labels import IGNORE
 from core.train import TrainingError
-from tests.engine.conftest import png_bytes, two_colour, two_strokes
+from tests.engine.conftest import two_strokes
+from tests.images import png_bytes, two_colour
 
 
 def add_image(repo, project, seed=0, name="two.png"):

@@ -3,31 +3,14 @@ helpers that play the browser's part for the callbacks."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine import EngineSettings, ProjectEngine
 from storage import Repository
+from tests.images import png_bytes, two_colour
 from webapp import render
 from webapp.context import AppContext, Session
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def two_colour(h: int = 84, w: int = 112, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.float32)
-    img[:, : w // 2] = (210, 40, 40)
-    img[:, w // 2 :] = (40, 70, 210)
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture

@@ -130,7 +130,7 @@ def test_training_errors_are_messages_and_success_updates_views(labelled_ctx, se
 
 def test_refine_and_navigation(labelled_ctx, sess):
     ctx = labelled_ctx
-    from tests.webapp.conftest import png_bytes, two_colour
+    from tests.images import png_bytes, two_colour
 
     second = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=5)), "second.png")
     out = open_first(ctx, sess)

@@ -10,7 +10,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from tests.webapp.conftest import class_id, colour_of, editor_value, png_bytes, two_colour
+from tests.images import png_bytes, two_colour
+from tests.webapp.conftest import class_id, colour_of, editor_value
 from webapp import callbacks_annotate as cba
 from webapp import callbacks_classes as cbc
 from webapp import callbacks_data as cbd
