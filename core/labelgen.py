@@ -694,19 +694,12 @@ def _generate_noisy(
         plans.append(plan_noise(gt, image_rng(seed, image_id), k, config, bg))
     cal = calibrate_noisy(plans, gts, k, config)
     del gts, plans
-    _label_all(
-        dataset,
-        ids,
-        "noisy",
-        config,
-        seed,
-        bg,
-        out,
-        quality,
-        progress,
-        workers,
-        (cal.strength, cal.boundary_strength),
-    )
+
+    def label_with(cal) -> None:
+        _label_all(dataset, ids, "noisy", config, seed, bg, out, quality, progress, workers,
+                   (cal.strength, cal.boundary_strength))
+
+    label_with(cal)
     recalibrated = False
     if len(subset) < len(ids) and abs(quality.miou() - config.target_miou) > config.tolerance:
 
@@ -717,19 +710,7 @@ def _generate_noisy(
 
         cal = calibrate_noisy(stream, None, k, config)
         quality.matrix[:] = 0
-        _label_all(
-            dataset,
-            ids,
-            "noisy",
-            config,
-            seed,
-            bg,
-            out,
-            quality,
-            progress,
-            workers,
-            (cal.strength, cal.boundary_strength),
-        )
+        label_with(cal)
         recalibrated = True
     achieved = quality.miou()
     return {

@@ -286,36 +286,31 @@ def clear_labels(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
     return _write(ctx, fn)
 
 
-def undo(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
+def _step(ctx: Ctx, image_id: int, author: str, kind: str) -> AnnotationInfo | None:
+    """Undo (kind="undo") the newest applied edit or redo (kind="redo") the newest undone one."""
+
     def fn(s: Session) -> tuple[AnnotationInfo | None, Rendered | None]:
         im = _locked_image(s, image_id)
         events = load_events(s, im.id)
         folded = fold(events)
-        if not folded.applied:
+        stack = folded.applied if kind == "undo" else folded.redo_stack
+        if not stack:
             return None, None
-        target = folded.applied[-1]
-        _info, rendered = _append_and_refresh(s, im, events, "undo", author, target_id=target.id)
+        target = stack[-1]
+        _info, rendered = _append_and_refresh(s, im, events, kind, author, target_id=target.id)
         row = s.get(Annotation, target.id)
         assert row is not None
-        return annotation_info(row, active=False), rendered
+        return annotation_info(row, active=kind == "redo"), rendered
 
     return _write(ctx, fn)
+
+
+def undo(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
+    return _step(ctx, image_id, author, "undo")
 
 
 def redo(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
-    def fn(s: Session) -> tuple[AnnotationInfo | None, Rendered | None]:
-        im = _locked_image(s, image_id)
-        events = load_events(s, im.id)
-        folded = fold(events)
-        if not folded.redo_stack:
-            return None, None
-        target = folded.redo_stack[-1]
-        _info, rendered = _append_and_refresh(s, im, events, "redo", author, target_id=target.id)
-        row = s.get(Annotation, target.id)
-        assert row is not None
-        return annotation_info(row, active=True), rendered
-
-    return _write(ctx, fn)
+    return _step(ctx, image_id, author, "redo")
 
 
 # ------------------------------------------------------------------ reads
