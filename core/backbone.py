@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,11 @@ class BackboneSpec:
     timm_name: str  # the timm model (and Hugging Face hub repo `timm/<timm_name>`)
     embed_dim: int  # channels of each patch token
     num_registers: int  # register tokens (the `_reg4` variants), dropped from the output like the CLS token
+    # How Meta's hub models resize the 37x37 position embedding to other grids (their constructor arguments):
+    # the plain models use a scale factor of (grid + 0.1) / 37 without antialiasing, the `_reg` ones the
+    # output size with antialiasing. The paper's numbers come from these models, so we follow them exactly.
+    interpolate_offset: float
+    interpolate_antialias: bool
 
 
 def _registry() -> dict[str, BackboneSpec]:
@@ -40,7 +47,7 @@ def _registry() -> dict[str, BackboneSpec]:
             suffix = "_reg4" if reg else ""
             name = f"dinov2_vit{size}14{suffix}"
             timm_name = f"vit_{timm_size[size]}_patch14{suffix}_dinov2.lvd142m"
-            specs[name] = BackboneSpec(name, timm_name, dim, reg)
+            specs[name] = BackboneSpec(name, timm_name, dim, reg, 0.0 if reg else 0.1, bool(reg))
     return specs
 
 
@@ -116,9 +123,55 @@ class Backbone:
         return tokens.transpose(1, 2).reshape(b, -1, h // PATCH_SIZE, w // PATCH_SIZE)
 
 
-def _create(spec: BackboneSpec, pretrained: bool) -> nn.Module:
-    # dynamic_img_size: the position embedding is interpolated to any input grid, so images keep aspect.
-    return timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True)
+def resize_pos_embed(
+    pos_embed: torch.Tensor, grid: tuple[int, int], *, offset: float, antialias: bool, num_prefix: int
+) -> torch.Tensor:
+    """Meta's DINOv2 rule for the position embedding at another patch grid: [1, P + M*M, C] with P prefix
+    slots (the CLS slot of the plain models) -> [1, P + h*w, C]. Bicubic in float32; with `offset` the
+    scale factor (h + offset) / M is what the kernel uses (not the size ratio), as in Meta's code."""
+    prefix, patch = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
+    m = int(round(patch.shape[1] ** 0.5))
+    h, w = grid
+    if (h, w) == (m, m):
+        return pos_embed
+    square = patch.float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
+    if offset:
+        resized = F.interpolate(square, scale_factor=((h + offset) / m, (w + offset) / m), mode="bicubic",
+                                antialias=antialias)
+    else:
+        resized = F.interpolate(square, size=(h, w), mode="bicubic", antialias=antialias)
+    if resized.shape[-2:] != (h, w):  # cannot happen for offsets in (0, 1); a guard against misuse
+        raise ValueError(f"position embedding resized to {tuple(resized.shape[-2:])}, expected {(h, w)}")
+    resized = resized.permute(0, 2, 3, 1).reshape(1, h * w, -1).to(pos_embed.dtype)
+    return torch.cat([prefix, resized], dim=1)
+
+
+def _meta_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Replaces timm's `_pos_embed` (which always resizes by size with antialiasing) by Meta's rule.
+    x: [B, h, w, C] patch embeddings (timm's dynamic_img_size layout) -> [B, prefix + h*w, C]."""
+    b, h, w, c = x.shape
+    pos = resize_pos_embed(self.pos_embed, (h, w), offset=self.probeseg_spec.interpolate_offset,
+                           antialias=self.probeseg_spec.interpolate_antialias,
+                           num_prefix=0 if self.no_embed_class else 1)
+    x = x.reshape(b, h * w, c)
+    prefix = [t.expand(b, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+    if self.no_embed_class:
+        # `_reg` models: timm folded Meta's CLS position slot into cls_token; registers carry no position.
+        x = torch.cat(prefix + [x + pos], dim=1)
+    else:
+        x = torch.cat(prefix + [x], dim=1) + pos
+    return self.pos_drop(x)
+
+
+def create_model(spec: BackboneSpec, pretrained: bool = False, **timm_kwargs) -> nn.Module:
+    """The timm model of `spec` with Meta's position-embedding rule (see BackboneSpec). `timm_kwargs`
+    override timm's architecture arguments (tests use `depth=1` to check every size cheaply)."""
+    # dynamic_img_size: the position embedding is resized to any input grid, so images keep aspect.
+    model = timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True,
+                              **timm_kwargs)
+    model.probeseg_spec = spec
+    model._pos_embed = types.MethodType(_meta_pos_embed, model)
+    return model
 
 
 def _file_digest(path: Path) -> str:
@@ -191,17 +244,17 @@ def load_backbone(
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
-            model = _create(spec, pretrained=False)
+            model = create_model(spec, pretrained=False)
         weights_id = f"random:seed={RANDOM_SEED}"
     elif weights == "hub":
         try:
-            model = _create(spec, pretrained=True)
+            model = create_model(spec, pretrained=True)
         except Exception as exc:  # offline, not cached, proxy errors: all end the same way for the user
             raise WeightsUnavailableError(_hub_help(spec, f"{type(exc).__name__}: {exc}".splitlines()[0])) from None
         weights_id = f"hub:timm/{spec.timm_name}"
     else:
         path = Path(weights).expanduser()
-        model = _create(spec, pretrained=False)
+        model = create_model(spec, pretrained=False)
         load_weights_file(model, path, spec)
         weights_id = f"file:{path.name}:{_file_digest(path)}"
     model.eval().requires_grad_(False).to(dev)

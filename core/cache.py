@@ -1,6 +1,6 @@
 """The feature store: patch tokens cached on disk (float16 safetensors) and in a byte-bounded LRU.
 
-Key = (image pixel hash, backbone, weights identity, input size, FEATURE_CODE_VERSION). Writes are atomic
+Key = (image pixel hash, backbone, weights identity, input size, FEATURE_VERSION). Writes are atomic
 (temp file + os.replace), so two processes computing the same key both end with one valid file.
 """
 
@@ -24,9 +24,6 @@ from safetensors.torch import save_file
 from core.features import FeatureExtractor, PatchFeatures
 from core.imageio import pixel_hash
 
-# Bump when preprocessing or token extraction changes: old cache entries then stop matching.
-FEATURE_CODE_VERSION = "1"
-
 
 class FeatureStore:
     """Get features for images, computing them only once per (image, backbone, weights, size)."""
@@ -47,7 +44,8 @@ class FeatureStore:
 
     # -- keys and files -------------------------------------------------------------------------
     def key(self, image_hash: str) -> str:
-        ident = f"{image_hash}|{self.extractor.identity}|v{FEATURE_CODE_VERSION}"
+        # The identity includes core.features.FEATURE_VERSION: entries of older code stop matching.
+        ident = f"{image_hash}|{self.extractor.identity}"
         return hashlib.sha256(ident.encode()).hexdigest()
 
     def _path(self, key: str) -> Path | None:

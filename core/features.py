@@ -20,6 +20,11 @@ from core.backbone import PATCH_SIZE, Backbone
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Bumped whenever the tokens for the same pixels and weights change. Part of every feature-cache key and
+# recorded in every head, so old features are never mixed with new ones. History: 1 = first release;
+# 2 = position embedding resized by Meta's rule and no PIL `reducing_gap` (tokens equal Meta's DINOv2).
+FEATURE_VERSION = 2
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -111,11 +116,14 @@ def resized_size_for(size: tuple[int, int], long_side: int) -> tuple[int, int]:
 
 
 def preprocess(rgb: np.ndarray, long_side: int) -> torch.Tensor:
-    """HxWx3 uint8 RGB (orientation already applied by core.imageio) -> [3, h*14, w*14] normalised."""
+    """HxWx3 uint8 RGB (orientation already applied by core.imageio) -> [3, h*14, w*14] normalised.
+
+    The same tensor as Meta's eval recipe (torchvision Resize(bicubic) on the PIL image, ToTensor,
+    Normalize): PIL's full bicubic filter, no `reducing_gap` shortcut, which changes large photos."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB array, got {rgb.shape} {rgb.dtype}; use core.imageio.load_rgb")
     rh, rw = resized_size_for(rgb.shape[:2], long_side)
-    img = Image.fromarray(rgb).resize((rw, rh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    img = Image.fromarray(rgb).resize((rw, rh), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -132,7 +140,8 @@ class FeatureExtractor:
     @property
     def identity(self) -> str:
         """What the features depend on besides the pixels (part of the cache key)."""
-        return f"{self.backbone.spec.name}|{self.backbone.weights_id}|long_side={self.config.long_side}"
+        return (f"{self.backbone.spec.name}|{self.backbone.weights_id}|long_side={self.config.long_side}"
+                f"|features=v{FEATURE_VERSION}")
 
     def extract(self, rgb: np.ndarray) -> PatchFeatures:
         return self.extract_many([rgb])[0]

@@ -16,6 +16,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
+from core.features import FEATURE_VERSION
+
 WEIGHTS_FILE = "head.safetensors"
 META_FILE = "head.json"
 
@@ -72,6 +74,18 @@ class HeadMeta:
     train: dict = field(default_factory=dict)  # training settings and results (loss, seconds, pixels)
     created: float = field(default_factory=time.time)
     format: int = 1
+    feature_version: int = FEATURE_VERSION  # core.features.FEATURE_VERSION of the training features
+
+
+def check_feature_version(version: int, where: str) -> None:
+    """Refuse a head trained on features that this code no longer computes: its predictions on the new
+    features would be quietly different."""
+    if version != FEATURE_VERSION:
+        raise HeadFileError(
+            f"{where}: trained on probeseg feature version {version}, but this probeseg computes version "
+            f"{FEATURE_VERSION} (the tokens now equal Meta's DINOv2 exactly); retrain the head on the same "
+            "labels (`app.py train ...`, or any edit in the web app); cached features are recomputed by themselves"
+        )
 
 
 def head_to_bytes(head: LinearHead) -> bytes:
@@ -105,9 +119,12 @@ def load_head(head_dir: str | os.PathLike) -> tuple[LinearHead, HeadMeta]:
     if not wfile.is_file() or not mfile.is_file():
         raise HeadFileError(f"{d}: no head here (expected {WEIGHTS_FILE} and {META_FILE}); train one with `train --out {d}`")
     try:
-        meta = HeadMeta(**json.loads(mfile.read_text()))
-    except (TypeError, ValueError) as exc:
+        fields = json.loads(mfile.read_text())
+        fields.setdefault("feature_version", 1)  # heads of the first release did not record it
+        meta = HeadMeta(**fields)
+    except (TypeError, ValueError, AttributeError) as exc:
         raise HeadFileError(f"{mfile}: unreadable head metadata ({exc})") from None
+    check_feature_version(meta.feature_version, str(mfile))
     try:
         head = head_from_bytes(wfile.read_bytes())
     except HeadFileError as exc:

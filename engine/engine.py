@@ -15,7 +15,7 @@ from core.backbone import Backbone
 from core.cache import FeatureStore
 from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
 from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
-from core.head import head_from_bytes
+from core.head import check_feature_version, head_from_bytes
 from core.predict import Prediction
 from core.train import TrainingError
 from engine import analysis, jobs
@@ -183,6 +183,7 @@ class ProjectEngine:
         state = None
         if info is not None and info.backbone == self.backbone_name and info.backbone_weights == self.weights_id:
             try:
+                check_feature_version(int(info.meta.get("feature_version", 1)), f"head {info.id}")
                 head = head_from_bytes(self.repo.head_weights(info.id))
                 ids = tuple(info.meta.get("class_ids") or [c.id for c in info.classes])
                 if len(ids) == head.num_classes and head.dim == self.backbone.spec.embed_dim:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.features import FEATURE_VERSION
 from core.head import head_to_bytes
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
@@ -73,6 +74,7 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     meta = {
         "backbone": engine.backbone_name, "backbone_weights": engine.weights_id, "weights_id": engine.weights_id,
         "classes": names, "class_ids": list(class_ids), "long_side": engine.long_side, "train": train_info,
+        "feature_version": FEATURE_VERSION,
     }
     info = repo.save_head(project_id, head_to_bytes(result.head), meta)
     state = HeadState(info.id, result.head, class_ids, engine.backbone_name, engine.weights_id, time.time())

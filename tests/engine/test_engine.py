@@ -149,3 +149,16 @@ def test_views(repo, project, engine):
     assert engine.pca(a.id, (42, 56)).shape == (42, 56, 3)
     assert engine.display_rgb(a.id, 56).shape == (42, 56, 3)
     assert engine.thumbnail(a.id, 32).shape[1] == 32
+
+
+def test_a_stored_head_of_older_features_is_not_used(repo, project, engine):
+    from core.head import head_to_bytes
+
+    image = add_image(repo, project)
+    repo.save_scribbles(image.id, two_strokes())
+    outcome = engine.train_now(project.id, timeout=120)
+    assert engine.head(project.id).head_id == outcome.head_id
+    info = repo.latest_head(project.id)
+    old_meta = {k: v for k, v in info.meta.items() if k != "feature_version"}  # as the first release stored it
+    repo.save_head(project.id, head_to_bytes(engine.head(project.id).head), old_meta)
+    assert engine.head(project.id) is None  # never predicts with a head of other features
