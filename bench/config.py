@@ -24,10 +24,18 @@ class BenchConfig:
     cell_budget_s: float = 15.0  # stop repeating a figure once its timed runs took this long
     max_iter: int = 100  # L-BFGS iterations (TrainConfig default), for the trainer and the literal Eq. 1
     literal_cells: tuple[tuple[int, int], ...] = ((384, 1_000), (384, 100_000), (768, 100_000))
-    literal_repeats: int = 1
     forest_trees: int = 100
-    forest_budget_s: float = 60.0  # a tree-ensemble fit projected above this (from the last size) is skipped
-    forest_repeats: int = 1
+    forest_budget_s: float = 60.0  # a forest fit projected above this (from the last size) is skipped
+    threads: int = 1  # torch threads and forest jobs for part 1: CPU time then measures work, not spinning
+    # Interleaved comparisons (trainer, baseline, trainer, baseline, ...): at least min rounds, at most max,
+    # stopping once the per-round CPU ratio's (max - min) / median is at most spread_goal or the budget is used.
+    compare_min_rounds: int = 3
+    compare_max_rounds: int = 7
+    compare_budget_s: float = 60.0
+    spread_goal: float = 0.2
+    # 1c. interactive fits: a few strokes on cached token grids, then one more stroke on one image
+    interactive_pixels: int = 1_000
+    interactive_stroke_pixels: int = 80
     # 2. dense masks
     dense_images: int = 24
     dense_size: int = 400
@@ -76,6 +84,8 @@ QUICK = replace(
     cell_budget_s=5.0,
     literal_cells=((384, 100_000),),
     forest_budget_s=8.0,
+    compare_max_rounds=4,
+    compare_budget_s=15.0,
     dense_images=4,
     dense_val_images=1,
     dense_repeats=2,
@@ -106,6 +116,11 @@ TINY = replace(
     literal_cells=((32, 2_000),),
     forest_trees=5,
     forest_budget_s=5.0,
+    compare_min_rounds=2,
+    compare_max_rounds=2,
+    compare_budget_s=2.0,
+    interactive_pixels=300,
+    interactive_stroke_pixels=30,
     dense_images=3,
     dense_size=64,
     dense_val_images=1,

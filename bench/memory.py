@@ -110,12 +110,15 @@ def run_memory(cfg: BenchConfig, report: Report) -> None:
     dgrowth = diag["rss_peak_serving"] - diag["rss_baseline"] if diag is not None else None
     report.target("LRU byte bound holds", "never above bound", mib(r["lru_max_seen"]) + " max", r["lru_held"],
                   f"bound {mib(r['lru_bound'])}")
-    slack = 0.25 * r["lru_bound"] + 128 * 2**20
+    # Judged as the server runs: webapp/server.py pins glibc's mmap threshold at start (the diagnostic child).
+    served, served_growth = (diag, dgrowth) if diag is not None else (r, growth)
+    limit = 1.25 * r["lru_bound"]
     report.target(
-        f"peak RSS serving {n:,} cached images", "growth <= LRU bound + 25% + 128 MiB",
-        mib(r["rss_peak_serving"]), growth <= r["lru_bound"] + slack,
-        f"growth over baseline {mib(growth)}; baseline {mib(r['rss_baseline'])}"
-        + (f"; with a pinned glibc mmap threshold the growth is {mib(dgrowth)}" if dgrowth is not None else ""),
+        f"peak RSS serving {n:,} cached images", "growth <= LRU bound + 25% (server's allocator setting)",
+        mib(served["rss_peak_serving"]), served_growth <= limit,
+        f"growth over baseline {mib(served_growth)} (limit {mib(limit)})"
+        + (f"; without the pinned mmap threshold the growth is {mib(growth)}" if diag is not None else
+           "; measured without the server's pinned mmap threshold (diagnostic child off)"),
     )
 
 

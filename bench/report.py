@@ -86,6 +86,8 @@ class Report:
     seconds: float | None = None
     mode: str = "full"
     part_seconds: dict[str, float] = field(default_factory=dict)
+    # part -> ((first section, first target), (end section, end target)) indices it added
+    part_items: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
 
     def section(self, key: str, title: str, columns: list[str]) -> Section:
         s = Section(key=key, title=title, columns=list(columns))
@@ -114,7 +116,7 @@ class Report:
         }
 
     def to_json(self) -> str:
-        return json.dumps(_json_safe(self.to_dict()), indent=2, sort_keys=False)
+        return json.dumps(json_safe(self.to_dict()), indent=2, sort_keys=False)
 
     def to_text(self) -> str:
         out = []
@@ -202,13 +204,13 @@ def _md_table(columns: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def _json_safe(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
     if isinstance(x, float):
         return None if math.isnan(x) or math.isinf(x) else x
     if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, Path):
         return str(x)
     return x

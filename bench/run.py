@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.config import PARTS, PRESETS, BenchConfig
-from bench.report import Report
+from bench.report import Report, json_safe, seconds
 from bench.timing import load_average, machine_info
 
 log = logging.getLogger("bench")
@@ -22,6 +23,8 @@ log = logging.getLogger("bench")
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR.parent / "out" / "bench"  # /out/ is git-ignored
 RESULTS_FILE = BENCH_DIR / "RESULTS.md"
+RESULTS_JSON = BENCH_DIR / "RESULTS.json"
+CHECK_TOLERANCE = 0.25  # --check flags CPU-time figures more than this much worse than the recorded ones
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"also write the Markdown report here (a full run with every part writes {RESULTS_FILE} by default)",
     )
-    p.add_argument("--no-results", action="store_true", help="never write bench/RESULTS.md")
+    p.add_argument("--no-results", action="store_true", help="never write bench/RESULTS.md or RESULTS.json")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="regression check: a quick trainer run compared with the figures recorded in bench/RESULTS.json; "
+        f"prints every CPU-time figure more than {CHECK_TOLERANCE:.0%} worse and exits 1 if there is one",
+    )
+    p.add_argument("--record", action="store_true", help="with --check: record this run's figures as the reference")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +100,7 @@ def run_benchmarks(
     for part in parts:
         log.info("== %s", part)
         t0 = time.perf_counter()
+        first = (len(report.sections), len(report.targets))
         try:
             runners[part]()
         except Exception as exc:  # one broken part must not hide the others' numbers
@@ -99,6 +110,7 @@ def run_benchmarks(
             s.notes.append("traceback: " + traceback.format_exc().strip().splitlines()[-1])
             report.target(f"{part} part ran", "no error", "error", False, str(exc)[:200])
         report.part_seconds[part] = round(time.perf_counter() - t0, 1)
+        report.part_items[part] = (first, (len(report.sections), len(report.targets)))
         log.info("   %s took %.1f s", part, report.part_seconds[part])
     report.seconds = time.perf_counter() - start
     report.machine["load_average_end"] = load_average()
@@ -112,6 +124,8 @@ def run_benchmarks(
 def run(args: argparse.Namespace) -> int:
     for noisy in ("alembic", "httpx", "urllib3", "gradio_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.check:
+        return run_check(args)
     cfg = select_config(args)
     parts = parse_parts(args.parts)
     if args.threads:
@@ -125,6 +139,70 @@ def run(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.to_markdown("probeseg benchmark results (latest full run)"))
         print(f"wrote {path}")
+    if cfg.name == "full" and not args.no_results:
+        write_results_json(report, RESULTS_JSON)
+        print(f"wrote {RESULTS_JSON} ({', '.join(parts)})")
+    return 0
+
+
+def write_results_json(report: Report, path: Path) -> None:
+    """One key per part (its sections, targets, machine and load), replacing that part's previous figures
+    and keeping the others; `trainer` also gets the flat CPU-time figures that --check compares."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    full = report.to_dict()
+    for part, ((s0, t0), (s1, t1)) in report.part_items.items():
+        entry = {
+            "machine": full["machine"],
+            "seconds": report.part_seconds.get(part),
+            "sections": full["sections"][s0:s1],
+            "targets": full["targets"][t0:t1],
+        }
+        if part == "trainer":
+            entry["cpu_figures_s"] = check_figures(report)
+        data[part] = entry
+    path.write_text(json.dumps(json_safe(data), indent=2) + "\n")
+
+
+def check_figures(report: Report) -> dict[str, float]:
+    """Named CPU-time figures of the trainer part (seconds): each trainer cell and each interactive fit."""
+    out = {}
+    for s in report.sections:
+        if s.key == "retrain_time":
+            for r in s.records:
+                out[f"trainer {r['dim']}-d {r['labelled_pixels']} px"] = r["trainer"]["cpu_median_s"]
+        elif s.key == "interactive":
+            for r in s.records:
+                out[f"{r['fit']} {r['dim']}-d"] = r["time"]["cpu_median_s"]
+    return out
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Quick trainer run against the figures recorded by the last `--check --record` (in RESULTS.json)."""
+    cfg = PRESETS["quick"]
+    report = run_benchmarks(cfg, ["trainer"], args.out or DEFAULT_OUT / "check", echo=False)
+    figures = check_figures(report)
+    data = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
+    if args.record:
+        data["check"] = {"preset": cfg.name, "machine": report.machine, "cpu_figures_s": figures}
+        RESULTS_JSON.write_text(json.dumps(json_safe(data), indent=2) + "\n")
+        print(f"recorded {len(figures)} figures in {RESULTS_JSON}")
+        return 0
+    reference = data.get("check", {}).get("cpu_figures_s")
+    if not reference:
+        raise ValueError(f"{RESULTS_JSON} has no recorded figures; run `python -m bench --check --record` first")
+    worse = []
+    for name, now in figures.items():
+        ref = reference.get(name)
+        status = "new" if ref is None else f"{now / ref:.2f}x"
+        if ref is not None and now > ref * (1 + CHECK_TOLERANCE):
+            worse.append(name)
+            status += f"  WORSE (> {1 + CHECK_TOLERANCE:.2f}x)"
+        print(f"{name:40s} {seconds(now):>10s} vs {seconds(ref) if ref else '-':>10s}  {status}")
+    print(f"load average {report.machine.get('load_average_start')} -> {load_average()}")
+    if worse:
+        print(f"{len(worse)} figure(s) more than {CHECK_TOLERANCE:.0%} worse in CPU time: {', '.join(worse)}")
+        return 1
+    print(f"no CPU-time figure more than {CHECK_TOLERANCE:.0%} worse than recorded")
     return 0
 
 

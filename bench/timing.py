@@ -18,12 +18,13 @@ import torch
 
 @dataclass
 class Timing:
-    """Wall-clock seconds of the measured runs (warm-up excluded)."""
+    """Wall-clock and CPU seconds of the measured runs (warm-up excluded)."""
 
-    runs: list[float] = field(default_factory=list)
+    runs: list[float] = field(default_factory=list)  # wall seconds
     warmup: bool = True  # whether a warm-up run preceded the measured ones
     capped: bool = False  # True when the time budget stopped the repeats early
     other_load: list[float] = field(default_factory=list)  # cores busy with other processes, per run
+    cpu_runs: list[float] = field(default_factory=list)  # this process's CPU seconds (children included)
 
     @property
     def other_cores(self) -> float | None:
@@ -35,18 +36,63 @@ class Timing:
         return statistics.median(self.runs) if self.runs else float("nan")
 
     @property
+    def cpu(self) -> float:
+        """Median CPU seconds: what the work costs, largely independent of what else the machine runs."""
+        return statistics.median(self.cpu_runs) if self.cpu_runs else float("nan")
+
+    @property
+    def cpu_spread(self) -> float:
+        """(max - min) / median of the CPU runs: how much the repeats disagree."""
+        return _spread(self.cpu_runs)
+
+    @property
     def n(self) -> int:
         return len(self.runs)
+
+    def add(self, wall: float, cpu: float, other: float | None) -> None:
+        self.runs.append(wall)
+        self.cpu_runs.append(cpu)
+        if other is not None:
+            self.other_load.append(other)
 
     def to_dict(self) -> dict:
         return {
             "median_s": self.median,
+            "cpu_median_s": self.cpu,
+            "cpu_spread": self.cpu_spread,
             "runs_s": [round(r, 6) for r in self.runs],
+            "cpu_runs_s": [round(r, 6) for r in self.cpu_runs],
             "n": self.n,
             "warmup": self.warmup,
             "capped_by_budget": self.capped,
             "other_load_cores": [round(x, 2) for x in self.other_load],
         }
+
+
+def _spread(xs: list[float]) -> float:
+    if len(xs) < 2:
+        return float("nan")
+    med = statistics.median(xs)
+    return (max(xs) - min(xs)) / med if med > 0 else float("nan")
+
+
+def process_cpu() -> float:
+    """CPU seconds of this process and of its finished, waited-for children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float, float | None, Any]:
+    """Run fn once: (wall s, CPU s, other processes' busy cores meanwhile, result). A result that is a
+    dict with "wall_s" and "cpu_s" timed its own work (e.g. a fit in a child process, without the child's
+    start-up): those figures are used instead."""
+    before = cpu_snapshot()
+    cpu0, start = process_cpu(), time.perf_counter()
+    result = fn()
+    wall, cpu = time.perf_counter() - start, process_cpu() - cpu0
+    if isinstance(result, dict) and "cpu_s" in result and "wall_s" in result:
+        wall, cpu = float(result["wall_s"]), float(result["cpu_s"])
+    return wall, cpu, other_cores_since(before), result
 
 
 def measure(fn: Callable[[], Any], repeats: int, warmup: bool = True, budget_s: float | None = None) -> tuple[Timing, Any]:
@@ -55,17 +101,70 @@ def measure(fn: Callable[[], Any], repeats: int, warmup: bool = True, budget_s: 
     timing = Timing(warmup=warmup)
     result = fn() if warmup else None
     for i in range(max(1, repeats)):
-        before = cpu_snapshot()
-        start = time.perf_counter()
-        result = fn()
-        timing.runs.append(time.perf_counter() - start)
-        other = other_cores_since(before)
-        if other is not None:
-            timing.other_load.append(other)
+        wall, cpu, other, result = timed(fn)
+        timing.add(wall, cpu, other)
         if budget_s is not None and sum(timing.runs) >= budget_s and i + 1 < repeats:
             timing.capped = True
             break
     return timing, result
+
+
+@dataclass
+class Comparison:
+    """Two ways of doing the same work, run alternately (A, B, A, B, ...) in one process after a warm-up
+    of each, so that load from other jobs hits both alike. The ratio is B / A in CPU time, per round."""
+
+    a: Timing
+    b: Timing
+    ratios: list[float] = field(default_factory=list)  # per round: CPU of B / CPU of A
+    stable: bool = False  # the ratio's spread fell below the goal before the budget ran out
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else float("nan")
+
+    @property
+    def spread(self) -> float:
+        return _spread(self.ratios)
+
+    def to_dict(self) -> dict:
+        return {"a": self.a.to_dict(), "b": self.b.to_dict(), "cpu_ratio": self.ratio, "ratio_spread": self.spread,
+                "rounds": len(self.ratios), "ratios": [round(r, 3) for r in self.ratios], "stable": self.stable}
+
+
+def interleave(
+    a: Callable[[], Any],
+    b: Callable[[], Any],
+    min_rounds: int = 3,
+    max_rounds: int = 9,
+    budget_s: float = 60.0,
+    spread_goal: float = 0.2,
+    a_per_round: int = 1,
+) -> tuple[Comparison, Any, Any]:
+    """Alternate a and b until the per-round CPU ratio's spread ((max - min) / median) is at most
+    `spread_goal` after `min_rounds`, or `max_rounds` or the wall budget is used up (`stable` False then).
+    `a_per_round` > 1 times a fast `a` that many times per round (its median stands for the round).
+    Returns the comparison and each side's last result."""
+    ra, rb = a(), b()  # warm-up of each, untimed
+    cmp = Comparison(Timing(), Timing(warmup=True))
+    start = time.perf_counter()
+    for i in range(max_rounds):
+        walls, cpus = [], []
+        for _ in range(a_per_round):
+            wall, cpu, other, ra = timed(a)
+            cmp.a.add(wall, cpu, other)
+            walls.append(wall)
+            cpus.append(cpu)
+        wall, cpu, other, rb = timed(b)
+        cmp.b.add(wall, cpu, other)
+        cmp.ratios.append(cpu / max(statistics.median(cpus), 1e-9))
+        if i + 1 >= min_rounds and cmp.spread <= spread_goal:
+            cmp.stable = True
+            break
+        if time.perf_counter() - start >= budget_s and i + 1 >= 1:
+            break
+    cmp.a.capped = cmp.b.capped = not cmp.stable
+    return cmp, ra, rb
 
 
 def cpu_snapshot() -> tuple[float, float, float] | None:
@@ -77,8 +176,7 @@ def cpu_snapshot() -> tuple[float, float, float] | None:
     ticks = [int(x) for x in fields]
     # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
     busy = sum(ticks[:3]) + sum(ticks[5:8])
-    t = os.times()
-    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), t.user + t.system + t.children_user + t.children_system
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), process_cpu()
 
 
 def other_cores_since(before: tuple[float, float, float] | None) -> float | None:

@@ -11,10 +11,13 @@ O(tokens x dim x classes + pixels x 4 x classes) instead of O(pixels x dim x cla
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -47,6 +50,7 @@ class TrainConfig:
 class LabelledImage:
     features: PatchFeatures
     labels: np.ndarray  # [H, W] uint8 class indices at the image's original size, 255 = unlabelled
+    key: str | None = None  # a stable name (e.g. the image id) that lets a TrainingCache reuse work
 
 
 @dataclass
@@ -61,23 +65,27 @@ class PixelSet:
     mean: torch.Tensor  # [C] feature statistics over all tokens of the training images
     std: torch.Tensor  # [C]
     pixel_counts: dict[int, int]  # labelled pixels per class before sampling
-    _mix: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def num_pixels(self) -> int:
         return int(self.y.numel())
 
     def mix_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sparse bilinear mixing matrix S [N, M] and its transpose, built once and reused."""
-        if self._mix is None:
-            n, m = self.num_pixels, self.tokens.shape[0]
-            rows = torch.arange(n).repeat_interleave(4)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "sparse CSR is beta" is not news for the user
-                coo = torch.sparse_coo_tensor(torch.stack([rows, self.idx.reshape(-1)]), self.wts.reshape(-1), (n, m))
-                coo = coo.coalesce()
-                self._mix = (coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr())
-        return self._mix
+        """The sparse [N, M] matrix S of bilinear weights (rows sum to 1; pixel = S @ token) and its
+        transpose, both CSR (several times faster here than gathering and scattering rows). Built directly:
+        the 4 corners of a pixel are sorted, and corners that coincide at the image border are merged."""
+        n, m = self.num_pixels, self.tokens.shape[0]
+        cols, order = self.idx.sort(dim=1)
+        keys = (torch.arange(n)[:, None] * m + cols).reshape(-1)  # sorted: row-major, then by column
+        unique, inverse = torch.unique_consecutive(keys, return_inverse=True)
+        values = torch.zeros(unique.numel()).index_add_(0, inverse, self.wts.gather(1, order).reshape(-1))
+        crow = torch.zeros(n + 1, dtype=torch.long)
+        crow[1:] = torch.bincount(unique // m, minlength=n).cumsum(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR is beta" is not news for the user
+            s = torch.sparse_csr_tensor(crow, unique % m, values, (n, m))
+            csc = s.to_sparse_csc()  # the CSC arrays of S are the CSR arrays of S^T
+            return s, torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(), (m, n))
 
 
 @dataclass
@@ -107,22 +115,102 @@ def _stratified_sample(y: np.ndarray, cap: int, rng: np.random.Generator) -> tup
     return np.concatenate(keep)[order], np.concatenate(weight)[order]
 
 
+@dataclass(frozen=True)
+class _ImageStats:
+    """Sums over one image's tokens, from which the training set's mean and std follow."""
+
+    s1: torch.Tensor  # [C] float64
+    s2: torch.Tensor  # [C] float64
+    n: int
+
+    @classmethod
+    def of(cls, tokens: torch.Tensor) -> _ImageStats:
+        """tokens: [C, h*w] float32. Per-image sums in float32 (a few thousand terms), totals in float64."""
+        return cls(tokens.sum(1).double(), (tokens * tokens).sum(1).double(), int(tokens.shape[1]))
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One image's labelled pixels: its touched tokens and each pixel's 4 references into them."""
+
+    tokens: torch.Tensor  # [m, C] float32
+    idx: torch.Tensor  # [n, 4] long, rows of `tokens`
+    wts: torch.Tensor  # [n, 4]
+    y: torch.Tensor  # [n]
+    w: torch.Tensor  # [n] sampling weights
+    counts: np.ndarray  # [K] labelled pixels per class before sampling
+
+
+class TrainingCache:
+    """Per-image pieces of the training problem kept between fits, for the interactive case where one
+    stroke changes one image: the token statistics of each image (its features never change) and each
+    image's gathered pixels, reused while its labels and sampling share stay the same. Give every
+    LabelledImage a `key` (e.g. the image id) to use it. Gathered pixels are bounded by `max_bytes`
+    (oldest first out; dense masks on many images would otherwise keep most tokens twice)."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = max_bytes
+        self._stats: dict[str, _ImageStats] = {}
+        self._chunks: dict[str, tuple[tuple, _Chunk | None]] = {}
+        self._bytes = 0
+
+    def stats(self, key: str, tokens: torch.Tensor) -> _ImageStats:
+        hit = self._stats.get(key)
+        if hit is None or hit.n != tokens.shape[1] or hit.s1.numel() != tokens.shape[0]:
+            hit = self._stats[key] = _ImageStats.of(tokens)
+        return hit
+
+    def chunk(self, key: str, version: tuple, make: Callable[[], _Chunk | None]) -> _Chunk | None:
+        hit = self._chunks.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        self._drop(key)
+        chunk = make()
+        self._chunks[key] = (version, chunk)
+        self._bytes += _nbytes(chunk)
+        while self._bytes > self.max_bytes and len(self._chunks) > 1:
+            self._drop(next(iter(self._chunks)))
+        return chunk
+
+    def forget(self, key: str) -> None:
+        self._stats.pop(key, None)
+        self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        old = self._chunks.pop(key, None)
+        if old is not None:
+            self._bytes -= _nbytes(old[1])
+
+
+def _nbytes(chunk: _Chunk | None) -> int:
+    if chunk is None:
+        return 0
+    return sum(t.numel() * t.element_size() for t in (chunk.tokens, chunk.idx, chunk.wts, chunk.y, chunk.w))
+
+
 class PixelSetBuilder:
     """Accumulates labelled pixels image by image, so callers can stream features through it instead of
     holding every image's tokens in memory (only the tokens a labelled pixel touches are kept)."""
 
-    def __init__(self, num_classes: int, config: TrainConfig = TrainConfig(), total_labelled: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        config: TrainConfig = TrainConfig(),
+        total_labelled: int | None = None,
+        cache: TrainingCache | None = None,
+    ):
         self.num_classes = num_classes
         self.config = config
         self.total_labelled = total_labelled  # enables the sampling cap; None = keep every pixel
-        self._rng = np.random.default_rng(config.seed)
-        self._chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("tok", "idx", "wts", "y", "w")}
-        self._counts = np.zeros(num_classes, dtype=np.int64)
+        self.cache = cache
+        self._chunks: list[_Chunk] = []
         self._dim: int | None = None
         self._s1 = self._s2 = None
-        self._n_tok = self._offset = self._images = 0
+        self._n_tok = self._images = 0
 
-    def add(self, features: PatchFeatures, labels: np.ndarray, name: str = "") -> None:
+    def add(self, features: PatchFeatures, labels: np.ndarray, name: str = "", key: str | None = None) -> None:
+        """Add one image. With a `key` and a cache, its statistics and gathered pixels are reused from
+        earlier fits while its labels are unchanged."""
         name = name or f"image {self._images}"
         self._images += 1
         labels = np.asarray(labels)
@@ -137,47 +225,67 @@ class PixelSetBuilder:
                 f"{name}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but the image is "
                 f"{features.original_size[1]}x{features.original_size[0]}; labels must have the image's size"
             )
-        flat = features.flat_tokens()
-        self._s1 += flat.sum(0, dtype=torch.float64)
-        self._s2 += (flat.double() ** 2).sum(0)
-        self._n_tok += flat.shape[0]
-        ys, xs = np.nonzero(labels != IGNORE)
-        if ys.size == 0:
-            return
-        y = labels[ys, xs].astype(np.int64)
+        cached = self.cache is not None and key is not None
+        tokens = features.tokens.float().reshape(features.dim, -1)  # [C, h*w], converted once per image
+        stats = self.cache.stats(key, tokens) if cached else _ImageStats.of(tokens)
+        self._s1 += stats.s1
+        self._s2 += stats.s2
+        self._n_tok += stats.n
+        flat = np.flatnonzero(labels.ravel() != IGNORE)  # flat indices are ~20x faster than 2-D nonzero
+        if cached:
+            digest = hashlib.sha1(np.ascontiguousarray(labels).data, usedforsecurity=False).digest()
+            version = (digest, labels.shape, features.dim, self._share(flat.size), self.config.seed, self.num_classes)
+            chunk = self.cache.chunk(key, version, lambda: self._gather(features, tokens, labels, flat, name, key))
+        else:
+            chunk = self._gather(features, tokens, labels, flat, name, key)
+        if chunk is not None:
+            self._chunks.append(chunk)
+
+    def _share(self, labelled: int) -> int:
+        """This image's share of the pixel cap (so large images do not crowd out small ones)."""
+        cap, total = self.config.max_pixels, self.total_labelled
+        return max(1, int(cap * labelled / total)) if total and total > cap else labelled
+
+    def _gather(self, features: PatchFeatures, tokens: torch.Tensor, labels: np.ndarray, flat: np.ndarray,
+                name: str, key: str | None) -> _Chunk | None:
+        if flat.size == 0:
+            return None
+        y = labels.ravel()[flat].astype(np.int64)
         if y.max() >= self.num_classes:
             raise TrainingError(f"{name}: class index {int(y.max())} but only {self.num_classes} classes")
-        self._counts += np.bincount(y, minlength=self.num_classes)
-        cap, total = self.config.max_pixels, self.total_labelled
-        # Each image keeps its share of the cap, so large images do not crowd out small ones.
-        share = max(1, int(cap * ys.size / total)) if total and total > cap else ys.size
-        pick, sw = _stratified_sample(y, share, self._rng)
-        idx, wts = features.corner_indices(ys[pick], xs[pick])
+        # Seeded per image (by key, else by position), so a sample does not depend on the other images.
+        tag = zlib.crc32((key if key is not None else f"#{self._images}").encode())
+        pick, sw = _stratified_sample(y, self._share(flat.size), np.random.default_rng([self.config.seed, tag]))
+        ys, xs = np.divmod(flat[pick], labels.shape[1])
+        idx, wts = features.corner_indices(ys, xs)
         used, local = torch.unique(idx, return_inverse=True)
-        self._chunks["tok"].append(flat[used].float())
-        self._chunks["idx"].append(local + self._offset)
-        self._offset += used.numel()
-        self._chunks["wts"].append(wts)
-        self._chunks["y"].append(torch.from_numpy(y[pick]))
-        self._chunks["w"].append(torch.from_numpy(sw))
+        return _Chunk(
+            tokens=tokens.index_select(1, used).T.contiguous(),
+            idx=local,
+            wts=wts,
+            y=torch.from_numpy(y[pick]),
+            w=torch.from_numpy(sw),
+            counts=np.bincount(y, minlength=self.num_classes),
+        )
 
     def build(self) -> PixelSet:
-        if not self._chunks["y"]:
+        if not self._chunks:
             raise TrainingError("no labelled pixels: draw scribbles or points (or import masks) before training")
         mean = self._s1 / self._n_tok
         std = (self._s2 / self._n_tok - mean**2).clamp(min=0).sqrt()
-        y_all = torch.cat(self._chunks["y"])
-        weight = torch.cat(self._chunks["w"])
-        counts = self._counts
+        offsets = np.cumsum([0] + [c.tokens.shape[0] for c in self._chunks[:-1]])
+        y_all = torch.cat([c.y for c in self._chunks])
+        weight = torch.cat([c.w for c in self._chunks])
+        counts = np.sum([c.counts for c in self._chunks], axis=0)
         if self.config.class_balance:
             present = counts > 0
             cw = np.zeros(self.num_classes, dtype=np.float64)
             cw[present] = counts[present].sum() / (present.sum() * counts[present])
             weight = weight * torch.from_numpy(cw.astype(np.float32))[y_all]
         return PixelSet(
-            tokens=torch.cat(self._chunks["tok"]),
-            idx=torch.cat(self._chunks["idx"]),
-            wts=torch.cat(self._chunks["wts"]),
+            tokens=torch.cat([c.tokens for c in self._chunks]),
+            idx=torch.cat([c.idx + int(o) for c, o in zip(self._chunks, offsets, strict=True)]),
+            wts=torch.cat([c.wts for c in self._chunks]),
             y=y_all,
             weight=weight,
             mean=mean.float(),
@@ -186,69 +294,68 @@ class PixelSetBuilder:
         )
 
 
-def gather(images: Sequence[LabelledImage], num_classes: int, config: TrainConfig = TrainConfig()) -> PixelSet:
+def gather(
+    images: Sequence[LabelledImage],
+    num_classes: int,
+    config: TrainConfig = TrainConfig(),
+    cache: TrainingCache | None = None,
+) -> PixelSet:
     """Collect labelled pixels of all images into a PixelSet (validating labels against the classes)."""
     if not images:
         raise TrainingError("no images to train on; add images and label some pixels first")
-    total = sum(int((np.asarray(im.labels) != IGNORE).sum()) for im in images)
-    builder = PixelSetBuilder(num_classes, config, total_labelled=total)
+    total = sum(int(np.count_nonzero(np.asarray(im.labels) != IGNORE)) for im in images)
+    builder = PixelSetBuilder(num_classes, config, total_labelled=total, cache=cache)
     for im in images:
-        builder.add(im.features, im.labels)
+        builder.add(im.features, im.labels, key=im.key)
     return builder.build()
 
 
-class _BilinearMix(torch.autograd.Function):
-    """z = S @ u with S the sparse [N, M] matrix of bilinear weights (4 per row); grad_u = S^T @ grad_z.
-    Sparse CSR products are several times faster here than gathering u[idx] and scattering back."""
+class Objective:
+    """Eq. 1 for a linear head on a PixelSet, with its exact gradient, in the cheaper of two equal forms.
 
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, s: torch.Tensor, s_t: torch.Tensor) -> torch.Tensor:
-        ctx.s_t = s_t
-        return s @ u
+    The head is linear and each pixel's bilinear weights sum to 1, so a pixel's logit is the head applied to
+    its mixed, standardised feature: logits = S (Z W^T + b) = (S Z) W^T + b with Z the standardised touched
+    tokens and S the sparse mixing matrix. With fewer pixels than touched tokens (scribbles, clicks) the
+    pixel features S Z are formed once and each step is a small dense product; otherwise each step runs the
+    head on the tokens and mixes the [M, K] logits (cost tokens x dim x K + 4 x pixels x K).
+    The gradient is written out (softmax minus one-hot, then back through S and the head), so a step is a
+    handful of tensor operations without autograd's bookkeeping; tests compare it with autograd on the
+    literal Eq. 1."""
 
-    @staticmethod
-    def backward(ctx, grad_z: torch.Tensor):
-        return ctx.s_t @ grad_z.contiguous(), None, None
+    def __init__(self, px: PixelSet, mean: torch.Tensor, std: torch.Tensor):
+        s, s_t = px.mix_matrices()
+        if px.num_pixels <= px.tokens.shape[0]:
+            self.rows = ((s @ px.tokens) - mean) / std  # [N, C] standardised pixel features
+            self.mix = self.mix_t = None
+        else:
+            self.rows = ((px.tokens - mean) / std).contiguous()  # [M, C] standardised tokens
+            self.mix, self.mix_t = s, s_t
+        self.y = px.y
+        self.w = px.weight / px.weight.sum()
+        self._neg_w = -self.w[None]
 
-
-class _WeightedCrossEntropy(torch.autograd.Function):
-    """sum_i w_i * CE(z_i, y_i) for z [N, K] and weights w that sum to 1, in one fused pass.
-
-    With few classes, PyTorch's log_softmax over the last dimension of [N, K] is slow (it vectorises over K);
-    working on the [K, N] transpose vectorises over pixels and halves the step time (bench/RESULTS.md)."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        zt = z.T.contiguous()  # [K, N]
-        m = zt.max(0).values
-        e = (zt - m).exp_()
-        s = e.sum(0)
-        loss = ((m + s.log() - zt.gather(0, y[None])[0]) * w).sum()
-        ctx.save_for_backward(e.div_(s), y, w)  # softmax, reused by backward
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        p, y, w = ctx.saved_tensors
-        g = p.scatter_add(0, y[None], torch.full((1, y.numel()), -1.0, dtype=p.dtype))  # softmax - onehot
-        return (g * (w * grad)).T, None, None
-
-
-def _mixed_loss(u: torch.Tensor, px: PixelSet) -> torch.Tensor:
-    """Weighted mean cross-entropy from per-token logits u [M, K] (bilinear mix, then masked CE)."""
-    s, s_t = px.mix_matrices()
-    return _WeightedCrossEntropy.apply(_BilinearMix.apply(u, s, s_t), px.y, px.weight / px.weight.sum())
-
-
-def pixel_logits(head: LinearHead, px: PixelSet) -> torch.Tensor:
-    """[N, K] logits at the labelled pixels: the head on each touched token, then the bilinear mix."""
-    s, s_t = px.mix_matrices()
-    return _BilinearMix.apply(head.logits_flat(px.tokens), s, s_t)
+    def __call__(self, weight: torch.Tensor, bias: torch.Tensor, grad: bool = True):
+        """Weighted mean cross-entropy for head weights [K, C] and bias [K]; with grad, also (dW, db)."""
+        u = torch.addmm(bias, self.rows, weight.T)  # [R, K]: the head on every row
+        # [K, N]: the softmax below then vectorises over pixels, not over the few classes.
+        z = (u if self.mix is None else self.mix @ u).T.contiguous()
+        m = z.amax(0)  # (max with indices is ~30x slower here)
+        e = (z - m).exp_()
+        tot = e.sum(0)
+        loss = ((m + tot.log() - z.gather(0, self.y[None])[0]) * self.w).sum()
+        if not grad:
+            return loss
+        g = e.mul_(self.w / tot).scatter_add_(0, self.y[None], self._neg_w)  # w * (softmax - one-hot), [K, N]
+        if self.mix is None:
+            return loss, g @ self.rows, g.sum(1)
+        gu = self.mix_t @ g.T.contiguous()  # [M, K]: back through the bilinear mix
+        return loss, gu.T @ self.rows, gu.sum(0)
 
 
 def pixel_loss(head: LinearHead, px: PixelSet) -> torch.Tensor:
-    """Weighted mean cross-entropy over labelled pixels (Eq. 1 with its mask)."""
-    return _mixed_loss(head.logits_flat(px.tokens), px)
+    """Weighted mean cross-entropy over labelled pixels (Eq. 1 with its mask) of `head`."""
+    with torch.no_grad():
+        return Objective(px, head.mean, head.std)(head.conv.weight.view(head.num_classes, -1), head.conv.bias, grad=False)
 
 
 def _transfer(prev: LinearHead, head: LinearHead) -> None:
@@ -263,18 +370,37 @@ def _transfer(prev: LinearHead, head: LinearHead) -> None:
         head.conv.bias[:k] = b_new
 
 
-def make_optimizer(params: list[torch.Tensor], config: TrainConfig) -> torch.optim.LBFGS:
-    """Full-batch L-BFGS with a strong-Wolfe line search: the head's problem is convex, so this converges in
-    tens of iterations, deterministically. Benchmarks build their baselines with the same settings."""
-    return torch.optim.LBFGS(
-        params,
-        lr=1.0,
-        max_iter=config.max_iter,
-        tolerance_grad=1e-9,
-        tolerance_change=config.tolerance,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
+@dataclass(frozen=True)
+class Minimum:
+    x: np.ndarray  # the parameters found, float64
+    iterations: int
+    evaluations: int
+
+
+def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, config: TrainConfig) -> Minimum:
+    """Full-batch L-BFGS (scipy's L-BFGS-B without bounds, 20 corrections): the head's problem is convex,
+    so this converges in tens of iterations, deterministically. `fun(x)` returns (loss, gradient). The
+    trainer and the benchmarks' literal Eq. 1 baseline both use exactly this, so only the loss differs.
+    An exception raised by `fun` (cancellation) ends the minimisation and propagates."""
+    from scipy.optimize import minimize
+
+    # L-BFGS-B's vector updates are tiny; left multi-threaded, the BLAS pool's threads spin between them and
+    # double the CPU time of every fit (measured on 2 cores) without making it faster.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        res = minimize(fun, np.asarray(x0, dtype=np.float64), jac=True, method="L-BFGS-B",
+                       options={"maxiter": config.max_iter, "maxcor": 20, "ftol": config.tolerance, "gtol": 1e-9})
+    return Minimum(np.asarray(res.x), int(res.nit), int(res.nfev))
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # scanning the loaded libraries takes a while: once per process
+
+
+class TrainingCancelled(Exception):
+    """`should_stop` turned true during a fit (for example, a newer edit made it stale)."""
 
 
 def train_head(
@@ -282,11 +408,14 @@ def train_head(
     num_classes: int,
     config: TrainConfig = TrainConfig(),
     init: LinearHead | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cache: TrainingCache | None = None,
 ) -> TrainResult:
     """Fit a LinearHead with full-batch L-BFGS (the problem is convex, so this converges in tens of
-    iterations and is deterministic)."""
+    iterations and is deterministic). `should_stop` is checked before every loss evaluation and raises
+    TrainingCancelled when true; `cache` reuses per-image work between fits (see TrainingCache)."""
     start = time.perf_counter()
-    px = images if isinstance(images, PixelSet) else gather(images, num_classes, config)
+    px = images if isinstance(images, PixelSet) else gather(images, num_classes, config, cache)
     if len(px.pixel_counts) < 2:
         only = next(iter(px.pixel_counts))
         raise TrainingError(
@@ -297,24 +426,27 @@ def train_head(
     head.set_statistics(px.mean, px.std)
     if init is not None and config.warm_start and init.dim == head.dim:
         _transfer(init, head)
-    weight = head.conv.weight.view(num_classes, -1)
-    params = [head.conv.weight, head.conv.bias]
-    # Tokens are fixed: standardise them once instead of in every step.
-    z = ((px.tokens - head.mean) / head.std).contiguous()
-    opt = make_optimizer(params, config)
+    objective = Objective(px, head.mean, head.std)
+    k, c = num_classes, head.dim
+    decay = config.weight_decay
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=False)
-        u = torch.addmm(head.conv.bias, z, weight.T)
-        loss = _mixed_loss(u, px) + 0.5 * config.weight_decay * weight.pow(2).sum()
-        loss.backward()
-        return loss
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled()
+        theta = torch.from_numpy(x).float().view(k, c + 1)  # [weights | bias]
+        w = theta[:, :c]
+        loss, dw, db = objective(w, theta[:, c])
+        grad = torch.cat([dw + decay * w, db[:, None]], 1)
+        return float(loss) + 0.5 * decay * float(w.pow(2).sum()), grad.double().numpy().ravel()
 
-    with torch.enable_grad():
-        opt.step(closure)
+    x0 = torch.cat([head.conv.weight.detach().view(k, c), head.conv.bias.detach()[:, None]], 1)
     with torch.no_grad():
-        final = float(pixel_loss(head, px))
-    iterations = int(opt.state[opt._params[0]].get("n_iter", 0))
+        found = minimize_lbfgs(fun, x0.double().numpy().ravel(), config)
+        theta = torch.from_numpy(found.x).float().view(k, c + 1)
+        head.conv.weight.copy_(theta[:, :c].reshape(head.conv.weight.shape))
+        head.conv.bias.copy_(theta[:, c])
+        final = float(objective(theta[:, :c], theta[:, c], grad=False))
+    iterations = found.iterations
     return TrainResult(
         head=head.eval().requires_grad_(False),
         loss=final,

@@ -17,7 +17,7 @@ from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
 from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
 from core.head import check_feature_version, head_from_bytes
 from core.predict import Prediction
-from core.train import TrainingError
+from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState, Hotspot
 from engine.lru import LRU
@@ -44,6 +44,8 @@ class ProjectEngine:
         self._sources: dict[int, ImageSource] = {}
         self._heads: dict[int, HeadState | None] = {}  # project id -> head in use (None = none usable)
         self._head_ids: dict[int, int | None] = {}  # project id -> latest stored head id seen
+        # Per project, the per-image training work kept between fits; used by the one trainer thread only.
+        self._train_caches: dict[int, TrainingCache] = {}
         self._predictions: LRU[Prediction] = LRU(settings.prediction_cache)
         self._display: LRU[np.ndarray] = LRU(settings.display_cache)
         self._views: LRU[object] = LRU(16)
@@ -139,8 +141,14 @@ class ProjectEngine:
             self._sources.pop(image_id, None)
         self._predictions.discard(lambda k: k[1] == image_id)
         self._display.discard(lambda k: k[0] == image_id)
+        for cache in list(self._train_caches.values()):
+            cache.forget(str(image_id))
 
     # ------------------------------------------------------------------ training
+    def training_cache(self, project_id: int) -> TrainingCache:
+        with self._lock:
+            return self._train_caches.setdefault(project_id, TrainingCache())
+
     def request_train(self, project_id: int) -> int:
         """Debounced auto-retrain: a newer request supersedes a pending or running one."""
         return self.trainer.request(project_id)

@@ -14,11 +14,11 @@ from core.features import FEATURE_VERSION
 from core.head import head_to_bytes
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
-from core.train import LabelledImage, TrainingError, gather, train_head
+from core.train import LabelledImage, TrainingCancelled, TrainingError, gather, train_head
 from engine import analysis
 from engine.analysis import HeadState
 from engine.results import EvalResult, TrainOutcome
-from engine.training import CancellablePixelSet, Superseded
+from engine.training import Superseded
 from storage import HeadInfo
 
 if TYPE_CHECKING:
@@ -55,13 +55,16 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
         if feats is None:
             reason = engine.feature_failure(image_id) or f"image {image_id}: features could not be computed"
             raise TrainingError(reason)
-        images.append(LabelledImage(feats, labels))
+        images.append(LabelledImage(feats, labels, key=str(image_id)))
     _check(stop)
-    px = gather(images, len(classes), config)
+    px = gather(images, len(classes), config, engine.training_cache(project_id))
     class_ids = tuple(c.id for c in classes)
     prev = engine.head(project_id)
     init = prev.head if prev is not None and prev.class_ids == class_ids else None
-    result = train_head(CancellablePixelSet.wrap(px, stop), len(classes), config, init=init)
+    try:
+        result = train_head(px, len(classes), config, init=init, should_stop=stop)
+    except TrainingCancelled:
+        raise Superseded() from None
     _check(stop)  # never store a head that a newer edit already made stale
 
     names = [c.name for c in classes]

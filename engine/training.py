@@ -2,7 +2,7 @@
 
 Every request bumps the project's generation. The trainer waits until no request came for `debounce`
 seconds (or starts at once for an explicit Train), trains, and discards its result if a newer request
-arrived meanwhile: L-BFGS is interrupted at its next function evaluation through `CancellablePixelSet`.
+arrived meanwhile: L-BFGS is interrupted at its next function evaluation (`train_head(should_stop=...)`).
 So a burst of strokes costs one training, and the head that gets stored always reflects the latest edit.
 """
 
@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from core.train import PixelSet, TrainingError
+from core.train import TrainingError
 from engine.results import TrainOutcome, TrainStatus
 
 log = logging.getLogger(__name__)
@@ -23,23 +23,6 @@ log = logging.getLogger(__name__)
 
 class Superseded(Exception):
     """A newer request arrived while this training was running: its result would be stale."""
-
-
-@dataclass
-class CancellablePixelSet(PixelSet):
-    """A PixelSet that stops L-BFGS when `should_stop()` turns true (checked at every loss evaluation)."""
-
-    should_stop: Callable[[], bool] | None = field(default=None, repr=False)
-
-    @classmethod
-    def wrap(cls, px: PixelSet, should_stop: Callable[[], bool]) -> CancellablePixelSet:
-        values = {f.name: getattr(px, f.name) for f in dataclasses.fields(px)}
-        return cls(**values, should_stop=should_stop)
-
-    def mix_matrices(self):
-        if self.should_stop is not None and self.should_stop():
-            raise Superseded()
-        return super().mix_matrices()
 
 
 # run(project_id, generation, should_stop) -> (outcome, post-processing callable or None)

@@ -40,7 +40,7 @@ def test_report_files_and_json_structure(tiny_report):
         assert key in data["machine"]
     assert data["config"]["parts"] == ["trainer", "dense", "features", "memory"]
     keys = {s["key"] for s in data["sections"]}
-    assert {"retrain_time", "retrain_quality", "dense", "features_cpu", "features_gpu", "memory"} <= keys
+    assert {"retrain_time", "retrain_quality", "interactive", "dense", "features_cpu", "features_gpu", "memory"} <= keys
     assert not any(k.endswith("_error") for k in keys), [s["skipped"] for s in data["sections"] if s["skipped"]]
     for s in data["sections"]:
         assert s["rows"] or s["skipped"], s["key"]
@@ -61,9 +61,19 @@ def test_tables_cover_the_configured_grid(tiny_report):
     assert [(r["dim"], r["labelled_pixels"]) for r in lit] == list(TINY.literal_cells)
     for r in lit:
         assert r["literal_loss_of_trainer_head"] == pytest.approx(r["trainer_loss"], rel=1e-4)
+    for r in lit:  # interleaved: as many baseline runs as trainer runs, one CPU ratio per round
+        assert r["literal"]["rounds"] == len(r["literal"]["ratios"]) == r["literal"]["b"]["n"] >= 1
+        assert r["literal_ratio"] > 0
     for r in times.records:
-        assert r["trainer"]["n"] >= 1 and r["trainer"]["median_s"] > 0
+        assert r["trainer"]["n"] >= 1 and r["trainer"]["median_s"] > 0 and r["trainer"]["cpu_median_s"] > 0
         assert 0.0 <= r["miou_trainer"] <= 1.0
+    inter = next(s for s in report.sections if s.key == "interactive").records
+    assert {r["fit"] for r in inter} == {"first fit", "refit after one stroke", "same problem, no cache, cold"}
+    refit = next(r for r in inter if r["fit"] == "refit after one stroke")
+    cold = next(r for r in inter if r["fit"] == "same problem, no cache, cold")
+    assert refit["labelled_pixels"] == cold["labelled_pixels"]
+    # Same problem (tiny's 20 L-BFGS iterations stop short of full convergence, hence the loose tolerance).
+    assert refit["loss"] == pytest.approx(cold["loss"], rel=0.05)
     mem = next(s for s in report.sections if s.key == "memory").records[0]
     assert mem["images"] == TINY.memory_images and mem["misses_serving"] == 0
     assert mem["lru_max_seen"] <= mem["lru_bound"]
@@ -122,3 +132,25 @@ def test_module_entry_point_writes_reports_not_results(tmp_path):
     assert "== Targets" in proc.stdout and "2. Dense masks" in proc.stdout
     assert (tmp_path / "report.json").is_file()
     assert (results.read_text() if results.exists() else None) == before  # only full runs update RESULTS.md
+
+
+def test_check_records_then_flags_a_figure_that_got_worse(tmp_path, monkeypatch, capsys):
+    import json
+
+    from bench import run as bench_run
+
+    results = tmp_path / "RESULTS.json"
+    results.write_text(json.dumps({"trainer": {"kept": True}}))
+    monkeypatch.setattr(bench_run, "RESULTS_JSON", results)
+    monkeypatch.setitem(bench_run.PRESETS, "quick", TINY)
+    args = build_parser().parse_args(["--check", "--record", "--out", str(tmp_path / "out")])
+    assert bench_run.run(args) == 0
+    data = json.loads(results.read_text())
+    assert data["trainer"] == {"kept": True}  # other keys untouched
+    figures = data["check"]["cpu_figures_s"]
+    assert {f"trainer 32-d {n} px" for n in TINY.pixel_counts} <= set(figures) and "first fit 32-d" in figures
+    # Pretend the recorded figures were ten times faster: every figure is now flagged.
+    data["check"]["cpu_figures_s"] = {k: v / 10 for k, v in figures.items()}
+    results.write_text(json.dumps(data))
+    assert bench_run.run(build_parser().parse_args(["--check", "--out", str(tmp_path / "out")])) == 1
+    assert "WORSE" in capsys.readouterr().out

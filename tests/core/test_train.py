@@ -9,7 +9,11 @@ from core.head import LinearHead
 from core.labels import IGNORE
 from core.train import (
     LabelledImage,
+    Objective,
+    PixelSetBuilder,
     TrainConfig,
+    TrainingCache,
+    TrainingCancelled,
     TrainingError,
     _stratified_sample,
     _transfer,
@@ -51,18 +55,66 @@ def _loss_and_grads(fn):
     return run
 
 
+def _sparse(images, per_image=3, seed=0):
+    """Only a few labelled pixels per image (fewer pixels than touched tokens: the pixel form)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for im in images:
+        labels = np.full_like(im.labels, IGNORE)
+        flat = rng.choice(labels.size, per_image, replace=False)
+        labels.flat[flat] = np.arange(per_image) % 4
+        labels[-1, -1], labels[0, 0] = 2, 3  # corners: merged bilinear weights at the border
+        out.append(LabelledImage(im.features, labels))
+    return out
+
+
+@pytest.mark.parametrize("form", ["tokens", "pixels"])
 @pytest.mark.parametrize("balance", [False, True])
-def test_gathered_loss_and_gradients_equal_the_literal_eq1(balance):
+def test_gathered_loss_and_gradients_equal_the_literal_eq1(balance, form):
     images, head = _problem()
+    if form == "pixels":
+        images = _sparse(images)
     px = gather(images, 4, TrainConfig(class_balance=balance))
+    objective = Objective(px, head.mean, head.std)
+    assert (objective.mix is None) == (form == "pixels")
     class_weight = None
     if balance:
         counts = np.bincount(np.concatenate([im.labels[im.labels != IGNORE] for im in images]), minlength=4)
-        class_weight = torch.tensor(counts.sum() / (4 * counts), dtype=torch.float32)
-    fast = _loss_and_grads(pixel_loss)(head, px)
+        class_weight = torch.tensor(counts.sum() / (4 * np.maximum(counts, 1)), dtype=torch.float32)
+    loss, dw, db = objective(head.conv.weight.detach().view(4, -1), head.conv.bias.detach())
     slow = _loss_and_grads(literal_loss)(head, images, class_weight)
-    assert abs(fast[0] - slow[0]) < 1e-5
-    assert torch.allclose(fast[1], slow[1], atol=1e-5) and torch.allclose(fast[2], slow[2], atol=1e-5)
+    assert abs(float(loss) - slow[0]) < 1e-5
+    assert abs(float(pixel_loss(head, px)) - slow[0]) < 1e-5
+    assert torch.allclose(dw, slow[1].view(4, -1), atol=1e-5) and torch.allclose(db, slow[2], atol=1e-5)
+
+
+def test_a_cache_reuses_unchanged_images_and_gives_the_same_problem():
+    images, _ = _problem(seed=5, density=0.1)
+    keyed = [LabelledImage(im.features, im.labels, key=f"img{i}") for i, im in enumerate(images)]
+    cache = TrainingCache()
+    first = train_head(keyed, 4, cache=cache)
+    assert torch.equal(first.head.conv.weight, train_head(keyed, 4).head.conv.weight)  # same result without it
+    calls = []
+    original = PixelSetBuilder._gather
+    PixelSetBuilder._gather = lambda self, *a, **k: calls.append(a[-1]) or original(self, *a, **k)
+    try:
+        more = keyed[1].labels.copy()
+        more[5:8, 5:20] = 2  # one more stroke on one image
+        keyed[1] = LabelledImage(keyed[1].features, more, key="img1")
+        again = train_head(keyed, 4, cache=cache, init=first.head)
+    finally:
+        PixelSetBuilder._gather = original
+    assert calls == ["img1"]  # only the changed image was gathered again
+    fresh = train_head(keyed, 4)
+    assert abs(again.loss - fresh.loss) < 1e-5 * max(1.0, fresh.loss)
+    assert again.pixel_counts == fresh.pixel_counts
+
+
+def test_should_stop_cancels_a_fit():
+    images, _ = _problem(seed=6)
+    with pytest.raises(TrainingCancelled):
+        train_head(images, 4, should_stop=lambda: True)
+    assert train_head(images, 4, should_stop=lambda: False).iterations > 0
 
 
 def test_training_decreases_loss_and_is_deterministic():
@@ -70,7 +122,7 @@ def test_training_decreases_loss_and_is_deterministic():
     zero = LinearHead(16, 4)
     px = gather(images, 4)
     zero.set_statistics(px.mean, px.std)
-    before = float(pixel_loss(zero, px).detach())
+    before = float(pixel_loss(zero, px))
     a = train_head(images, 4, TrainConfig(max_iter=30))
     b = train_head(images, 4, TrainConfig(max_iter=30))
     assert a.loss < before - 0.05

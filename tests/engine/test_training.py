@@ -7,13 +7,11 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
-from core.features import PatchFeatures
-from core.train import LabelledImage, TrainingError, gather, train_head
+from core.train import TrainingError
 from engine.analysis import hotspots, refine_layer
 from engine.results import TrainOutcome
-from engine.training import CancellablePixelSet, Superseded, Trainer
+from engine.training import Superseded, Trainer
 
 
 def outcome(gen: int) -> TrainOutcome:
@@ -81,24 +79,6 @@ def test_training_errors_reach_the_waiter():
         assert status.error and "only the class" in status.describe()
     finally:
         trainer.close()
-
-
-def _pixel_set():
-    rng = np.random.default_rng(0)
-    tokens = torch.from_numpy(rng.normal(size=(8, 4, 4)).astype(np.float32))
-    feats = PatchFeatures(tokens, (56, 56), (16, 16))
-    labels = np.full((16, 16), 255, np.uint8)
-    labels[2:6, 2:6] = 0
-    labels[10:14, 10:14] = 1
-    return gather([LabelledImage(feats, labels)], 2)
-
-
-def test_cancellable_pixel_set_stops_lbfgs():
-    px = _pixel_set()
-    with pytest.raises(Superseded):
-        train_head(CancellablePixelSet.wrap(px, lambda: True), 2)
-    result = train_head(CancellablePixelSet.wrap(px, lambda: False), 2)
-    assert result.loss < 0.7
 
 
 def test_hotspots_and_refine_layer():
