@@ -23,7 +23,14 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="hub (default; falls back to random with a warning when offline), random, or a checkpoint path")
     p.add_argument("--device", default=d.device, help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--long-side", type=int, default=d.long_side, help=f"backbone input size, longer side (default {d.long_side})")
-    p.add_argument("--auth", default=None, help="user:password to require a login (or env PROBESEG_AUTH)")
+    p.add_argument("--auth", default=None,
+                   help="user:password to require a login; visible to other local users in the process list, so "
+                        "prefer --auth-file or env PROBESEG_AUTH")
+    p.add_argument("--auth-file", default=None,
+                   help="file whose first line is user:password (must be private: chmod 600)")
+    p.add_argument("--import-root", action="append", default=[], metavar="DIR",
+                   help="allow the page to import folders inside DIR on the server (repeatable; off by default); "
+                        "nothing outside these folders is ever read")
     p.add_argument("--project", default=d.project, help=f"project to open or create (default {d.project!r})")
     p.add_argument("--share", action="store_true", help="also create a public gradio.live link (off by default)")
     p.set_defaults(func=run)
@@ -31,10 +38,15 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    auth = args.auth
+    if getattr(args, "auth_file", None):
+        from webapp.auth import read_auth_file
+
+        auth = read_auth_file(args.auth_file)
     return ServeConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, db_url=args.db, backbone=args.backbone,
-        weights=args.weights, device=args.device, long_side=args.long_side, auth=args.auth, project=args.project,
-        share=bool(getattr(args, "share", False)),
+        weights=args.weights, device=args.device, long_side=args.long_side, auth=auth, project=args.project,
+        share=bool(getattr(args, "share", False)), import_roots=tuple(getattr(args, "import_root", None) or ()),
     ).resolved().validate()
 
 

@@ -21,6 +21,7 @@ from .errors import (
     ValidationError,
 )
 from .files import sanitize_filename
+from .imports import resolve_import_path
 from .records import (
     SPLITS,
     AnnotationInfo,
@@ -39,5 +40,5 @@ from .repository import DEFAULT_DATA_DIR, Repository
 __all__ = [
     "DEFAULT_DATA_DIR", "SPLITS", "AnnotationInfo", "ClassInfo", "ClassUsage", "ConflictError", "DatabaseBusyError", "EditState",
     "HeadInfo", "ImageInfo", "ImportLimitError", "ImportReport", "NotFoundError", "PointInfo", "ProjectInfo",
-    "Repository", "StorageError", "TrainingRunInfo", "ValidationError", "sanitize_filename",
+    "Repository", "StorageError", "TrainingRunInfo", "ValidationError", "resolve_import_path", "sanitize_filename",
 ]

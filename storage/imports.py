@@ -6,7 +6,7 @@ import io
 import logging
 import os
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -131,6 +131,36 @@ def import_zip(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes) -> 
 
 
 # ------------------------------------------------------------------ files and folders
+Roots = Sequence[Path] | None  # resolved folders every read must stay inside; None: no confinement
+
+
+def resolve_import_path(text: str | os.PathLike, roots: Sequence[str | os.PathLike],
+                        forbidden: Sequence[str | os.PathLike] = ()) -> Path:
+    """The folder `text` names (absolute, or relative to the first root), with `..` and symlinks resolved,
+    if it lies inside one of `roots` and outside every `forbidden` folder (e.g. the data folder). Otherwise
+    a ValidationError that names only where imports are allowed, never whether the path exists."""
+    real_roots = [Path(r).expanduser().resolve() for r in roots]
+    if not real_roots:
+        raise ValidationError("importing folders on the server is off; start the server with --import-root DIR "
+                              "(repeatable) to allow folders inside DIR, or upload the files")
+    path = Path(text).expanduser()
+    real = (path if path.is_absolute() else real_roots[0] / path).resolve()
+    blocked = [Path(f).expanduser().resolve() for f in forbidden]
+    if not _within(real, real_roots) or _within(real, blocked) or any(_within(b, [real]) for b in blocked):
+        raise ValidationError("only folders inside the server's import folders can be imported: "
+                              + ", ".join(str(r) for r in real_roots))
+    return real
+
+
+def _within(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def _allowed(path: Path, roots: Roots) -> bool:
+    """Whether reading `path` stays inside the roots once symlinks are followed."""
+    return roots is None or _within(path.resolve(), roots)
+
+
 def _read_file(path: Path, rb: _ReportBuilder) -> bytes | None:
     name = sanitize_filename(path.name)
     try:
@@ -169,16 +199,24 @@ def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike 
     return rb.build()
 
 
-def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursive: bool) -> ImportReport:
+def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursive: bool,
+                  roots: Roots = None) -> ImportReport:
+    """With `roots`, nothing outside them is read or named: symlinked folders are not entered, and files
+    whose target lies outside are counted without their names."""
     _check_project(ctx, project_id)
     root = Path(folder)
+    if roots is not None and not _allowed(root, roots):
+        raise ValidationError("only folders inside the server's import folders can be imported")
     if not root.is_dir():
         raise ValidationError(f"{root}: not a folder; give the folder that contains the images")
     rb = _ReportBuilder()
-    paths = sorted(root.rglob("*") if recursive else root.iterdir())
-    for path in paths:
+    outside = 0
+    for path in _listing(root, recursive):
         rel = path.relative_to(root).parts
         if not path.is_file() or _hidden(rel):
+            continue
+        if not _allowed(path, roots):
+            outside += 1
             continue
         if not _is_image_name(path.name):
             rb.skipped.append((sanitize_filename(path.name), "not an image file name"))
@@ -186,7 +224,19 @@ def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursiv
         data = _read_file(path, rb)
         if data is not None:
             _add_one(ctx, project_id, path.name, data, rb)
+    if outside:
+        rb.skipped.append((f"{outside} link(s)", "point outside the import folders; not read"))
     return rb.build()
+
+
+def _listing(root: Path, recursive: bool) -> list[Path]:
+    """Files below root, sorted; symlinked folders are never entered (they may lead anywhere)."""
+    if not recursive:
+        return sorted(root.iterdir())
+    out = []
+    for folder, _dirs, files in os.walk(root, followlinks=False):
+        out += [Path(folder) / f for f in files]
+    return sorted(out)
 
 
 # ------------------------------------------------------------------ VOC layout
@@ -209,13 +259,13 @@ def read_class_list(path: Path) -> list[tuple[str, str | None]]:
     return out
 
 
-def _split_lists(root: Path) -> tuple[list[str], dict[str, str]]:
+def _split_lists(root: Path, roots: Roots = None) -> tuple[list[str], dict[str, str]]:
     sets = root / "ImageSets" / "Segmentation"
     order: list[str] = []
     split: dict[str, str] = {}
     for fname, value in (("train.txt", "train"), ("val.txt", "val"), ("trainval.txt", "unassigned")):
         path = sets / fname
-        if not path.is_file():
+        if not path.is_file() or not _allowed(path, roots):
             continue
         for line in path.read_text(encoding="utf-8").split():
             stem = line.strip()
@@ -264,9 +314,13 @@ def _find(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
     return None
 
 
-def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: str | os.PathLike | None) -> ImportReport:
+def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: str | os.PathLike | None,
+               roots: Roots = None) -> ImportReport:
+    """With `roots`, every file read (images, masks, lists, classes.txt) must resolve inside them."""
     _check_project(ctx, project_id)
     base = Path(root)
+    if roots is not None and not _allowed(base, roots):
+        raise ValidationError("only folders inside the server's import folders can be imported")
     images_dir = base / "JPEGImages"
     if not images_dir.is_dir():
         raise ValidationError(f"{base}: no JPEGImages folder; a VOC-layout dataset has JPEGImages/, "
@@ -275,18 +329,21 @@ def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: s
     lab_dir: Path | None = None
     if labels_dir is not None:
         lab_dir = Path(labels_dir) if Path(labels_dir).is_absolute() else base / labels_dir
+        if roots is not None and not _allowed(lab_dir, roots):
+            raise ValidationError("the labels folder must be inside the server's import folders")
         if not lab_dir.is_dir():
             raise ValidationError(f"{lab_dir}: labels folder not found")
     elif (base / "labels").is_dir():
         lab_dir = base / "labels"
     class_file = base / "classes.txt"
-    names = read_class_list(class_file) if class_file.is_file() else [(n, None) for n in VOC_CLASSES]
+    use_file = class_file.is_file() and _allowed(class_file, roots)
+    names = read_class_list(class_file) if use_file else [(n, None) for n in VOC_CLASSES]
     if not names:
         raise ValidationError(f"{class_file}: no class names in it; write one class name per line")
     rb = _ReportBuilder()
     mapping = _ensure_classes(ctx, project_id, names, rb)
 
-    order, split = _split_lists(base)
+    order, split = _split_lists(base, roots)
     if order:
         stems = order
     else:
@@ -297,6 +354,9 @@ def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: s
             rb.failed.append((sanitize_filename(stem), "unsafe name in the ImageSets list; skipped"))
             continue
         path = _find(images_dir, stem, suffixes)
+        if path is not None and not _allowed(path, roots):
+            rb.failed.append((sanitize_filename(stem), "links outside the import folders; not read"))
+            continue
         if path is None:
             rb.failed.append((sanitize_filename(stem), "listed in ImageSets but not found in JPEGImages"))
             continue
@@ -317,7 +377,7 @@ def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: s
             if what == "labels" and not created:
                 continue  # re-importing a dataset must not stack its label masks twice
             mask_path = _find(folder, stem, (".png", ".PNG"))
-            if mask_path is None:
+            if mask_path is None or not _allowed(mask_path, roots):
                 continue
             try:
                 mask = _read_mask(mask_path, shape, what)

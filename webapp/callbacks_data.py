@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from storage import SPLITS, ImportReport
+from storage import SPLITS, ImportReport, ValidationError, resolve_import_path
 from webapp import callbacks_annotate as annotate
 from webapp import callbacks_classes, imagepanel
 from webapp import callbacks_views as views
@@ -84,29 +84,38 @@ def load_samples(ctx: AppContext, sess: Session, sort: str) -> dict:
 
 
 def _server_folder(ctx: AppContext, folder: str) -> Path:
+    """The folder typed by the user, if it lies inside an --import-root (and outside the data folder, so
+    no project's stored files can be imported into another); errors never say what exists elsewhere."""
     if not ctx.allow_server_paths:
-        raise gr.Error("Importing folders on the server is disabled on this server; upload files instead.")
-    path = Path((folder or "").strip()).expanduser()
+        raise gr.Error("Importing folders on the server is off on this server (start it with --import-root DIR "
+                       "to allow it); upload files instead.")
     if not str(folder or "").strip():
-        raise gr.Error("Enter the path of a folder on the machine running the server.")
+        raise gr.Error("Enter the path of a folder inside the server's import folders: "
+                       + html.escape(", ".join(ctx.import_roots)))
+    try:
+        path = resolve_import_path(folder.strip(), ctx.import_roots, forbidden=[ctx.repo.data_dir])
+    except ValidationError as exc:
+        raise gr.Error(html.escape(str(exc))) from None
     if not path.is_dir():
-        raise gr.Error(f"{html.escape(str(path))} is not a folder on the server.")
+        raise gr.Error(f"{html.escape(str(path))} is not a folder.")
     return path
+
+
+def _roots(ctx: AppContext) -> list[Path]:
+    return [Path(r).expanduser().resolve() for r in ctx.import_roots]
 
 
 @ui_errors
 def import_folder(ctx: AppContext, sess: Session, folder: str, sort: str) -> dict:
-    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True)
+    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=_roots(ctx))
     return after_import(ctx, sess, report, "Folder import", sort)
 
 
 @ui_errors
 def import_voc(ctx: AppContext, sess: Session, folder: str, labels_dir: str, sort: str) -> dict:
     root = _server_folder(ctx, folder)
-    labels = Path(labels_dir.strip()).expanduser() if labels_dir and labels_dir.strip() else None
-    if labels is not None and not labels.is_dir():
-        raise gr.Error(f"{html.escape(str(labels))} is not a folder on the server.")
-    report = ctx.repo.import_voc(ctx.project_id, root, labels)
+    labels = _server_folder(ctx, str(root / labels_dir.strip())) if labels_dir and labels_dir.strip() else None
+    report = ctx.repo.import_voc(ctx.project_id, root, labels, roots=_roots(ctx))
     return after_import(ctx, sess, report, "VOC import", sort)
 
 

@@ -20,6 +20,7 @@ class ServeConfig:
     project: str = "default"
     share: bool = False
     max_file_size: str | int | None = "200mb"  # per uploaded file
+    import_roots: tuple[str, ...] = ()  # folders on the server the UI may import from; () = folder import off
 
     def resolved(self) -> ServeConfig:
         """Fill the values that come from the environment."""

@@ -21,7 +21,11 @@ class AppContext:
     project_name: str
     banner: str = ""  # markdown shown on top of the page (random-weights warning), "" for none
     export_dir: str = ""  # where export files are written before download
-    allow_server_paths: bool = True  # "import a folder on the server" (local use)
+    import_roots: tuple[str, ...] = ()  # --import-root folders; empty: importing server folders is off
+
+    @property
+    def allow_server_paths(self) -> bool:
+        return bool(self.import_roots)
 
     @property
     def repo(self) -> Repository:

@@ -20,7 +20,7 @@ def build_images(ui: UI, allow_server_paths: bool) -> None:
             gr.Markdown("**No images at hand?** Load a few photos that ship with scikit-image (no network needed).")
             ui.add(samples_btn=gr.Button("Load sample images", variant="primary", elem_id="samples-btn"))
     ui.add(import_report=gr.Markdown("", elem_id="import-report"))
-    with gr.Accordion("Import from a folder on the server (local use)", open=False, visible=allow_server_paths):
+    with gr.Accordion("Import from a folder on the server (--import-root)", open=False, visible=allow_server_paths):
         with gr.Row(equal_height=True):
             ui.add(server_folder=gr.Textbox(label="Folder on the server", placeholder="/data/my-images", scale=3))
             ui.add(import_folder_btn=gr.Button("Import images", scale=1))

@@ -17,6 +17,7 @@ from core.backbone import (
 from engine import ProjectEngine
 from storage import Repository
 from webapp.assets import CSS, SHORTCUTS_JS
+from webapp.auth import login_check
 from webapp.config import ServeConfig
 from webapp.context import AppContext
 
@@ -69,9 +70,8 @@ def create_context(config: ServeConfig, repo: Repository | None = None, backbone
     queued = engine.ensure_features(project_id=project.id)
     if queued:
         print(f"probeseg: computing features of {queued} image(s) in the background", flush=True)
-    local = config.host in ("127.0.0.1", "localhost", "::1")
     return AppContext(engine=engine, project_id=project.id, project_name=project.name, banner=banner or "",
-                      export_dir=str(data / "exports"), allow_server_paths=local or bool(config.auth))
+                      export_dir=str(data / "exports"), import_roots=tuple(config.import_roots))
 
 
 def build_app(config: ServeConfig, ctx: AppContext | None = None):
@@ -87,7 +87,8 @@ def build_app(config: ServeConfig, ctx: AppContext | None = None):
 
 
 def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
-    auth = config.resolved().auth_pair()
+    pair = config.resolved().auth_pair()
+    auth = login_check(*pair) if pair else None
     Path(ctx.export_dir).mkdir(parents=True, exist_ok=True)
     return dict(
         server_name=config.host, server_port=int(config.port), share=bool(config.share), auth=auth,

@@ -20,7 +20,7 @@ def ctx(tmp_path, random_backbone):
     engine = ProjectEngine.create(repo, random_backbone, tmp_path / "features", long_side=112,
                                   settings=EngineSettings(debounce_s=0.05))
     yield AppContext(engine=engine, project_id=project.id, project_name=project.name,
-                     export_dir=str(tmp_path / "exports"))
+                     export_dir=str(tmp_path / "exports"), import_roots=(str(tmp_path),))
     engine.close()
     repo.close()
 

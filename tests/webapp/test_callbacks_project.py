@@ -152,3 +152,36 @@ def test_exports(labelled_ctx, sess):
     project = cbe.export_project(ctx, sess)["export_files"][0]
     assert zipfile.is_zipfile(project)
     assert np.asarray(cbe.progress_table(ctx)).size == 0  # no ground truth: no mIoU points
+
+
+def test_folder_import_reads_nothing_outside_the_import_roots(ctx, sess, tmp_path: Path):
+    import dataclasses
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(png_bytes(two_colour(seed=3)))
+    (outside / "passwords.txt").write_text("x")
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    (inside / "ok.png").write_bytes(png_bytes(two_colour(seed=4)))
+    (inside / "leak.png").symlink_to(outside / "secret.png")
+    (inside / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (tmp_path / "escape").symlink_to(outside, target_is_directory=True)
+    messages = []
+    for attempt in (str(outside), str(inside / ".." / ".." / outside.name), str(tmp_path / "escape"),
+                    "/etc", "/no/such/folder", str(tmp_path / "data"), str(tmp_path / "data" / "images")):
+        with pytest.raises(gr.Error) as err:
+            cbd.import_folder(ctx, sess, attempt, cbv.SORTS[0])
+        messages.append(str(err.value))
+    # The same answer whether the folder exists or not, naming only where imports are allowed.
+    assert len(set(messages)) == 1 and "import folders" in messages[0] and "etc" not in messages[0]
+    with pytest.raises(gr.Error):  # the root itself holds the data folder: importing it would read projects
+        cbd.import_folder(ctx, sess, str(tmp_path), cbv.SORTS[0])
+    out = cbd.import_folder(ctx, sess, str(inside), cbv.SORTS[0])
+    names = {i.name for i in ctx.images()}
+    assert names == {"ok.png"}  # neither the symlinked file nor the symlinked folder was read
+    assert "secret" not in out["import_report"] and "passwords" not in out["import_report"]
+    assert "outside the import folders" in out["import_report"]
+    off = dataclasses.replace(ctx, import_roots=())
+    with pytest.raises(gr.Error, match="--import-root"):
+        cbd.import_folder(off, sess, str(inside), cbv.SORTS[0])

@@ -1,0 +1,65 @@
+"""Login: one user and password, checked in constant time, with failed attempts slowed down and logged.
+
+Gradio calls the check with the user name and password only (no client address), so the back-off is kept
+per user name: after a few wrong passwords every further attempt for that name waits, doubling up to a cap,
+right or wrong, so guessing is throttled while the real user still gets in (after the wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FREE_FAILURES = 3  # wrong passwords in a row before attempts are slowed down
+MAX_DELAY_S = 30.0
+
+
+def login_check(user: str, password: str, free_failures: int = FREE_FAILURES,
+                max_delay_s: float = MAX_DELAY_S) -> Callable[[str, str], Awaitable[bool]]:
+    """An async `auth=` callable for Gradio that accepts exactly (user, password)."""
+    failures: dict[str, int] = {}
+    lock = asyncio.Lock()
+
+    async def check(username: str, attempt: str) -> bool:
+        key = username.strip().lower()[:200]
+        n = failures.get(key, 0)
+        if n >= free_failures:
+            await asyncio.sleep(min(max_delay_s, 2.0 ** (n - free_failures)))
+        ok = hmac.compare_digest(username.encode(), user.encode()) & hmac.compare_digest(attempt.encode(), password.encode())
+        async with lock:
+            if ok:
+                failures.pop(key, None)
+            else:
+                failures[key] = failures.get(key, 0) + 1
+                if len(failures) > 10_000:  # bounded: forget the oldest names
+                    failures.pop(next(iter(failures)))
+                log.warning("failed login for user %r (%d in a row) at %s", key, failures[key],
+                            time.strftime("%Y-%m-%d %H:%M:%S"))
+        return ok
+
+    return check
+
+
+def read_auth_file(path: str | os.PathLike) -> str:
+    """'user:password' from the first line of a file that only its owner can read (chmod 600)."""
+    p = Path(path).expanduser()
+    try:
+        mode = p.stat().st_mode
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"--auth-file {p}: cannot read it ({exc.strerror or exc})") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"--auth-file {p} can be read by other users (mode {stat.filemode(mode)}); "
+                         f"make it private with `chmod 600 {p}`")
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if ":" not in line:
+        raise ValueError(f"--auth-file {p}: expected one line user:password")
+    return line
