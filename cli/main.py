@@ -56,3 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from storage.errors import StorageError  # imported here: storage pulls in SQLAlchemy
+
+        if verbose or not isinstance(exc, StorageError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -15,6 +15,7 @@ subclasses whose message says how to fix the problem.
 from .errors import (
     ConflictError,
     DatabaseBusyError,
+    DatabaseUnusableError,
     ImportLimitError,
     NotFoundError,
     StorageError,
@@ -38,7 +39,7 @@ from .records import (
 from .repository import DEFAULT_DATA_DIR, Repository
 
 __all__ = [
-    "DEFAULT_DATA_DIR", "SPLITS", "AnnotationInfo", "ClassInfo", "ClassUsage", "ConflictError", "DatabaseBusyError", "EditState",
+    "DEFAULT_DATA_DIR", "SPLITS", "AnnotationInfo", "ClassInfo", "ClassUsage", "ConflictError", "DatabaseBusyError", "DatabaseUnusableError", "EditState",
     "HeadInfo", "ImageInfo", "ImportLimitError", "ImportReport", "NotFoundError", "PointInfo", "ProjectInfo",
     "Repository", "StorageError", "TrainingRunInfo", "ValidationError", "resolve_import_path", "sanitize_filename",
 ]

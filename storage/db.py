@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -19,13 +20,14 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import ConflictError, DatabaseBusyError, StorageError
+from .errors import ConflictError, DatabaseBusyError, DatabaseUnusableError, StorageError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_S = 10  # a database server that accepts but never answers must not hang start-up
 RETRY_BUDGET_S = 300.0
 _PG_MIGRATION_LOCK = 0x70726F62  # pg_advisory_xact_lock key ("prob")
 _RETRY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
@@ -44,6 +46,8 @@ def create_db_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
         if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
             try:  # prefer psycopg 3 (what requirements install) when the URL names no driver
                 import psycopg  # noqa: F401
@@ -170,6 +174,63 @@ class Database:
     def upgrade(self, revision: str = "head") -> None:
         """Upgrade the schema (serialised across processes: BEGIN IMMEDIATE / an advisory lock)."""
         upgrade(self.engine, revision)
+
+
+def check_database(db: Database) -> None:
+    """Refuse, with a message naming the file or URL and the fix, a database that cannot be used as it is:
+    not a database, corrupt, read-only, from a newer release, or a server that is unreachable or silent.
+    Runs before any write, so a refused database is left untouched."""
+    url = db.engine.url
+    shown = url.render_as_string(hide_password=True)
+    path = Path(url.database or "") if db.is_sqlite else None
+    exists = path is not None and path.exists()
+    if path is not None and exists:
+        if not path.is_file():
+            raise DatabaseUnusableError(f"{path} is not a file; give --data-dir (or --db) a probeseg database")
+        try:
+            with open(path, "rb") as f:
+                header = f.read(16)
+        except OSError as exc:
+            raise DatabaseUnusableError(f"{path}: cannot read it ({exc.strerror}); fix its permissions or use "
+                                        "another --data-dir") from None
+        if header and header != b"SQLite format 3\x00":
+            raise DatabaseUnusableError(f"{path} is not an SQLite database (it holds other data); move it away or "
+                                        "use another --data-dir")
+    elif path is not None and not os.access(path.parent, os.W_OK):
+        raise DatabaseUnusableError(f"cannot create {path}: the folder {path.parent} is read-only for this user; "
+                                    "use another --data-dir")
+    try:
+        if exists:
+            raw = db.engine.raw_connection()  # autocommit DBAPI connection: we control the transaction
+            try:
+                cur = raw.cursor()
+                result = cur.execute("PRAGMA quick_check").fetchone()[0]
+                if str(result).lower() != "ok":
+                    raise DatabaseUnusableError(f"{path} is corrupt (integrity check: {str(result)[:120]}); restore "
+                                                "it from a backup or use another --data-dir")
+                cur.execute("BEGIN IMMEDIATE")  # can we write? (read-only files or mounts)
+                cur.execute("ROLLBACK")
+            finally:
+                raw.close()
+        with db.engine.connect() as conn:
+            revision = MigrationContext.configure(conn).get_current_revision()
+    except DatabaseUnusableError:
+        raise
+    except Exception as exc:  # DBAPIError, or the driver's own error raised while a connection is set up
+        reason = (str(getattr(exc, "orig", exc)).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if path is None:
+            raise DatabaseUnusableError(f"cannot use the database {shown} ({reason}); check that the server runs "
+                                        "and accepts this user, or omit --db to use SQLite in --data-dir") from None
+        if "readonly" in reason.replace(" ", "").lower() or "read-only" in reason.lower():
+            raise DatabaseUnusableError(f"{path} is read-only ({reason}); make it and its folder writable for "
+                                        "this user, or use another --data-dir") from None
+        raise DatabaseUnusableError(f"{path} cannot be used ({reason}); it may be corrupt: restore it from a "
+                                    "backup or use another --data-dir") from None
+    known = {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if revision is not None and revision not in known:
+        where = path if path is not None else shown
+        raise DatabaseUnusableError(f"{where} was written by a newer probeseg (schema revision {revision}); "
+                                    "upgrade probeseg or use another --data-dir")
 
 
 def alembic_config() -> Config:

@@ -25,3 +25,8 @@ class ImportLimitError(ValidationError):
 
 class DatabaseBusyError(StorageError):
     """The database stayed locked or busy for longer than the retry budget (should not happen in practice)."""
+
+
+class DatabaseUnusableError(StorageError):
+    """The database cannot be used as it is (not a database, corrupt, read-only, from a newer release,
+    unreachable); checked before anything is written, so the database is left untouched."""

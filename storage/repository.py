@@ -17,7 +17,7 @@ import numpy as np
 from . import annotations, archive, classes, exports, heads, images, imports, projects
 from .cache import LabelCache
 from .context import Ctx
-from .db import Database, sqlite_url
+from .db import Database, check_database, sqlite_url
 from .files import ImageStore
 from .records import (
     AnnotationInfo,
@@ -73,10 +73,16 @@ class Repository:
         url = db_url or os.environ.get("DATABASE_URL") or sqlite_url(root / "probeseg.db")
         db = Database(url)
         try:
+            check_database(db)
             db.upgrade()
         except BaseException:
             db.dispose()
             raise
+        if db.is_sqlite:  # labels are private: the database and its journal files for the owner only
+            base = Path(db.engine.url.database or "")
+            for f in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
+                if f.is_file():
+                    f.chmod(0o600)
         return cls(Ctx(root, db, ImageStore(root / "images"), LabelCache()))
 
     def close(self) -> None:

@@ -114,6 +114,7 @@ def serve(config: ServeConfig) -> None:
     """Start the app and block until interrupted."""
     config = config.resolved().validate()
     _limit_heap_fragmentation()
+    os.umask(0o077)  # every file the server writes (database, journals, images, exports) is private
     for noisy in ("httpx", "alembic", "urllib3"):  # keep the console to what the user needs to see
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.auth:
