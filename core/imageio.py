@@ -27,22 +27,38 @@ class ImageReadError(ValueError):
     """An image could not be read; the message names the file and what to do."""
 
 
+# First bytes of the formats above: files are recognised by content, not by their name.
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+SNIFF_BYTES = 16
+
+
+def sniff_image(head: bytes) -> bool:
+    """Whether a file's first SNIFF_BYTES bytes are those of an image format probeseg reads."""
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+    # Messages say what is wrong in words: PIL's own texts carry object reprs and contradictory limits.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
             img.load()  # force a full decode now: truncated files fail here, not later
         return img
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError(
-            f"{name}: image is too large to decode safely ({exc}); the limit is {MAX_PIXELS:,} pixels. "
-            "Downscale it before importing."
+            f"{name}: the image has more than {MAX_PIXELS:,} pixels, too many to decode safely; downscale it "
+            "before importing"
         ) from None
     except FileNotFoundError:
         raise ImageReadError(f"{name}: file not found") from None
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image in a format probeseg reads "
+                             f"({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{name}: not a readable image ({exc}). Is the file corrupt or truncated?") from None
+        truncated = "truncated" in str(exc).lower()
+        raise ImageReadError(f"{name}: the image data is {'truncated' if truncated else 'corrupt'}; re-export or "
+                             "re-download the file") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

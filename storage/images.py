@@ -61,8 +61,11 @@ def prepare(data: bytes, filename: str) -> dict[str, object]:
         rgb = load_rgb(data, name)
     except ImageReadError as exc:
         raise ValidationError(str(exc)) from None
-    except (MemoryError, Exception) as exc:  # a decoder bug must not take the app down
-        raise ValidationError(f"{name}: could not decode the image ({type(exc).__name__}: {exc})") from None
+    except MemoryError:
+        raise ValidationError(f"{name}: not enough memory to decode this image; downscale it first") from None
+    except Exception:  # a decoder bug must not take the app down (nor show its internals)
+        log.exception("decoding %s failed", name)
+        raise ValidationError(f"{name}: the image could not be decoded; it may be corrupt") from None
     fmt, ext = _extension(data)
     return {"name": name, "data": data, "hash": sha256_bytes(data), "pixel_hash": pixel_hash(rgb),
             "height": int(rgb.shape[0]), "width": int(rgb.shape[1]), "format": fmt, "ext": ext}

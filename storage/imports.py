@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from sqlalchemy.orm import Session
 
-from core.imageio import IMAGE_SUFFIXES
+from core.imageio import IMAGE_SUFFIXES, SNIFF_BYTES, sniff_image
 from core.labels import VOC_CLASSES, LabelError, read_label_png, voc_palette
 
 from . import annotations
@@ -35,6 +35,20 @@ MAX_COMPRESSION_RATIO = 1_000  # an image member that inflates more than this is
 
 def _is_image_name(name: str) -> bool:
     return PurePosixPath(name.lower()).suffix in IMAGE_SUFFIXES
+
+
+def _is_image(name: str, head: bytes) -> bool:
+    """By content first (a JPEG without an extension is an image); an image name whose content is not
+    recognised is still tried, so a corrupt .jpg gets a clear 'corrupt' answer rather than a silent skip."""
+    return sniff_image(head) or _is_image_name(name)
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except OSError:
+        return b""
 
 
 def _hidden(parts: Iterable[str]) -> bool:
@@ -79,8 +93,14 @@ def _zip_members(zf: zipfile.ZipFile, rb: _ReportBuilder) -> Iterator[tuple[str,
             rb.skipped.append((shown, "hidden or system file"))
             continue
         if not _is_image_name(parts[-1]):
-            rb.skipped.append((shown, f"not an image file name (images end in {', '.join(IMAGE_SUFFIXES)})"))
-            continue
+            try:
+                with zf.open(info) as fh:
+                    head = fh.read(SNIFF_BYTES)
+            except (RuntimeError, OSError, zipfile.BadZipFile, NotImplementedError):  # encrypted, broken
+                head = b""
+            if not sniff_image(head):
+                rb.skipped.append((shown, "not an image"))
+                continue
         yield shown, info
 
 
@@ -192,8 +212,8 @@ def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike 
             data = read
         if name.lower().endswith(".zip"):
             _import_zip_into(ctx, project_id, bytes(data), rb, sanitize_filename(name))
-        elif not _is_image_name(name):
-            rb.skipped.append((sanitize_filename(name), "not an image file name"))
+        elif not _is_image(name, bytes(data[:SNIFF_BYTES])):
+            rb.skipped.append((sanitize_filename(name), "not an image"))
         else:
             _add_one(ctx, project_id, name, bytes(data), rb)
     return rb.build()
@@ -218,8 +238,8 @@ def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursiv
         if not _allowed(path, roots):
             outside += 1
             continue
-        if not _is_image_name(path.name):
-            rb.skipped.append((sanitize_filename(path.name), "not an image file name"))
+        if not _is_image(path.name, _head(path)):
+            rb.skipped.append((sanitize_filename(path.name), "not an image"))
             continue
         data = _read_file(path, rb)
         if data is not None:

@@ -88,7 +88,7 @@ def test_bad_inputs_give_one_clear_line(tiny_voc, env, capsys):
     write_label_png(labels / "img_000.png", lab)
     (voc / "JPEGImages" / "img_002.jpg").write_bytes(b"\xff\xd8\xff garbage")
     assert _train(voc, labels, env / "h") == 2
-    _one_line_error(capsys, "img_002.jpg: not a readable image")
+    _one_line_error(capsys, "img_002.jpg: not an image in a format probeseg reads")
 
     for f in labels.iterdir():
         f.unlink()

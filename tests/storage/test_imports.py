@@ -38,14 +38,15 @@ def test_import_folder(repo, project, tmp_path) -> None:  # type: ignore[no-unty
     (folder / "z-copy.png").write_bytes(rgb_png(4, 4, 1))
     (folder / "broken.jpg").write_bytes(b"not really a jpeg")
     (folder / "notes.txt").write_text("hello")
+    (folder / "photo-without-extension").write_bytes(_jpg(7, 5, 4))  # recognised by content
     (folder / ".DS_Store").write_bytes(b"\0")
     (folder / "sub" / "c.png").write_bytes(rgb_png(3, 3, 3))
     report = repo.import_folder(project.id, folder)
-    assert report.imported == ("a.png", "b.jpg") and report.duplicates == ("z-copy.png",)
-    assert [f[0] for f in report.failed] == ["broken.jpg"] and "not a readable image" in report.failed[0][1]
+    assert report.imported == ("a.png", "b.jpg", "photo-without-extension") and report.duplicates == ("z-copy.png",)
+    assert [f[0] for f in report.failed] == ["broken.jpg"] and "not an image in a format" in report.failed[0][1]
     assert [s[0] for s in report.skipped] == ["notes.txt"]
-    assert len(report.image_ids) == 3 and report.image_ids[0] == report.image_ids[-1]
-    assert "2 imported" in report.summary() and not report.ok
+    assert len(report.image_ids) == 4 and report.image_ids[0] == report.image_ids[-1]
+    assert "3 imported" in report.summary() and not report.ok
     deep = repo.import_folder(project.id, folder, recursive=True)
     assert deep.imported == ("c.png",)
     with pytest.raises(ValidationError, match="not a folder"):
