@@ -82,7 +82,7 @@ def add(ctx: AppContext, sess: Session, name: str, colour: str | None, use_colou
     hexc = _check_colour_free(classes, colour) if use_colour and colour else None
     c = ctx.repo.add_class(ctx.project_id, name, hexc)
     sess.active_class = c.id
-    gr.Info(f"Added class '{c.name}' (key {c.index + 1})." if c.index < 9 else f"Added class '{c.name}'.")
+    gr.Info(f"Added class '{html.escape(c.name)}' (key {c.index + 1})." if c.index < 9 else f"Added class '{html.escape(c.name)}'.")
     return class_outputs(ctx, sess, c.id) | {"new_class_name": ""}
 
 
@@ -148,7 +148,7 @@ def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassig
         sess.active_class = None
     if usage.in_use and auto:
         ctx.engine.request_train(ctx.project_id)
-    gr.Info(f"Deleted class '{c.name}'.")
+    gr.Info(f"Deleted class '{html.escape(c.name)}'.")
     return class_outputs(ctx, sess, target)
 
 

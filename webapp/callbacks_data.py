@@ -17,20 +17,21 @@ from webapp import callbacks_views as views
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
 from webapp.samples import sample_files
+from webapp.text import md
 
 MAX_LISTED = 8
 
 
 def report_markdown(report: ImportReport, what: str) -> str:
-    lines = [f"**{what}:** {html.escape(report.summary())}"]
+    lines = [f"**{what}:** {md(report.summary())}"]
     if report.classes_added:
-        lines.append("Classes added: " + html.escape(", ".join(report.classes_added)))
+        lines.append("Classes added: " + md(", ".join(report.classes_added)))
     for name, reason in report.failed[:MAX_LISTED]:
-        lines.append(f"- ✗ {html.escape(name)}: {html.escape(reason)}")
+        lines.append(f"- ✗ {md(name)}: {md(reason)}")
     if len(report.failed) > MAX_LISTED:
         lines.append(f"- … and {len(report.failed) - MAX_LISTED} more failures")
     for name, reason in report.skipped[:3]:
-        lines.append(f"- skipped {html.escape(name)}: {html.escape(reason)}")
+        lines.append(f"- skipped {md(name)}: {md(reason)}")
     return "  \n".join(lines)
 
 
@@ -136,7 +137,7 @@ def delete_image(ctx: AppContext, sess: Session, sort: str) -> dict:
     pos = order.index(sess.image_id) if sess.image_id in order else 0
     ctx.engine.delete_image(sess.image_id)
     remaining = [i for i in order if i != sess.image_id and ctx.engine.image_exists(i)]
-    gr.Info(f"Deleted {name} and its labels.")
+    gr.Info(f"Deleted {html.escape(name)} and its labels.")
     nxt = remaining[min(pos, len(remaining) - 1)] if remaining else None
     sess.image_id = None
     return annotate.show(ctx, sess, nxt) | views.gallery(ctx, sess, sort)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 import tempfile
 import time
@@ -13,6 +12,7 @@ import numpy as np
 
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
+from webapp.text import md
 
 
 def _out_dir(ctx: AppContext) -> Path:
@@ -106,7 +106,7 @@ def evaluation(ctx: AppContext, sess: Session) -> dict:
              + (f"; {result.skipped} without features yet" if result.skipped else ""), "",
              "| class | IoU % |", "|---|---:|"]
     for name, iou in zip(result.class_names, scores.per_class_iou, strict=True):
-        lines.append(f"| {html.escape(name)} | {_pct(iou)} |")
+        lines.append(f"| {md(name)} | {_pct(iou)} |")
     rows = progress_table(ctx)
     plot = None
     if rows:

@@ -10,6 +10,7 @@ from storage import ClassInfo, ImageInfo, NotFoundError
 from webapp import imagepanel, render
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
+from webapp.text import md
 
 PRED, CONF, UNC, KM, KMP, PCA, SBS = (
     "Prediction", "Confidence", "Uncertainty", "K-means (image)", "K-means (project)", "PCA-RGB", "Side by side")
@@ -26,7 +27,7 @@ def _visible(classes: list[ClassInfo], visible: list[str] | None) -> np.ndarray 
 
 
 def _legend(classes: list[ClassInfo]) -> str:
-    return " ".join(f"<span class='swatch' style='background:{c.colour}'></span>{c.name}" for c in classes)
+    return " ".join(f"<span class='swatch' style='background:{c.colour}'></span>{md(c.name)}" for c in classes)
 
 
 def view_image(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None,
@@ -130,9 +131,9 @@ def status_text(ctx: AppContext) -> str:
     st = ctx.engine.training_status(ctx.project_id)
     lines = [f"**Features:** {prog.describe()} · **Training:** {st.describe()}"]
     if prog.failed:
-        lines.append(f"⚠ {len(prog.failed)} image(s) failed: " + "; ".join(r for _, r in prog.failed[:3]))
+        lines.append(f"⚠ {len(prog.failed)} image(s) failed: " + "; ".join(md(r) for _, r in prog.failed[:3]))
     if st.last is not None and st.last.pixel_counts:
-        counts = " · ".join(f"{n}: {c:,}" for n, c in st.last.pixel_counts.items())
+        counts = " · ".join(f"{md(n)}: {c:,}" for n, c in st.last.pixel_counts.items())
         lines.append(f"**Trained on** (labelled pixels per class): {counts}")
     return "  \n".join(lines)
 

@@ -16,6 +16,7 @@ from core.labels import IGNORE
 from storage import ClassInfo, ImageInfo
 from webapp import render
 from webapp.context import AppContext, Session
+from webapp.text import md
 
 NO_CLASS = -1  # nothing painted at this pixel
 ERASE = -2  # painted with the eraser colour: erase stored labels here
@@ -146,7 +147,7 @@ def image_title(ctx: AppContext, sess: Session, info: ImageInfo | None) -> str:
         return "**No image yet.** Upload images or press **Load sample images** (Images tab) to start."
     ids = [i.id for i in ctx.images()]
     pos = f"{ids.index(info.id) + 1}/{len(ids)}" if info.id in ids else "?"
-    return (f"**{info.name}** <span class='muted'>&nbsp; image {pos} · {info.width}×{info.height} px · "
+    return (f"**{md(info.name)}** <span class='muted'>&nbsp; image {pos} · {info.width}×{info.height} px · "
             f"split: {info.split}</span>")
 
 
@@ -159,7 +160,7 @@ def image_status(ctx: AppContext, info: ImageInfo | None, classes: list[ClassInf
     for c in classes:
         n = counts.get(c.index, 0)
         if n:
-            parts.append(f"<span class='swatch' style='background:{c.colour}'></span>{c.name}: {n:,}")
+            parts.append(f"<span class='swatch' style='background:{c.colour}'></span>{md(c.name)}: {n:,}")
     labelled = " · ".join(parts) if parts else "no labels yet"
     points = len(ctx.repo.points(info.id))
     pred = "prediction ✓" if info.has_prediction else "no prediction yet"
@@ -167,6 +168,6 @@ def image_status(ctx: AppContext, info: ImageInfo | None, classes: list[ClassInf
     feats = ""
     if not ctx.engine.has_features(info.id):
         failure = ctx.engine.feature_failure(info.id)
-        feats = f" · ⚠ {failure}" if failure else " · computing features…"
+        feats = f" · ⚠ {md(failure)}" if failure else " · computing features…"
     pts = f" · {points} point{'s' if points != 1 else ''}" if points else ""
     return f"**Labelled pixels:** {labelled}{pts}  \n{pred}{unc}{feats}"

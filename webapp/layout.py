@@ -13,6 +13,7 @@ from webapp import callbacks_export as cbe
 from webapp import callbacks_page as cbp
 from webapp import callbacks_views as cbv
 from webapp.context import AppContext, Session
+from webapp.text import md
 from webapp.ui import UI, bind, to_outputs
 
 TICK_SECONDS = 1.5
@@ -28,7 +29,7 @@ CLASS_OUT = SHOW + ["classes_table", "class_pick", "class_name", "class_colour",
 
 def header(ctx: AppContext, ui: UI) -> None:
     backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
-    gr.Markdown(f"## probeseg · {ctx.project_name} <span class='muted'>&nbsp; frozen {backbone} + a linear head "
+    gr.Markdown(f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone} + a linear head "
                 "trained on your scribbles and points</span>", elem_id="header")
     ui.add(banner=gr.Markdown(ctx.banner, elem_id="banner", visible=bool(ctx.banner)))
     ui.add(status=gr.Markdown("", elem_id="status-line"))

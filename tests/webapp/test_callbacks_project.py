@@ -82,7 +82,7 @@ def test_uploads_report_bad_files_without_losing_good_ones(ctx, sess, tmp_path: 
         zf.writestr("inside/a.png", png_bytes(two_colour(seed=3)))
     out = cbd.upload(ctx, sess, [str(good), str(bad), str(archive)], cbv.SORTS[0])
     assert "2 imported" in out["import_report"] and "1 failed" in out["import_report"]
-    assert "notes.png" in out["import_report"]
+    assert "notes\\.png" in out["import_report"]  # file names are escaped for Markdown
     assert sess.image_id is not None and len(out["gallery"]) == 2
     assert cbd.upload(ctx, sess, None, cbv.SORTS[0]) == {}
 
@@ -185,3 +185,26 @@ def test_folder_import_reads_nothing_outside_the_import_roots(ctx, sess, tmp_pat
     off = dataclasses.replace(ctx, import_roots=())
     with pytest.raises(gr.Error, match="--import-root"):
         cbd.import_folder(off, sess, str(inside), cbv.SORTS[0])
+
+
+def test_user_text_is_shown_as_typed_never_as_markup(ctx, sess):
+    from webapp import imagepanel
+    from webapp.text import md
+
+    hostile = "<img src=x onerror=alert(1)>**bold**|cell"
+    cls = ctx.repo.add_class(ctx.project_id, hostile)
+    info = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=1)), f"{hostile}.png")
+    labels = np.full((info.height, info.width), 255, np.uint8)
+    labels[2:6, 2:6] = cls.index
+    ctx.repo.save_scribbles(info.id, labels)
+    info = ctx.repo.get_image(info.id)
+    rendered = [imagepanel.image_title(ctx, sess, info), imagepanel.image_status(ctx, info, ctx.classes()),
+                cbv._legend(ctx.classes())]
+    assert md(info.name) in rendered[0]  # the stored (sanitised) file name, escaped
+    import re
+
+    for text in rendered:  # no raw tag, no bold markers, no unescaped table pipe
+        assert "<img" not in text and "**bold**" not in text and not re.search(r"(?<!\\)\|cell", text), text
+    for text in rendered[1:]:
+        assert md(hostile) in text
+    assert md(hostile) == "&lt;img src=x onerror=alert\\(1\\)&gt;\\*\\*bold\\*\\*\\|cell"
