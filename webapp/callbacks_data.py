@@ -74,8 +74,23 @@ def upload(ctx: AppContext, sess: Session, files, sort: str) -> dict:
     paths = _paths(files)
     if not paths:
         return {}
-    report = ctx.repo.import_uploads(ctx.project_id, paths)
+    try:
+        report = ctx.repo.import_uploads(ctx.project_id, paths)
+    finally:
+        _discard_uploads(ctx, paths)  # imported (or refused): the temporary copies are not needed any more
     return after_import(ctx, sess, report, "Upload", sort) | {"upload_files": None, "upload_dir": None}
+
+
+def _discard_uploads(ctx: AppContext, paths: Sequence[str]) -> None:
+    if not ctx.upload_dir:
+        return
+    root = Path(ctx.upload_dir).resolve()
+    for p in paths:
+        path = Path(p).resolve()
+        if path.is_relative_to(root) and path != root:
+            path.unlink(missing_ok=True)
+            if path.parent != root and not any(path.parent.iterdir()):
+                path.parent.rmdir()
 
 
 @ui_errors

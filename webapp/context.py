@@ -22,6 +22,7 @@ class AppContext:
     banner: str = ""  # markdown shown on top of the page (random-weights warning), "" for none
     export_dir: str = ""  # where export files are written before download
     import_roots: tuple[str, ...] = ()  # --import-root folders; empty: importing server folders is off
+    upload_dir: str = ""  # where the server receives uploads (inside the data folder); emptied as they import
 
     @property
     def allow_server_paths(self) -> bool:

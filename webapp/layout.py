@@ -37,7 +37,9 @@ def header(ctx: AppContext, ui: UI) -> None:
 
 def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
     ui = UI()
-    with gr.Blocks(title=f"probeseg · {ctx.project_name}", fill_width=True) as demo:
+    # delete_cache: the images Gradio writes for the page (overlays, thumbnails) go to the upload folder in
+    # the data folder; files older than an hour are removed every 10 minutes, so it stays bounded.
+    with gr.Blocks(title=f"probeseg · {ctx.project_name}", fill_width=True, delete_cache=(600, 3600)) as demo:
         ui.add(state=gr.State(Session()))
         header(ctx, ui)
         with gr.Tabs():

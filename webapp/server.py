@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -71,7 +72,19 @@ def create_context(config: ServeConfig, repo: Repository | None = None, backbone
     if queued:
         print(f"probeseg: computing features of {queued} image(s) in the background", flush=True)
     return AppContext(engine=engine, project_id=project.id, project_name=project.name, banner=banner or "",
-                      export_dir=str(data / "exports"), import_roots=tuple(config.import_roots))
+                      export_dir=str(data / "exports"), import_roots=tuple(config.import_roots),
+                      upload_dir=os.environ.get("GRADIO_TEMP_DIR", ""))
+
+
+def prepare_upload_dir(data_dir: str | os.PathLike) -> Path:
+    """Uploads land in <data>/uploads (not the system temp folder, where they piled up): emptied at
+    start-up, and each upload is deleted once imported. Gradio reads GRADIO_TEMP_DIR when it builds the app."""
+    folder = Path(data_dir).expanduser().resolve() / "uploads"
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
 
 
 def build_app(config: ServeConfig, ctx: AppContext | None = None):
@@ -115,6 +128,7 @@ def serve(config: ServeConfig) -> None:
     config = config.resolved().validate()
     _limit_heap_fragmentation()
     os.umask(0o077)  # every file the server writes (database, journals, images, exports) is private
+    prepare_upload_dir(config.data_dir)
     for noisy in ("httpx", "alembic", "urllib3"):  # keep the console to what the user needs to see
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.auth:

@@ -208,3 +208,31 @@ def test_user_text_is_shown_as_typed_never_as_markup(ctx, sess):
     for text in rendered[1:]:
         assert md(hostile) in text
     assert md(hostile) == "&lt;img src=x onerror=alert\\(1\\)&gt;\\*\\*bold\\*\\*\\|cell"
+
+
+def test_uploads_are_received_in_the_data_folder_and_deleted_once_imported(ctx, sess, tmp_path: Path):
+    import dataclasses
+
+    from webapp.server import prepare_upload_dir
+
+    stale = tmp_path / "data" / "uploads" / "old" / "left-over.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    import os
+
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    try:
+        folder = prepare_upload_dir(tmp_path / "data")
+        assert not stale.exists() and os.environ["GRADIO_TEMP_DIR"] == str(folder)  # emptied at start-up
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
+    up = folder / "a1b2" / "photo.png"
+    up.parent.mkdir()
+    up.write_bytes(png_bytes(two_colour(seed=6)))
+    ctx2 = dataclasses.replace(ctx, upload_dir=str(folder))
+    cbd.upload(ctx2, sess, [str(up)], cbv.SORTS[0])
+    assert [i.name for i in ctx.images()] == ["photo.png"]
+    assert not up.exists() and not up.parent.exists() and folder.is_dir()
