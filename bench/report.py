@@ -160,14 +160,7 @@ class Report:
             ["target", "goal", "measured", "verdict", "detail"],
             [[t.name, t.goal, t.measured, self.verdict(t), t.detail] for t in self.targets],
         )
-        for s in self.sections:
-            lines += ["", f"## {s.title}", ""]
-            if s.skipped:
-                lines += [f"**Skipped:** {s.skipped}", ""]
-            if s.rows:
-                lines += _md_table(s.columns, s.rows)
-                lines.append("")
-            lines += [f"- {n}" for n in s.notes]
+        lines += sections_markdown(self.sections)
         return "\n".join(lines).rstrip() + "\n"
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -178,6 +171,48 @@ class Report:
         paths["markdown"].write_text(self.to_markdown())
         paths["text"].write_text(self.to_text() + "\n")
         return paths
+
+
+def sections_markdown(sections: list[Section], level: str = "##") -> list[str]:
+    lines: list[str] = []
+    for s in sections:
+        lines += ["", f"{level} {s.title}", ""]
+        if s.skipped:
+            lines += [f"**Skipped:** {s.skipped}", ""]
+        if s.rows:
+            lines += _md_table(s.columns, s.rows)
+            lines.append("")
+        lines += [f"- {n}" for n in s.notes]
+    return lines
+
+
+def results_markdown(data: dict[str, Any], order: tuple[str, ...], notes: str = "") -> str:
+    """bench/RESULTS.md from bench/RESULTS.json: every part as of its latest full run, with that run's
+    date, commit, machine and load (parts may come from different runs), then the hand-written notes."""
+    lines = ["# probeseg benchmark results", "",
+             "Each part as of its latest full-size run (`python -m bench [--parts ...]`); this file is generated from "
+             "bench/RESULTS.json, and the hand-written reading at the end comes from bench/NOTES.md.", ""]
+    parts = [p for p in order if p in data]
+    rows = []
+    for part in parts:
+        for t in data[part].get("targets", []):
+            rows.append([part, t["name"], t["goal"], t["measured"], _verdict(t["met"]), t["detail"]])
+    lines += ["## Targets", ""] + _md_table(["part", "target", "goal", "measured", "verdict", "detail"], rows)
+    for part in parts:
+        entry = data[part]
+        m = entry.get("machine", {})
+        lines += ["", f"## Part `{part}`", "",
+                  f"Run {m.get('date_utc')} at commit `{m.get('git_commit')}`"
+                  f"{' (uncommitted changes)' if m.get('git_dirty') else ''}, took {fmt(entry.get('seconds'))} s on "
+                  f"{m.get('cpu_model')} ({m.get('logical_cores')} logical cores, torch threads "
+                  f"{m.get('torch_threads')}, torch {m.get('torch_version')}, device {m.get('device')}); load average "
+                  f"{m.get('load_average_start')} at the start, {m.get('load_average_end')} at the end."]
+        sections = [Section(**{k: v for k, v in sec.items() if k in Section.__dataclass_fields__})
+                    for sec in entry.get("sections", [])]
+        lines += sections_markdown(sections, "###")
+    if notes.strip():
+        lines += ["", notes.strip()]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 SCALED_NOTE = "scaled-down run: the targets are set for the full sizes, verdicts here are only indicative"

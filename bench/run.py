@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.config import PARTS, PRESETS, BenchConfig
-from bench.report import Report, json_safe, seconds
+from bench.report import Report, json_safe, results_markdown, seconds
 from bench.timing import load_average, machine_info
 
 log = logging.getLogger("bench")
@@ -24,6 +24,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR.parent / "out" / "bench"  # /out/ is git-ignored
 RESULTS_FILE = BENCH_DIR / "RESULTS.md"
 RESULTS_JSON = BENCH_DIR / "RESULTS.json"
+NOTES_FILE = BENCH_DIR / "NOTES.md"  # the hand-written reading appended to RESULTS.md
 CHECK_TOLERANCE = 0.25  # --check flags CPU-time figures more than this much worse than the recorded ones
 
 
@@ -42,9 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--results",
         type=Path,
         default=None,
-        help=f"also write the Markdown report here (a full run with every part writes {RESULTS_FILE} by default)",
+        help="also write this run's Markdown report here (a full-size run always updates bench/RESULTS.json and "
+        "RESULTS.md for the parts it ran)",
     )
-    p.add_argument("--no-results", action="store_true", help="never write bench/RESULTS.md or RESULTS.json")
+    p.add_argument("--no-results", action="store_true", help="do not update bench/RESULTS.md and RESULTS.json")
     p.add_argument(
         "--check",
         action="store_true",
@@ -132,20 +134,19 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     out_dir = args.out or DEFAULT_OUT / cfg.name
     report = run_benchmarks(cfg, parts, out_dir, app_url=args.app_url)
-    targets = [args.results] if args.results else []
-    if cfg.name == "full" and parts == list(PARTS) and not args.no_results:
-        targets.append(RESULTS_FILE)
-    for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.to_markdown("probeseg benchmark results (latest full run)"))
-        print(f"wrote {path}")
-    if cfg.name == "full" and not args.no_results:
-        write_results_json(report, RESULTS_JSON)
-        print(f"wrote {RESULTS_JSON} ({', '.join(parts)})")
+    if args.results:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(report.to_markdown("probeseg benchmark results"))
+        print(f"wrote {args.results}")
+    if cfg.name == "full" and not args.no_results:  # full-size figures replace those parts' committed ones
+        data = write_results_json(report, RESULTS_JSON)
+        notes = NOTES_FILE.read_text() if NOTES_FILE.is_file() else ""
+        RESULTS_FILE.write_text(results_markdown(data, PARTS, notes))
+        print(f"wrote {RESULTS_JSON} and {RESULTS_FILE} ({', '.join(parts)})")
     return 0
 
 
-def write_results_json(report: Report, path: Path) -> None:
+def write_results_json(report: Report, path: Path) -> dict:
     """One key per part (its sections, targets, machine and load), replacing that part's previous figures
     and keeping the others; `trainer` also gets the flat CPU-time figures that --check compares."""
     data = json.loads(path.read_text()) if path.is_file() else {}
@@ -161,6 +162,7 @@ def write_results_json(report: Report, path: Path) -> None:
             entry["cpu_figures_s"] = check_figures(report)
         data[part] = entry
     path.write_text(json.dumps(json_safe(data), indent=2) + "\n")
+    return data
 
 
 def check_figures(report: Report) -> dict[str, float]:

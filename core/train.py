@@ -154,10 +154,11 @@ class TrainingCache:
         self._chunks: dict[str, tuple[tuple, _Chunk | None]] = {}
         self._bytes = 0
 
-    def stats(self, key: str, tokens: torch.Tensor) -> _ImageStats:
+    def stats(self, key: str, features: PatchFeatures, tokens: Callable[[], torch.Tensor]) -> _ImageStats:
         hit = self._stats.get(key)
-        if hit is None or hit.n != tokens.shape[1] or hit.s1.numel() != tokens.shape[0]:
-            hit = self._stats[key] = _ImageStats.of(tokens)
+        h, w = features.grid
+        if hit is None or hit.n != h * w or hit.s1.numel() != features.dim:
+            hit = self._stats[key] = _ImageStats.of(tokens())
         return hit
 
     def chunk(self, key: str, version: tuple, make: Callable[[], _Chunk | None]) -> _Chunk | None:
@@ -226,8 +227,14 @@ class PixelSetBuilder:
                 f"{features.original_size[1]}x{features.original_size[0]}; labels must have the image's size"
             )
         cached = self.cache is not None and key is not None
-        tokens = features.tokens.float().reshape(features.dim, -1)  # [C, h*w], converted once per image
-        stats = self.cache.stats(key, tokens) if cached else _ImageStats.of(tokens)
+        converted: list[torch.Tensor] = []
+
+        def tokens() -> torch.Tensor:  # [C, h*w] float32, converted at most once, and only when needed
+            if not converted:
+                converted.append(features.tokens.float().reshape(features.dim, -1))
+            return converted[0]
+
+        stats = self.cache.stats(key, features, tokens) if cached else _ImageStats.of(tokens())
         self._s1 += stats.s1
         self._s2 += stats.s2
         self._n_tok += stats.n
@@ -235,9 +242,9 @@ class PixelSetBuilder:
         if cached:
             digest = hashlib.sha1(np.ascontiguousarray(labels).data, usedforsecurity=False).digest()
             version = (digest, labels.shape, features.dim, self._share(flat.size), self.config.seed, self.num_classes)
-            chunk = self.cache.chunk(key, version, lambda: self._gather(features, tokens, labels, flat, name, key))
+            chunk = self.cache.chunk(key, version, lambda: self._gather(features, tokens(), labels, flat, name, key))
         else:
-            chunk = self._gather(features, tokens, labels, flat, name, key)
+            chunk = self._gather(features, tokens(), labels, flat, name, key)
         if chunk is not None:
             self._chunks.append(chunk)
 
