@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from core.labels import read_label_png
 
 from . import annotations
+from .archive_schema import validate
 from .context import Ctx
 from .convert import get_or_404, project_classes
 from .errors import ConflictError, ImportLimitError, ValidationError
@@ -137,12 +138,16 @@ def _load_doc(arc: _Archive) -> dict[str, Any]:
     try:
         doc = json.loads(arc.zf.read("project.json"))
     except ValueError as exc:
-        raise ValidationError(f"project.json is not valid JSON ({exc})") from None
+        raise ValidationError(f"project.json is not valid JSON ({str(exc)[:120]})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValidationError("not a probeseg project archive (project.json has the wrong format field)")
-    if int(doc.get("version", 0)) > VERSION:
-        raise ValidationError(f"archive version {doc.get('version')} is newer than this program understands "
+    version = doc.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValidationError("project.json: version must be an integer")
+    if version > VERSION:
+        raise ValidationError(f"archive version {version} is newer than this program understands "
                               f"({VERSION}); update probeseg")
+    validate(doc)  # every field, type, reference and kind, before anything is written
     return doc
 
 
