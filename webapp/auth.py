@@ -63,3 +63,38 @@ def read_auth_file(path: str | os.PathLike) -> str:
     if ":" not in line:
         raise ValueError(f"--auth-file {p}: expected one line user:password")
     return line
+
+
+# Gradio 6.31 answers these without the login its other routes require (checked: /reset and /cancel
+# returned 200 and /heartbeat streamed without a session cookie). With a login configured they need it too.
+UNGUARDED_BY_GRADIO = ("/gradio_api/reset", "/gradio_api/cancel", "/gradio_api/heartbeat/", "/gradio_api/stream/",
+                       "/gradio_api/run-history/", "/gradio_api/runs", "/gradio_api/vibe-edit",
+                       "/gradio_api/undo-vibe-edit", "/monitoring")
+
+
+class LoginRequired:
+    """ASGI middleware (passed to the Gradio app as `app_kwargs={"middleware": [...]}`): a request for one
+    of UNGUARDED_BY_GRADIO without a valid login cookie gets 401 when the app has a login."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope.get("type") == "http" and scope.get("path", "").startswith(UNGUARDED_BY_GRADIO):
+            gradio_app = scope.get("app")
+            if getattr(gradio_app, "auth", None) is not None and not _logged_in(scope, gradio_app):
+                from starlette.responses import JSONResponse
+
+                await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _logged_in(scope, gradio_app) -> bool:
+    from starlette.requests import Request
+
+    cookies = Request(scope).cookies
+    cid = getattr(gradio_app, "cookie_id", "")
+    tokens = getattr(gradio_app, "tokens", {})
+    return any(cookies.get(name) in tokens for name in (f"access-token-{cid}", f"access-token-unsecure-{cid}")
+               if cookies.get(name))

@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from starlette.middleware import Middleware
+
 from core.backbone import (
     Backbone,
     WeightsUnavailableError,
@@ -18,7 +20,7 @@ from core.backbone import (
 from engine import ProjectEngine
 from storage import Repository
 from webapp.assets import CSS, SHORTCUTS_JS
-from webapp.auth import login_check
+from webapp.auth import LoginRequired, login_check
 from webapp.config import ServeConfig
 from webapp.context import AppContext
 
@@ -108,6 +110,7 @@ def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
         max_file_size=config.max_file_size, ssr_mode=False, css=CSS, head=SHORTCUTS_JS,
         allowed_paths=[ctx.export_dir], footer_links=["settings"], quiet=True,
         auth_message="probeseg: log in with the user and password the server was started with." if auth else None,
+        app_kwargs={"middleware": [Middleware(LoginRequired)]},
     )
 
 

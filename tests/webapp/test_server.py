@@ -76,9 +76,17 @@ def test_app_is_served_with_login(tmp_path, random_backbone):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{cfg.url}/config", timeout=10)
         assert err.value.code == 401
+        reset = (f"{cfg.url}/gradio_api/reset", json.dumps({"event_id": "x"}).encode(),
+                 {"Content-Type": "application/json"})
+        for path in ("/gradio_api/heartbeat/x", None):  # routes Gradio itself leaves open
+            req = urllib.request.Request(*reset) if path is None else urllib.request.Request(f"{cfg.url}{path}")
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=10)
+            assert err.value.code == 401
         body = urllib.parse.urlencode({"username": "ann", "password": "secret"}).encode()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         opener.open(f"{cfg.url}/login", data=body, timeout=10)
+        assert opener.open(urllib.request.Request(*reset), timeout=10).status == 200  # logged in: allowed
         config = json.loads(opener.open(f"{cfg.url}/config", timeout=10).read())
         assert "probeseg" in config.get("title", "")
         assert "Random backbone weights" in json.dumps(config)  # the banner is in the page
