@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-PARTS = ("trainer", "dense", "latency", "features", "memory")
+PARTS = ("trainer", "dense", "latency", "features", "memory", "soak")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,10 @@ class BenchConfig:
     memory_lru_bytes: int = 512 * 2**20  # FeatureStore's default bound
     memory_train_images: int = 20  # images with labels the served head is trained on
     memory_diagnostic: bool = True  # rerun the memory child with glibc's mmap threshold pinned
+    # 6. reliability soak
+    soak_writers: int = 8  # half threads sharing one repository, half processes
+    soak_seconds: float = 60.0
+    soak_kill_after: tuple[int, ...] = (3, 60, 150)  # SIGKILL a writer after this many acknowledged writes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +103,7 @@ QUICK = replace(
     memory_images=200,
     memory_lru_bytes=128 * 2**20,
     memory_diagnostic=False,
+    soak_seconds=10.0,
 )
 
 TINY = replace(
@@ -143,6 +148,9 @@ TINY = replace(
     memory_size=64,
     memory_lru_bytes=64 * 2**10,
     memory_train_images=2,
+    soak_writers=4,
+    soak_seconds=2.0,
+    soak_kill_after=(2, 5, 10),
     memory_diagnostic=False,
 )
 

@@ -87,7 +87,7 @@ def run_benchmarks(
     cfg: BenchConfig, parts: list[str], out_dir: Path, app_url: str | None = None, echo: bool = True
 ) -> Report:
     """Run the chosen parts in one process and write report.json / report.md / report.txt to out_dir."""
-    from bench import features, latency, memory, trainer
+    from bench import features, latency, memory, soak, trainer
 
     start = time.perf_counter()
     report = Report(machine=machine_info(), config=cfg.to_dict(), mode=cfg.name)
@@ -98,6 +98,7 @@ def run_benchmarks(
         "latency": lambda: latency.run_latency(cfg, report, app_url=app_url),
         "features": lambda: features.run_features(cfg, report),
         "memory": lambda: memory.run_memory(cfg, report),
+        "soak": lambda: soak.run_soak(cfg, report),
     }
     for part in parts:
         log.info("== %s", part)

@@ -61,7 +61,7 @@ def _add_one(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuild
     try:
         info, created = add_image(ctx, project_id, data, safe, split)
     except ValidationError as exc:
-        rb.failed.append((safe, str(exc)))
+        rb.failed.append((safe, str(exc).removeprefix(f"{safe}: ")))  # the report names the file already
         return None
     (rb.imported if created else rb.duplicates).append(safe)
     rb.image_ids.append(info.id)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory) -> tuple[Report, Path]:
     out = tmp_path_factory.mktemp("bench")
-    parts = ["trainer", "dense", "features", "memory"]
+    parts = ["trainer", "dense", "features", "memory", "soak"]
     report = run_benchmarks(TINY, parts, out, echo=False)
     return report, out
 
@@ -38,9 +38,9 @@ def test_report_files_and_json_structure(tiny_report):
     assert data["mode"] == "tiny"
     for key in ("cpu_model", "logical_cores", "torch_version", "device", "load_average_end"):
         assert key in data["machine"]
-    assert data["config"]["parts"] == ["trainer", "dense", "features", "memory"]
+    assert data["config"]["parts"] == ["trainer", "dense", "features", "memory", "soak"]
     keys = {s["key"] for s in data["sections"]}
-    assert {"retrain_time", "retrain_quality", "interactive", "dense", "features_cpu", "features_gpu", "memory"} <= keys
+    assert {"retrain_time", "retrain_quality", "interactive", "dense", "soak", "features_cpu", "features_gpu", "memory"} <= keys
     assert not any(k.endswith("_error") for k in keys), [s["skipped"] for s in data["sections"] if s["skipped"]]
     for s in data["sections"]:
         assert s["rows"] or s["skipped"], s["key"]
@@ -77,6 +77,8 @@ def test_tables_cover_the_configured_grid(tiny_report):
     mem = next(s for s in report.sections if s.key == "memory").records[0]
     assert mem["images"] == TINY.memory_images and mem["misses_serving"] == 0
     assert mem["lru_max_seen"] <= mem["lru_bound"]
+    soak = {t.name: t for t in report.targets if t.name.startswith(("hostile", "SIGKILL")) or "writers" in t.name}
+    assert len(soak) == 3 and all(t.met for t in soak.values()), soak  # counts: 0 internals, 0 errors, 0 lost
     gpu = next(s for s in report.sections if s.key == "features_gpu")
     assert gpu.rows or "no CUDA" in (gpu.skipped or "")
 

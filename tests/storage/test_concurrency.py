@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import writers
 from storage import Repository
 
-from . import _workers
 from .conftest import rgb_png
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ SECONDS = float(os.environ.get("PROBESEG_STRESS_SECONDS", "20"))
 def _spawn(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "tests.storage._workers", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -39,7 +39,7 @@ def test_eight_writers_threads_and_processes(repo, data_dir, db_url) -> None:  #
     results: dict[int, tuple[list[int], list[str]]] = {}
 
     def run(w: int) -> None:
-        results[w] = _workers.stress(str(data_dir), db_url or "", w, start, stop, images, classes, out=repo)
+        results[w] = writers.stress(str(data_dir), db_url or "", w, start, stop, images, classes, out=repo)
 
     threads = [threading.Thread(target=run, args=(w,)) for w in range(4)]
     for t in threads:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from storage import Repository
@@ -22,11 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def _spawn(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "tests.storage._workers", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_after_acknowledged_writes(repo, data_dir, db_url) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kill_after", [3, 60, 150])  # three moments: at once, mid-run, after a long run
+def test_sigkill_after_acknowledged_writes(repo, data_dir, db_url, kill_after) -> None:  # type: ignore[no-untyped-def]
     p = repo.create_project("durable")
     repo.add_class(p.id, "cat")
     image = repo.add_image(p.id, rgb_png(16, 16), "a.png")
@@ -35,7 +37,7 @@ def test_sigkill_after_acknowledged_writes(repo, data_dir, db_url) -> None:  # t
     acked: list[str] = []
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
-    while len(acked) < 60 and time.monotonic() < deadline:
+    while len(acked) < kill_after and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
@@ -45,7 +47,7 @@ def test_sigkill_after_acknowledged_writes(repo, data_dir, db_url) -> None:  # t
     assert proc.returncode == -signal.SIGKILL, err
     acked += rest.splitlines(keepends=True)
     acked = [line.strip() for line in acked if line.endswith("\n")]  # a half-written line was not acknowledged
-    assert len(acked) >= 60, err
+    assert len(acked) >= kill_after, err
     ann_ids = {int(line.split()[1]) for line in acked if line.startswith("ann")}
     img_ids = {int(line.split()[1]) for line in acked if line.startswith("img")}
 

@@ -127,7 +127,7 @@ def test_models_match_the_migrations_and_downgrade_works(data_dir, db_url) -> No
 def test_processes_opening_a_new_database_at_once_all_succeed(data_dir, db_url) -> None:  # type: ignore[no-untyped-def]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DATABASE_URL", None)
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.storage._workers", "open", str(data_dir), db_url or ""],
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.writers", "open", str(data_dir), db_url or ""],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(4)]
     for proc in procs:

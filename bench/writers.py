@@ -1,4 +1,4 @@
-"""Writer processes for the durability and concurrency tests: `python -m tests.storage._workers CMD ...`.
+"""Writer processes for the durability and concurrency tests and the soak: `python -m bench.writers CMD ...`.
 
 Every acknowledged write (the repository call returned) is printed as one line and flushed, so the
 parent knows exactly what was acknowledged even if it kills this process.
@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 
-def _png(seed: int) -> bytes:
+def png(seed: int, size: int = 8) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -34,7 +34,7 @@ def write_forever(data_dir: str, db_url: str, project_id: int, image_id: int, cl
             raster[i % info.height, :] = 1
             ack = f"ann {repo.save_scribbles(image_id, raster, author=f'w{i}').id}"
         elif i % 7 == 0:
-            ack = f"img {repo.add_image(project_id, _png(1000 + i), f'k{i}.png').id}"
+            ack = f"img {repo.add_image(project_id, png(1000 + i), f'k{i}.png').id}"
         else:
             ack = f"ann {repo.add_point(image_id, class_id, i % info.width, (i // info.width) % info.height, 1, author=f'w{i}').id}"
         print(ack, flush=True)

@@ -1,0 +1,165 @@
+"""Part 6: a bounded reliability soak. Every kind of hostile file (bench/hostile.py) through the upload path
+and a folder import; 8 concurrent writers (4 threads sharing one repository + 4 processes) on one SQLite
+database; and a writer killed with SIGKILL at three moments. Counts, not timings: imports, clear refusals,
+messages showing internals, errors, acknowledged writes and lost ones, and the database's integrity check."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import writers
+from bench.config import BenchConfig
+from bench.hostile import HOSTILE
+from bench.report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERNALS = re.compile(r"<[a-zA-Z_.]+ object|0x[0-9a-f]{6,}|Traceback|Error:|\bKeyError\b", re.I)
+
+
+def run_soak(cfg: BenchConfig, report: Report) -> None:
+    from storage import Repository, StorageError
+
+    s = report.section("soak", f"6. Reliability soak ({len(HOSTILE)} kinds of hostile file, {cfg.soak_writers} "
+                       f"concurrent writers for {cfg.soak_seconds:.0f} s, SIGKILL at {len(cfg.soak_kill_after)} moments)",
+                       ["check", "count", "detail"])
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        root = Path(tmp)
+        repo = Repository.open(root / "hostile")
+        project = repo.create_project("soak")
+        imported = refused = internal = crashed = 0
+        for name, make in HOSTILE.values():
+            try:
+                rep = repo.import_uploads(project.id, [(name, make())])
+            except StorageError as exc:  # a refusal of the whole call is still an answer in words
+                refused += 1
+                internal += bool(INTERNALS.search(str(exc)))
+                continue
+            except Exception:  # noqa: BLE001 - counted: must stay 0
+                crashed += 1
+                continue
+            imported += bool(rep.imported or rep.duplicates)
+            refused += not (rep.imported or rep.duplicates)
+            internal += sum(bool(INTERNALS.search(m)) for _, m in (*rep.failed, *rep.skipped))
+        folder = root / "incoming"
+        folder.mkdir()
+        for i, (name, make) in enumerate(HOSTILE.values()):
+            (folder / f"{i:02d}-{re.sub(r'[^A-Za-z0-9._-]', '_', name.rsplit('/', 1)[-1])[:80]}").write_bytes(make())
+        folder_report = repo.import_folder(project.id, folder)
+        internal += sum(bool(INTERNALS.search(m)) for _, m in (*folder_report.failed, *folder_report.skipped))
+        integrity = _integrity(root / "hostile" / "probeseg.db")
+        repo.close()
+        s.add_row(["hostile uploads imported / refused in words", f"{imported} / {refused}",
+                   f"{len(HOSTILE)} kinds (tests assert which must import)"])
+        s.add_row(["messages showing internals (reprs, tracebacks)", internal, "upload and folder import reports"])
+        s.add_row(["uploads ending in an unexpected exception", crashed, ""])
+        s.add_row(["folder import of the same files", f"{len(folder_report.imported)} imported",
+                   f"{len(folder_report.failed)} refused, {len(folder_report.skipped)} skipped, "
+                   f"{len(folder_report.duplicates)} duplicates"])
+        s.add_row(["database integrity after the hostile files", integrity, "PRAGMA integrity_check"])
+
+        acked, errors, lost, extra, conc_integrity = _concurrent(cfg, root / "concurrent")
+        s.add_row([f"{cfg.soak_writers} writers for {cfg.soak_seconds:.0f} s: acknowledged writes", acked,
+                   "annotations (points and scribble layers) on 6 shared images"])
+        s.add_row(["... errors / lost acknowledged / unacknowledged extras", f"{errors} / {lost} / {extra}",
+                   f"integrity {conc_integrity}"])
+        kill_lost = 0
+        for n in cfg.soak_kill_after:
+            got, missing, ok = _kill_after(root / f"kill{n}", n)
+            kill_lost += missing
+            s.add_row([f"SIGKILL after {n} acknowledged writes", f"{got} acknowledged, {missing} lost", f"integrity {ok}"])
+    report.target("hostile files: clear answers", "0 internals, 0 crashes", f"{internal} / {crashed}",
+                  internal == 0 and crashed == 0 and integrity == "ok")
+    report.target(f"{cfg.soak_writers} concurrent writers, {cfg.soak_seconds:.0f} s", "0 errors, 0 lost",
+                  f"{errors} errors, {lost} lost of {acked}", errors == 0 and lost == 0 and extra == 0)
+    report.target("SIGKILL during writes (3 moments)", "0 acknowledged writes lost", f"{kill_lost} lost", kill_lost == 0)
+
+
+def _integrity(db: Path) -> str:
+    con = sqlite3.connect(db)
+    try:
+        return str(con.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _concurrent(cfg: BenchConfig, data: Path) -> tuple[int, int, int, int, str]:
+    from storage import Repository
+
+    repo = Repository.open(data)
+    p = repo.create_project("busy")
+    classes = [c.id for c in repo.list_classes(p.id)] + [repo.add_class(p.id, n).id for n in ("a", "b", "c")]
+    images = [repo.add_image(p.id, writers.png(i, 16), f"{i}.png").id for i in range(6)]  # stress draws 16x16
+    start = time.time() + 4.0
+    stop = start + cfg.soak_seconds
+    n_proc = cfg.soak_writers // 2
+    procs = [_spawn("stress", str(data), "", str(100 + w), str(start), str(stop), ",".join(map(str, images)),
+                    ",".join(map(str, classes))) for w in range(n_proc)]
+    results: dict[int, tuple[list[int], list[str]]] = {}
+
+    def run(w: int) -> None:
+        results[w] = writers.stress(str(data), "", w, start, stop, images, classes, out=repo)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(cfg.soak_writers - n_proc)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acked = [i for ids, _ in results.values() for i in ids]
+    errors = sum(len(e) for _, e in results.values())
+    for proc in procs:
+        out, _err = proc.communicate(timeout=cfg.soak_seconds + 120)
+        lines = out.splitlines()
+        acked += [int(line.split()[1]) for line in lines if line.startswith("ann ")]
+        errors += sum(1 for line in lines if line.startswith("err ")) + (proc.returncode != 0)
+    repo.close()
+    with Repository.open(data) as fresh:
+        stored = {h.id for image_id in images for h in fresh.history(image_id)}
+    integrity = _integrity(data / "probeseg.db")
+    return len(acked), errors, len(set(acked) - stored), len(stored - set(acked)), integrity
+
+
+def _kill_after(data: Path, n: int) -> tuple[int, int, str]:
+    from storage import Repository
+
+    repo = Repository.open(data)
+    p = repo.create_project("durable")
+    cat = repo.add_class(p.id, "cat").id
+    image = repo.add_image(p.id, writers.png(7), "a.png")
+    repo.close()
+    proc = _spawn("write-forever", str(data), "", str(p.id), str(image.id), str(cat))
+    acked: list[str] = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while len(acked) < n and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked.append(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=30)
+    acked = [line.strip() for line in acked + rest.splitlines(keepends=True) if line.endswith("\n")]
+    with Repository.open(data) as again:
+        history = {h.id for h in again.history(image.id)}
+        images = {i.id for i in again.list_images(p.id)}
+        np.asarray(again.label_map(image.id))
+    lost = sum(1 for a in acked if (a.startswith("ann") and int(a.split()[1]) not in history)
+               or (a.startswith("img") and int(a.split()[1]) not in images))
+    return len(acked), lost, _integrity(data / "probeseg.db")
