@@ -77,12 +77,24 @@ def run_soak(cfg: BenchConfig, report: Report) -> None:
         for n in cfg.soak_kill_after:
             got, missing, ok = _kill_after(root / f"kill{n}", n)
             kill_lost += missing
-            s.add_row([f"SIGKILL after {n} acknowledged writes", f"{got} acknowledged, {missing} lost", f"integrity {ok}"])
+            s.add_row([f"SIGKILL of a writer after {n} acknowledged writes", f"{got} acknowledged, {missing} lost",
+                       f"integrity {ok}"])
+        server_lost = 0
+        try:
+            for n, got, missing, ok in _kill_server(cfg, root / "server"):
+                server_lost += missing
+                s.add_row([f"SIGKILL of the web server after {n} acknowledged edits", f"{got} acknowledged, "
+                           f"{missing} lost", f"integrity {ok}; edits = classes added through the app's API"])
+        except Exception as exc:  # noqa: BLE001 - reported, not hidden
+            server_lost = -1
+            s.notes.append(f"web-server kill test did not run: {type(exc).__name__}: {exc}")
     report.target("hostile files: clear answers", "0 internals, 0 crashes", f"{internal} / {crashed}",
                   internal == 0 and crashed == 0 and integrity == "ok")
     report.target(f"{cfg.soak_writers} concurrent writers, {cfg.soak_seconds:.0f} s", "0 errors, 0 lost",
                   f"{errors} errors, {lost} lost of {acked}", errors == 0 and lost == 0 and extra == 0)
     report.target("SIGKILL during writes (3 moments)", "0 acknowledged writes lost", f"{kill_lost} lost", kill_lost == 0)
+    report.target("SIGKILL of the web server (3 moments)", "0 acknowledged edits lost",
+                  "not run" if server_lost < 0 else f"{server_lost} lost", None if server_lost < 0 else server_lost == 0)
 
 
 def _integrity(db: Path) -> str:
@@ -163,3 +175,29 @@ def _kill_after(data: Path, n: int) -> tuple[int, int, str]:
     lost = sum(1 for a in acked if (a.startswith("ann") and int(a.split()[1]) not in history)
                or (a.startswith("img") and int(a.split()[1]) not in images))
     return len(acked), lost, _integrity(data / "probeseg.db")
+
+
+def _kill_server(cfg: BenchConfig, data: Path):
+    """Start the app, add classes through its HTTP API (each call returns after the commit), SIGKILL the
+    server after n of them, check the database directly, start it again; once per moment."""
+    from bench.latency import AppProcess, Session
+    from storage import Repository
+
+    added: list[str] = []
+    for moment, n in enumerate(cfg.soak_kill_after):
+        app = AppProcess(cfg, data)
+        try:
+            app.wait_ready(cfg.app_start_timeout_s)
+            session = Session(app.url, data.parent / "dl")
+            for i in range(n):
+                name = f"soak {moment}-{i}"
+                session.call("/quick_add", name)
+                added.append(name)
+            os.kill(app.proc.pid, signal.SIGKILL)
+            app.proc.wait(30)
+        finally:
+            app.stop()
+        with Repository.open(data) as repo:
+            project = repo.find_project("default")
+            names = {c.name for c in repo.list_classes(project.id)} if project else set()
+        yield n, len(added), sum(1 for a in added if a not in names), _integrity(data / "probeseg.db")
