@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (KeyError, IndexError) as exc:  # bugs: their text is a bare repr, never a message for the user
+        if verbose:
+            raise
+        print(f"internal error ({type(exc).__name__}); run again with -v for the traceback and report it",
+              file=sys.stderr)
+        return 1
     except (ValueError, LookupError, RuntimeError, OSError) as exc:
         if verbose:
             raise

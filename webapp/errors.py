@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable)
 
-# Errors whose message is written for the user (they say what went wrong and how to fix it).
+# Errors whose message is written for the user (they say what went wrong and how to fix it). KeyError and
+# IndexError are bugs, whose text is a bare repr ("'file'"): they are internal errors.
 USER_ERRORS = (StorageError, ValueError, LookupError, TimeoutError)
+BUGS = (KeyError, IndexError, UnicodeError)
 
 
 def user_message(exc: BaseException) -> str:
@@ -36,12 +38,19 @@ def ui_errors(fn: F) -> F:
         except gr.Error:
             raise
         except USER_ERRORS as exc:
+            if isinstance(exc, BUGS):
+                _internal(fn)
             raise gr.Error(user_message(exc), print_exception=False) from None
-        except Exception as exc:
-            log.exception("callback %s failed", getattr(fn, "__name__", fn))
-            raise gr.Error(
-                f"Internal error ({type(exc).__name__}: {exc}). Your labels are saved; the server log has details.",
-                print_exception=False,
-            ) from None
+        except Exception:
+            _internal(fn)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _internal(fn: Callable) -> None:
+    """Log the traceback; tell the user plainly, without internals (an exception's text may hold SQL or
+    reprs) and without claiming anything was saved."""
+    log.exception("callback %s failed", getattr(fn, "__name__", fn))
+    raise gr.Error("Internal error: this action did not complete (the details are in the server log). Edits "
+                   "confirmed earlier are stored; reload the page to see the stored state.",
+                   print_exception=False) from None

@@ -1,0 +1,37 @@
+"""Callback errors reach the page as words: user errors say what to fix, bugs say 'internal error' without
+their internals (reprs, SQL) and without claiming anything was saved; the traceback goes to the log."""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+import pytest
+
+from storage import ValidationError
+from webapp.errors import ui_errors
+
+
+def _raising(exc: BaseException):
+    @ui_errors
+    def callback():
+        raise exc
+
+    return callback
+
+
+def test_user_errors_keep_their_message():
+    with pytest.raises(gr.Error, match="Photo.png: the file is empty"):
+        _raising(ValidationError("photo.png: the file is empty"))()
+
+
+@pytest.mark.parametrize("exc", [KeyError("file"), IndexError("list index out of range"),
+                                 RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database "
+                                              "[SQL: INSERT INTO annotation ...]")])
+def test_bugs_are_internal_errors_without_internals(exc, caplog):
+    with caplog.at_level(logging.ERROR, logger="webapp.errors"), pytest.raises(gr.Error) as err:
+        _raising(exc)()
+    text = err.value.message
+    assert text.startswith("Internal error") and "saved" not in text
+    assert "'file'" not in text and "SQL" not in text and "sqlite" not in text
+    assert any(r.exc_info for r in caplog.records)  # the traceback is in the server log
