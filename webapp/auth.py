@@ -1,8 +1,9 @@
 """Login: one user and password, checked in constant time, with failed attempts slowed down and logged.
 
-Gradio calls the check with the user name and password only (no client address), so the back-off is kept
-per user name: after a few wrong passwords every further attempt for that name waits, doubling up to a cap,
-right or wrong, so guessing is throttled while the real user still gets in (after the wait).
+Two back-offs: per client address (LoginRequired, the middleware that sees the request) and per user name
+(login_check, which Gradio calls with the name and password only), so guessing from one address or against
+one account from many is throttled; after a few failures each further attempt waits, doubling up to a cap,
+right or wrong, so the real user still gets in (after the wait).
 """
 
 from __future__ import annotations
@@ -73,21 +74,52 @@ UNGUARDED_BY_GRADIO = ("/gradio_api/reset", "/gradio_api/cancel", "/gradio_api/h
 
 
 class LoginRequired:
-    """ASGI middleware (passed to the Gradio app as `app_kwargs={"middleware": [...]}`): a request for one
-    of UNGUARDED_BY_GRADIO without a valid login cookie gets 401 when the app has a login."""
+    """ASGI middleware (passed to the Gradio app as `app_kwargs={"middleware": [...]}`), active when the app
+    has a login: a request for one of UNGUARDED_BY_GRADIO without a valid login cookie gets 401, and failed
+    logins are slowed down per client address (after FREE_FAILURES, each attempt from that address waits,
+    doubling up to MAX_DELAY_S) and logged with the address."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, free_failures: int = FREE_FAILURES, max_delay_s: float = MAX_DELAY_S) -> None:
         self.app = app
+        self.free_failures, self.max_delay_s = free_failures, max_delay_s
+        self.failures: dict[str, int] = {}
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope.get("type") == "http" and scope.get("path", "").startswith(UNGUARDED_BY_GRADIO):
-            gradio_app = scope.get("app")
-            if getattr(gradio_app, "auth", None) is not None and not _logged_in(scope, gradio_app):
-                from starlette.responses import JSONResponse
+        gradio_app = scope.get("app")
+        if scope.get("type") != "http" or getattr(gradio_app, "auth", None) is None:
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path.startswith(UNGUARDED_BY_GRADIO) and not _logged_in(scope, gradio_app):
+            from starlette.responses import JSONResponse
 
-                await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
-                return
+            await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
+            return
+        if path.rstrip("/") == "/login" and scope.get("method") == "POST":
+            await self._login(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    async def _login(self, scope, receive, send) -> None:
+        client = (scope.get("client") or ("?", 0))[0]
+        n = self.failures.get(client, 0)
+        if n >= self.free_failures:
+            await asyncio.sleep(min(self.max_delay_s, 2.0 ** (n - self.free_failures)))
+        status: list[int] = []
+
+        async def watch(message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status and status[0] == 200:
+            self.failures.pop(client, None)
+        elif status:
+            self.failures[client] = self.failures.get(client, 0) + 1
+            if len(self.failures) > 10_000:
+                self.failures.pop(next(iter(self.failures)))
+            log.warning("failed login from %s (%d in a row)", client, self.failures[client])
 
 
 def _logged_in(scope, gradio_app) -> bool:

@@ -64,3 +64,42 @@ def test_serve_flags_parse_into_the_config(tmp_path):
     cfg = config_from_args(args)
     assert cfg.auth_pair() == ("ann", "s3cret") and cfg.import_roots == (str(tmp_path), "/srv/images")
     assert config_from_args(build_parser().parse_args(["serve"])).import_roots == ()
+
+
+def test_failed_logins_are_slowed_down_per_client_address(tmp_path, random_backbone, caplog):
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from tests.webapp.test_server import free_port
+    from webapp import auth, server
+    from webapp.config import ServeConfig
+
+    cfg = ServeConfig(port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112,
+                      auth="ann:secret")
+    ctx = server.create_context(cfg, backbone=random_backbone)
+    demo = server.build_app(cfg, ctx)
+    kwargs = server.launch_kwargs(cfg, ctx)
+    kwargs["auth"] = auth.login_check("ann", "secret", free_failures=100)  # isolate the per-address back-off
+    kwargs["app_kwargs"]["middleware"][0].kwargs.update(free_failures=2, max_delay_s=0.5)
+
+    def login(password: str) -> tuple[int, float]:
+        body = urllib.parse.urlencode({"username": "ann", "password": password}).encode()
+        start = time.perf_counter()
+        try:
+            code = urllib.request.urlopen(f"{cfg.url}/login", data=body, timeout=60).status
+        except urllib.error.HTTPError as err:
+            code = err.code
+        return code, time.perf_counter() - start
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="webapp.auth"):
+            demo.launch(prevent_thread_lock=True, **kwargs)
+            fails = [login("wrong") for _ in range(4)]
+            ok = login("secret")
+        assert [c for c, _ in fails] == [400] * 4 and ok[0] == 200
+        assert fails[3][1] >= 0.45 and ok[1] >= 0.45  # slowed after two failures, the right password too
+        assert sum("failed login from 127.0.0.1" in r.getMessage() for r in caplog.records) == 4
+    finally:
+        demo.close()
+        ctx.engine.close()
