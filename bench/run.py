@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"prints every CPU-time figure more than {CHECK_TOLERANCE:.0%} worse and exits 1 if there is one",
     )
     p.add_argument("--record", action="store_true", help="with --check: record this run's figures as the reference")
+    p.add_argument("--render", action="store_true",
+                   help="only rewrite bench/RESULTS.md from bench/RESULTS.json and bench/NOTES.md (no benchmark)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.check:
         return run_check(args)
+    if args.render:
+        render_results()
+        print(f"wrote {RESULTS_FILE}")
+        return 0
     cfg = select_config(args)
     parts = parse_parts(args.parts)
     if args.threads:
@@ -140,11 +146,16 @@ def run(args: argparse.Namespace) -> int:
         args.results.write_text(report.to_markdown("probeseg benchmark results"))
         print(f"wrote {args.results}")
     if cfg.name == "full" and not args.no_results:  # full-size figures replace those parts' committed ones
-        data = write_results_json(report, RESULTS_JSON)
-        notes = NOTES_FILE.read_text() if NOTES_FILE.is_file() else ""
-        RESULTS_FILE.write_text(results_markdown(data, PARTS, notes))
+        write_results_json(report, RESULTS_JSON)
+        render_results()
         print(f"wrote {RESULTS_JSON} and {RESULTS_FILE} ({', '.join(parts)})")
     return 0
+
+
+def render_results() -> None:
+    data = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
+    notes = NOTES_FILE.read_text() if NOTES_FILE.is_file() else ""
+    RESULTS_FILE.write_text(results_markdown(data, PARTS, notes))
 
 
 def write_results_json(report: Report, path: Path) -> dict:

@@ -9,8 +9,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,7 +21,6 @@ from bench.config import BenchConfig
 from bench.hostile import HOSTILE
 from bench.report import Report
 
-ROOT = Path(__file__).resolve().parents[1]
 INTERNALS = re.compile(r"<[a-zA-Z_.]+ object|0x[0-9a-f]{6,}|Traceback|Error:|\bKeyError\b", re.I)
 
 
@@ -105,13 +102,6 @@ def _integrity(db: Path) -> str:
         con.close()
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _concurrent(cfg: BenchConfig, data: Path) -> tuple[int, int, int, int, str]:
     from storage import Repository
 
@@ -122,7 +112,7 @@ def _concurrent(cfg: BenchConfig, data: Path) -> tuple[int, int, int, int, str]:
     start = time.time() + 4.0
     stop = start + cfg.soak_seconds
     n_proc = cfg.soak_writers // 2
-    procs = [_spawn("stress", str(data), "", str(100 + w), str(start), str(stop), ",".join(map(str, images)),
+    procs = [writers.spawn("stress", str(data), "", str(100 + w), str(start), str(stop), ",".join(map(str, images)),
                     ",".join(map(str, classes))) for w in range(n_proc)]
     results: dict[int, tuple[list[int], list[str]]] = {}
 
@@ -156,18 +146,8 @@ def _kill_after(data: Path, n: int) -> tuple[int, int, str]:
     cat = repo.add_class(p.id, "cat").id
     image = repo.add_image(p.id, writers.png(7), "a.png")
     repo.close()
-    proc = _spawn("write-forever", str(data), "", str(p.id), str(image.id), str(cat))
-    acked: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while len(acked) < n and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        acked.append(line)
-    os.kill(proc.pid, signal.SIGKILL)
-    rest, _ = proc.communicate(timeout=30)
-    acked = [line.strip() for line in acked + rest.splitlines(keepends=True) if line.endswith("\n")]
+    proc = writers.spawn("write-forever", str(data), "", str(p.id), str(image.id), str(cat))
+    acked, _err = writers.kill_after(proc, n)
     with Repository.open(data) as again:
         history = {h.id for h in again.history(image.id)}
         images = {i.id for i in again.list_images(p.id)}

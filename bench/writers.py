@@ -7,8 +7,12 @@ parent knows exactly what was acknowledged even if it kills this process.
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -84,6 +88,33 @@ def open_only(data_dir: str, db_url: str) -> None:
     with Repository.open(data_dir, db_url or None) as repo:
         repo.list_projects()
     print("ok", flush=True)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    """`python -m bench.writers ARGS` in a child process (its own database connection, no DATABASE_URL)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after(proc: subprocess.Popen[str], n: int, timeout_s: float = 120.0) -> tuple[list[str], str]:
+    """SIGKILL `proc` once it acknowledged n writes; (every acknowledged line, stderr). A line cut by the kill
+    was not acknowledged."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None
+    while len(lines) < n and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, err = proc.communicate(timeout=30)
+    return [x.strip() for x in lines + rest.splitlines(keepends=True) if x.endswith("\n")], err
 
 
 def main(argv: list[str]) -> None:

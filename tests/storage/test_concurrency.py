@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -16,15 +13,7 @@ from storage import Repository
 
 from .conftest import rgb_png
 
-ROOT = Path(__file__).resolve().parents[2]
 SECONDS = float(os.environ.get("PROBESEG_STRESS_SECONDS", "20"))
-
-
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_eight_writers_threads_and_processes(repo, data_dir, db_url) -> None:  # type: ignore[no-untyped-def]
@@ -34,7 +23,7 @@ def test_eight_writers_threads_and_processes(repo, data_dir, db_url) -> None:  #
     start = time.time() + 4.0  # leave the processes time to start and open the database
     stop = start + SECONDS
 
-    procs = [_spawn("stress", str(data_dir), db_url or "", str(100 + w), str(start), str(stop),
+    procs = [writers.spawn("stress", str(data_dir), db_url or "", str(100 + w), str(start), str(stop),
                     ",".join(map(str, images)), ",".join(map(str, classes))) for w in range(4)]
     results: dict[int, tuple[list[int], list[str]]] = {}
 

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from bench import writers
 from storage import Repository
 
 from .conftest import class_ids, rgb_png
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("kill_after", [3, 60, 150])  # three moments: at once, mid-run, after a long run
@@ -33,20 +20,9 @@ def test_sigkill_after_acknowledged_writes(repo, data_dir, db_url, kill_after) -
     repo.add_class(p.id, "cat")
     image = repo.add_image(p.id, rgb_png(16, 16), "a.png")
     cat = class_ids(repo, p.id)["cat"]
-    proc = _spawn("write-forever", str(data_dir), db_url or "", str(p.id), str(image.id), str(cat))
-    acked: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while len(acked) < kill_after and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        acked.append(line)
-    os.kill(proc.pid, signal.SIGKILL)
-    rest, err = proc.communicate(timeout=30)
+    proc = writers.spawn("write-forever", str(data_dir), db_url or "", str(p.id), str(image.id), str(cat))
+    acked, err = writers.kill_after(proc, kill_after)
     assert proc.returncode == -signal.SIGKILL, err
-    acked += rest.splitlines(keepends=True)
-    acked = [line.strip() for line in acked if line.endswith("\n")]  # a half-written line was not acknowledged
     assert len(acked) >= kill_after, err
     ann_ids = {int(line.split()[1]) for line in acked if line.startswith("ann")}
     img_ids = {int(line.split()[1]) for line in acked if line.startswith("img")}
