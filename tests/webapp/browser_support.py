@@ -61,6 +61,9 @@ def app_server(data_dir: Path, log_path: Path, extra: tuple[str, ...] = (), time
                 proc.wait(5)
 
 
+ACTION_TIMEOUT_MS = 180_000
+
+
 @contextlib.contextmanager
 def browser(profile_dir: Path, width: int = 1500, height: int = 1100):
     from playwright.sync_api import sync_playwright
@@ -69,6 +72,9 @@ def browser(profile_dir: Path, width: int = 1500, height: int = 1100):
         ctx = p.chromium.launch_persistent_context(
             str(profile_dir), executable_path=CHROMIUM, headless=True, args=FLAGS,
             viewport={"width": width, "height": height})
+        # Every action waits as long as a busy 2-core machine needs (Playwright's default is 30 s).
+        ctx.set_default_timeout(ACTION_TIMEOUT_MS)
+        ctx.set_default_navigation_timeout(ACTION_TIMEOUT_MS)
         # Nothing but the app: block every request that is not to 127.0.0.1 (fonts, CDNs, telemetry).
         ctx.route("**/*", lambda route: route.continue_()
                   if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")) else route.abort())
