@@ -5,8 +5,10 @@ The literal implementation upsamples every image's logits to full resolution at 
 head is linear, the logit at a pixel equals the head applied to the bilinearly interpolated feature there,
 and that in turn equals the bilinear mix of the head's outputs on the 4 surrounding tokens. So we gather,
 once, for every labelled pixel its 4 token indices and weights, and each step costs
-O(tokens x dim x classes + pixels x 4 x classes) instead of O(pixels x dim x classes) or worse.
-`literal_loss` is kept as the reference the tests compare against.
+O(tokens x dim x classes + pixels x 4 x classes) instead of O(pixels x dim x classes) or worse (or, with
+fewer pixels than touched tokens, O(pixels x dim x classes) on pre-mixed features: `Objective` picks).
+The gradient is written out, L-BFGS is scipy's (`minimize_lbfgs`), and a `TrainingCache` lets refits reuse
+the per-image work. `literal_loss` is kept as the reference the tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ class TrainingCache:
     """Per-image pieces of the training problem kept between fits, for the interactive case where one
     stroke changes one image: the token statistics of each image (its features never change) and each
     image's gathered pixels, reused while its labels and sampling share stay the same. Give every
-    LabelledImage a `key` (e.g. the image id) to use it. Gathered pixels are bounded by `max_bytes`
+    LabelledImage a `key` (e.g. the image id) to use it; a key must name the same features for the cache's
+    life (the engine's image ids do: one backbone per engine). Gathered pixels are bounded by `max_bytes`
     (oldest first out; dense masks on many images would otherwise keep most tokens twice)."""
 
     def __init__(self, max_bytes: int = 256 * 2**20):
