@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import struct
 import zipfile
 import zlib
@@ -12,6 +13,14 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+
+# What a message shown to a user must never contain: object reprs, addresses, tracebacks, exception names.
+INTERNALS = re.compile(r"<[a-zA-Z_.]+ object|0x[0-9a-f]{6,}|Traceback|Error:|\bKeyError\b|\bsqlite3?\b", re.I)
+
+
+def disk_name(name: str, limit: int = 120) -> str:
+    """A hostile upload name as a file name that can be written to disk (for folder imports)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit("/", 1)[-1])[:limit] or "file"
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:

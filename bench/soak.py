@@ -6,7 +6,6 @@ messages showing internals, errors, acknowledged writes and lost ones, and the d
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import tempfile
@@ -18,10 +17,8 @@ import numpy as np
 
 from bench import writers
 from bench.config import BenchConfig
-from bench.hostile import HOSTILE
+from bench.hostile import HOSTILE, INTERNALS, disk_name
 from bench.report import Report
-
-INTERNALS = re.compile(r"<[a-zA-Z_.]+ object|0x[0-9a-f]{6,}|Traceback|Error:|\bKeyError\b", re.I)
 
 
 def run_soak(cfg: BenchConfig, report: Report) -> None:
@@ -51,7 +48,7 @@ def run_soak(cfg: BenchConfig, report: Report) -> None:
         folder = root / "incoming"
         folder.mkdir()
         for i, (name, make) in enumerate(HOSTILE.values()):
-            (folder / f"{i:02d}-{re.sub(r'[^A-Za-z0-9._-]', '_', name.rsplit('/', 1)[-1])[:80]}").write_bytes(make())
+            (folder / f"{i:02d}-{disk_name(name, 80)}").write_bytes(make())
         folder_report = repo.import_folder(project.id, folder)
         internal += sum(bool(INTERNALS.search(m)) for _, m in (*folder_report.failed, *folder_report.skipped))
         integrity = _integrity(root / "hostile" / "probeseg.db")

@@ -164,7 +164,7 @@ def interleave(
         if i + 1 >= min_rounds and cmp.spread <= spread_goal:
             cmp.stable = True
             break
-        if time.perf_counter() - start >= budget_s and i + 1 >= 1:
+        if time.perf_counter() - start >= budget_s:
             break
     cmp.a.capped = cmp.b.capped = not cmp.stable
     return cmp, ra, rb

@@ -40,9 +40,12 @@ from core.train import (
     LabelledImage,
     TrainConfig,
     TrainingCache,
+    class_weights,
+    flat_params,
     gather,
     literal_loss,
     minimize_lbfgs,
+    set_flat_params,
     train_head,
 )
 
@@ -94,14 +97,8 @@ def pixel_features(images: Sequence[LabelledImage]) -> tuple[np.ndarray, np.ndar
 def _statistics_and_class_weights(images: Sequence[LabelledImage], num_classes: int, balance: bool):
     """Feature mean/std over all tokens and the class weights, exactly as `core.train.gather` computes them."""
     px = gather(images, num_classes, TrainConfig(class_balance=balance, max_pixels=2**62))
-    cw = None
-    if balance:
-        counts = np.array([px.pixel_counts.get(c, 0) for c in range(num_classes)], dtype=np.float64)
-        present = counts > 0
-        w = np.zeros(num_classes)
-        w[present] = counts[present].sum() / (present.sum() * counts[present])
-        cw = torch.from_numpy(w.astype(np.float32))
-    return px.mean, px.std, cw
+    counts = [px.pixel_counts.get(c, 0) for c in range(num_classes)]
+    return px.mean, px.std, torch.from_numpy(class_weights(counts)) if balance else None
 
 
 @dataclass
@@ -122,10 +119,7 @@ def literal_train(images: Sequence[LabelledImage], num_classes: int, config: Tra
     k, c = num_classes, head.dim
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = torch.from_numpy(x).float().view(k, c + 1)
-        with torch.no_grad():
-            head.conv.weight.copy_(theta[:, :c].reshape(head.conv.weight.shape))
-            head.conv.bias.copy_(theta[:, c])
+        set_flat_params(head, x)
         head.zero_grad(set_to_none=True)
         with torch.enable_grad():
             total = literal_loss(head, images, cw) + 0.5 * config.weight_decay * head.conv.weight.pow(2).sum()
@@ -133,11 +127,9 @@ def literal_train(images: Sequence[LabelledImage], num_classes: int, config: Tra
         grad = torch.cat([head.conv.weight.grad.view(k, c), head.conv.bias.grad[:, None]], 1)
         return float(total.detach()), grad.double().numpy().ravel()
 
-    found = minimize_lbfgs(fun, np.zeros(k * (c + 1)), config)
-    theta = torch.from_numpy(found.x).float().view(k, c + 1)
+    found = minimize_lbfgs(fun, flat_params(head), config)  # the zero head, like the trainer's cold start
+    set_flat_params(head, found.x)
     with torch.no_grad():
-        head.conv.weight.copy_(theta[:, :c].reshape(head.conv.weight.shape))
-        head.conv.bias.copy_(theta[:, c])
         final = float(literal_loss(head, images, cw))
     return LiteralResult(head.eval().requires_grad_(False), final, found.iterations, found.evaluations)
 

@@ -288,10 +288,7 @@ class PixelSetBuilder:
         weight = torch.cat([c.w for c in self._chunks])
         counts = np.sum([c.counts for c in self._chunks], axis=0)
         if self.config.class_balance:
-            present = counts > 0
-            cw = np.zeros(self.num_classes, dtype=np.float64)
-            cw[present] = counts[present].sum() / (present.sum() * counts[present])
-            weight = weight * torch.from_numpy(cw.astype(np.float32))[y_all]
+            weight = weight * torch.from_numpy(class_weights(counts))[y_all]
         return PixelSet(
             tokens=torch.cat([c.tokens for c in self._chunks]),
             idx=torch.cat([c.idx + int(o) for c, o in zip(self._chunks, offsets, strict=True)]),
@@ -302,6 +299,15 @@ class PixelSetBuilder:
             std=std.float(),
             pixel_counts={c: int(n) for c, n in enumerate(counts) if n > 0},
         )
+
+
+def class_weights(counts: np.ndarray) -> np.ndarray:
+    """Per-class weights of the class-balanced loss: total / (classes present x class count), 0 if absent."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    cw = np.zeros(counts.size, dtype=np.float64)
+    cw[present] = counts[present].sum() / (present.sum() * counts[present])
+    return cw.astype(np.float32)
 
 
 def gather(
@@ -409,6 +415,21 @@ def _blas_controller():
     return ThreadpoolController()  # scanning the loaded libraries takes a while: once per process
 
 
+def flat_params(head: LinearHead) -> np.ndarray:
+    """The head's parameters as the optimiser sees them: [K, C + 1] (weights | bias) flattened, float64."""
+    k = head.num_classes
+    theta = torch.cat([head.conv.weight.detach().view(k, -1), head.conv.bias.detach()[:, None]], 1)
+    return theta.double().numpy().ravel()
+
+
+def set_flat_params(head: LinearHead, x: np.ndarray) -> None:
+    """The inverse of `flat_params`."""
+    theta = torch.from_numpy(np.asarray(x)).float().view(head.num_classes, head.dim + 1)
+    with torch.no_grad():
+        head.conv.weight.copy_(theta[:, :-1].reshape(head.conv.weight.shape))
+        head.conv.bias.copy_(theta[:, -1])
+
+
 class TrainingCancelled(Exception):
     """`should_stop` turned true during a fit (for example, a newer edit made it stale)."""
 
@@ -443,19 +464,16 @@ def train_head(
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
         if should_stop is not None and should_stop():
             raise TrainingCancelled()
-        theta = torch.from_numpy(x).float().view(k, c + 1)  # [weights | bias]
+        theta = torch.from_numpy(x).float().view(k, c + 1)  # the layout of flat_params
         w = theta[:, :c]
         loss, dw, db = objective(w, theta[:, c])
         grad = torch.cat([dw + decay * w, db[:, None]], 1)
         return float(loss) + 0.5 * decay * float(w.pow(2).sum()), grad.double().numpy().ravel()
 
-    x0 = torch.cat([head.conv.weight.detach().view(k, c), head.conv.bias.detach()[:, None]], 1)
     with torch.no_grad():
-        found = minimize_lbfgs(fun, x0.double().numpy().ravel(), config)
-        theta = torch.from_numpy(found.x).float().view(k, c + 1)
-        head.conv.weight.copy_(theta[:, :c].reshape(head.conv.weight.shape))
-        head.conv.bias.copy_(theta[:, c])
-        final = float(objective(theta[:, :c], theta[:, c], grad=False))
+        found = minimize_lbfgs(fun, flat_params(head), config)
+        set_flat_params(head, found.x)
+        final = float(objective(head.conv.weight.view(k, c), head.conv.bias, grad=False))
     iterations = found.iterations
     return TrainResult(
         head=head.eval().requires_grad_(False),

@@ -151,7 +151,11 @@ def import_zip(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes) -> 
 
 
 # ------------------------------------------------------------------ files and folders
-Roots = Sequence[Path] | None  # resolved folders every read must stay inside; None: no confinement
+Roots = Sequence[str | os.PathLike] | None  # folders every read must stay inside; None: no confinement
+
+
+def _resolved(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    return [Path(f).expanduser().resolve() for f in folders]
 
 
 def resolve_import_path(text: str | os.PathLike, roots: Sequence[str | os.PathLike],
@@ -159,13 +163,13 @@ def resolve_import_path(text: str | os.PathLike, roots: Sequence[str | os.PathLi
     """The folder `text` names (absolute, or relative to the first root), with `..` and symlinks resolved,
     if it lies inside one of `roots` and outside every `forbidden` folder (e.g. the data folder). Otherwise
     a ValidationError that names only where imports are allowed, never whether the path exists."""
-    real_roots = [Path(r).expanduser().resolve() for r in roots]
+    real_roots = _resolved(roots)
     if not real_roots:
         raise ValidationError("importing folders on the server is off; start the server with --import-root DIR "
                               "(repeatable) to allow folders inside DIR, or upload the files")
     path = Path(text).expanduser()
     real = (path if path.is_absolute() else real_roots[0] / path).resolve()
-    blocked = [Path(f).expanduser().resolve() for f in forbidden]
+    blocked = _resolved(forbidden)
     if not _within(real, real_roots) or _within(real, blocked) or any(_within(b, [real]) for b in blocked):
         raise ValidationError("only folders inside the server's import folders can be imported: "
                               + ", ".join(str(r) for r in real_roots))
@@ -176,8 +180,8 @@ def _within(path: Path, roots: Iterable[Path]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
-def _allowed(path: Path, roots: Roots) -> bool:
-    """Whether reading `path` stays inside the roots once symlinks are followed."""
+def _allowed(path: Path, roots: list[Path] | None) -> bool:
+    """Whether reading `path` stays inside the (resolved) roots once symlinks are followed."""
     return roots is None or _within(path.resolve(), roots)
 
 
@@ -224,6 +228,7 @@ def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursiv
     """With `roots`, nothing outside them is read or named: symlinked folders are not entered, and files
     whose target lies outside are counted without their names."""
     _check_project(ctx, project_id)
+    roots = None if roots is None else _resolved(roots)
     root = Path(folder)
     if roots is not None and not _allowed(root, roots):
         raise ValidationError("only folders inside the server's import folders can be imported")
@@ -279,7 +284,7 @@ def read_class_list(path: Path) -> list[tuple[str, str | None]]:
     return out
 
 
-def _split_lists(root: Path, roots: Roots = None) -> tuple[list[str], dict[str, str]]:
+def _split_lists(root: Path, roots: list[Path] | None = None) -> tuple[list[str], dict[str, str]]:
     sets = root / "ImageSets" / "Segmentation"
     order: list[str] = []
     split: dict[str, str] = {}
@@ -338,6 +343,7 @@ def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: s
                roots: Roots = None) -> ImportReport:
     """With `roots`, every file read (images, masks, lists, classes.txt) must resolve inside them."""
     _check_project(ctx, project_id)
+    roots = None if roots is None else _resolved(roots)
     base = Path(root)
     if roots is not None and not _allowed(base, roots):
         raise ValidationError("only folders inside the server's import folders can be imported")

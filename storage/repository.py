@@ -328,9 +328,9 @@ class Repository:
         return imports.import_uploads(self._ctx, project_id, files)
 
     def import_folder(self, project_id: int, folder: str | os.PathLike, recursive: bool = False,
-                      roots: Sequence[Path] | None = None) -> ImportReport:
+                      roots: Sequence[str | os.PathLike] | None = None) -> ImportReport:
         """Import every image file in a folder (sub-folders too with recursive=True); others are skipped.
-        With `roots` (resolved folders, see `resolve_import_path`), nothing outside them is read or named."""
+        With `roots` (see `resolve_import_path`), nothing outside those folders is read or named."""
         return imports.import_folder(self._ctx, project_id, folder, recursive, roots)
 
     def import_zip(self, project_id: int, source: str | os.PathLike | bytes) -> ImportReport:
@@ -338,7 +338,8 @@ class Repository:
         return imports.import_zip(self._ctx, project_id, source)
 
     def import_voc(self, project_id: int, root: str | os.PathLike,
-                   labels_dir: str | os.PathLike | None = None, roots: Sequence[Path] | None = None) -> ImportReport:
+                   labels_dir: str | os.PathLike | None = None,
+                   roots: Sequence[str | os.PathLike] | None = None) -> ImportReport:
         """Import a VOC-layout dataset: JPEGImages/, SegmentationClass/ (ground truth), optional labels_dir of
         palette PNGs (255 = unlabelled) imported as annotations of kind mask, classes.txt (else the 21 VOC
         classes), ImageSets/Segmentation/{train,val}.txt -> split. Classes are matched by name (added if new)."""

@@ -13,7 +13,6 @@ import hmac
 import logging
 import os
 import stat
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -23,27 +22,39 @@ FREE_FAILURES = 3  # wrong passwords in a row before attempts are slowed down
 MAX_DELAY_S = 30.0
 
 
+class Backoff:
+    """Failures in a row per key (a user name, a client address): after `free` of them each attempt waits
+    2^(n - free) s, capped; a success resets the key. Bounded: the oldest keys are forgotten."""
+
+    def __init__(self, what: str, free: int = FREE_FAILURES, max_delay_s: float = MAX_DELAY_S) -> None:
+        self.what, self.free, self.max_delay_s = what, free, max_delay_s  # what: "for user %r", "from %s"
+        self.failures: dict[str, int] = {}
+
+    async def wait(self, key: str) -> None:
+        n = self.failures.get(key, 0)
+        if n >= self.free:
+            await asyncio.sleep(min(self.max_delay_s, 2.0 ** (n - self.free)))
+
+    def record(self, key: str, ok: bool) -> None:
+        if ok:
+            self.failures.pop(key, None)
+            return
+        self.failures[key] = self.failures.get(key, 0) + 1
+        if len(self.failures) > 10_000:
+            self.failures.pop(next(iter(self.failures)))
+        log.warning(f"failed login {self.what} (%d in a row)", key, self.failures[key])
+
+
 def login_check(user: str, password: str, free_failures: int = FREE_FAILURES,
                 max_delay_s: float = MAX_DELAY_S) -> Callable[[str, str], Awaitable[bool]]:
     """An async `auth=` callable for Gradio that accepts exactly (user, password)."""
-    failures: dict[str, int] = {}
-    lock = asyncio.Lock()
+    backoff = Backoff("for user %r", free_failures, max_delay_s)
 
     async def check(username: str, attempt: str) -> bool:
         key = username.strip().lower()[:200]
-        n = failures.get(key, 0)
-        if n >= free_failures:
-            await asyncio.sleep(min(max_delay_s, 2.0 ** (n - free_failures)))
+        await backoff.wait(key)
         ok = hmac.compare_digest(username.encode(), user.encode()) & hmac.compare_digest(attempt.encode(), password.encode())
-        async with lock:
-            if ok:
-                failures.pop(key, None)
-            else:
-                failures[key] = failures.get(key, 0) + 1
-                if len(failures) > 10_000:  # bounded: forget the oldest names
-                    failures.pop(next(iter(failures)))
-                log.warning("failed login for user %r (%d in a row) at %s", key, failures[key],
-                            time.strftime("%Y-%m-%d %H:%M:%S"))
+        backoff.record(key, ok)
         return ok
 
     return check
@@ -81,8 +92,7 @@ class LoginRequired:
 
     def __init__(self, app, free_failures: int = FREE_FAILURES, max_delay_s: float = MAX_DELAY_S) -> None:
         self.app = app
-        self.free_failures, self.max_delay_s = free_failures, max_delay_s
-        self.failures: dict[str, int] = {}
+        self.backoff = Backoff("from %s", free_failures, max_delay_s)
 
     async def __call__(self, scope, receive, send) -> None:
         gradio_app = scope.get("app")
@@ -102,9 +112,7 @@ class LoginRequired:
 
     async def _login(self, scope, receive, send) -> None:
         client = (scope.get("client") or ("?", 0))[0]
-        n = self.failures.get(client, 0)
-        if n >= self.free_failures:
-            await asyncio.sleep(min(self.max_delay_s, 2.0 ** (n - self.free_failures)))
+        await self.backoff.wait(client)
         status: list[int] = []
 
         async def watch(message) -> None:
@@ -113,13 +121,8 @@ class LoginRequired:
             await send(message)
 
         await self.app(scope, receive, watch)
-        if status and status[0] == 200:
-            self.failures.pop(client, None)
-        elif status:
-            self.failures[client] = self.failures.get(client, 0) + 1
-            if len(self.failures) > 10_000:
-                self.failures.pop(next(iter(self.failures)))
-            log.warning("failed login from %s (%d in a row)", client, self.failures[client])
+        if status:
+            self.backoff.record(client, status[0] == 200)
 
 
 def _logged_in(scope, gradio_app) -> bool:

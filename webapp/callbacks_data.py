@@ -117,13 +117,9 @@ def _server_folder(ctx: AppContext, folder: str) -> Path:
     return path
 
 
-def _roots(ctx: AppContext) -> list[Path]:
-    return [Path(r).expanduser().resolve() for r in ctx.import_roots]
-
-
 @ui_errors
 def import_folder(ctx: AppContext, sess: Session, folder: str, sort: str) -> dict:
-    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=_roots(ctx))
+    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=ctx.import_roots)
     return after_import(ctx, sess, report, "Folder import", sort)
 
 
@@ -131,7 +127,7 @@ def import_folder(ctx: AppContext, sess: Session, folder: str, sort: str) -> dic
 def import_voc(ctx: AppContext, sess: Session, folder: str, labels_dir: str, sort: str) -> dict:
     root = _server_folder(ctx, folder)
     labels = _server_folder(ctx, str(root / labels_dir.strip())) if labels_dir and labels_dir.strip() else None
-    report = ctx.repo.import_voc(ctx.project_id, root, labels, roots=_roots(ctx))
+    report = ctx.repo.import_voc(ctx.project_id, root, labels, roots=ctx.import_roots)
     return after_import(ctx, sess, report, "VOC import", sort)
 
 

@@ -37,9 +37,9 @@ def ui_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except BUGS:  # before USER_ERRORS: KeyError and IndexError are LookupErrors
+            _internal(fn)
         except USER_ERRORS as exc:
-            if isinstance(exc, BUGS):
-                _internal(fn)
             raise gr.Error(user_message(exc), print_exception=False) from None
         except Exception:
             _internal(fn)

@@ -4,13 +4,12 @@ working and the database passes its integrity check."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 
-from bench.hostile import HOSTILE
+from bench.hostile import HOSTILE, INTERNALS, disk_name
 from tests.images import png_bytes, two_colour
 from webapp import callbacks_data as cbd
 from webapp import callbacks_views as cbv
@@ -20,7 +19,6 @@ IMPORTED = {"cmyk-jpeg", "16-bit-png", "16-bit-tiff", "float-tiff", "palette", "
             "bmp", "webp", "no-extension-jpeg", "traversal-name", "very-long-name", "unicode-name",
             "control-chars-name", "zip-slip"}
 REFUSED = set(HOSTILE) - IMPORTED
-INTERNALS = re.compile(r"<[a-zA-Z_.]+ object|0x[0-9a-f]{6,}|Traceback|Error:|\bKeyError\b|\bsqlite3?\b", re.I)
 
 
 def _check_report(report, key: str) -> None:
@@ -50,8 +48,7 @@ def test_every_hostile_file_in_a_server_folder_is_imported_or_refused(ctx, sess,
     folder.mkdir()
     written = {}
     for key, (name, make) in HOSTILE.items():
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit("/", 1)[-1])[:120] or "file"
-        path = folder / f"{key}-{safe}"
+        path = folder / f"{key}-{disk_name(name)}"
         path.write_bytes(make())
         written[path.name] = key
     out = cbd.import_folder(ctx, sess, str(folder), cbv.SORTS[0])
