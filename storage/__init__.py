@@ -32,6 +32,7 @@ from .records import (
     HeadInfo,
     ImageInfo,
     ImportReport,
+    OpResult,
     PointInfo,
     ProjectInfo,
     TrainingRunInfo,
@@ -40,6 +41,6 @@ from .repository import DEFAULT_DATA_DIR, Repository
 
 __all__ = [
     "DEFAULT_DATA_DIR", "SPLITS", "AnnotationInfo", "ClassInfo", "ClassUsage", "ConflictError", "DatabaseBusyError", "DatabaseUnusableError", "EditState",
-    "HeadInfo", "ImageInfo", "ImportLimitError", "ImportReport", "NotFoundError", "PointInfo", "ProjectInfo",
+    "HeadInfo", "ImageInfo", "ImportLimitError", "ImportReport", "OpResult", "NotFoundError", "PointInfo", "ProjectInfo",
     "Repository", "StorageError", "TrainingRunInfo", "ValidationError", "resolve_import_path", "sanitize_filename",
 ]

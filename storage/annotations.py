@@ -35,7 +35,7 @@ from .rasterize import (
     Labels,
     fold,
     indices_to_class_map,
-    paint_point,
+    paint_on_top,
     raster_to_indices,
     render_layers,
     render_scribble,
@@ -50,10 +50,14 @@ Rendered = tuple[int, int, Labels]  # (image id, label version, label map) for t
 def load_events(s: Session, image_id: int) -> list[Event]:
     rows = s.execute(
         select(Annotation.id, Annotation.seq, Annotation.kind, Annotation.class_id, Annotation.x, Annotation.y,
-               Annotation.radius, Annotation.target_id, Annotation.class_map)
+               Annotation.radius, Annotation.target_id, Annotation.class_map, Annotation.path)
         .where(Annotation.image_id == image_id).order_by(Annotation.seq))
-    return [Event(r.id, r.seq, r.kind, r.class_id, r.x, r.y, r.radius, r.target_id, dict(r.class_map or {}))
-            for r in rows]
+    return [Event(r.id, r.seq, r.kind, r.class_id, r.x, r.y, r.radius, r.target_id, dict(r.class_map or {}),
+                  _path(r.path)) for r in rows]
+
+
+def _path(value: Any) -> tuple[tuple[float, float], ...] | None:
+    return None if value is None else tuple((float(x), float(y)) for x, y in value)
 
 
 class _Loader:
@@ -110,7 +114,7 @@ def refresh_image(s: Session, im: Image, labels: Labels | None = None) -> Labels
     return labels
 
 
-def _append(s: Session, im: Image, kind: str, author: str, **fields: Any) -> Annotation:
+def append_row(s: Session, im: Image, kind: str, author: str, **fields: Any) -> Annotation:
     im.history_seq = int(im.history_seq or 0) + 1
     row = Annotation(image_id=im.id, seq=im.history_seq, kind=kind, author=clean_author(author), **fields)
     s.add(row)
@@ -120,14 +124,14 @@ def _append(s: Session, im: Image, kind: str, author: str, **fields: Any) -> Ann
 
 def _event(row: Annotation) -> Event:
     return Event(row.id, row.seq, row.kind, row.class_id, row.x, row.y, row.radius, row.target_id,
-                 dict(row.class_map or {}))
+                 dict(row.class_map or {}), _path(row.path))
 
 
-def _locked_image(s: Session, image_id: int) -> Image:
+def locked_image(s: Session, image_id: int) -> Image:
     return get_or_404(s, Image, image_id, "image", for_update=True)
 
 
-def _write(ctx: Ctx, fn: Any) -> Any:
+def write_cached(ctx: Ctx, fn: Any) -> Any:
     """Run a write returning (result, rendered|None); feed the label cache after the commit."""
     result, rendered = ctx.db.write(fn)
     if rendered is not None:
@@ -140,7 +144,7 @@ def _append_and_refresh(s: Session, im: Image, events: list[Event], kind: str, a
                         **fields: Any) -> tuple[AnnotationInfo, Rendered]:
     if raster_array is not None:
         fields["raster"] = label_to_png_bytes(raster_array)
-    row = _append(s, im, kind, author, **fields)
+    row = append_row(s, im, kind, author, **fields)
     loader = loader or _Loader(s)
     if raster_array is not None:
         loader.prime(row.id, raster_array)
@@ -171,7 +175,7 @@ def raster_class_map(s: Session, im: Image, raster: Any, what: str,
 
 def save_scribbles(ctx: Ctx, image_id: int, raster: Any, author: str) -> AnnotationInfo:
     def fn(s: Session) -> tuple[AnnotationInfo, Rendered | None]:
-        im = _locked_image(s, image_id)
+        im = locked_image(s, image_id)
         arr, cmap = raster_class_map(s, im, raster, "scribble raster")
         events = load_events(s, im.id)
         folded = fold(events)
@@ -186,131 +190,153 @@ def save_scribbles(ctx: Ctx, image_id: int, raster: Any, author: str) -> Annotat
         return _append_and_refresh(s, im, events, "scribble", author, raster_array=arr, loader=loader,
                                    class_map=cmap)
 
-    return _write(ctx, fn)
+    return write_cached(ctx, fn)
 
 
 def add_mask(ctx: Ctx, image_id: int, raster: Any, author: str, source: str,
              value_to_class_id: Mapping[int, int] | None = None) -> AnnotationInfo:
     def fn(s: Session) -> tuple[AnnotationInfo, Rendered]:
-        im = _locked_image(s, image_id)
+        im = locked_image(s, image_id)
         arr, cmap = raster_class_map(s, im, raster, "mask raster", value_to_class_id)
         return _append_and_refresh(s, im, load_events(s, im.id), "mask", author, raster_array=arr,
                                    class_map=cmap, source=clean_text(source, "source", 200, allow_empty=True))
 
-    return _write(ctx, fn)
+    return write_cached(ctx, fn)
 
 
-def _check_xy(im: Image, x: Any, y: Any) -> tuple[float, float]:
+def check_xy(im: Image, x: Any, y: Any, margin: float = 0.0) -> tuple[float, float]:
+    """A position in image pixels (x = column, y = row), at most `margin` pixels outside the image."""
     fx, fy = check_finite(x, "x"), check_finite(y, "y")
-    if not (-0.5 <= fx <= im.width - 0.5 and -0.5 <= fy <= im.height - 0.5):
+    lo = -0.5 - margin
+    if not (lo <= fx <= im.width - 0.5 + margin and lo <= fy <= im.height - 0.5 + margin):
         raise ValidationError(f"point ({fx}, {fy}) is outside the {im.width}x{im.height} image; x is the column "
                               f"(0..{im.width - 1}), y the row (0..{im.height - 1}), in image pixels")
     return fx, fy
 
 
+def check_radius(radius: Any) -> float:
+    r = check_finite(radius, "radius")
+    if not 0 <= r <= MAX_RADIUS:
+        raise ValidationError(f"radius {r} must be between 0 and {MAX_RADIUS} pixels")
+    return r
+
+
+def class_of(s: Session, im: Image, class_id: Any) -> LabelClass:
+    c = s.get(LabelClass, int(class_id))
+    if c is None or c.project_id != im.project_id:
+        raise NotFoundError(f"class {class_id} is not a class of this image's project; pick one from "
+                            "list_classes(project_id)")
+    return c
+
+
+# Transaction bodies: each runs inside one write transaction on the locked image row and returns
+# (what it did or None for nothing, what to put in the label cache or None). `ops.apply_op` and the
+# public functions below share them.
+Result = tuple[AnnotationInfo | None, Rendered | None]
+
+
+def tx_on_top(ctx: Ctx, s: Session, im: Image, kind: str, author: str, **fields: Any) -> Result:
+    """Append a point, stroke or erase stroke; update the cached label map in place when that is exact."""
+    cached = ctx.cache.get(im.id, im.label_version)
+    events = load_events(s, im.id)
+    row = append_row(s, im, kind, author, **fields)
+    ev = _event(row)
+    labels = paint_on_top(cached, ev, fold(events)) if cached is not None else None
+    if labels is None:
+        labels = render(s, im, events + [ev])[0]
+    refresh_image(s, im, labels)
+    return annotation_info(row, active=kind != "erase"), (im.id, im.label_version, labels)
+
+
+def tx_remove_point(ctx: Ctx, s: Session, im: Image, annotation_id: int | None, x: float | None,
+                    y: float | None, author: str) -> Result:
+    events = load_events(s, im.id)
+    active = fold(events).points
+    if annotation_id is not None:
+        target = next((e for e in active if e.id == int(annotation_id)), None)
+        if target is None:
+            raise NotFoundError(f"annotation {annotation_id} is not an active point of image {im.id}; "
+                                "reload points(image_id)")
+    else:
+        if x is None or y is None:
+            raise ValidationError("remove_point needs annotation_id or both x and y")
+        fx, fy = check_finite(x, "x"), check_finite(y, "y")
+        best: tuple[float, int, Event] | None = None
+        for e in active:
+            d = float(np.hypot((e.x or 0.0) - fx, (e.y or 0.0) - fy))
+            if d <= max(float(e.radius or 0.0), 0.5) and (best is None or (d, -e.seq) < best[:2]):
+                best = (d, -e.seq, e)
+        if best is None:
+            return None, None
+        target = best[2]
+    _info, rendered = _append_and_refresh(s, im, events, "point_remove", author, target_id=target.id,
+                                          class_id=target.class_id, x=target.x, y=target.y, radius=target.radius)
+    row = s.get(Annotation, target.id)
+    assert row is not None
+    return annotation_info(row, active=False), rendered
+
+
+def tx_clear(ctx: Ctx, s: Session, im: Image, author: str) -> Result:
+    events = load_events(s, im.id)
+    labels, scribbles, _f = render(s, im, events)
+    if not (labels.codes != NONE).any() and not (scribbles.codes != NONE).any():
+        return None, None
+    full = np.ones((im.height, im.width), dtype=np.uint8)
+    return _append_and_refresh(s, im, events, "erase", author, raster_array=full, source="clear")
+
+
+def tx_step(ctx: Ctx, s: Session, im: Image, kind: str, author: str) -> Result:
+    """Undo (kind="undo") the newest applied edit or redo (kind="redo") the newest undone one."""
+    events = load_events(s, im.id)
+    folded = fold(events)
+    stack = folded.applied if kind == "undo" else folded.redo_stack
+    if not stack:
+        return None, None
+    target = stack[-1]
+    _info, rendered = _append_and_refresh(s, im, events, kind, author, target_id=target.id)
+    row = s.get(Annotation, target.id)
+    assert row is not None
+    return annotation_info(row, active=kind == "redo"), rendered
+
+
+def _on_image(ctx: Ctx, image_id: int, body: Any) -> Any:
+    return write_cached(ctx, lambda s: body(s, locked_image(s, image_id)))
+
+
 def add_point(ctx: Ctx, image_id: int, class_id: int, x: float, y: float, radius: float,
               author: str) -> AnnotationInfo:
-    def fn(s: Session) -> tuple[AnnotationInfo, Rendered]:
-        im = _locked_image(s, image_id)
-        fx, fy = _check_xy(im, x, y)
-        r = check_finite(radius, "radius")
-        if not 0 <= r <= MAX_RADIUS:
-            raise ValidationError(f"radius {r} must be between 0 and {MAX_RADIUS} pixels")
-        c = s.get(LabelClass, int(class_id))
-        if c is None or c.project_id != im.project_id:
-            raise NotFoundError(f"class {class_id} is not a class of this image's project; pick one from "
-                                "list_classes(project_id)")
-        cached = ctx.cache.get(im.id, im.label_version)
-        row = _append(s, im, "point", author, class_id=c.id, x=fx, y=fy, radius=r)
-        # a new point lies on top of everything: paint it on the cached map when there is one
-        labels = paint_point(cached, _event(row)) if cached is not None else render(s, im)[0]
-        refresh_image(s, im, labels)
-        return annotation_info(row, active=True), (im.id, im.label_version, labels)
+    def body(s: Session, im: Image) -> Result:
+        fx, fy = check_xy(im, x, y)
+        return tx_on_top(ctx, s, im, "point", author, class_id=class_of(s, im, class_id).id, x=fx, y=fy,
+                         radius=check_radius(radius))
 
-    return _write(ctx, fn)
+    return _on_image(ctx, image_id, body)
 
 
 def remove_point(ctx: Ctx, image_id: int, annotation_id: int | None, x: float | None, y: float | None,
                  author: str) -> AnnotationInfo | None:
-    def fn(s: Session) -> tuple[AnnotationInfo | None, Rendered | None]:
-        im = _locked_image(s, image_id)
-        events = load_events(s, im.id)
-        active = fold(events).points
-        if annotation_id is not None:
-            target = next((e for e in active if e.id == int(annotation_id)), None)
-            if target is None:
-                raise NotFoundError(f"annotation {annotation_id} is not an active point of image {image_id}; "
-                                    "reload points(image_id)")
-        else:
-            if x is None or y is None:
-                raise ValidationError("remove_point needs annotation_id or both x and y")
-            fx, fy = check_finite(x, "x"), check_finite(y, "y")
-            best: tuple[float, int, Event] | None = None
-            for e in active:
-                d = float(np.hypot((e.x or 0.0) - fx, (e.y or 0.0) - fy))
-                if d <= max(float(e.radius or 0.0), 0.5) and (best is None or (d, -e.seq) < best[:2]):
-                    best = (d, -e.seq, e)
-            if best is None:
-                return None, None
-            target = best[2]
-        info, rendered = _append_and_refresh(s, im, events, "point_remove", author, target_id=target.id,
-                                             class_id=target.class_id, x=target.x, y=target.y,
-                                             radius=target.radius)
-        row = s.get(Annotation, target.id)
-        assert row is not None
-        return annotation_info(row, active=False), rendered
-
-    return _write(ctx, fn)
+    return _on_image(ctx, image_id, lambda s, im: tx_remove_point(ctx, s, im, annotation_id, x, y, author))
 
 
 def erase(ctx: Ctx, image_id: int, region: Any, author: str) -> AnnotationInfo:
-    def fn(s: Session) -> tuple[AnnotationInfo, Rendered]:
-        im = _locked_image(s, image_id)
+    def body(s: Session, im: Image) -> Result:
         mask = check_region(region, im.height, im.width)
         return _append_and_refresh(s, im, load_events(s, im.id), "erase", author,
                                    raster_array=mask.astype(np.uint8))
 
-    return _write(ctx, fn)
+    return _on_image(ctx, image_id, body)
 
 
 def clear_labels(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
-    def fn(s: Session) -> tuple[AnnotationInfo | None, Rendered | None]:
-        im = _locked_image(s, image_id)
-        events = load_events(s, im.id)
-        labels, scribbles, _f = render(s, im, events)
-        if not (labels.codes != NONE).any() and not (scribbles.codes != NONE).any():
-            return None, None
-        full = np.ones((im.height, im.width), dtype=np.uint8)
-        return _append_and_refresh(s, im, events, "erase", author, raster_array=full, source="clear")
-
-    return _write(ctx, fn)
-
-
-def _step(ctx: Ctx, image_id: int, author: str, kind: str) -> AnnotationInfo | None:
-    """Undo (kind="undo") the newest applied edit or redo (kind="redo") the newest undone one."""
-
-    def fn(s: Session) -> tuple[AnnotationInfo | None, Rendered | None]:
-        im = _locked_image(s, image_id)
-        events = load_events(s, im.id)
-        folded = fold(events)
-        stack = folded.applied if kind == "undo" else folded.redo_stack
-        if not stack:
-            return None, None
-        target = stack[-1]
-        _info, rendered = _append_and_refresh(s, im, events, kind, author, target_id=target.id)
-        row = s.get(Annotation, target.id)
-        assert row is not None
-        return annotation_info(row, active=kind == "redo"), rendered
-
-    return _write(ctx, fn)
+    return _on_image(ctx, image_id, lambda s, im: tx_clear(ctx, s, im, author))
 
 
 def undo(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
-    return _step(ctx, image_id, author, "undo")
+    return _on_image(ctx, image_id, lambda s, im: tx_step(ctx, s, im, "undo", author))
 
 
 def redo(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
-    return _step(ctx, image_id, author, "redo")
+    return _on_image(ctx, image_id, lambda s, im: tx_step(ctx, s, im, "redo", author))
 
 
 # ------------------------------------------------------------------ reads
@@ -327,7 +353,8 @@ def history(ctx: Ctx, image_id: int) -> list[AnnotationInfo]:
     def fn(s: Session) -> list[AnnotationInfo]:
         im = get_or_404(s, Image, image_id, "image")
         active = fold(load_events(s, im.id)).active_ids()
-        rows = s.scalars(select(Annotation).where(Annotation.image_id == im.id).order_by(Annotation.seq))
+        rows = s.scalars(select(Annotation).where(Annotation.image_id == im.id, Annotation.kind != "noop")
+                         .order_by(Annotation.seq))
         return [annotation_info(r, r.id in active) for r in rows]
 
     return ctx.db.read(fn)
@@ -425,7 +452,7 @@ def labelled_pixel_counts(ctx: Ctx, project_id: int | None, image_id: int | None
 def set_ground_truth(ctx: Ctx, image_id: int, labels: Any, source: str,
                      value_to_class_id: Mapping[int, int] | None = None) -> None:
     def fn(s: Session) -> None:
-        im = _locked_image(s, image_id)
+        im = locked_image(s, image_id)
         existing = s.scalars(select(GroundTruth).where(GroundTruth.image_id == im.id)).first()
         if labels is None:
             if existing is not None:

@@ -88,7 +88,7 @@ def export_project(ctx: Ctx, project_id: int, dest: str | os.PathLike) -> Path:
                         "id": a.id, "image_id": im.id, "seq": a.seq, "kind": a.kind, "class_id": a.class_id,
                         "x": a.x, "y": a.y, "radius": a.radius, "raster": raster, "class_map": a.class_map,
                         "target_id": a.target_id, "author": a.author, "source": a.source,
-                        "created_at": _ts(a.created_at)})
+                        "created_at": _ts(a.created_at), "path": a.path, "op_id": a.op_id})
                 gt = s.scalars(select(GroundTruth).where(GroundTruth.image_id == im.id)).first()
                 if gt is not None:
                     member = f"blobs/ground_truth/{im.id}.png"
@@ -162,7 +162,7 @@ def import_project(ctx: Ctx, archive: str | os.PathLike, name: str | None) -> Pr
         written: list[str] = []
         try:
             files: dict[str, tuple[str, dict[str, Any]]] = {}
-            for im in doc.get("images", []):
+            for im in (doc.get("images") or []):
                 if im["file"] in files:
                     continue
                 data = arc.read(im["file"], f"image {im.get('name')!r}")
@@ -188,7 +188,7 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
     p = create_project_row(s, target_name, pdoc.get("description", ""), pdoc.get("settings") or {}, False)
     p.created_at = _parse_ts(pdoc.get("created_at")) or p.created_at
     class_ids: dict[int, int] = {}
-    for c in sorted(doc.get("classes", []), key=lambda c: int(c["index"])):
+    for c in sorted((doc.get("classes") or []), key=lambda c: int(c["index"])):
         row = LabelClass(project_id=p.id, name=c["name"], colour=c["colour"], index=int(c["index"]),
                          created_at=_parse_ts(c.get("created_at")))
         s.add(row)
@@ -200,7 +200,7 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
 
     image_ids: dict[int, int] = {}
     images: dict[int, Image] = {}
-    for im in doc.get("images", []):
+    for im in (doc.get("images") or []):
         relpath, meta = files[im["file"]]
         row = Image(project_id=p.id, name=im["name"], content_hash=meta["hash"], pixel_hash=meta["pixel_hash"],
                     file_path=relpath, format=meta["format"], file_size=len(meta["data"]), width=meta["width"],
@@ -214,7 +214,7 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
         images[row.id] = row
 
     ann_ids: dict[int, int] = {}
-    for a in sorted(doc.get("annotations", []), key=lambda a: (int(a["image_id"]), int(a["seq"]))):
+    for a in sorted((doc.get("annotations") or []), key=lambda a: (int(a["image_id"]), int(a["seq"]))):
         image_id = image_ids[int(a["image_id"])]
         raster = None
         if a.get("raster") is not None:
@@ -226,21 +226,21 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
                          class_map=cmap(a.get("class_map")),
                          target_id=ann_ids.get(int(a["target_id"])) if a.get("target_id") is not None else None,
                          author=a.get("author", ""), source=a.get("source", ""),
-                         created_at=_parse_ts(a.get("created_at")))
+                         created_at=_parse_ts(a.get("created_at")), path=a.get("path"), op_id=a.get("op_id"))
         s.add(row)
         s.flush()
         ann_ids[int(a["id"])] = row.id
         im_row = images[image_id]
         im_row.history_seq = max(int(im_row.history_seq or 0), row.seq)
 
-    for g in doc.get("ground_truths", []):
+    for g in (doc.get("ground_truths") or []):
         raster = arc.read(g["raster"], "a ground-truth mask")
         read_label_png(raster, g["raster"])
         s.add(GroundTruth(image_id=image_ids[int(g["image_id"])], raster=raster, class_map=cmap(g.get("class_map")),
                           source=g.get("source", ""), created_at=_parse_ts(g.get("created_at"))))
 
     head_ids: dict[int, int] = {}
-    for h in doc.get("heads", []):
+    for h in (doc.get("heads") or []):
         weights = arc.read(h["weights"], f"head {h['id']}")
         check_safetensors(weights)
         if sha256_bytes(weights) != h.get("weights_sha256"):
@@ -253,7 +253,7 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
         s.flush()
         head_ids[int(h["id"])] = row.id
 
-    for r in doc.get("training_runs", []):
+    for r in (doc.get("training_runs") or []):
         counts = {str(k): int(v) for k, v in (r.get("pixel_counts") or {}).items()}
         s.add(TrainingRun(project_id=p.id, head_id=head_ids.get(int(r["head_id"])) if r.get("head_id") else None,
                           settings=r.get("settings") or {}, seconds=float(r.get("seconds") or 0.0), loss=r.get("loss"),

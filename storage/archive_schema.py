@@ -12,8 +12,10 @@ from typing import Any
 from .errors import ValidationError
 from .records import SPLITS
 
-ANNOTATION_KINDS = ("scribble", "mask", "point", "point_remove", "erase", "undo", "redo")
+ANNOTATION_KINDS = ("scribble", "mask", "point", "point_remove", "erase", "undo", "redo", "stroke", "noop")
 RASTER_KINDS = ("scribble", "mask", "erase")
+PATH_KINDS = ("stroke", "erase")  # an erase carries a raster (region, clear) or a path (erase stroke)
+MAX_PATH_POINTS = 10_000
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
@@ -109,6 +111,24 @@ def _items(doc: dict, key: str) -> list[_Doc]:
     return [_Doc(x, f"{key}[{i}]") for i, x in enumerate(v)]
 
 
+def _path(a: _Doc, kind: str) -> list | None:
+    """A stroke's polyline: a list of [x, y] finite numbers (required for strokes)."""
+    v = a.d.get("path")
+    if v is None:
+        if kind == "stroke":
+            raise ValidationError(f"project.json: {a.path}.path is missing")
+        return None
+    if kind not in PATH_KINDS:
+        raise ValidationError(f"project.json: {a.path} of kind {kind} cannot carry a path")
+    if not isinstance(v, list) or not v or len(v) > MAX_PATH_POINTS:
+        raise ValidationError(f"project.json: {a.path}.path must be a list of 1 to {MAX_PATH_POINTS} [x, y]")
+    for i, p in enumerate(v):
+        if not (isinstance(p, list) and len(p) == 2 and all(
+                isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) for c in p)):
+            raise ValidationError(f"project.json: {a.path}.path[{i}] must be [x, y] with finite numbers")
+    return v
+
+
 def _unique(values: list[Any], what: str) -> set:
     seen: set = set()
     for v in values:
@@ -177,9 +197,11 @@ def validate(doc: dict) -> None:
         a.int("class_id", required=False)  # may name a class deleted since (history keeps it): dropped on import
         for key in ("x", "y", "radius"):
             a.num(key, required=kind == "point")
-        raster = a.str("raster", required=kind in RASTER_KINDS)
+        path = _path(a, kind)
+        raster = a.str("raster", required=kind in RASTER_KINDS and path is None)
         if raster is not None and kind not in RASTER_KINDS:
             raise ValidationError(f"project.json: {a.path} of kind {kind} cannot carry a raster")
+        a.str("op_id", required=False)
         _class_map(a, "class_map")
         a.ref("target_id", ann_ids, "annotation", required=False)
         a.str("author", required=False)

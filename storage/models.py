@@ -140,6 +140,13 @@ class Annotation(Base):
     author: Mapped[str] = mapped_column(String(100), default="")
     source: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # added by revision 0003: the client's id of the operation (retries are recognised by it) and the
+    # polyline [[x, y], ...] of a stroke or erase stroke, in image pixels
+    op_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    path: Mapped[list[Any] | None] = mapped_column(nullable=True)
+
+
+Index("uq_annotations_image_op", Annotation.image_id, Annotation.op_id, unique=True)
 
 
 class GroundTruth(Base):

@@ -5,8 +5,15 @@ lives in *class-id space* (renaming or reordering classes never changes which pi
 yet stays one byte per pixel; it is converted to current class indices (255 = unlabelled) at the end. A point at (x, y) covers the pixels (row i, column j) with
 (j - x)^2 + (i - y)^2 <= r^2, plus always the pixel nearest to (x, y).
 
-Order: masks first, then the scribble layer, then points on top; within a layer later over earlier.
-An erase clears every mask, scribble and point pixel drawn before it (later edits draw over it again).
+A stroke (polyline `path` with radius r) covers the pixels whose centre lies within r of the polyline,
+plus always the pixel nearest to each vertex (`stroke_mask`), so the server, not the browser, decides
+which pixels a stroke labels.
+
+Order: masks first, then the scribble layer (the latest whole-layer `scribble` raster with the strokes
+drawn after it; a new whole layer replaces the strokes before it), then points on top; within a layer
+later over earlier. An erase (a region raster, or a polyline with a radius) clears every mask, scribble,
+stroke and point pixel drawn before it (later edits draw over it again). `noop` rows only record the
+op_id of an operation that changed nothing (an undo with nothing to undo), so a retry stays a no-op.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class Event:
     radius: float | None = None
     target_id: int | None = None
     class_map: Mapping[str, int] = field(default_factory=dict)
+    path: tuple[tuple[float, float], ...] | None = None  # polyline of a stroke or erase stroke
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ def fold(events: Iterable[Event]) -> Folded:
     done: list[Event] = []
     redo: list[Event] = []
     for ev in sorted(events, key=lambda e: e.seq):
+        if ev.kind == "noop":
+            continue
         if ev.kind == "undo":
             if done:
                 redo.append(done.pop())
@@ -78,6 +88,9 @@ def fold(events: Iterable[Event]) -> Folded:
             redo.clear()
     removed = frozenset(e.target_id for e in done if e.kind == "point_remove" and e.target_id is not None)
     return Folded(tuple(done), tuple(redo), removed)
+
+
+RasterLoader = Callable[[Event], np.ndarray]
 
 
 def disk(shape: tuple[int, int], x: float, y: float, radius: float) -> tuple[slice, slice, np.ndarray]:
@@ -93,6 +106,50 @@ def disk(shape: tuple[int, int], x: float, y: float, radius: float) -> tuple[sli
     if i0 <= ci < i1 and j0 <= cj < j1:
         mask[ci - i0, cj - j0] = True
     return slice(i0, i1), slice(j0, j1), mask
+
+
+def stroke_mask(shape: tuple[int, int], path: Sequence[Sequence[float]], radius: float
+                ) -> tuple[slice, slice, np.ndarray]:
+    """(row slice, column slice, boolean mask within them) of a polyline of radius r, clipped to the image:
+    every pixel whose centre is within r of a segment, plus the pixel nearest each vertex. Computed per
+    segment over its own bounding box, so a long thin stroke costs what it covers."""
+    h, w = shape
+    r = max(0.0, float(radius))
+    pts = np.asarray(path, dtype=np.float64).reshape(-1, 2)
+    i0 = max(0, int(np.floor(pts[:, 1].min() - r)))
+    i1 = min(h, int(np.ceil(pts[:, 1].max() + r)) + 1)
+    j0 = max(0, int(np.floor(pts[:, 0].min() - r)))
+    j1 = min(w, int(np.ceil(pts[:, 0].max() + r)) + 1)
+    mask = np.zeros((max(0, i1 - i0), max(0, j1 - j0)), dtype=bool)
+    if mask.size == 0:
+        return slice(0, 0), slice(0, 0), np.zeros((0, 0), dtype=bool)
+    segments = zip(pts[:-1], pts[1:], strict=True) if len(pts) > 1 else [(pts[0], pts[0])]
+    for (ax, ay), (bx, by) in segments:
+        a0 = max(i0, int(np.floor(min(ay, by) - r)))
+        a1 = min(i1, int(np.ceil(max(ay, by) + r)) + 1)
+        b0 = max(j0, int(np.floor(min(ax, bx) - r)))
+        b1 = min(j1, int(np.ceil(max(ax, bx) + r)) + 1)
+        if a0 >= a1 or b0 >= b1:
+            continue
+        ii = np.arange(a0, a1, dtype=np.float64)[:, None]
+        jj = np.arange(b0, b1, dtype=np.float64)[None, :]
+        dx, dy = bx - ax, by - ay
+        n2 = dx * dx + dy * dy
+        t = np.clip(((jj - ax) * dx + (ii - ay) * dy) / n2, 0.0, 1.0) if n2 > 0 else 0.0
+        d2 = (jj - ax - t * dx) ** 2 + (ii - ay - t * dy) ** 2
+        mask[a0 - i0:a1 - i0, b0 - j0:b1 - j0] |= d2 <= r * r + 1e-9
+    ci = np.clip(np.floor(pts[:, 1] + 0.5).astype(np.int64), 0, h - 1) - i0
+    cj = np.clip(np.floor(pts[:, 0] + 0.5).astype(np.int64), 0, w - 1) - j0
+    inside = (ci >= 0) & (ci < mask.shape[0]) & (cj >= 0) & (cj < mask.shape[1])
+    mask[ci[inside], cj[inside]] = True
+    return slice(i0, i1), slice(j0, j1), mask
+
+
+def region_of(shape: tuple[int, int], ev: Event, load: RasterLoader) -> tuple[slice, slice, np.ndarray]:
+    """Where an erase acts: its polyline, or (older erases and clears) its stored region raster."""
+    if ev.path is not None:
+        return stroke_mask(shape, ev.path, float(ev.radius or 0.0))
+    return slice(0, shape[0]), slice(0, shape[1]), load(ev).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -126,7 +183,7 @@ class Labels:
 def _table(folded: Folded) -> tuple[tuple[int, ...], dict[int, int]]:
     ids: set[int] = set()
     for ev in folded.applied:
-        if ev.class_id is not None and ev.kind == "point":
+        if ev.class_id is not None and ev.kind in ("point", "stroke"):
             ids.add(int(ev.class_id))
         ids.update(int(v) for v in ev.class_map.values() if v is not None)
     table = tuple(sorted(ids))
@@ -165,9 +222,6 @@ def indices_to_class_map(raster: np.ndarray, class_ids: Sequence[int]) -> dict[s
     return {str(v): int(class_ids[v]) for v in range(len(class_ids)) if counts[v]}
 
 
-RasterLoader = Callable[[Event], np.ndarray]
-
-
 def render_layers(shape: tuple[int, int], folded: Folded, load: RasterLoader) -> tuple[Labels, Labels]:
     """(label map, scribble layer) of an image, sharing one code table."""
     h, w = shape
@@ -178,17 +232,19 @@ def render_layers(shape: tuple[int, int], folded: Folded, load: RasterLoader) ->
     scribbles = np.full((h, w), NONE, dtype=np.uint8)
     active_points = {e.id for e in folded.points}
     for ev in folded.applied:
+        after_layer = scribble_ev is None or ev.seq > scribble_ev.seq
         if ev.kind == "mask":
             codes = _lut(ev.class_map, code_of)[load(ev)]
             np.copyto(masks, codes, where=codes != NONE)
         elif ev.kind == "erase":
-            region = load(ev).astype(bool)
-            masks[region] = NONE
-            points[region] = NONE
-            if scribble_ev is not None and ev.seq > scribble_ev.seq:
-                scribbles[region] = NONE
+            rows, cols, m = region_of(shape, ev, load)
+            for layer in (masks, points, scribbles) if after_layer else (masks, points):
+                layer[rows, cols][m] = NONE
         elif ev.kind == "scribble" and ev is scribble_ev:
             scribbles = _lut(ev.class_map, code_of)[load(ev)]
+        elif ev.kind == "stroke" and after_layer and ev.class_id is not None and ev.path:
+            rows, cols, m = stroke_mask(shape, ev.path, float(ev.radius or 0.0))
+            scribbles[rows, cols][m] = code_of[int(ev.class_id)]
         elif ev.kind == "point" and ev.id in active_points and ev.class_id is not None:
             rows, cols, m = disk((h, w), float(ev.x or 0.0), float(ev.y or 0.0), float(ev.radius or 0.0))
             points[rows, cols][m] = code_of[int(ev.class_id)]
@@ -198,31 +254,62 @@ def render_layers(shape: tuple[int, int], folded: Folded, load: RasterLoader) ->
     return Labels(out, table), Labels(scribbles, table)
 
 
-def paint_point(labels: Labels, ev: Event) -> Labels:
-    """Incremental update: a new point goes on top of everything, so painting it on the previous map is exact."""
-    if ev.class_id is None:
-        return labels
-    table = labels.table
-    if ev.class_id not in table:
+def paint_on_top(labels: Labels, ev: Event, before: Folded) -> Labels | None:
+    """Incremental update of the label map `labels` of history `before` by the new newest edit `ev`, or
+    None when only a full `render_layers` is exact. A point lies on top of everything and an erase clears
+    everything drawn before it, so both are exact; a stroke is exact where no point covers it (points stay
+    on top), unless an older point was partly erased (then its disk no longer says what it covers)."""
+    codes, table = labels.codes, labels.table
+    if ev.kind == "erase" and ev.path is not None:
+        rows, cols, m = stroke_mask(codes.shape, ev.path, float(ev.radius or 0.0))
+        codes = codes.copy()
+        codes[rows, cols][m] = NONE
+        return Labels(codes, table)
+    if ev.kind not in ("point", "stroke") or ev.class_id is None:
+        return None
+    if int(ev.class_id) not in table:
         if len(table) >= NONE:
             raise ValueError(f"an image cannot use more than {NONE} classes")
         table = table + (int(ev.class_id),)
-    codes = labels.codes.copy()
-    rows, cols, m = disk(codes.shape, float(ev.x or 0.0), float(ev.y or 0.0), float(ev.radius or 0.0))
-    codes[rows, cols][m] = table.index(int(ev.class_id))
+    code = table.index(int(ev.class_id))
+    codes = codes.copy()
+    if ev.kind == "point":
+        rows, cols, m = disk(codes.shape, float(ev.x or 0.0), float(ev.y or 0.0), float(ev.radius or 0.0))
+        codes[rows, cols][m] = code
+        return Labels(codes, table)
+    if not ev.path:
+        return None
+    points = before.points
+    last_erase = max((e.seq for e in before.applied if e.kind == "erase"), default=-1)
+    if any(p.seq < last_erase for p in points):
+        return None
+    rows, cols, m = stroke_mask(codes.shape, ev.path, float(ev.radius or 0.0))
+    m = m.copy()
+    for p in points:
+        pr, pc, pm = disk(codes.shape, float(p.x or 0.0), float(p.y or 0.0), float(p.radius or 0.0))
+        r0, r1 = max(pr.start, rows.start), min(pr.stop, rows.stop)
+        c0, c1 = max(pc.start, cols.start), min(pc.stop, cols.stop)
+        if r0 < r1 and c0 < c1:
+            m[r0 - rows.start:r1 - rows.start, c0 - cols.start:c1 - cols.start] &= \
+                ~pm[r0 - pr.start:r1 - pr.start, c0 - pc.start:c1 - pc.start]
+    codes[rows, cols][m] = code
     return Labels(codes, table)
 
 
 def render_scribble(shape: tuple[int, int], folded: Folded, load: RasterLoader) -> Labels:
-    """Only the current scribble layer (with later erases applied): cheaper than `render_layers`."""
+    """Only the current scribble layer (the whole-layer raster, then later strokes and erases)."""
     table, code_of = _table(folded)
     ev = folded.scribble
-    if ev is None:
-        return Labels(np.full(shape, NONE, dtype=np.uint8), table)
-    codes = _lut(ev.class_map, code_of)[load(ev)]
+    codes = np.full(shape, NONE, dtype=np.uint8) if ev is None else _lut(ev.class_map, code_of)[load(ev)]
     for later in folded.applied:
-        if later.kind == "erase" and later.seq > ev.seq:
-            codes[load(later).astype(bool)] = NONE
+        if ev is not None and later.seq <= ev.seq:
+            continue
+        if later.kind == "erase":
+            rows, cols, m = region_of(shape, later, load)
+            codes[rows, cols][m] = NONE
+        elif later.kind == "stroke" and later.class_id is not None and later.path:
+            rows, cols, m = stroke_mask(shape, later.path, float(later.radius or 0.0))
+            codes[rows, cols][m] = code_of[int(later.class_id)]
     return Labels(codes, table)
 
 

@@ -103,6 +103,18 @@ class AnnotationInfo:
 
 
 @dataclass(frozen=True)
+class OpResult:
+    """The acknowledgement of a committed operation. seq: its place in the image's history (arrival
+    order); duplicate: the op_id had been committed before and nothing was applied this time."""
+
+    op_id: str
+    seq: int
+    duplicate: bool
+    applied: bool  # False: the operation changed nothing (undo with nothing to undo, unpoint off any point)
+    label_version: int
+
+
+@dataclass(frozen=True)
 class PointInfo:
     annotation_id: int
     class_id: int | None

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import annotations, archive, classes, exports, heads, images, imports, projects
+from . import annotations, archive, classes, exports, heads, images, imports, ops, projects
 from .cache import LabelCache
 from .context import Ctx
 from .db import Database, check_database, sqlite_url
@@ -27,6 +27,7 @@ from .records import (
     HeadInfo,
     ImageInfo,
     ImportReport,
+    OpResult,
     PointInfo,
     ProjectInfo,
     TrainingRunInfo,
@@ -214,6 +215,11 @@ class Repository:
 
         A raster identical to the current layer is not stored again; the current version is returned."""
         return annotations.save_scribbles(self._ctx, image_id, raster, author)
+
+    def apply_op(self, image_id: int, op: dict, author: str = DEFAULT_AUTHOR) -> OpResult:
+        """Commit one edit operation (stroke, erase, point, unpoint, undo, redo, clear; see storage.ops)
+        exactly once: a retried op_id is acknowledged again (duplicate=True) and not applied twice."""
+        return ops.apply_op(self._ctx, image_id, op, author)
 
     def add_point(self, image_id: int, class_id: int, x: float, y: float, radius: float = 3.0,
                   author: str = DEFAULT_AUTHOR) -> AnnotationInfo:

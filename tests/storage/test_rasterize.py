@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage.rasterize import Event, Labels, disk, fold, paint_point, render_layers, render_scribble
+from storage.rasterize import (
+    Event,
+    Labels,
+    disk,
+    fold,
+    paint_on_top,
+    render_layers,
+    render_scribble,
+    stroke_mask,
+)
 
 N = 255  # unlabelled
 
@@ -183,6 +192,82 @@ def test_render_scribble_matches_the_full_render_and_counts() -> None:
 
 def test_paint_point_extends_the_code_table() -> None:
     base = Labels(np.full((2, 2), N, np.uint8), (5,))
-    out = paint_point(base, Event(1, 1, "point", class_id=6, x=1, y=1, radius=0))
+    out = paint_on_top(base, Event(1, 1, "point", class_id=6, x=1, y=1, radius=0), fold([]))
     assert out.table == (5, 6) and out.ids().tolist() == [[-1, -1], [-1, 6]]
     assert base.ids().tolist() == [[-1, -1], [-1, -1]]  # the cached map is not modified
+
+
+def test_stroke_mask_is_the_pixels_within_radius_of_the_polyline() -> None:
+    rows, cols, m = stroke_mask((20, 30), [(2.0, 5.0), (12.0, 5.0), (12.0, 15.0)], 1.5)
+    full = np.zeros((20, 30), bool)
+    full[rows, cols] = m
+    ii, jj = np.mgrid[0:20, 0:30]
+
+    def seg(ax, ay, bx, by):
+        t = np.clip(((jj - ax) * (bx - ax) + (ii - ay) * (by - ay)) / ((bx - ax) ** 2 + (by - ay) ** 2), 0, 1)
+        return np.hypot(jj - ax - t * (bx - ax), ii - ay - t * (by - ay))
+
+    expected = np.minimum(seg(2, 5, 12, 5), seg(12, 5, 12, 15)) <= 1.5
+    assert np.array_equal(full, expected)
+    # radius 0 still marks the pixel under each vertex; off-image parts are clipped
+    rows, cols, m = stroke_mask((4, 4), [(0.2, 0.2), (-3.0, 9.0)], 0.0)
+    full = np.zeros((4, 4), bool)
+    full[rows, cols] = m
+    assert full[0, 0] and full.sum() >= 1
+    rows, cols, m = stroke_mask((4, 4), [(40.0, 40.0)], 2.0)
+    assert m.size == 0
+
+
+def _ev(i, kind, **kw):
+    if "path" in kw:
+        kw["path"] = tuple(tuple(p) for p in kw["path"])
+    return Event(i, i, kind, **kw)
+
+
+def test_strokes_draw_in_order_over_the_whole_layer_and_under_points() -> None:
+    layer = np.full((10, 10), N, np.uint8)
+    layer[:, :5] = 0
+    events = [
+        _ev(1, "stroke", class_id=7, radius=1.0, path=[(1, 1), (8, 1)]),  # replaced by the layer after it
+        _ev(2, "scribble", class_map={"0": 8}),
+        _ev(3, "point", class_id=9, x=5, y=5, radius=1.0),
+        _ev(4, "stroke", class_id=7, radius=1.0, path=[(0, 5), (9, 5)]),
+        _ev(5, "erase", radius=0.0, path=[(2, 5)]),
+    ]
+    rasters = {2: layer}
+    labels, scr = render_layers((10, 10), fold(events), lambda e: rasters[e.id])
+    ids = labels.ids()
+    assert ids[1, 8] == -1  # the first stroke lies under the whole-layer raster, which replaced it
+    assert ids[5, 5] == 9  # points stay on top of strokes
+    assert ids[5, 8] == 7 and ids[0, 0] == 8
+    assert ids[5, 2] == -1  # the erase stroke clears what was drawn before it
+    assert np.array_equal(render_scribble((10, 10), fold(events), lambda e: rasters[e.id]).ids(), scr.ids())
+
+
+def test_incremental_update_equals_a_full_render() -> None:
+    rng = np.random.default_rng(0)
+    shape = (40, 50)
+    for trial in range(30):
+        events = []
+        labels = render_layers(shape, fold([]), lambda e: None)[0]
+        for i in range(1, 25):
+            kind = rng.choice(["stroke", "stroke", "point", "erase"])
+            path = [(float(rng.uniform(-2, 52)), float(rng.uniform(-2, 42))) for _ in range(rng.integers(1, 5))]
+            if kind == "point":
+                ev = _ev(i, "point", class_id=int(rng.integers(1, 4)), x=path[0][0] % 49, y=path[0][1] % 39,
+                         radius=float(rng.uniform(0, 6)))
+            else:
+                ev = _ev(i, kind, class_id=int(rng.integers(1, 4)) if kind == "stroke" else None,
+                         radius=float(rng.uniform(0, 5)), path=path)
+            quick = paint_on_top(labels, ev, fold(events))
+            events.append(ev)
+            full = render_layers(shape, fold(events), lambda e: None)[0]
+            if quick is not None:
+                assert np.array_equal(quick.ids(), full.ids()), (trial, i, kind)
+            labels = full
+
+
+def test_noop_rows_do_not_touch_the_history() -> None:
+    events = [_ev(1, "point", class_id=1, x=1, y=1, radius=0), _ev(2, "undo", target_id=1),
+              _ev(3, "noop"), _ev(4, "redo", target_id=1)]
+    assert [e.id for e in fold(events).applied] == [1]
