@@ -32,19 +32,26 @@ class Prediction:
 
 
 @torch.inference_mode()
-def patch_probabilities(head: LinearHead, feats: PatchFeatures) -> torch.Tensor:
-    """[K, h, w] class probabilities on the patch grid (cheap; for uncertainty maps and scores)."""
-    return head(feats.tokens.float().unsqueeze(0))[0].softmax(0)
-
-
-@torch.inference_mode()
-def predict(head: LinearHead, feats: PatchFeatures, band_bytes: int = BAND_BYTES) -> Prediction:
+def patch_logits(head: LinearHead, feats: PatchFeatures) -> torch.Tensor:
+    """[K, h, w] class scores on the patch grid. `predict` upsamples exactly these (bilinear,
+    align_corners=False, `upsample_rows`) before the argmax, so a client that receives them (a few KB)
+    and applies the same rule draws the same boundary as the full-resolution prediction."""
     if head.dim != feats.dim:
         raise ValueError(
             f"head expects {head.dim}-d features but the image has {feats.dim}-d: the head was trained "
             "with another backbone; retrain it or pick the matching backbone"
         )
-    logits = head(feats.tokens.float().unsqueeze(0))[0]  # [K, h, w]
+    return head(feats.tokens.float().unsqueeze(0))[0]
+
+
+def patch_probabilities(head: LinearHead, feats: PatchFeatures) -> torch.Tensor:
+    """[K, h, w] class probabilities on the patch grid (cheap; for uncertainty maps and scores)."""
+    return patch_logits(head, feats).softmax(0)
+
+
+@torch.inference_mode()
+def predict(head: LinearHead, feats: PatchFeatures, band_bytes: int = BAND_BYTES) -> Prediction:
+    logits = patch_logits(head, feats)  # [K, h, w]
     k = logits.shape[0]
     H, W = feats.original_size
     labels = np.empty((H, W), np.uint8)

@@ -31,6 +31,7 @@ class HeadState:
     backbone: str
     weights_id: str
     created: float = 0.0
+    generation: int = 0  # the training request (Trainer generation, this process) it came from; 0 = older
 
     def lut(self, classes: list[ClassInfo]) -> np.ndarray:
         """256-entry map: head channel -> current class index (IGNORE for a class deleted since)."""

@@ -16,12 +16,13 @@ from core.cache import FeatureStore
 from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
 from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
 from core.head import check_feature_version, head_from_bytes
-from core.predict import Prediction
+from core.labels import IGNORE
+from core.predict import Prediction, patch_logits
 from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState, Hotspot
 from engine.lru import LRU
-from engine.results import EvalResult, FeatureProgress, TrainOutcome, TrainStatus
+from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
 from engine.training import Trainer
 from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
@@ -149,9 +150,11 @@ class ProjectEngine:
         with self._lock:
             return self._train_caches.setdefault(project_id, TrainingCache())
 
-    def request_train(self, project_id: int) -> int:
-        """Debounced auto-retrain: a newer request supersedes a pending or running one."""
-        return self.trainer.request(project_id)
+    def request_train(self, project_id: int, immediate: bool = False) -> int:
+        """Auto-retrain: a newer request supersedes a pending or running one (which stops at its next
+        step; the next fit warm-starts from the last head). immediate=False waits `debounce_s` for more
+        edits first; an edit operation asks for immediate=True, so a fit starts as soon as it is committed."""
+        return self.trainer.request(project_id, immediate=immediate)
 
     def train_now(self, project_id: int, timeout: float | None = None) -> TrainOutcome:
         """Train at once (superseding auto-retrains) and wait for the result; raises TrainingError."""
@@ -210,6 +213,27 @@ class ProjectEngine:
     def head_version(self, project_id: int) -> int | None:
         state = self.head(project_id)
         return None if state is None else state.head_id
+
+    def latest_head_id(self, project_id: int) -> int | None:
+        """The id of the newest head this engine stored or loaded, from memory (no database read once
+        known): cheap enough to poll while a client waits for the next retrain."""
+        with self._lock:
+            if project_id in self._heads:
+                state = self._heads[project_id]
+                return None if state is None else state.head_id
+        return self.head_version(project_id)
+
+    def grid_scores(self, project_id: int, image_id: int) -> GridScores | None:
+        """The current head's patch-grid class scores of an image (None: no head yet or features not
+        ready, which are then queued first)."""
+        state = self.head(project_id)
+        feats = self.features(image_id) if state is not None else None
+        if state is None or feats is None:
+            return None
+        lut = state.lut(self.repo.list_classes(project_id))
+        index = tuple(None if lut[ch] == IGNORE else int(lut[ch]) for ch in range(len(state.class_ids)))
+        logits = patch_logits(state.head, feats).numpy().astype(np.float32, copy=False)
+        return GridScores(state.head_id, logits, index, tuple(feats.original_size), state.generation)
 
     # ------------------------------------------------------------------ predictions and views
     def prediction(self, project_id: int, image_id: int, size: tuple[int, int] | None = None,

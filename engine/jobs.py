@@ -80,7 +80,8 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
         "feature_version": FEATURE_VERSION,
     }
     info = repo.save_head(project_id, head_to_bytes(result.head), meta)
-    state = HeadState(info.id, result.head, class_ids, engine.backbone_name, engine.weights_id, time.time())
+    state = HeadState(info.id, result.head, class_ids, engine.backbone_name, engine.weights_id, time.time(),
+                      generation)
     engine.set_head(project_id, state)
     outcome = TrainOutcome(
         generation=generation, head_id=info.id, run_id=None, seconds=result.seconds, loss=result.loss,

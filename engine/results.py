@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from core.metrics import SegmentationScores
 
 
@@ -84,3 +86,15 @@ class EvalResult:
     split: str = "all"  # which ground-truth images were used ("val" when the project has a val split)
     skipped: int = 0  # ground-truth images without features yet
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GridScores:
+    """The current head's class scores of one image on its patch grid: what a canvas needs to draw the
+    prediction itself (core's rule: bilinear, align_corners=False, to the image size, then argmax)."""
+
+    head_id: int
+    logits: np.ndarray  # [K, h, w] float32, one channel per head class
+    channel_index: tuple[int | None, ...]  # current class index of each channel (None: class deleted since)
+    image_size: tuple[int, int]  # (H, W) the grid is upsampled to
+    generation: int = 0  # training request the head answers (compare with `request_train`'s return value)

@@ -81,7 +81,7 @@ def add(ctx: AppContext, sess: Session, name: str, colour: str | None, use_colou
     classes = ctx.classes()
     hexc = _check_colour_free(classes, colour) if use_colour and colour else None
     c = ctx.repo.add_class(ctx.project_id, name, hexc)
-    sess.active_class = c.id
+    sess.select_class = c.id  # the canvas switches its brush to the new class
     gr.Info(f"Added class '{html.escape(c.name)}' (key {c.index + 1})." if c.index < 9 else f"Added class '{html.escape(c.name)}'.")
     return class_outputs(ctx, sess, c.id) | {"new_class_name": ""}
 
@@ -109,7 +109,7 @@ def recolour(ctx: AppContext, sess: Session, value: str | None, colour: str) -> 
 
 
 @ui_errors
-def move(ctx: AppContext, sess: Session, value: str | None, delta: int, auto: bool) -> dict:
+def move(ctx: AppContext, sess: Session, value: str | None, delta: int) -> dict:
     cid = _selected(value)
     classes = ctx.classes()
     index = next(c.index for c in classes if c.id == cid)
@@ -117,14 +117,12 @@ def move(ctx: AppContext, sess: Session, value: str | None, delta: int, auto: bo
     if not 0 <= target < len(classes):
         return {}
     ctx.repo.move_class(cid, target)
-    if auto:
-        ctx.engine.request_train(ctx.project_id)  # the head's outputs follow the new order after retraining
+    ctx.engine.request_train(ctx.project_id)  # the head's outputs follow the new order after retraining
     return class_outputs(ctx, sess, cid)
 
 
 @ui_errors
-def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassign_to: str | None,
-           auto: bool) -> dict:
+def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassign_to: str | None) -> dict:
     cid = _selected(value)
     c = ctx.repo.get_class(cid)
     usage = ctx.repo.class_usage(cid)
@@ -144,10 +142,9 @@ def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassig
             raise gr.Error("Choose another class than the one being deleted.")
     api_mode = None if not usage.in_use else ("reassign" if mode == REASSIGN else "delete_labels")
     ctx.repo.delete_class(cid, api_mode, target)
-    if sess.active_class == cid:
-        sess.active_class = None
-    if usage.in_use and auto:
+    if usage.in_use:
         ctx.engine.request_train(ctx.project_id)
+        sess.nonce += 1  # the canvas reloads the labels that changed class or went away
     gr.Info(f"Deleted class '{html.escape(c.name)}'.")
     return class_outputs(ctx, sess, target)
 

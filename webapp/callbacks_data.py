@@ -66,6 +66,7 @@ def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str
     elif sess.image_id is not None:
         out |= annotate.show(ctx, sess, sess.image_id)
     out |= views.gallery(ctx, sess, sort)
+    out["timer"] = gr.Timer(active=True)  # features are being computed: show their progress
     return out
 
 

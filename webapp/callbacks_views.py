@@ -3,6 +3,7 @@ the gallery, and the periodic status tick that brings in new heads and finished 
 
 from __future__ import annotations
 
+import gradio as gr
 import numpy as np
 
 from core.clusters import overlay
@@ -99,12 +100,10 @@ def render_view(ctx: AppContext, sess: Session, mode: str, opacity: float, visib
 
 
 def caption(ctx: AppContext, info: ImageInfo, classes: list[ClassInfo]) -> str:
-    counts = ctx.repo.labelled_pixel_counts(image_id=info.id) if info.labelled_pixels else {}
-    names = {c.index: c.name for c in classes}
-    labelled = ", ".join(f"{names.get(i, i)} {n:,}" for i, n in sorted(counts.items()) if n) or "unlabelled"
-    pred = "pred ✓" if info.has_prediction else "no pred"
-    unc = f"unc {info.uncertainty:.2f}" if info.uncertainty is not None else "unc –"
-    return f"{info.name} | {labelled} | {pred} | {unc}"
+    """One short line under a thumbnail: labelled pixels and uncertainty (details are in the image info)."""
+    labelled = f"{info.labelled_pixels:,} px" if info.labelled_pixels else "unlabelled"
+    unc = f" · unc {info.uncertainty:.2f}" if info.uncertainty is not None else ""
+    return f"{info.name} · {labelled}{unc}"
 
 
 def sorted_images(images: list[ImageInfo], sort: str) -> list[ImageInfo]:
@@ -123,7 +122,21 @@ def gallery(ctx: AppContext, sess: Session, sort: str) -> dict:
     images = sorted_images(ctx.images(), sort)
     sess.order = [i.id for i in images]
     items = [(ctx.engine.thumbnail(i.id), caption(ctx, i, classes)) for i in images]
-    return {"state": sess, "gallery": items}
+    return {"state": sess, "gallery": gr.update(value=items, selected_index=selected(sess))}
+
+
+def selected(sess: Session) -> int | None:
+    """The gallery position of the open image (the highlight follows navigation)."""
+    return sess.order.index(sess.image_id) if sess.image_id in sess.order else None
+
+
+def background_busy(ctx: AppContext) -> bool:
+    """Work whose progress the status line shows: the page timer runs only while there is some."""
+    return ctx.engine.feature_progress().busy or ctx.engine.training_status(ctx.project_id).state != "idle"
+
+
+def timer(ctx: AppContext) -> gr.Timer:
+    return gr.Timer(active=background_busy(ctx))
 
 
 def status_text(ctx: AppContext) -> str:
@@ -132,17 +145,18 @@ def status_text(ctx: AppContext) -> str:
     lines = [f"**Features:** {prog.describe()} · **Training:** {st.describe()}"]
     if prog.failed:
         lines.append(f"⚠ {len(prog.failed)} image(s) failed: " + "; ".join(md(r) for _, r in prog.failed[:3]))
-    if st.last is not None and st.last.pixel_counts:
+    if st.last is not None and st.last.pixel_counts:  # same line: the canvas must stay above the fold
         counts = " · ".join(f"{md(n)}: {c:,}" for n, c in st.last.pixel_counts.items())
-        lines.append(f"**Trained on** (labelled pixels per class): {counts}")
+        lines[0] += f" · **Trained on** {counts}"
     return "  \n".join(lines)
 
 
 @ui_errors
 def tick(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int,
          sort: str) -> dict:
-    """Every second or two: status line; redraw the view when a new head arrived or features finished."""
-    out: dict = {"status": status_text(ctx)}
+    """While background work runs (and when the canvas got a new head): status line; redraw the view when
+    a new head arrived or features finished. The timer switches itself off when nothing is left to show."""
+    out: dict = {"status": status_text(ctx), "timer": timer(ctx)}
     head = ctx.engine.head_version(ctx.project_id)
     if sess.image_id is not None and (head != sess.head_id or not sess.view_ready):
         new_head = head != sess.head_id

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from engine import ProjectEngine
 from storage import ClassInfo, ImageInfo, Repository
 
@@ -41,23 +39,12 @@ class AppContext:
 
 @dataclass
 class Session:
-    """One browser tab's view of the project."""
+    """One browser tab's view of the project (the canvas keeps its own tool, class and edits in the page)."""
 
     image_id: int | None = None
-    # What the editor holds: its layer of fresh strokes as class ids (display size), the scribble layer
-    # when the image was opened (full size), and a probe of its background (to recognise values that
-    # belong to another image after a switch).
-    baseline: np.ndarray | None = None
-    loaded: np.ndarray | None = None
-    bg_probe: np.ndarray | None = None
-    display_size: tuple[int, int] | None = None  # (h, w) of the annotation image
-    scale: float = 1.0  # display pixels per image pixel (editor)
-    point_scale: float = 1.0  # shown pixels per image pixel in point mode
     head_id: int | None = None  # head the views were last drawn with
     view_ready: bool = False  # False while the current view waits for features or a head
     order: list[int] = field(default_factory=list)  # image ids in gallery order
-    labels_version: int = -1  # label_version of the current image when last drawn
-    snapshot: list[tuple[int, str]] = field(default_factory=list)  # (class id, colour) the editor paints with
-    active_class: int | None = None  # class id strokes and points get
-    erasing: bool = False  # the brush paints the eraser colour
-    brush_size: int = 8  # brush radius in display pixels
+    labels_version: int = -1  # label_version of the current image when the views were last drawn
+    nonce: int = 0  # bumped to make the canvas reload the current image's labels
+    select_class: int | None = None  # a class the canvas should switch to (a class just added)

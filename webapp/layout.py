@@ -14,17 +14,17 @@ from webapp import callbacks_page as cbp
 from webapp import callbacks_views as cbv
 from webapp.context import AppContext, Session
 from webapp.text import md
-from webapp.ui import UI, bind, to_outputs
+from webapp.ui import UI, bind
 
-TICK_SECONDS = 1.5
+TICK_SECONDS = 1.5  # the status timer, active only while features are computed or a fit runs
 
 # Outputs of everything that (re)opens an image in the annotation panel.
-SHOW = ["state", "active_class", "class_style", "editor", "points_img", "title", "info", "undo_btn", "redo_btn",
-        "split"]
+SHOW = ["state", "canvas", "title", "info", "split", "gallery"]
 VIEW_IN = ["state", "view_mode", "opacity", "class_toggles", "k"]
 VIEW_OUT = ["state", "view_img", "view_note"]
 CLASS_OUT = SHOW + ["classes_table", "class_pick", "class_name", "class_colour", "reassign_to", "class_toggles",
                     "new_class_name"]
+TICK_OUT = ["status", "state", "view_img", "view_note", "info", "gallery", "timer"]
 
 
 def header(ctx: AppContext, ui: UI) -> None:
@@ -59,13 +59,14 @@ def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
                 export.build_evaluation(ui)
             with gr.Tab("Export", id="export"):
                 export.build_export(ui)
-        ui.add(timer=gr.Timer(TICK_SECONDS))
+        ui.add(timer=gr.Timer(TICK_SECONDS, active=False))
         wire(ctx, ui, demo, eval_tab)
     return demo, ui
 
 
 def _on(ui: UI, ctx: AppContext, event, fn, inputs: list[str], outputs: list[str], view: bool = False, **kw):
     """Listen to `event` with callback `fn` (inputs[0] must be "state"); with view=True, redraw the view after."""
+    outputs = list(dict.fromkeys(outputs))  # an output named twice (e.g. via SHOW and gallery_out) once
     dep = event(bind(ctx, fn, outputs), ui.pick(inputs), ui.pick(outputs), **kw)
     if view:
         dep = dep.then(bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT),
@@ -75,47 +76,26 @@ def _on(ui: UI, ctx: AppContext, event, fn, inputs: list[str], outputs: list[str
 
 def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on = lambda *a, **k: _on(ui, ctx, *a, **k)  # noqa: E731
-    auto = ["auto_train"]
     gallery_out = ["state", "gallery"]
 
-    on(demo.load, cbp.page_load, ["state", "sort"], CLASS_OUT + gallery_out + ["status"], view=True)
+    load_out = list(dict.fromkeys(CLASS_OUT + gallery_out + ["status", "timer"]))
 
-    # annotation
-    on(ui.active_class.input, cba.set_active_class, ["state", "active_class"], SHOW + ["mode"],
-       show_progress="hidden")
-    on(ui.mode.input, cba.set_mode, ["state", "mode"], SHOW + ["point_radius", "brush_size"])
-    on(ui.brush_size.release, cba.set_brush_size, ["state", "brush_size"], ["state", "editor"], show_progress="hidden")
-    tick_out = ["status", "state", "view_img", "view_note", "info", "gallery"]
-    redraw = bind(ctx, cbv.tick, tick_out)
+    def page_load(sess: Session, sort: str, request: gr.Request):
+        return bind(ctx, lambda c, s, so: cbp.page_load(c, s, so, request), load_out)(sess, sort)
 
-    def overlay_after_edit(auto_train: bool, sess: Session, *view_values):
-        # Wait for the retrain this edit started outside the tab's lock (the next stroke must not queue
-        # behind it), then redraw: the overlay arrives in the stroke's own chain, not at the next tick.
-        if auto_train and ctx.engine.await_auto_train(ctx.project_id):
-            return redraw(sess, *view_values)
-        return to_outputs({}, tick_out)
+    demo.load(page_load, ui.pick(["state", "sort"]), ui.pick(load_out)).then(
+        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden")
 
-    on(ui.editor.input, cba.editor_input, ["state", "editor"] + auto, SHOW, trigger_mode="always_last",
-       show_progress="hidden").then(
-        overlay_after_edit, ui.pick(["auto_train"] + VIEW_IN + ["sort"]), ui.pick(tick_out),
-        show_progress="hidden", concurrency_limit=None)  # it mostly waits: never hold other tabs back
-    on(ui.undo_btn.click, cba.undo, ["state"] + auto, SHOW, view=True)
-    on(ui.redo_btn.click, cba.redo, ["state"] + auto, SHOW, view=True)
-    on(ui.clear_btn.click, cba.clear, ["state"] + auto, SHOW, view=True)
+    # annotation: edits go from the canvas to the REST API; a new head makes the canvas fire "predicted"
+    redraw = bind(ctx, cbv.tick, TICK_OUT)
+    ui.canvas.predicted(redraw, ui.pick(VIEW_IN + ["sort"]), ui.pick(TICK_OUT), show_progress="hidden",
+                   trigger_mode="always_last")
     on(ui.train_btn.click, cba.train, ["state"], ["state"], view=True).then(
         bind(ctx, cbv.gallery, gallery_out), ui.pick(["state", "sort"]), ui.pick(gallery_out), show_progress="hidden")
     on(ui.refine_btn.click, cba.refine, ["state", "refine_threshold", "class_toggles"], SHOW, view=True)
     on(ui.prev_btn.click, lambda c, s: cba.step(c, s, -1), ["state"], SHOW, view=True)
     on(ui.next_btn.click, lambda c, s: cba.step(c, s, +1), ["state"], SHOW, view=True)
     on(ui.uncertain_btn.click, cba.next_uncertain, ["state"], SHOW, view=True)
-
-    def point_select(sess: Session, radius: float, auto_train: bool, evt: gr.SelectData):
-        x, y = evt.index[0], evt.index[1]
-        return bind(ctx, lambda c, s: cba.point_click(c, s, x, y, radius, auto_train),
-                    ["state", "points_img", "info", "undo_btn", "redo_btn"])(sess)
-
-    ui.points_img.select(point_select, ui.pick(["state", "point_radius", "auto_train"]),
-                         ui.pick(["state", "points_img", "info", "undo_btn", "redo_btn"]), show_progress="hidden")
 
     def gallery_select(sess: Session, evt: gr.SelectData):
         return bind(ctx, lambda c, s: cba.pick_gallery(c, s, evt.index), SHOW)(sess)
@@ -127,11 +107,11 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     # views
     for event in (ui.view_mode.change, ui.opacity.release, ui.k.release, ui.class_toggles.input):
         on(event, cbv.render_view, VIEW_IN, VIEW_OUT, show_progress="hidden")
-    ui.timer.tick(bind(ctx, cbv.tick, tick_out, blocking=False), ui.pick(VIEW_IN + ["sort"]), ui.pick(tick_out),
+    ui.timer.tick(bind(ctx, cbv.tick, TICK_OUT, blocking=False), ui.pick(VIEW_IN + ["sort"]), ui.pick(TICK_OUT),
                   show_progress="hidden", queue=False)
 
     # images
-    import_out = CLASS_OUT + gallery_out + ["import_report", "upload_files", "upload_dir"]
+    import_out = CLASS_OUT + gallery_out + ["import_report", "upload_files", "upload_dir", "timer"]
     on(ui.upload_files.upload, cbd.upload, ["state", "upload_files", "sort"], import_out, view=True)
     on(ui.upload_dir.upload, cbd.upload, ["state", "upload_dir", "sort"], import_out, view=True)
     on(ui.samples_btn.click, cbd.load_samples, ["state", "sort"], import_out, view=True)
@@ -149,11 +129,9 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on(ui.new_class_name.submit, cbc.add, ["state", "new_class_name", "new_class_colour", "new_use_colour"], CLASS_OUT)
     on(ui.rename_btn.click, cbc.rename, ["state", "class_pick", "class_name"], CLASS_OUT)
     on(ui.recolour_btn.click, cbc.recolour, ["state", "class_pick", "class_colour"], CLASS_OUT, view=True)
-    on(ui.up_btn.click, lambda c, s, v, a: cbc.move(c, s, v, -1, a), ["state", "class_pick"] + auto, CLASS_OUT,
-       view=True)
-    on(ui.down_btn.click, lambda c, s, v, a: cbc.move(c, s, v, +1, a), ["state", "class_pick"] + auto, CLASS_OUT,
-       view=True)
-    on(ui.delete_btn.click, cbc.delete, ["state", "class_pick", "delete_mode", "reassign_to"] + auto, CLASS_OUT,
+    on(ui.up_btn.click, lambda c, s, v: cbc.move(c, s, v, -1), ["state", "class_pick"], CLASS_OUT, view=True)
+    on(ui.down_btn.click, lambda c, s, v: cbc.move(c, s, v, +1), ["state", "class_pick"], CLASS_OUT, view=True)
+    on(ui.delete_btn.click, cbc.delete, ["state", "class_pick", "delete_mode", "reassign_to"], CLASS_OUT,
        view=True)
 
     # evaluation and export

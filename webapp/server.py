@@ -19,6 +19,7 @@ from core.backbone import (
 )
 from engine import ProjectEngine
 from storage import Repository
+from webapp.api import Api
 from webapp.assets import CSS, SHORTCUTS_JS
 from webapp.auth import LoginRequired, login_check
 from webapp.config import ServeConfig
@@ -28,14 +29,16 @@ log = logging.getLogger(__name__)
 
 
 def random_banner(backbone: str, fell_back: bool) -> str:
-    why = ("pretrained weights could not be loaded (no network and not in the Hugging Face cache), so the "
-           "backbone fell back to **random weights**" if fell_back else "the backbone runs with **random weights** "
-           "(`--weights random`)")
+    why = ("Pretrained weights could not be loaded (no network and not in the Hugging Face cache), so the "
+           "backbone fell back to <b>random weights</b>" if fell_back else "The backbone runs with <b>random "
+           "weights</b> (<code>--weights random</code>)")
+    # One line (the canvas must stay above the fold); the fix folds out on a click.
     return (
-        f"⚠️ **Random backbone weights.** {why}: the app works, but predictions and clusters are not meaningful. "
-        "To get real weights, either run once with network access: `python app.py --weights hub` (downloads "
-        f"{backbone} into the Hugging Face cache; later runs work offline with `HF_HUB_OFFLINE=1`), or pass a "
-        f"checkpoint file: `python app.py --weights /path/to/{backbone}_pretrain.pth`."
+        f"<details><summary>⚠️ <b>Random backbone weights</b>: predictions and clusters are not meaningful "
+        f"(click for how to get real weights)</summary>{why}. Either run once with network access: "
+        f"<code>python app.py --weights hub</code> (downloads {backbone} into the Hugging Face cache; later runs "
+        f"work offline with <code>HF_HUB_OFFLINE=1</code>), or pass a checkpoint file: "
+        f"<code>python app.py --weights /path/to/{backbone}_pretrain.pth</code>.</details>"
     )
 
 
@@ -108,9 +111,11 @@ def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
     return dict(
         server_name=config.host, server_port=int(config.port), share=bool(config.share), auth=auth,
         max_file_size=config.max_file_size, ssr_mode=False, css=CSS, head=SHORTCUTS_JS,
+        run_history=False,  # a growing run history slows every queued event down (gradio-notes)
         allowed_paths=[ctx.export_dir], footer_links=["settings"], quiet=True,
         auth_message="probeseg: log in with the user and password the server was started with." if auth else None,
-        app_kwargs={"middleware": [Middleware(LoginRequired)]},
+        # the REST API's routes come first in the app, before Gradio's own (webapp/api.py)
+        app_kwargs={"middleware": [Middleware(LoginRequired)], "routes": list(Api(ctx, pair).router().routes)},
     )
 
 

@@ -20,7 +20,7 @@ _LOCK_ATTR = "_lock"
 
 
 class UI(dict):
-    """name -> component, with attribute access (ui.editor)."""
+    """name -> component, with attribute access (ui.canvas)."""
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -1,0 +1,283 @@
+"""The REST API beside the page, under /api/v1/projects/{project} ({project} is the project's name).
+
+The canvas uses it too. With a login configured every route needs it: the page's session cookie, or
+HTTP Basic (user:password) for scripts. Writes must be JSON (or, for uploads, carry the header
+`X-Requested-With`), which a cross-site form cannot send, so another web page cannot edit through a
+logged-in browser. Errors are JSON `{"detail": message}` with a 4xx status for anything the request got
+wrong; a 5xx only when the server itself failed (a read-only or unreachable database: retry later).
+
+Routes (README "REST API" has examples):
+  GET  /classes                     [{"id", "name", "color", "index"}]
+  POST /classes                     {"name", "color"?} -> the new class (201)
+  GET  /images                      [{"id", "name", "width", "height", "labelled_pixels", "label_version"}]
+  POST /images                      multipart `files` (images or zips) -> {"imported": [...], "rejected": [...]}
+  GET  /images/{id}/file            the image, EXIF orientation applied (JPEG)
+  POST /images/{id}/ops             one edit operation (storage.ops) -> {"op_id", "seq", "duplicate", ...};
+                                    ?train=false: do not retrain after it
+  GET  /images/{id}/labels          8-bit PNG of class indices, 255 = unlabelled (ETag: label version);
+                                    ?mode=gray: a greyscale PNG (grey value = index) instead of a palette
+  GET  /images/{id}/points          [{"id", "x", "y", "radius", "class_id", "index"}]
+  GET  /images/{id}/prediction      patch-grid class scores (see `prediction_json`); ?after=HEAD_ID&wait=S
+                                    waits up to S seconds (max 25) for a head newer than HEAD_ID (204 if none)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.labels import label_to_png_bytes
+from engine.results import GridScores
+from storage import ConflictError, DatabaseBusyError, NotFoundError, StorageError, ValidationError
+from webapp.auth import Backoff, _logged_in
+from webapp.context import AppContext
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1/projects/{project}"
+MAX_OP_BYTES = 1_000_000  # one operation (10,000 points fit easily)
+MAX_WAIT_S = 25.0
+POLL_S = 0.01  # how often a waiting prediction request looks at the engine's head id (in memory)
+
+
+def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
+    """The prediction as it travels: the head's class scores on the patch grid, float32 little-endian,
+    base64, shape [K, h, w] (channel-major). `classes[k]` is the class index of channel k (null: deleted).
+    The client upsamples them to `size` with bilinear interpolation (align_corners=False) and takes the
+    argmax, as `core.predict` does at full resolution."""
+    k, h, w = scores.logits.shape
+    return {
+        "head_id": scores.head_id, "generation": scores.generation, "grid": [h, w], "size": list(scores.image_size), "channels": k,
+        "classes": list(scores.channel_index), "dtype": "float32", "label_version": label_version,
+        "logits": base64.b64encode(np.ascontiguousarray(scores.logits, "<f4").tobytes()).decode("ascii"),
+    }
+
+
+def _status_of(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, NotFoundError):
+        return 404, str(exc)
+    if isinstance(exc, ConflictError):
+        return 409, str(exc)
+    if isinstance(exc, DatabaseBusyError):
+        return 503, str(exc)
+    if isinstance(exc, StorageError | ValueError):
+        return 422 if isinstance(exc, ValidationError) else 400, str(exc)
+    if isinstance(exc, SQLAlchemyError):
+        log.exception("database error in the API")
+        return 503, "the server could not reach or write its database (read-only or unavailable); retry later"
+    log.exception("internal error in the API")
+    return 500, "internal error (the details are in the server log); nothing was changed by this request"
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        status, message = _status_of(exc)
+        raise HTTPException(status, message) from None
+
+
+class Api:
+    """Builds the router over one shared app context; `auth` is the (user, password) pair or None."""
+
+    def __init__(self, ctx: AppContext, auth: tuple[str, str] | None) -> None:
+        self.ctx, self.auth = ctx, auth
+        self.backoff = Backoff("from %s (HTTP Basic)")
+
+    # ------------------------------------------------------------------ helpers
+    async def check_login(self, request: Request) -> None:
+        if self.auth is None:
+            return
+        if _logged_in(request.scope, request.app):
+            return
+        header = request.headers.get("authorization", "")
+        client = request.client.host if request.client else "?"
+        if header.lower().startswith("basic "):
+            await self.backoff.wait(client)
+            try:
+                user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, password = "", ""
+            ok = hmac.compare_digest(user.encode(), self.auth[0].encode()) & hmac.compare_digest(
+                password.encode(), self.auth[1].encode())
+            self.backoff.record(client, ok)
+            if ok:
+                return
+        raise HTTPException(401, "log in: use the page's login, or HTTP Basic with the server's user and password",
+                            headers={"WWW-Authenticate": 'Basic realm="probeseg"'})
+
+    def project_id(self, name: str) -> int:
+        if name == self.ctx.project_name:
+            return self.ctx.project_id
+        p = self.ctx.repo.find_project(name)
+        if p is None:
+            raise HTTPException(404, f"no project named {name[:100]!r}; GET a project the server has "
+                                f"(this one serves {self.ctx.project_name!r})")
+        return p.id
+
+    def image(self, project: str, image_id: int):  # type: ignore[no-untyped-def]
+        pid = self.project_id(project)
+        info = _guard(lambda: self.ctx.repo.get_image(image_id))
+        if info.project_id != pid:
+            raise HTTPException(404, f"image {image_id} is not in project {project[:100]!r}; GET /images lists them")
+        return pid, info
+
+    @staticmethod
+    async def json_body(request: Request) -> Any:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPException(415, "send the body as JSON with Content-Type: application/json")
+        body = await request.body()
+        if len(body) > MAX_OP_BYTES:
+            raise HTTPException(413, f"the request body is larger than {MAX_OP_BYTES:,} bytes; split the stroke")
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise HTTPException(400, "the body is not valid JSON") from None
+
+    # ------------------------------------------------------------------ routes
+    def router(self) -> APIRouter:
+        r = APIRouter(prefix=PREFIX, dependencies=[Depends(self.check_login)])
+        ctx = self.ctx
+
+        @r.get("/classes")
+        def get_classes(project: str) -> list[dict]:
+            pid = self.project_id(project)
+            return [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index}
+                    for c in _guard(lambda: ctx.repo.list_classes(pid))]
+
+        @r.post("/classes", status_code=201)
+        async def post_class(project: str, request: Request) -> dict:
+            pid = self.project_id(project)
+            body = await self.json_body(request)
+            if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+                raise HTTPException(422, 'send {"name": "...", "color": "#rrggbb" (optional)}')
+            colour = body.get("color")
+            if colour is not None and not isinstance(colour, str):
+                raise HTTPException(422, "color must be a string like #rrggbb")
+            c = await asyncio.to_thread(_guard, lambda: ctx.repo.add_class(pid, body["name"], colour))
+            return {"id": c.id, "name": c.name, "color": c.colour, "index": c.index}
+
+        @r.get("/images")
+        def get_images(project: str) -> list[dict]:
+            pid = self.project_id(project)
+            return [{"id": i.id, "name": i.name, "width": i.width, "height": i.height,
+                     "labelled_pixels": i.labelled_pixels, "label_version": i.label_version}
+                    for i in _guard(lambda: ctx.repo.list_images(pid))]
+
+        @r.post("/images")
+        async def post_images(project: str, request: Request) -> dict:
+            pid = self.project_id(project)
+            if not request.headers.get("x-requested-with"):
+                raise HTTPException(400, "uploads need the header X-Requested-With (any value); it keeps other "
+                                    "web sites from uploading through your browser")
+            if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+                raise HTTPException(415, "send the images as multipart/form-data in the field `files`")
+            form = await request.form()
+            files = []
+            for f in form.getlist("files"):
+                if isinstance(f, str):
+                    raise HTTPException(422, "the field `files` must carry files, not text")
+                files.append((f.filename or "upload", await f.read()))
+            if not files:
+                raise HTTPException(422, "no files: send one or more in the multipart field `files`")
+            report = _guard(lambda: ctx.repo.import_uploads(pid, files))
+            if report.image_ids:
+                ctx.engine.ensure_features(report.image_ids)
+            infos = [_guard(lambda i=i: ctx.repo.get_image(i)) for i in report.image_ids]
+            return {"imported": [{"id": i.id, "name": i.name, "width": i.width, "height": i.height} for i in infos],
+                    "duplicates": list(report.duplicates),
+                    "rejected": [{"name": n, "reason": why} for n, why in report.failed]}
+
+        @r.get("/images/{image_id}/file")
+        def get_file(project: str, image_id: int, request: Request) -> Response:
+            _pid, info = self.image(project, image_id)
+            etag = f'"{info.pixel_hash or info.content_hash}"'
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag})
+            rgb = _guard(lambda: ctx.repo.image_rgb(image_id))
+            buf = io.BytesIO()
+            Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+            return Response(buf.getvalue(), media_type="image/jpeg",
+                            headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
+
+        @r.post("/images/{image_id}/ops")
+        async def post_op(project: str, image_id: int, request: Request, train: bool = True) -> dict:
+            body = await self.json_body(request)
+
+            def commit():  # type: ignore[no-untyped-def]
+                pid, _info = self.image(project, image_id)
+                res = _guard(lambda: ctx.repo.apply_op(image_id, body, author=self.author(request)))
+                gen = 0
+                if res.applied and not res.duplicate and train:
+                    gen = ctx.engine.request_train(pid, immediate=True)  # the fit starts now, no debounce
+                return res, gen
+
+            res, gen = await asyncio.to_thread(commit)
+            return {"op_id": res.op_id, "seq": res.seq, "duplicate": res.duplicate, "applied": res.applied,
+                    "label_version": res.label_version, "train_generation": gen}
+
+        @r.get("/images/{image_id}/labels")
+        def get_labels(project: str, image_id: int, request: Request, mode: str = "palette") -> Response:
+            if mode not in ("palette", "gray"):
+                raise HTTPException(422, "mode must be palette (indices with a colour table, the default) or "
+                                    "gray (the grey value is the index, for browsers: they decode palettes to colours)")
+            _pid, info = self.image(project, image_id)
+            etag = f'"labels-{info.id}-{info.label_version}-{mode}"'
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag})
+            labels = _guard(lambda: ctx.repo.label_map(image_id))
+            if mode == "gray":
+                buf = io.BytesIO()
+                Image.fromarray(labels).save(buf, format="PNG")  # 2-D uint8: greyscale
+                png = buf.getvalue()
+            else:
+                png = label_to_png_bytes(labels)
+            return Response(png, media_type="image/png", headers={
+                "ETag": etag, "Cache-Control": "no-cache", "X-Label-Version": str(info.label_version)})
+
+        @r.get("/images/{image_id}/points")
+        def get_points(project: str, image_id: int) -> list[dict]:
+            self.image(project, image_id)
+            return [{"id": p.annotation_id, "x": p.x, "y": p.y, "radius": p.radius, "class_id": p.class_id,
+                     "index": p.class_index} for p in _guard(lambda: ctx.repo.points(image_id))]
+
+        @r.get("/images/{image_id}/prediction")
+        async def get_prediction(project: str, image_id: int, request: Request, after: int | None = None,
+                                 wait: float = 0.0) -> Response:
+            pid, _info = await asyncio.to_thread(self.image, project, image_id)
+            deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
+            tried: tuple[int | None, float] = (None, 0.0)  # head id last tried, and when
+            while True:
+                head_id = ctx.engine.latest_head_id(pid)
+                now = time.monotonic()
+                # a new head, or (features were not ready) half a second later: try to score the image
+                if head_id is not None and head_id != after and (head_id != tried[0] or now - tried[1] > 0.5):
+                    tried = (head_id, now)
+                    scores = await asyncio.to_thread(_guard, lambda: ctx.engine.grid_scores(pid, image_id))
+                    if scores is not None:
+                        version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version
+                        return JSONResponse(prediction_json(scores, version), headers={"Cache-Control": "no-store"})
+                if now >= deadline or await request.is_disconnected():
+                    return Response(status_code=204)
+                await asyncio.sleep(POLL_S)
+
+        return r
+
+    @staticmethod
+    def author(request: Request) -> str:
+        return (request.headers.get("x-probeseg-author") or "api")[:100]

@@ -1,0 +1,92 @@
+"""The annotation canvas: a `gr.HTML` whose value is the JSON the browser needs (API base, image, classes);
+the browser draws and edits everything itself (webapp/static/canvas.js) through the REST API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import gradio as gr
+
+from storage import ClassInfo, ImageInfo
+
+JS = (Path(__file__).parent / "static" / "canvas.js").read_text(encoding="utf-8")
+
+TEMPLATE = """
+<div class="ps-root" data-unsaved="0" data-refused="0">
+  <div class="ps-bar">
+    <span class="ps-group">
+      <button type="button" data-tool="brush" title="Brush (b)">🖌 Brush</button>
+      <button type="button" data-tool="eraser" title="Eraser (e)">⌫ Erase</button>
+      <button type="button" data-tool="point" title="Points (o): a click adds one, a click on one removes it">• Point</button>
+      <button type="button" data-tool="pan" title="Pan (h; or drag with space or the middle button; wheel zooms)">✋ Pan</button>
+    </span>
+    <label class="ps-group"><span class="ps-size-label">Brush size</span>
+      <input class="ps-size" type="range" min="1" max="60" value="8"></label>
+    <span class="ps-group">
+      <button type="button" class="ps-undo" title="Undo (Ctrl+Z)">↶ Undo</button>
+      <button type="button" class="ps-redo" title="Redo (Ctrl+Shift+Z)">↷ Redo</button>
+      <button type="button" class="ps-clear" title="Clear every label of this image">Clear</button>
+      <button type="button" class="ps-fit" title="Fit the image (f)">Fit</button>
+    </span>
+    <span class="ps-group">
+      <label><input class="ps-show-labels" type="checkbox" checked> labels</label>
+      <label><input class="ps-show-pred" type="checkbox" checked> prediction</label>
+      <input class="ps-opacity" type="range" min="0" max="100" value="50" title="prediction opacity">
+      <select class="ps-mode" title="what the prediction layer shows">
+        <option value="classes">classes</option><option value="confidence">confidence</option>
+        <option value="uncertainty">uncertainty</option></select>
+      <label title="retrain the head after every edit"><input class="ps-auto" type="checkbox" checked> auto-train</label>
+    </span>
+  </div>
+  <div class="ps-classes"></div>
+  <div class="ps-stage"><canvas class="ps-view"></canvas></div>
+  <div class="ps-status ok" role="status" aria-live="polite"></div>
+</div>
+"""
+
+CSS = """
+.ps-root { display: flex; flex-direction: column; gap: 4px; }
+.ps-bar { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: center; font-size: 12px; }
+.ps-bar select { font-size: 12px; padding: 0 4px; height: 22px; }
+.ps-group { display: inline-flex; gap: 4px; align-items: center; }
+.ps-bar button, .ps-class { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 1px 7px;
+  background: var(--button-secondary-background-fill); color: var(--body-text-color); cursor: pointer; font-size: 12px; }
+.ps-bar button.active { background: var(--color-accent); color: white; }
+.ps-classes { display: flex; flex-wrap: wrap; gap: 4px; }
+.ps-class { display: inline-flex; align-items: center; gap: 4px; }
+.ps-class.active { outline: 3px solid var(--color-accent); font-weight: 600; }
+.ps-sw { width: 14px; height: 14px; border-radius: 3px; display: inline-block; border: 1px solid #0006; }
+.ps-eye { margin-left: 4px; }
+.ps-stage { position: relative; height: calc(100vh - 290px); min-height: 320px; background: #2b2b2b;
+  border-radius: 6px; overflow: hidden; touch-action: none; }
+.ps-view { position: absolute; inset: 0; width: 100%; height: 100%; touch-action: none; }
+.ps-status { font-size: 13px; padding: 2px 6px; border-radius: 4px; }
+.ps-status.warn { background: #fff4ce; color: #5c4400; }
+.ps-status.busy { color: var(--body-text-color-subdued); }
+.ps-status.bad { background: #fde7e9; color: #8a1020; cursor: pointer; }
+"""
+
+
+def api_base(project_name: str) -> str:
+    return f"/api/v1/projects/{quote(project_name, safe='')}"
+
+
+def canvas_value(project_name: str, image: ImageInfo | None, classes: list[ClassInfo], nonce: int = 0,
+                 select: int | None = None) -> str:
+    """What the browser needs to show an image: the API base, the image, the class table. `nonce`
+    changes force a reload of the same image's labels (after a refine, an import of masks, ...);
+    `select` is a class id the brush switches to (a class just added)."""
+    return json.dumps({
+        "api": api_base(project_name),
+        "image": None if image is None else {"id": image.id, "name": image.name, "width": image.width,
+                                             "height": image.height},
+        "classes": [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index} for c in classes],
+        "nonce": nonce, "select": select,
+    })
+
+
+def build_canvas() -> gr.HTML:
+    return gr.HTML(value="{}", html_template=TEMPLATE, css_template=CSS, js_on_load=JS, elem_id="canvas",
+                   padding=False, container=False)

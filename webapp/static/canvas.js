@@ -1,0 +1,614 @@
+// probeseg annotation canvas: the body of gr.HTML's js_on_load (element, props, watch are given).
+// The browser draws every layer; edits travel as operations (webapp/api.py, storage/ops.py), one at a
+// time, in order, each retried with the same op_id until the server has committed it.
+const root = element.querySelector('.ps-root');
+const $ = (sel) => root.querySelector(sel);
+const PRED_MAX = 1024;  // longest side of the prediction layer (an exact subsample of core's full-size map)
+const S = {
+  cfg: null, token: 0, img: null, W: 0, H: 0,
+  tool: 'brush', classId: null, radius: 8, pointRadius: 6, opacity: 0.5, labelOpacity: 0.7,
+  showPred: true, showLabels: true, predMode: 'classes', hidden: new Set(), autoTrain: true,
+  view: { s: 1, x: 0, y: 0 }, fitted: false, mouse: null, spaceDown: false, drag: null, path: null,
+  labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
+  points: [], pred: null, headId: null, knownVersion: -1, queue: [], sending: false, failures: 0,
+  retryAt: 0, refused: [], trainGen: 0, drawQueued: false, strokes: [], toggleMs: [],
+};
+const api = window.__probeseg = window.__probeseg || {};
+api.state = S;
+api.strokes = S.strokes;   // per stroke: t_up, t_ack, t_paint (performance.now(), for bench/ and tests)
+api.toggleMs = S.toggleMs;
+
+const canvas = $('canvas.ps-view');
+const g = canvas.getContext('2d');
+const lc = S.labelCanvas.getContext('2d', { willReadFrequently: true });
+const pc = S.predCanvas.getContext('2d');
+
+// ------------------------------------------------------------------ config from Python (props.value)
+function config() {
+  try { return JSON.parse(props.value || '{}'); } catch (e) { return {}; }
+}
+function classById(id) { return (S.cfg.classes || []).find((c) => c.id === id); }
+function classByIndex(i) { return (S.cfg.classes || []).find((c) => c.index === i); }
+function hexRgb(hex) { const n = parseInt(hex.slice(1), 16); return [(n >> 16) & 255, (n >> 8) & 255, n & 255]; }
+function apiBase() { return S.cfg.api; }
+function queueKey() { return 'probeseg-unsaved:' + apiBase(); }
+
+function saveQueue() {
+  try { localStorage.setItem(queueKey(), JSON.stringify(S.queue.map((q) => ({ image: q.image, op: q.op })))); }
+  catch (e) { /* private mode: the queue still lives in this tab */ }
+  status();
+}
+function loadQueue() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(queueKey()) || '[]');
+    const known = new Set(S.queue.map((q) => q.op.op_id));
+    for (const q of saved) if (!known.has(q.op.op_id)) S.queue.push({ image: q.image, op: q.op, t0: performance.now() });
+  } catch (e) { /* ignore a corrupt entry */ }
+}
+
+function setUrl() {
+  const u = new URL(location.href);
+  if (S.cfg && S.cfg.image) u.searchParams.set('image', S.cfg.image.id);
+  u.searchParams.set('tool', S.tool);
+  if (S.classId != null) u.searchParams.set('class', S.classId);
+  history.replaceState(history.state, '', u);
+}
+
+function applyConfig() {
+  const prev = S.cfg;
+  S.cfg = config();
+  if (!S.cfg.api) return;
+  const first = prev === null;
+  if (first) {
+    const q = new URLSearchParams(location.search);
+    if (['brush', 'eraser', 'point', 'pan'].includes(q.get('tool'))) S.tool = q.get('tool');
+    if (q.get('class')) S.classId = parseInt(q.get('class'), 10);
+    loadQueue();
+  }
+  const classes = S.cfg.classes || [];
+  if (!classById(S.classId)) {
+    const nonBg = classes.find((c) => c.name.toLowerCase() !== 'background');
+    S.classId = (nonBg || classes[0] || { id: null }).id;
+  }
+  if (S.cfg.select != null && classById(S.cfg.select)) { S.classId = S.cfg.select; if (S.tool === 'eraser') S.tool = 'brush'; }
+  buildPalette();
+  buildToolbar();
+  const im = S.cfg.image;
+  const same = prev && prev.image && im && prev.image.id === im.id && prev.nonce === S.cfg.nonce;
+  if (!same) openImage();
+  else { recolourLabels(); paintPrediction(); }
+  setUrl();
+  pump();
+}
+
+// ------------------------------------------------------------------ toolbar and palette
+function buildPalette() {
+  const box = $('.ps-classes');
+  box.replaceChildren();
+  (S.cfg.classes || []).forEach((c, n) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'ps-class' + (c.id === S.classId ? ' active' : '');
+    b.dataset.classId = c.id;
+    b.title = `${c.name} (key ${n + 1})`;
+    b.innerHTML = `<span class="ps-sw"></span>${n < 9 ? (n + 1) + ' · ' : ''}`;
+    b.querySelector('.ps-sw').style.background = c.color;
+    b.append(document.createTextNode(c.name));
+    b.onclick = () => pickClass(c.id);
+    const eye = document.createElement('input');
+    eye.type = 'checkbox'; eye.checked = !S.hidden.has(c.index); eye.title = 'show this class in the prediction';
+    eye.className = 'ps-eye';
+    eye.onclick = (e) => { e.stopPropagation(); toggleClass(c.index, eye.checked); };
+    b.append(eye);
+    box.append(b);
+  });
+}
+function pickClass(id) {
+  S.classId = id;
+  if (S.tool === 'eraser' || S.tool === 'pan') S.tool = 'brush';
+  root.querySelectorAll('.ps-class').forEach((b) => b.classList.toggle('active', +b.dataset.classId === id));
+  buildToolbar(); setUrl(); draw();
+}
+function buildToolbar() {
+  root.querySelectorAll('[data-tool]').forEach((b) => b.classList.toggle('active', b.dataset.tool === S.tool));
+  $('.ps-size').value = S.tool === 'point' ? S.pointRadius : S.radius;
+  $('.ps-size-label').textContent = S.tool === 'point' ? 'Point size' : 'Brush size';
+  canvas.style.cursor = S.tool === 'pan' ? 'grab' : 'none';
+}
+function setTool(t) { S.tool = t; buildToolbar(); setUrl(); draw(); }
+function toggleClass(index, on) {
+  const t0 = performance.now();
+  if (on) S.hidden.delete(index); else S.hidden.add(index);
+  paintPrediction(); drawNow();
+  S.toggleMs.push(performance.now() - t0);
+}
+
+root.querySelectorAll('[data-tool]').forEach((b) => { b.onclick = () => setTool(b.dataset.tool); });
+$('.ps-size').oninput = (e) => {
+  const v = +e.target.value;
+  if (S.tool === 'point') S.pointRadius = v; else S.radius = v;
+  draw();
+};
+$('.ps-opacity').oninput = (e) => {
+  const t0 = performance.now();
+  S.opacity = +e.target.value / 100; drawNow();
+  S.toggleMs.push(performance.now() - t0);
+};
+$('.ps-show-pred').onchange = (e) => { S.showPred = e.target.checked; drawNow(); };
+$('.ps-show-labels').onchange = (e) => { S.showLabels = e.target.checked; drawNow(); };
+$('.ps-mode').onchange = (e) => {
+  const t0 = performance.now();
+  S.predMode = e.target.value; paintPrediction(); drawNow();
+  S.toggleMs.push(performance.now() - t0);
+};
+$('.ps-auto').onchange = (e) => { S.autoTrain = e.target.checked; };
+$('.ps-undo').onclick = () => history_('undo');
+$('.ps-redo').onclick = () => history_('redo');
+$('.ps-clear').onclick = () => {
+  if (!S.cfg.image) return;
+  if (window.confirm(`Clear every label of ${S.cfg.image.name}? (Undo brings them back.)`)) history_('clear');
+};
+$('.ps-fit').onclick = () => { fitView(); draw(); };
+
+// ------------------------------------------------------------------ image, labels, points
+async function fetchOk(url, opts) {
+  const res = await fetch(url, Object.assign({ credentials: 'same-origin' }, opts || {}));
+  if (!res.ok) throw new Error(`${res.status}`);
+  return res;
+}
+
+async function openImage() {
+  const token = ++S.token;
+  S.pred = null; S.headId = null; S.points = []; S.img = null;
+  const im = S.cfg.image;
+  if (!im) { S.W = S.H = 0; draw(); status(); return; }
+  S.W = im.width; S.H = im.height;
+  S.labelCanvas.width = S.W; S.labelCanvas.height = S.H;
+  lc.clearRect(0, 0, S.W, S.H);
+  const sc = Math.min(1, PRED_MAX / Math.max(S.W, S.H));
+  S.predCanvas.width = Math.max(1, Math.round(S.W * sc)); S.predCanvas.height = Math.max(1, Math.round(S.H * sc));
+  pc.clearRect(0, 0, S.predCanvas.width, S.predCanvas.height);
+  S.fitted = false; resize();
+  const img = new Image();
+  img.decoding = 'async';
+  img.src = `${apiBase()}/images/${im.id}/file`;
+  img.onload = () => { if (token === S.token) { S.img = img; draw(); } };
+  await reloadLabels(token);
+  predictionLoop(token);
+}
+
+async function reloadLabels(token) {
+  token = token || S.token;
+  const im = S.cfg.image;
+  if (!im) return;
+  try {
+    const [res, pts] = await Promise.all([
+      fetchOk(`${apiBase()}/images/${im.id}/labels?mode=gray`, { cache: 'no-cache' }),
+      fetchOk(`${apiBase()}/images/${im.id}/points`).then((r) => r.json()),
+    ]);
+    const version = +(res.headers.get('X-Label-Version') || -1);
+    const bmp = await createImageBitmap(await res.blob(), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+    if (token !== S.token) return;
+    const tmp = document.createElement('canvas');
+    tmp.width = S.W; tmp.height = S.H;
+    const t = tmp.getContext('2d', { willReadFrequently: true });
+    t.drawImage(bmp, 0, 0);
+    const src = t.getImageData(0, 0, S.W, S.H).data;
+    S.labelIdx = new Uint8Array(S.W * S.H);
+    for (let i = 0, j = 0; i < S.labelIdx.length; i++, j += 4) S.labelIdx[i] = src[j];
+    S.points = pts;
+    S.knownVersion = Math.max(S.knownVersion, version);
+    recolourLabels();
+    for (const q of S.queue) if (q.image === im.id) paintOp(q.op);  // unsaved edits stay visible
+    draw();
+  } catch (e) {
+    if (token === S.token) { S.loadError = 'could not load the labels (' + e.message + '); retrying'; status(); setTimeout(() => reloadLabels(token), 2000); }
+  }
+}
+
+function recolourLabels() {
+  if (!S.labelIdx || !S.W) return;
+  const lut = new Uint8ClampedArray(256 * 4);
+  for (const c of S.cfg.classes || []) { const [r, gg, b] = hexRgb(c.color); lut.set([r, gg, b, 255], c.index * 4); }
+  const out = lc.createImageData(S.W, S.H);
+  const d = out.data;
+  for (let i = 0, j = 0; i < S.labelIdx.length; i++, j += 4) {
+    const k = S.labelIdx[i] * 4;
+    d[j] = lut[k]; d[j + 1] = lut[k + 1]; d[j + 2] = lut[k + 2]; d[j + 3] = lut[k + 3];
+  }
+  lc.putImageData(out, 0, 0);
+}
+
+// ------------------------------------------------------------------ prediction (patch-grid scores)
+function axis(nIn, nOut, count, scale) {
+  // core.features._axis_weights for the output pixels sampled by the layer: source index rule of
+  // PyTorch's bilinear upsampling (align_corners=False), lower clamp at 0, upper neighbour clamped.
+  const i0 = new Int32Array(count), i1 = new Int32Array(count), w1 = new Float64Array(count);
+  for (let u = 0; u < count; u++) {
+    const d = Math.min(nOut - 1, Math.floor((u + 0.5) * scale));  // the image pixel this layer pixel shows
+    const src = Math.max(0, (d + 0.5) * nIn / nOut - 0.5);
+    const a = Math.min(nIn - 1, Math.floor(src));
+    i0[u] = a; i1[u] = a < nIn - 1 ? a + 1 : a; w1[u] = src - a;
+  }
+  return { i0, i1, w1 };
+}
+
+function applyPrediction(p) {
+  const bytes = Uint8Array.from(atob(p.logits), (ch) => ch.charCodeAt(0));
+  const L = new Float32Array(bytes.buffer);
+  const [h, w] = p.grid, K = p.channels, [H, W] = p.size;
+  const ow = S.predCanvas.width, oh = S.predCanvas.height;
+  const ax = axis(w, W, ow, W / ow), ay = axis(h, H, oh, H / oh);
+  const arg = new Uint8Array(ow * oh), conf = new Float32Array(ow * oh), ent = new Float32Array(ow * oh);
+  const v = new Float64Array(K);
+  const norm = K > 1 ? Math.log(K) : 1;
+  for (let y = 0; y < oh; y++) {
+    const r0 = ay.i0[y] * w, r1 = ay.i1[y] * w, ly = ay.w1[y];
+    for (let x = 0; x < ow; x++) {
+      const c0 = ax.i0[x], c1 = ax.i1[x], lx = ax.w1[x];
+      let best = 0, bv = -Infinity;
+      for (let k = 0; k < K; k++) {
+        const o = k * h * w;
+        const top = L[o + r0 + c0] * (1 - lx) + L[o + r0 + c1] * lx;
+        const bot = L[o + r1 + c0] * (1 - lx) + L[o + r1 + c1] * lx;
+        const val = top * (1 - ly) + bot * ly;
+        v[k] = val;
+        if (val > bv) { bv = val; best = k; }
+      }
+      let z = 0, hsum = 0;
+      for (let k = 0; k < K; k++) z += Math.exp(v[k] - bv);
+      for (let k = 0; k < K; k++) { const q = Math.exp(v[k] - bv) / z; if (q > 0) hsum -= q * Math.log(q); }
+      const i = y * ow + x;
+      arg[i] = best; conf[i] = 1 / z; ent[i] = Math.max(0, hsum / norm);
+    }
+  }
+  S.pred = { arg, conf, ent, classes: p.classes, headId: p.head_id, generation: p.generation };
+  paintPrediction();
+}
+
+function paintPrediction() {
+  const P = S.pred;
+  const ow = S.predCanvas.width, oh = S.predCanvas.height;
+  if (!P) { pc.clearRect(0, 0, ow, oh); return; }
+  const lut = [];
+  P.classes.forEach((idx, ch) => {
+    const c = idx == null ? null : classByIndex(idx);
+    lut[ch] = c && !S.hidden.has(idx) ? hexRgb(c.color) : null;
+  });
+  const out = pc.createImageData(ow, oh);
+  const d = out.data;
+  for (let i = 0, j = 0; i < P.arg.length; i++, j += 4) {
+    if (S.predMode === 'uncertainty') {
+      d[j] = 255; d[j + 1] = 0; d[j + 2] = 160; d[j + 3] = Math.round(255 * P.ent[i]);
+      continue;
+    }
+    const c = lut[P.arg[i]];
+    if (!c) continue;
+    d[j] = c[0]; d[j + 1] = c[1]; d[j + 2] = c[2];
+    d[j + 3] = S.predMode === 'confidence' ? Math.round(255 * P.conf[i]) : 255;
+  }
+  pc.putImageData(out, 0, 0);
+}
+api.predictionLabels = () => {
+  // the argmax class index of every pixel of the prediction layer (tests compare it with core's)
+  const P = S.pred;
+  if (!P) return null;
+  return Array.from(P.arg, (ch) => (P.classes[ch] == null ? 255 : P.classes[ch]));
+};
+
+async function predictionLoop(token) {
+  while (token === S.token && S.cfg.image) {
+    const id = S.cfg.image.id;
+    const after = S.headId == null ? '' : `&after=${S.headId}`;
+    let res = null;
+    try { res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20${after}`, { credentials: 'same-origin', cache: 'no-store' }); }
+    catch (e) { res = null; }
+    if (token !== S.token) return;
+    if (res && res.status === 200) {
+      const tResp = performance.now();
+      const p = await res.json();
+      if (token !== S.token) return;
+      S.headId = p.head_id;
+      applyPrediction(p);
+      const tApplied = performance.now();
+      requestAnimationFrame(() => {
+        drawNow();
+        const t = performance.now();
+        for (const s of S.strokes) {
+          if (s.t_paint == null && s.gen && p.generation >= s.gen) Object.assign(s, { t_paint: t, t_resp: tResp, t_applied: tApplied });
+        }
+      });
+      clearTimeout(S.predictedTimer);  // tell the page (status, views, gallery) once strokes pause
+      S.predictedTimer = setTimeout(() => trigger('predicted'), 1500);
+      const mine = S.queue.some((q) => q.image === id);
+      if (p.label_version > S.knownVersion && !mine) reloadLabels(token);  // another tab edited this image
+    } else if (!res || res.status !== 204) {
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ operations: queue, send, retry
+function opId() {
+  return (crypto.randomUUID ? crypto.randomUUID() : Date.now().toString(36) + Math.random().toString(36).slice(2));
+}
+function enqueue(op, rec) {
+  const item = { image: S.cfg.image.id, op, t0: performance.now(), rec };
+  S.queue.push(item);
+  saveQueue();
+  pump();
+}
+function history_(kind) {
+  if (!S.cfg.image) return;
+  enqueue({ op_id: opId(), kind });
+}
+
+async function pump() {
+  if (S.sending || !S.cfg || !S.cfg.api) return;
+  S.sending = true;
+  let hadError = false;
+  try {
+    while (S.queue.length) {
+      const item = S.queue[0];
+      let res = null, body = null;
+      try {
+        res = await fetch(`${apiBase()}/images/${item.image}/ops${S.autoTrain ? '' : '?train=false'}`, {
+          method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify(item.op),
+        });
+        body = await res.json().catch(() => ({}));
+      } catch (e) { res = null; }
+      if (res && res.ok) {
+        S.queue.shift(); saveQueue(); S.failures = 0;
+        S.knownVersion = Math.max(S.knownVersion, body.label_version || 0);
+        if (item.rec) { item.rec.t_ack = performance.now(); item.rec.gen = body.train_generation || 0; }
+        if (['undo', 'redo', 'clear', 'unpoint'].includes(item.op.kind) && S.cfg.image && item.image === S.cfg.image.id) reloadLabels();
+        continue;
+      }
+      if (res && res.status >= 400 && res.status < 500 && ![408, 429].includes(res.status)) {
+        S.queue.shift(); saveQueue();
+        S.refused.push({ kind: item.op.kind, reason: (body && body.detail) || `HTTP ${res.status}` });
+        hadError = true;
+        status();
+        continue;
+      }
+      hadError = true;
+      S.failures += 1;
+      const wait = Math.min(10000, 250 * 2 ** Math.min(S.failures, 6));
+      S.retryAt = performance.now() + wait;
+      status();
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  } finally {
+    S.sending = false;
+    S.retryAt = 0;
+    if (hadError) reloadLabels();  // show what the server has (a restart, a refused edit)
+    status();
+  }
+}
+
+function status() {
+  const el = $('.ps-status');
+  const n = S.queue.length;
+  root.dataset.unsaved = n;
+  root.dataset.refused = S.refused.length;
+  let text = '', cls = 'ok';
+  if (!S.cfg || !S.cfg.image) text = 'No image: add some in the Images tab.';
+  else if (n) {
+    const secs = S.retryAt ? Math.max(0, Math.ceil((S.retryAt - performance.now()) / 1000)) : 0;
+    text = `${n} unsaved edit${n > 1 ? 's' : ''}` + (secs ? ` · server unreachable, retrying in ${secs} s` : ' · saving…');
+    cls = secs ? 'warn' : 'busy';
+  } else text = 'All edits saved';
+  if (S.refused.length) {
+    const last = S.refused[S.refused.length - 1];
+    text += ` · ${S.refused.length} edit${S.refused.length > 1 ? 's' : ''} NOT saved (last: ${last.kind}: ${last.reason})`;
+    cls = 'bad';
+  }
+  el.textContent = text;
+  el.className = 'ps-status ' + cls;
+  if (S.retryAt && !S.statusTimer) S.statusTimer = setTimeout(() => { S.statusTimer = null; status(); }, 1000);
+}
+$('.ps-status').onclick = () => { if (S.refused.length) { S.refused = []; status(); } };
+
+// ------------------------------------------------------------------ drawing
+function resize() {
+  const box = $('.ps-stage');
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(50, box.clientWidth), h = Math.max(50, box.clientHeight);
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+  }
+  if (!S.fitted && S.W) fitView();
+  drawNow();
+}
+function fitView() {
+  const box = $('.ps-stage');
+  const w = box.clientWidth, h = box.clientHeight;
+  if (!S.W || !w) return;
+  const s = Math.min(w / S.W, h / S.H);
+  S.view = { s, x: (w - S.W * s) / 2, y: (h - S.H * s) / 2 };
+  S.fitted = true;
+}
+function draw() {
+  if (S.drawQueued) return;
+  S.drawQueued = true;
+  requestAnimationFrame(() => { S.drawQueued = false; drawNow(); });
+}
+function drawNow() {
+  const dpr = window.devicePixelRatio || 1;
+  g.setTransform(1, 0, 0, 1, 0, 0);
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  if (!S.W) return;
+  const v = S.view;
+  g.setTransform(dpr * v.s, 0, 0, dpr * v.s, dpr * v.x, dpr * v.y);
+  g.imageSmoothingEnabled = v.s < 1;
+  if (S.img) g.drawImage(S.img, 0, 0, S.W, S.H);
+  else { g.fillStyle = '#777'; g.fillRect(0, 0, S.W, S.H); }
+  g.imageSmoothingEnabled = false;
+  if (S.showPred && S.pred) { g.globalAlpha = S.opacity; g.drawImage(S.predCanvas, 0, 0, S.W, S.H); }
+  if (S.showLabels) { g.globalAlpha = S.labelOpacity; g.drawImage(S.labelCanvas, 0, 0); }
+  g.globalAlpha = 1;
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  for (const p of S.points) {
+    const c = p.index == null ? null : classByIndex(p.index);
+    const [sx, sy] = [v.x + (p.x + 0.5) * v.s, v.y + (p.y + 0.5) * v.s];
+    g.beginPath(); g.arc(sx, sy, Math.max(4, p.radius * v.s), 0, 2 * Math.PI);
+    g.fillStyle = c ? c.color : '#888'; g.fill();
+    g.lineWidth = 2; g.strokeStyle = '#fff'; g.stroke();
+  }
+  if (S.mouse && S.tool !== 'pan') {
+    const r = (S.tool === 'point' ? S.pointRadius : S.radius) * v.s;
+    g.beginPath(); g.arc(S.mouse.x, S.mouse.y, Math.max(2, r), 0, 2 * Math.PI);
+    g.lineWidth = 1.5; g.strokeStyle = '#000'; g.stroke();
+    g.setLineDash([4, 3]); g.strokeStyle = '#fff'; g.stroke(); g.setLineDash([]);
+    const c = classById(S.classId);
+    if (S.tool !== 'eraser' && c) { g.globalAlpha = 0.35; g.fillStyle = c.color; g.fill(); g.globalAlpha = 1; }
+  }
+}
+
+// ------------------------------------------------------------------ pointer input
+function toImage(e) {
+  const r = canvas.getBoundingClientRect();
+  const sx = e.clientX - r.left, sy = e.clientY - r.top;
+  return { sx, sy, x: (sx - S.view.x) / S.view.s - 0.5, y: (sy - S.view.y) / S.view.s - 0.5 };
+}
+function clampPt(p, r) {
+  const m = r + 0.5;
+  return [Math.min(S.W - 0.5 + m, Math.max(-0.5 - m, p.x)), Math.min(S.H - 0.5 + m, Math.max(-0.5 - m, p.y))];
+}
+function paintOp(op) {
+  // draw an edit on the label layer the way the server will store it (approximately: the server decides)
+  lc.save();
+  if (op.kind === 'stroke' || op.kind === 'point') {
+    const c = classById(op.class_id);
+    lc.fillStyle = lc.strokeStyle = c ? c.color : '#888';
+  } else if (op.kind === 'erase') {
+    lc.globalCompositeOperation = 'destination-out';
+    lc.strokeStyle = lc.fillStyle = '#000';
+  } else { lc.restore(); return; }
+  const pts = op.points, r = Math.max(0.5, op.radius);
+  lc.lineWidth = 2 * r; lc.lineCap = 'round'; lc.lineJoin = 'round';
+  if (pts.length === 1) { lc.beginPath(); lc.arc(pts[0][0] + 0.5, pts[0][1] + 0.5, r, 0, 2 * Math.PI); lc.fill(); }
+  else {
+    lc.beginPath(); lc.moveTo(pts[0][0] + 0.5, pts[0][1] + 0.5);
+    for (const p of pts.slice(1)) lc.lineTo(p[0] + 0.5, p[1] + 0.5);
+    lc.stroke();
+  }
+  lc.restore();
+}
+
+canvas.addEventListener('pointerdown', (e) => {
+  if (!S.W || !S.cfg.image) return;
+  canvas.setPointerCapture(e.pointerId);
+  const p = toImage(e);
+  if (e.button === 1 || S.spaceDown || S.tool === 'pan') {
+    S.drag = { sx: p.sx, sy: p.sy, vx: S.view.x, vy: S.view.y };
+    e.preventDefault();
+    return;
+  }
+  if (e.button !== 0) return;
+  if (S.tool === 'point') {
+    const tol = 8 / S.view.s;
+    const near = S.points.map((q) => [Math.hypot(q.x - p.x, q.y - p.y), q]).filter(([d, q]) => d <= Math.max(q.radius, tol))
+      .sort((a, b) => a[0] - b[0])[0];
+    if (near) {
+      S.points = S.points.filter((q) => q !== near[1]);
+      enqueue({ op_id: opId(), kind: 'unpoint', points: [[near[1].x, near[1].y]] });
+    } else {
+      const c = classById(S.classId);
+      if (!c) return;
+      const op = { op_id: opId(), kind: 'point', class_id: c.id, radius: S.pointRadius, points: [clampPt(p, 0)] };
+      S.points.push({ x: op.points[0][0], y: op.points[0][1], radius: S.pointRadius, index: c.index, pending: true });
+      paintOp(op);
+      const rec = { kind: 'point', t_up: performance.now() };
+      S.strokes.push(rec);
+      enqueue(op, rec);
+    }
+    draw();
+    return;
+  }
+  const c = classById(S.classId);
+  if (S.tool === 'brush' && !c) return;
+  S.path = { kind: S.tool === 'eraser' ? 'erase' : 'stroke', classId: c ? c.id : null, radius: S.radius, pts: [clampPt(p, S.radius)] };
+  paintOp({ kind: S.path.kind, class_id: S.path.classId, radius: S.path.radius, points: S.path.pts });
+  draw();
+});
+canvas.addEventListener('pointermove', (e) => {
+  const p = toImage(e);
+  S.mouse = { x: p.sx, y: p.sy };
+  if (S.drag) {
+    S.view.x = S.drag.vx + (p.sx - S.drag.sx); S.view.y = S.drag.vy + (p.sy - S.drag.sy);
+  } else if (S.path) {
+    const last = S.path.pts[S.path.pts.length - 1];
+    const q = clampPt(p, S.path.radius);
+    if (Math.hypot(q[0] - last[0], q[1] - last[1]) >= Math.max(0.5, S.path.radius / 4)) {
+      S.path.pts.push(q);
+      paintOp({ kind: S.path.kind, class_id: S.path.classId, radius: S.path.radius, points: [last, q] });
+    }
+  }
+  draw();
+});
+function endStroke() {
+  if (S.drag) { S.drag = null; return; }
+  if (!S.path) return;
+  const path = S.path;
+  S.path = null;
+  const op = { op_id: opId(), kind: path.kind, radius: path.radius, points: path.pts };
+  if (path.kind === 'stroke') op.class_id = path.classId;
+  const rec = { kind: path.kind, t_up: performance.now() };
+  S.strokes.push(rec);
+  enqueue(op, rec);
+}
+canvas.addEventListener('pointerup', endStroke);
+canvas.addEventListener('pointercancel', endStroke);
+canvas.addEventListener('pointerleave', () => { S.mouse = null; draw(); });
+canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+canvas.addEventListener('wheel', (e) => {
+  if (!S.W) return;
+  e.preventDefault();
+  const p = toImage(e);
+  const f = Math.exp(-e.deltaY * 0.0015);
+  const s = Math.min(64, Math.max(0.02, S.view.s * f));
+  S.view.x = p.sx - (p.sx - S.view.x) * (s / S.view.s);
+  S.view.y = p.sy - (p.sy - S.view.y) * (s / S.view.s);
+  S.view.s = s;
+  draw();
+}, { passive: false });
+
+// ------------------------------------------------------------------ keys (installed once per page)
+const typing = (el) => el && (el.isContentEditable || el.tagName === 'TEXTAREA' || el.tagName === 'SELECT' ||
+  (el.tagName === 'INPUT' && !['radio', 'checkbox', 'range', 'button'].includes(el.type)));
+api.onKey = (e) => {
+  if (typing(e.target) || !S.cfg) return false;
+  const k = e.key.toLowerCase();
+  if ((e.ctrlKey || e.metaKey) && k === 'z') { history_(e.shiftKey ? 'redo' : 'undo'); return true; }
+  if ((e.ctrlKey || e.metaKey) && k === 'y') { history_('redo'); return true; }
+  if (e.ctrlKey || e.metaKey || e.altKey) return false;
+  if (e.key >= '1' && e.key <= '9') {
+    const c = (S.cfg.classes || [])[+e.key - 1];
+    if (c) { pickClass(c.id); return true; }
+    return false;
+  }
+  const tools = { b: 'brush', e: 'eraser', o: 'point', h: 'pan' };
+  if (tools[k]) { setTool(tools[k]); return true; }
+  if (k === '[' || k === ']') {
+    const d = k === '[' ? -1 : 1;
+    if (S.tool === 'point') S.pointRadius = Math.max(1, S.pointRadius + d); else S.radius = Math.max(1, S.radius + d);
+    buildToolbar(); draw(); return true;
+  }
+  if (k === 'f') { fitView(); draw(); return true; }
+  return false;
+};
+if (!window.__probesegCanvasKeys) {
+  window.__probesegCanvasKeys = true;
+  document.addEventListener('keydown', (e) => {
+    if (e.key === ' ' && !typing(e.target)) { window.__probeseg.state.spaceDown = true; }
+    if (window.__probeseg.onKey(e)) e.preventDefault();
+  }, true);
+  document.addEventListener('keyup', (e) => { if (e.key === ' ') window.__probeseg.state.spaceDown = false; }, true);
+}
+
+new ResizeObserver(() => resize()).observe($('.ps-stage'));
+window.addEventListener('online', () => pump());
+watch('value', () => applyConfig());
+applyConfig();
