@@ -393,17 +393,26 @@ class Minimum:
     evaluations: int
 
 
-def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, config: TrainConfig) -> Minimum:
+def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, config: TrainConfig,
+                   callback: Callable[[np.ndarray, int], None] | None = None) -> Minimum:
     """Full-batch L-BFGS (scipy's L-BFGS-B without bounds, 20 corrections): the head's problem is convex,
     so this converges in tens of iterations, deterministically. `fun(x)` returns (loss, gradient). The
     trainer and the benchmarks' literal Eq. 1 baseline both use exactly this, so only the loss differs.
-    An exception raised by `fun` (cancellation) ends the minimisation and propagates."""
+    An exception raised by `fun` (cancellation) ends the minimisation and propagates. `callback(x, n)`
+    sees the parameters after each iteration n = 1, 2, ..."""
     from scipy.optimize import minimize
 
     # L-BFGS-B's vector updates are tiny; left multi-threaded, the BLAS pool's threads spin between them and
     # double the CPU time of every fit (measured on 2 cores) without making it faster.
+    count = [0]
+
+    def each(xk: np.ndarray) -> None:
+        count[0] += 1
+        if callback is not None:
+            callback(np.asarray(xk), count[0])
+
     with _blas_controller().limit(limits=1, user_api="blas"):
-        res = minimize(fun, np.asarray(x0, dtype=np.float64), jac=True, method="L-BFGS-B",
+        res = minimize(fun, np.asarray(x0, dtype=np.float64), jac=True, method="L-BFGS-B", callback=each,
                        options={"maxiter": config.max_iter, "maxcor": 20, "ftol": config.tolerance, "gtol": 1e-9})
     return Minimum(np.asarray(res.x), int(res.nit), int(res.nfev))
 
@@ -441,10 +450,13 @@ def train_head(
     init: LinearHead | None = None,
     should_stop: Callable[[], bool] | None = None,
     cache: TrainingCache | None = None,
+    progress: Callable[[LinearHead, int], None] | None = None,
 ) -> TrainResult:
     """Fit a LinearHead with full-batch L-BFGS (the problem is convex, so this converges in tens of
     iterations and is deterministic). `should_stop` is checked before every loss evaluation and raises
-    TrainingCancelled when true; `cache` reuses per-image work between fits (see TrainingCache)."""
+    TrainingCancelled when true; `cache` reuses per-image work between fits (see TrainingCache);
+    `progress(head, iteration)` gets a copy of the head after each iteration (an interactive client can
+    show it while the fit goes on: a fit is useful long before it has converged)."""
     start = time.perf_counter()
     px = images if isinstance(images, PixelSet) else gather(images, num_classes, config, cache)
     if len(px.pixel_counts) < 2:
@@ -470,8 +482,15 @@ def train_head(
         grad = torch.cat([dw + decay * w, db[:, None]], 1)
         return float(loss) + 0.5 * decay * float(w.pow(2).sum()), grad.double().numpy().ravel()
 
+    def each(x: np.ndarray, n: int) -> None:
+        if progress is not None:
+            snapshot = LinearHead(c, k)
+            snapshot.set_statistics(head.mean, head.std)
+            set_flat_params(snapshot, x)
+            progress(snapshot.eval().requires_grad_(False), n)
+
     with torch.no_grad():
-        found = minimize_lbfgs(fun, flat_params(head), config)
+        found = minimize_lbfgs(fun, flat_params(head), config, each if progress is not None else None)
         set_flat_params(head, found.x)
         final = float(objective(head.conv.weight.view(k, c), head.conv.bias, grad=False))
     iterations = found.iterations

@@ -32,6 +32,7 @@ class HeadState:
     weights_id: str
     created: float = 0.0
     generation: int = 0  # the training request (Trainer generation, this process) it came from; 0 = older
+    interim: bool = False  # an iterate of a fit still running (displayed, never stored)
 
     def lut(self, classes: list[ClassInfo]) -> np.ndarray:
         """256-entry map: head channel -> current class index (IGNORE for a class deleted since)."""

@@ -45,6 +45,10 @@ class ProjectEngine:
         self._sources: dict[int, ImageSource] = {}
         self._heads: dict[int, HeadState | None] = {}  # project id -> head in use (None = none usable)
         self._head_ids: dict[int, int | None] = {}  # project id -> latest stored head id seen
+        # An interim head of the running fit (shown while it converges, never stored), and a counter per
+        # project that every new head (interim or stored) bumps: what a waiting client compares.
+        self._interim: dict[int, HeadState] = {}
+        self._head_counter: dict[int, int] = {}
         # Per project, the per-image training work kept between fits; used by the one trainer thread only.
         self._train_caches: dict[int, TrainingCache] = {}
         self._predictions: LRU[Prediction] = LRU(settings.prediction_cache)
@@ -209,31 +213,45 @@ class ProjectEngine:
     def set_head(self, project_id: int, state: HeadState) -> None:
         with self._lock:
             self._heads[project_id], self._head_ids[project_id] = state, state.head_id
+            self._interim.pop(project_id, None)
+            self._head_counter[project_id] = self._head_counter.get(project_id, 0) + 1
+
+    def publish_interim(self, project_id: int, state: HeadState) -> None:
+        """Show a head of a fit still running (until the fit stores its final head)."""
+        with self._lock:
+            self._interim[project_id] = state
+            self._head_counter[project_id] = self._head_counter.get(project_id, 0) + 1
+
+    def live_head(self, project_id: int) -> HeadState | None:
+        """The head to display and to warm-start from: the running fit's latest interim head, else the
+        stored one."""
+        with self._lock:
+            interim = self._interim.get(project_id)
+        return interim if interim is not None else self.head(project_id)
+
+    def head_counter(self, project_id: int) -> int:
+        """Bumped by every new head of the project (interim or stored), in memory: cheap to poll while a
+        client waits for the next retrain."""
+        with self._lock:
+            return self._head_counter.get(project_id, 0)
 
     def head_version(self, project_id: int) -> int | None:
         state = self.head(project_id)
         return None if state is None else state.head_id
 
-    def latest_head_id(self, project_id: int) -> int | None:
-        """The id of the newest head this engine stored or loaded, from memory (no database read once
-        known): cheap enough to poll while a client waits for the next retrain."""
-        with self._lock:
-            if project_id in self._heads:
-                state = self._heads[project_id]
-                return None if state is None else state.head_id
-        return self.head_version(project_id)
-
     def grid_scores(self, project_id: int, image_id: int) -> GridScores | None:
-        """The current head's patch-grid class scores of an image (None: no head yet or features not
+        """The live head's patch-grid class scores of an image (None: no head yet or features not
         ready, which are then queued first)."""
-        state = self.head(project_id)
+        counter = self.head_counter(project_id)
+        state = self.live_head(project_id)
         feats = self.features(image_id) if state is not None else None
         if state is None or feats is None:
             return None
         lut = state.lut(self.repo.list_classes(project_id))
         index = tuple(None if lut[ch] == IGNORE else int(lut[ch]) for ch in range(len(state.class_ids)))
         logits = patch_logits(state.head, feats).numpy().astype(np.float32, copy=False)
-        return GridScores(state.head_id, logits, index, tuple(feats.original_size), state.generation)
+        return GridScores(state.head_id, logits, index, tuple(feats.original_size), state.generation, counter,
+                          state.interim)
 
     # ------------------------------------------------------------------ predictions and views
     def prediction(self, project_id: int, image_id: int, size: tuple[int, int] | None = None,

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from engine.engine import ProjectEngine
 
 Stop = Callable[[], bool]
+INTERIM_FIRST_ITER, INTERIM_FIRST_S = 3, 0.02  # the first interim head: after this many iterations or seconds
+INTERIM_EVERY_S = 0.25  # then at most this often
 
 
 def _check(stop: Stop) -> None:
@@ -59,10 +61,23 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     _check(stop)
     px = gather(images, len(classes), config, engine.training_cache(project_id))
     class_ids = tuple(c.id for c in classes)
-    prev = engine.head(project_id)
+    prev = engine.live_head(project_id)  # warm start from the newest head, interim ones included
     init = prev.head if prev is not None and prev.class_ids == class_ids else None
+    started, shown = time.perf_counter(), [0.0]
+
+    def progress(head, iteration: int) -> None:
+        # Show an early iterate at once, then a better one now and then, until the final head is stored.
+        now = time.perf_counter()
+        due = (iteration >= INTERIM_FIRST_ITER or now - started >= INTERIM_FIRST_S) if not shown[0] else (
+            now - shown[0] >= INTERIM_EVERY_S)
+        if due and not stop():
+            shown[0] = now
+            engine.publish_interim(project_id, HeadState(
+                prev.head_id if prev is not None else 0, head, class_ids, engine.backbone_name, engine.weights_id,
+                time.time(), generation, interim=True))
+
     try:
-        result = train_head(px, len(classes), config, init=init, should_stop=stop)
+        result = train_head(px, len(classes), config, init=init, should_stop=stop, progress=progress)
     except TrainingCancelled:
         raise Superseded() from None
     _check(stop)  # never store a head that a newer edit already made stale

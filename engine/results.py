@@ -98,3 +98,5 @@ class GridScores:
     channel_index: tuple[int | None, ...]  # current class index of each channel (None: class deleted since)
     image_size: tuple[int, int]  # (H, W) the grid is upsampled to
     generation: int = 0  # training request the head answers (compare with `request_train`'s return value)
+    counter: int = 0  # the engine's head counter when it was computed (`ProjectEngine.head_counter`)
+    interim: bool = False  # from a fit still running (a better one follows)

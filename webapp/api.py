@@ -17,8 +17,8 @@ Routes (README "REST API" has examples):
   GET  /images/{id}/labels          8-bit PNG of class indices, 255 = unlabelled (ETag: label version);
                                     ?mode=gray: a greyscale PNG (grey value = index) instead of a palette
   GET  /images/{id}/points          [{"id", "x", "y", "radius", "class_id", "index"}]
-  GET  /images/{id}/prediction      patch-grid class scores (see `prediction_json`); ?after=HEAD_ID&wait=S
-                                    waits up to S seconds (max 25) for a head newer than HEAD_ID (204 if none)
+  GET  /images/{id}/prediction      patch-grid class scores (see `prediction_json`); ?after=VERSION&wait=S
+                                    waits up to S seconds (max 25) for a head other than VERSION (204 if none)
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
     argmax, as `core.predict` does at full resolution."""
     k, h, w = scores.logits.shape
     return {
-        "head_id": scores.head_id, "generation": scores.generation, "grid": [h, w], "size": list(scores.image_size), "channels": k,
+        "head_id": scores.head_id, "version": scores.counter, "interim": scores.interim,
+        "generation": scores.generation, "grid": [h, w], "size": list(scores.image_size), "channels": k,
         "classes": list(scores.channel_index), "dtype": "float32", "label_version": label_version,
         "logits": base64.b64encode(np.ascontiguousarray(scores.logits, "<f4").tobytes()).decode("ascii"),
     }
@@ -261,13 +262,13 @@ class Api:
                                  wait: float = 0.0) -> Response:
             pid, _info = await asyncio.to_thread(self.image, project, image_id)
             deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
-            tried: tuple[int | None, float] = (None, 0.0)  # head id last tried, and when
+            tried: tuple[int | None, float] = (None, 0.0)  # head counter last tried, and when
             while True:
-                head_id = ctx.engine.latest_head_id(pid)
+                counter = ctx.engine.head_counter(pid)
                 now = time.monotonic()
                 # a new head, or (features were not ready) half a second later: try to score the image
-                if head_id is not None and head_id != after and (head_id != tried[0] or now - tried[1] > 0.5):
-                    tried = (head_id, now)
+                if counter != after and (counter != tried[0] or now - tried[1] > 0.5):
+                    tried = (counter, now)
                     scores = await asyncio.to_thread(_guard, lambda: ctx.engine.grid_scores(pid, image_id))
                     if scores is not None:
                         version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version

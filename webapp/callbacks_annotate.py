@@ -13,6 +13,7 @@ import numpy as np
 
 from storage import NotFoundError
 from webapp import imagepanel
+from webapp.callbacks_views import selected
 from webapp.canvas import canvas_value
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
@@ -36,6 +37,7 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
         "canvas": canvas_value(ctx.project_name, info, classes, sess.nonce, select),
         "title": imagepanel.image_title(ctx, sess, info),
         "info": imagepanel.image_status(ctx, info, classes),
+        "gallery": gr.update(selected_index=selected(sess)),  # the highlight follows navigation
     }
     if info is not None:
         out["split"] = info.split

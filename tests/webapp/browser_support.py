@@ -27,38 +27,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(data_dir: Path, log_path: Path, port: int, extra: tuple[str, ...] = (),
+                 timeout: float = 180.0) -> subprocess.Popen:
+    """`python app.py serve --weights random` on 127.0.0.1:port; returns once the page answers."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "app.py", *(["-v"] if os.environ.get("PROBESEG_TEST_VERBOSE") else []), "serve",
+           "--weights", "random", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir), *extra]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            raise RuntimeError(f"server did not start in {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 @contextlib.contextmanager
 def app_server(data_dir: Path, log_path: Path, extra: tuple[str, ...] = (), timeout: float = 180.0):
     """`python app.py serve --weights random` on a free 127.0.0.1 port; yields its URL, stops it after."""
     port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "app.py", *(["-v"] if os.environ.get("PROBESEG_TEST_VERBOSE") else []), "serve", "--weights", "random", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), *extra]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start in {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    proc = start_server(data_dir, log_path, port, extra, timeout)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(proc)
 
 
 ACTION_TIMEOUT_MS = 180_000
@@ -100,3 +113,40 @@ def two_colour_png(path: Path, w: int = 320, h: int = 240) -> Path:
     img += rng.normal(0, 6, img.shape)
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
     return path
+
+
+# ------------------------------------------------------------------ the annotation canvas
+def open_canvas(page, url: str, image_id: int | None = None) -> None:
+    """Open the page and wait until the canvas shows an image with its labels loaded."""
+    page.goto(url + (f"/?image={image_id}" if image_id else ""), wait_until="load")
+    page.wait_for_function("() => window.__probeseg && window.__probeseg.state.W > 0 && "
+                           "window.__probeseg.state.labelIdx", timeout=ACTION_TIMEOUT_MS)
+
+
+def canvas_state(page) -> dict:
+    return page.evaluate("() => { const s = window.__probeseg.state; return {view: s.view, W: s.W, H: s.H, "
+                         "classId: s.classId, tool: s.tool, unsaved: s.queue.length, refused: s.refused, "
+                         "image: s.cfg.image && s.cfg.image.id, version: s.headVersion}; }")
+
+
+def draw_stroke(page, pts: list[tuple[float, float]], steps: int = 6) -> None:
+    """Drag the mouse along image-pixel coordinates on the canvas."""
+    box = page.locator(".ps-view").bounding_box()
+    view = canvas_state(page)["view"]
+
+    def screen(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + view["x"] + (x + 0.5) * view["s"], box["y"] + view["y"] + (y + 0.5) * view["s"]
+
+    page.mouse.move(*screen(*pts[0]))
+    page.mouse.down()
+    for p in pts[1:]:
+        page.mouse.move(*screen(*p), steps=steps)
+    page.mouse.up()
+
+
+def wait_saved(page, timeout: int = ACTION_TIMEOUT_MS) -> None:
+    """Until the canvas has no unsaved edit (the page may have reloaded meanwhile: Gradio reloads it when
+    its server comes back; the unsaved edits survive in the tab's sessionStorage)."""
+    page.wait_for_function("() => window.__probeseg && window.__probeseg.state.cfg && "
+                           "window.__probeseg.state.cfg.api && window.__probeseg.state.queue.length === 0",
+                           timeout=timeout)

@@ -3,13 +3,11 @@ helpers that play the browser's part for the callbacks."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from engine import EngineSettings, ProjectEngine
 from storage import Repository
 from tests.images import png_bytes, two_colour
-from webapp import render
 from webapp.context import AppContext, Session
 
 
@@ -39,16 +37,12 @@ def labelled_ctx(ctx):
     return ctx
 
 
-def editor_value(out: dict, strokes: list[tuple[str, tuple[slice, slice]]], alpha: float = render.LABEL_ALPHA) -> dict:
-    """What the browser sends after painting `strokes` ((colour, (rows, cols)) in display pixels) on the
-    editor value the server sent in `out`."""
-    bg = out["editor"]["value"]["background"]
-    layer = np.zeros((*bg.shape[:2], 4), np.uint8)
-    for colour, (rows, cols) in strokes:
-        layer[rows, cols, :3] = render.hex_to_rgb(colour)
-        layer[rows, cols, 3] = round(alpha * 255)
-    background = np.concatenate([bg, np.full((*bg.shape[:2], 1), 255, np.uint8)], axis=-1)
-    return {"background": background, "layers": [layer], "composite": None}
+def paint(ctx: AppContext, image_id: int, name: str, rows: slice, cols: slice) -> None:
+    """What the canvas sends for a filled rectangle: horizontal radius-0 strokes, one per row."""
+    cid = class_id(ctx, name)
+    for r in range(rows.start, rows.stop):
+        ctx.repo.apply_op(image_id, {"op_id": f"{name}-{r}-{cols.start}-{rows.start}", "kind": "stroke",
+                                     "class_id": cid, "radius": 0, "points": [[cols.start, r], [cols.stop - 1, r]]})
 
 
 def colour_of(ctx: AppContext, name: str) -> str:

@@ -1,21 +1,26 @@
-"""Annotation callbacks as plain functions: strokes, erasing, points, history, training, refinement."""
+"""Annotation callbacks as plain functions: opening and navigating images (the canvas's value), training,
+refinement. Edits themselves go through the REST API (tests/webapp/test_api.py)."""
 
 from __future__ import annotations
+
+import json
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 import pytest
 
 from core.labels import IGNORE
-from tests.webapp.conftest import class_id, colour_of, editor_value
+from tests.webapp.conftest import paint
 from webapp import callbacks_annotate as cba
+from webapp import callbacks_classes as cbc
 from webapp import callbacks_page as cbp
 from webapp import callbacks_views as cbv
 from webapp.context import Session
 from webapp.layout import CLASS_OUT, SHOW
 from webapp.ui import bind
 
-LEFT = (slice(40, 44), slice(5, 50))  # display = full size for the 112x84 test image
+LEFT = (slice(40, 44), slice(5, 50))  # the 112x84 test image: red on the left, blue on the right
 RIGHT = (slice(20, 23), slice(62, 108))
 
 
@@ -25,99 +30,68 @@ def open_first(ctx, sess) -> dict:
     return out
 
 
+def canvas(out: dict) -> dict:
+    return json.loads(out["canvas"])
+
+
 def test_page_load_on_an_empty_project_guides_the_user(ctx, sess):
     out = cbp.page_load(ctx, sess, cbv.SORTS[0])
     assert sess.image_id is None and "Load sample images" in out["title"]
-    assert out["gallery"] == [] and "Features" in out["status"]
-    assert set(out) <= set(CLASS_OUT + ["state", "gallery", "status", "split"])
+    assert out["gallery"]["value"] == [] and "Features" in out["status"]
+    assert canvas(out)["image"] is None and canvas(out)["api"] == "/api/v1/projects/default"
+    assert set(out) <= set(CLASS_OUT + ["state", "gallery", "status", "split", "timer"])
 
 
-def test_strokes_are_stored_at_once_and_survive_a_reload(labelled_ctx, sess):
+def test_the_canvas_gets_the_image_and_the_class_table(labelled_ctx, sess):
     ctx = labelled_ctx
     out = open_first(ctx, sess)
-    assert out["editor"]["value"]["layers"] == []  # stored labels live in the background
-    red, blue = colour_of(ctx, "red"), colour_of(ctx, "blue")
-    res = cba.editor_input(ctx, sess, editor_value(out, [(red, LEFT)]), False)
-    labels = ctx.repo.label_map(sess.image_id)
-    assert (labels[LEFT] == 1).all() and (labels != IGNORE).sum() == 4 * 45
-    assert "red: 180" in res["info"] and res["undo_btn"]["interactive"] is True
-    # The next event carries all strokes so far: only the new one is new.
-    cba.editor_input(ctx, sess, editor_value(out, [(red, LEFT), (blue, RIGHT)]), False)
-    labels = ctx.repo.label_map(sess.image_id)
-    assert (labels[RIGHT] == 2).all() and (labels[LEFT] == 1).all()
-    assert len(ctx.repo.history(sess.image_id)) == 2
-    # A new tab (or a reload) shows them in the editor's background.
-    other = Session()
-    again = cbp.page_load(ctx, other, cbv.SORTS[0])
-    bg = again["editor"]["value"]["background"]
-    assert bg[42, 20, 0] < 200 and bg[10, 20, 0] > 190  # tinted where labelled, the image elsewhere
-    assert "red: 180" in again["info"] and "blue: 138" in again["info"]
+    value = canvas(out)
+    assert value["image"] == {"id": sess.image_id, "name": "two.png", "width": 112, "height": 84}
+    assert [(c["name"], c["index"]) for c in value["classes"]] == [("background", 0), ("red", 1), ("blue", 2)]
+    assert all(c["color"].startswith("#") and len(c["color"]) == 7 for c in value["classes"])
+    # labels stored by the API show up in the image's status line
+    paint(ctx, sess.image_id, "red", *LEFT)
+    again = cba.refresh(ctx, sess)
+    assert "red: 180" in again["info"]
 
 
-def test_stale_or_foreign_editor_values_are_ignored(labelled_ctx, sess):
+def test_a_reload_returns_to_the_image_in_the_url(labelled_ctx, sess):
     ctx = labelled_ctx
-    out = open_first(ctx, sess)
-    value = editor_value(out, [(colour_of(ctx, "red"), LEFT)])
-    value["background"] = np.zeros_like(value["background"])  # the previous image's canvas
-    assert cba.editor_input(ctx, sess, value, False) == {}
-    assert cba.editor_input(ctx, sess, {"background": None, "layers": [], "composite": None}, False) == {}
-    assert cba.editor_input(ctx, sess, None, False) == {}
-    assert (ctx.repo.label_map(sess.image_id) == IGNORE).all()
+    from tests.images import png_bytes, two_colour
+
+    second = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=3)), "second.png")
+    request = SimpleNamespace(query_params={"image": str(second.id)})
+    out = cbp.page_load(ctx, sess, cbv.SORTS[0], request)
+    assert sess.image_id == second.id and canvas(out)["image"]["id"] == second.id
+    assert out["gallery"]["selected_index"] == 1  # the gallery highlights the open image
+    for bad in ({"image": "999"}, {"image": "x"}, {}):
+        other = Session()
+        cbp.page_load(ctx, other, cbv.SORTS[0], SimpleNamespace(query_params=bad))
+        assert other.image_id != second.id  # unknown ids fall back to the first image
 
 
-def test_erase_mode_erases_stored_labels(labelled_ctx, sess):
-    ctx = labelled_ctx
-    out = open_first(ctx, sess)
-    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT)]), False)
-    out = cba.set_mode(ctx, sess, cba.ERASE)
-    assert sess.erasing and out["editor"]["visible"] is True
-    res = cba.editor_input(ctx, sess, editor_value(out, [("#ffffff", (slice(38, 46), slice(5, 20)))]), False)
-    labels = ctx.repo.label_map(sess.image_id)
-    assert not (labels[40:44, 5:20] != IGNORE).any() and (labels[40:44, 20:50] == 1).all()
-    assert "editor" in res  # reloaded: the erased labels leave the background
-    cba.set_active_class(ctx, sess, str(class_id(ctx, "blue")))
-    assert not sess.erasing
-
-
-def test_points_add_and_remove(labelled_ctx, sess):
+def test_adding_a_class_switches_the_brush_and_deleting_reloads_labels(labelled_ctx, sess):
     ctx = labelled_ctx
     open_first(ctx, sess)
-    out = cba.set_mode(ctx, sess, cba.POINT)
-    assert out["points_img"]["visible"] is True and out["editor"]["visible"] is False
-    scale = sess.point_scale
-    res = cba.point_click(ctx, sess, 30 * scale, 20 * scale, 8, False)
-    pts = ctx.repo.points(sess.image_id)
-    assert len(pts) == 1 and pts[0].class_index == 1 and (round(pts[0].x), round(pts[0].y)) == (30, 20)
-    assert "1 point" in res["info"]
-    cba.point_click(ctx, sess, 31 * scale, 21 * scale, 8, False)  # a click on it removes it
-    assert ctx.repo.points(sess.image_id) == []
-
-
-def test_undo_redo_clear(labelled_ctx, sess):
-    ctx = labelled_ctx
-    out = open_first(ctx, sess)
-    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT)]), False)
-    cba.undo(ctx, sess, False)
-    assert (ctx.repo.label_map(sess.image_id) == IGNORE).all()
-    out = cba.redo(ctx, sess, False)
-    assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all() and out["redo_btn"]["interactive"] is False
-    cba.clear(ctx, sess, False)
-    assert (ctx.repo.label_map(sess.image_id) == IGNORE).all()
-    cba.undo(ctx, sess, False)
-    assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()
+    out = cbc.quick_add(ctx, sess, "grass")
+    value = canvas(out)
+    assert value["select"] == next(c["id"] for c in value["classes"] if c["name"] == "grass")
+    paint(ctx, sess.image_id, "red", *LEFT)
+    nonce = value["nonce"]
+    out = cbc.delete(ctx, sess, str(next(c.id for c in ctx.classes() if c.name == "red")), cbc.DROP, None)
+    assert canvas(out)["nonce"] > nonce and canvas(out)["select"] is None
 
 
 def test_training_errors_are_messages_and_success_updates_views(labelled_ctx, sess):
     ctx = labelled_ctx
-    out = open_first(ctx, sess)
+    open_first(ctx, sess)
     with pytest.raises(gr.Error, match="No labelled pixels"):
         cba.train(ctx, sess)
-    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT)]), False)
+    paint(ctx, sess.image_id, "red", *LEFT)
     with pytest.raises(gr.Error, match="Only the class 'red'"):
         cba.train(ctx, sess)
     assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()  # nothing lost
-    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT), (colour_of(ctx, "blue"), RIGHT)]),
-                     True)
+    paint(ctx, sess.image_id, "blue", *RIGHT)
     cba.train(ctx, sess)
     view = cbv.render_view(ctx, sess, cbv.PRED, 1.0, None, 5)
     pal = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0]], np.float32)
@@ -133,24 +107,34 @@ def test_refine_and_navigation(labelled_ctx, sess):
     from tests.images import png_bytes, two_colour
 
     second = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=5)), "second.png")
-    out = open_first(ctx, sess)
+    open_first(ctx, sess)
     first = sess.image_id
-    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT), (colour_of(ctx, "blue"), RIGHT)]),
-                     False)
+    paint(ctx, first, "red", *LEFT)
+    paint(ctx, first, "blue", *RIGHT)
     cba.train(ctx, sess)
     with pytest.raises(gr.Error, match="(?i)confidence threshold"):
         cba.refine(ctx, sess, 1.5, None)
     before = (ctx.repo.label_map(first) != IGNORE).sum()
-    cba.refine(ctx, sess, 0.5, None)
+    nonce = sess.nonce
+    out = cba.refine(ctx, sess, 0.5, None)
     assert (ctx.repo.label_map(first) != IGNORE).sum() > before
-    cba.step(ctx, sess, +1)
-    assert sess.image_id == second.id
+    assert canvas(out)["nonce"] > nonce  # the canvas reloads the labels the refinement added
+    out = cba.step(ctx, sess, +1)
+    assert sess.image_id == second.id and out["gallery"]["selected_index"] == 1
     cba.step(ctx, sess, +1)
     assert sess.image_id == first
     ctx.engine.features(second.id, wait=60)
     ctx.engine.update_uncertainty(ctx.project_id)
     cba.next_uncertain(ctx, sess)
     assert sess.image_id == second.id
+
+
+def test_the_status_timer_runs_only_while_there_is_background_work(labelled_ctx, sess):
+    ctx = labelled_ctx
+    open_first(ctx, sess)
+    ctx.engine.features(sess.image_id, wait=60)
+    out = cbv.tick(ctx, sess, cbv.PRED, 0.5, None, 5, cbv.SORTS[0])
+    assert out["timer"].active is False  # idle: the page sends nothing until something happens
 
 
 def test_bind_runs_callbacks_under_the_session_lock_and_skips_missing_outputs(labelled_ctx, sess):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.images import png_bytes, two_colour
-from tests.webapp.conftest import class_id, colour_of, editor_value
+from tests.webapp.conftest import class_id, colour_of, paint
 from webapp import callbacks_annotate as cba
 from webapp import callbacks_classes as cbc
 from webapp import callbacks_data as cbd
@@ -24,17 +24,17 @@ RIGHT = (slice(20, 23), slice(62, 108))
 
 
 def label_and_train(ctx, sess):
-    out = cbp.page_load(ctx, sess, cbv.SORTS[0])
-    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT), (colour_of(ctx, "blue"), RIGHT)]),
-                     False)
+    cbp.page_load(ctx, sess, cbv.SORTS[0])
+    paint(ctx, sess.image_id, "red", *LEFT)
+    paint(ctx, sess.image_id, "blue", *RIGHT)
     cba.train(ctx, sess)
 
 
 def test_class_lifecycle(ctx, sess):
     out = cbc.quick_add(ctx, sess, "cat")
     cat = class_id(ctx, "cat")
-    assert sess.active_class == cat and out["quick_class_name"] == ""
-    assert ("2 · cat", str(cat)) in out["active_class"]["choices"] and "cat" in out["classes_table"]
+    assert json.loads(out["canvas"])["select"] == cat and out["quick_class_name"] == ""
+    assert "cat" in out["classes_table"]
     with pytest.raises(gr.Error, match="already the colour"):
         cbc.add(ctx, sess, "dog", colour_of(ctx, "cat"), True)
     cbc.add(ctx, sess, "dog", "#123456", True)
@@ -46,30 +46,30 @@ def test_class_lifecycle(ctx, sess):
     cbc.rename(ctx, sess, str(cat), "kitten")
     cbc.recolour(ctx, sess, str(cat), "rgb(10, 20, 30)")
     assert colour_of(ctx, "kitten") == "#0a141e"
-    cbc.move(ctx, sess, str(cat), +1, False)
+    cbc.move(ctx, sess, str(cat), +1)
     assert [c.name for c in ctx.classes()] == ["background", "dog", "kitten"]
-    assert cbc.move(ctx, sess, str(cat), +1, False) == {}  # already last
+    assert cbc.move(ctx, sess, str(cat), +1) == {}  # already last
     assert cbc.pick(ctx, sess, str(cat)) == {"class_name": "kitten", "class_colour": "#0a141e"}
 
 
 def test_deleting_a_class_in_use_needs_a_choice_and_loses_nothing_by_accident(labelled_ctx, sess):
     ctx = labelled_ctx
-    out = cbp.page_load(ctx, sess, cbv.SORTS[0])
-    cba.editor_input(ctx, sess, editor_value(out, [(colour_of(ctx, "red"), LEFT)]), False)
+    cbp.page_load(ctx, sess, cbv.SORTS[0])
+    paint(ctx, sess.image_id, "red", *LEFT)
     red, blue = class_id(ctx, "red"), class_id(ctx, "blue")
     with pytest.raises(gr.Error, match="is in use"):
-        cbc.delete(ctx, sess, str(red), cbc.KEEP, None, False)
+        cbc.delete(ctx, sess, str(red), cbc.KEEP, None)
     assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()
     with pytest.raises(gr.Error, match="gets the labels"):
-        cbc.delete(ctx, sess, str(red), cbc.REASSIGN, None, False)
-    cbc.delete(ctx, sess, str(red), cbc.REASSIGN, str(blue), False)
+        cbc.delete(ctx, sess, str(red), cbc.REASSIGN, None)
+    cbc.delete(ctx, sess, str(red), cbc.REASSIGN, str(blue))
     assert [c.name for c in ctx.classes()] == ["background", "blue"]
     assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()  # now blue, at index 1
-    out = cbc.delete(ctx, sess, str(blue), cbc.DROP, None, False)
+    out = cbc.delete(ctx, sess, str(blue), cbc.DROP, None)
     assert (ctx.repo.label_map(sess.image_id) == 255).all() and out["class_toggles"]["value"] == [
         str(class_id(ctx, "background"))]
     with pytest.raises(gr.Error, match="at least one class"):
-        cbc.delete(ctx, sess, str(class_id(ctx, "background")), cbc.DROP, None, False)
+        cbc.delete(ctx, sess, str(class_id(ctx, "background")), cbc.DROP, None)
 
 
 def test_uploads_report_bad_files_without_losing_good_ones(ctx, sess, tmp_path: Path):
@@ -83,14 +83,14 @@ def test_uploads_report_bad_files_without_losing_good_ones(ctx, sess, tmp_path: 
     out = cbd.upload(ctx, sess, [str(good), str(bad), str(archive)], cbv.SORTS[0])
     assert "2 imported" in out["import_report"] and "1 failed" in out["import_report"]
     assert "notes\\.png" in out["import_report"]  # file names are escaped for Markdown
-    assert sess.image_id is not None and len(out["gallery"]) == 2
+    assert sess.image_id is not None and len(out["gallery"]["value"]) == 2
     assert cbd.upload(ctx, sess, None, cbv.SORTS[0]) == {}
 
 
 def test_samples_folder_import_split_and_delete(ctx, sess, tmp_path: Path):
     out = cbd.load_samples(ctx, sess, cbv.SORTS[0])
     n = len(ctx.images())
-    assert n >= 3 and "imported" in out["import_report"] and len(out["gallery"]) == n
+    assert n >= 3 and "imported" in out["import_report"] and len(out["gallery"]["value"]) == n
     again = cbd.load_samples(ctx, sess, cbv.SORTS[0])
     assert "duplicates" in again["import_report"] and len(ctx.images()) == n
     folder = tmp_path / "folder"
@@ -131,8 +131,8 @@ def test_every_view_renders(labelled_ctx, sess):
     assert sbs.shape[1] > 2.5 * sbs.shape[0]  # three panels
     tick = cbv.tick(ctx, sess, cbv.PRED, 0.5, None, 3, cbv.SORTS[0])
     assert "Last training" in tick["status"] and "view_img" not in tick  # nothing new to draw
-    items = cbv.gallery(ctx, sess, cbv.SORTS[1])["gallery"]
-    assert "red 180" in items[0][1] and "pred ✓" in items[0][1]
+    items = cbv.gallery(ctx, sess, cbv.SORTS[1])["gallery"]["value"]
+    assert "318 px" in items[0][1] and "unc " in items[0][1]  # compact: pixels and uncertainty
 
 
 def test_exports(labelled_ctx, sess):

@@ -7,7 +7,7 @@ import pytest
 
 from core.labels import IGNORE
 from storage import ClassInfo
-from webapp import imagepanel, render
+from webapp import render
 
 CLASSES = [ClassInfo(1, "background", "#000000", 0), ClassInfo(5, "cat", "#800000", 1),
            ClassInfo(9, "dog", "#008000", 2)]
@@ -60,25 +60,3 @@ def test_overlays_and_panels():
     assert render.fit_rgb(rgb, 60).shape == (40, 60, 3)
     assert render.draw_boxes(np.zeros((40, 40, 3), np.uint8), [(5, 5, 20, 20)]).max() > 0
     assert render.placeholder((50, 80), "computing…").shape == (50, 80, 3)
-
-
-def test_strokes_paint_restore_and_erase():
-    snapshot = imagepanel.colour_ids(CLASSES)
-    assert snapshot[-1] == (imagepanel.ERASE, "#ffffff")
-    stored = np.full((20, 20), IGNORE, np.uint8)
-    stored[0:10, 0:10] = 1  # stored before the image was opened
-    loaded = stored.copy()
-    before = np.full((10, 10), imagepanel.NO_CLASS, np.int64)
-    layer = np.zeros((10, 10, 4), np.uint8)
-    layer[0, :, :3], layer[0, :, 3] = (0, 128, 0), 153  # dog stroke over the cat labels
-    layer[9, 9, :3], layer[9, 9, 3] = (255, 255, 255), 153  # eraser
-    after = imagepanel.decode_layer(layer, snapshot)
-    assert after[0, 0] == 9 and after[9, 9] == imagepanel.ERASE and after[5, 5] == imagepanel.NO_CLASS
-    new, erase = imagepanel.apply_strokes(stored, loaded, before, after, CLASSES)
-    assert (new[0:2, :] == 2).all() and erase[18:20, 18:20].all() and erase.sum() == 4
-    assert (new[2:10, 0:10] == 1).all()
-    # The user erases part of their fresh dog stroke with the editor: the cat labels come back.
-    again = after.copy()
-    again[0, 0:3] = imagepanel.NO_CLASS
-    new2, _ = imagepanel.apply_strokes(new, loaded, after, again, CLASSES)
-    assert (new2[0:2, 0:6] == 1).all() and (new2[0:2, 6:] == 2).all()

@@ -10,7 +10,7 @@ const S = {
   showPred: true, showLabels: true, predMode: 'classes', hidden: new Set(), autoTrain: true,
   view: { s: 1, x: 0, y: 0 }, fitted: false, mouse: null, spaceDown: false, drag: null, path: null,
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
-  points: [], pred: null, headId: null, knownVersion: -1, queue: [], sending: false, failures: 0,
+  points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], trainGen: 0, drawQueued: false, strokes: [], toggleMs: [],
 };
 const api = window.__probeseg = window.__probeseg || {};
@@ -34,13 +34,13 @@ function apiBase() { return S.cfg.api; }
 function queueKey() { return 'probeseg-unsaved:' + apiBase(); }
 
 function saveQueue() {
-  try { localStorage.setItem(queueKey(), JSON.stringify(S.queue.map((q) => ({ image: q.image, op: q.op })))); }
+  try { sessionStorage.setItem(queueKey(), JSON.stringify(S.queue.map((q) => ({ image: q.image, op: q.op })))); }
   catch (e) { /* private mode: the queue still lives in this tab */ }
   status();
 }
 function loadQueue() {
   try {
-    const saved = JSON.parse(localStorage.getItem(queueKey()) || '[]');
+    const saved = JSON.parse(sessionStorage.getItem(queueKey()) || '[]');
     const known = new Set(S.queue.map((q) => q.op.op_id));
     for (const q of saved) if (!known.has(q.op.op_id)) S.queue.push({ image: q.image, op: q.op, t0: performance.now() });
   } catch (e) { /* ignore a corrupt entry */ }
@@ -159,7 +159,7 @@ async function fetchOk(url, opts) {
 
 async function openImage() {
   const token = ++S.token;
-  S.pred = null; S.headId = null; S.points = []; S.img = null;
+  S.pred = null; S.headVersion = null; S.points = []; S.img = null;
   const im = S.cfg.image;
   if (!im) { S.W = S.H = 0; draw(); status(); return; }
   S.W = im.width; S.H = im.height;
@@ -234,36 +234,56 @@ function axis(nIn, nOut, count, scale) {
 }
 
 function applyPrediction(p) {
+  // Upsample the grid scores separably (rows first, then columns; the same weights as core's
+  // interp_matrix) to the layer's pixels and take the argmax; confidence and entropy only when shown.
   const bytes = Uint8Array.from(atob(p.logits), (ch) => ch.charCodeAt(0));
   const L = new Float32Array(bytes.buffer);
   const [h, w] = p.grid, K = p.channels, [H, W] = p.size;
   const ow = S.predCanvas.width, oh = S.predCanvas.height;
   const ax = axis(w, W, ow, W / ow), ay = axis(h, H, oh, H / oh);
-  const arg = new Uint8Array(ow * oh), conf = new Float32Array(ow * oh), ent = new Float32Array(ow * oh);
-  const v = new Float64Array(K);
-  const norm = K > 1 ? Math.log(K) : 1;
-  for (let y = 0; y < oh; y++) {
-    const r0 = ay.i0[y] * w, r1 = ay.i1[y] * w, ly = ay.w1[y];
-    for (let x = 0; x < ow; x++) {
-      const c0 = ax.i0[x], c1 = ax.i1[x], lx = ax.w1[x];
-      let best = 0, bv = -Infinity;
-      for (let k = 0; k < K; k++) {
-        const o = k * h * w;
-        const top = L[o + r0 + c0] * (1 - lx) + L[o + r0 + c1] * lx;
-        const bot = L[o + r1 + c0] * (1 - lx) + L[o + r1 + c1] * lx;
-        const val = top * (1 - ly) + bot * ly;
-        v[k] = val;
-        if (val > bv) { bv = val; best = k; }
-      }
-      let z = 0, hsum = 0;
-      for (let k = 0; k < K; k++) z += Math.exp(v[k] - bv);
-      for (let k = 0; k < K; k++) { const q = Math.exp(v[k] - bv) / z; if (q > 0) hsum -= q * Math.log(q); }
-      const i = y * ow + x;
-      arg[i] = best; conf[i] = 1 / z; ent[i] = Math.max(0, hsum / norm);
+  const R = new Float32Array(K * oh * w);  // [K, oh, w]: the grid interpolated to the layer's rows
+  for (let k = 0; k < K; k++) {
+    for (let y = 0; y < oh; y++) {
+      const a = k * h * w + ay.i0[y] * w, b = k * h * w + ay.i1[y] * w, ly = ay.w1[y], o = (k * oh + y) * w;
+      for (let x = 0; x < w; x++) R[o + x] = L[a + x] * (1 - ly) + L[b + x] * ly;
     }
   }
-  S.pred = { arg, conf, ent, classes: p.classes, headId: p.head_id, generation: p.generation };
+  const arg = new Uint8Array(ow * oh), best = new Float32Array(ow * oh).fill(-Infinity);
+  for (let k = 0; k < K; k++) {
+    for (let y = 0; y < oh; y++) {
+      const o = (k * oh + y) * w, row = y * ow;
+      for (let x = 0; x < ow; x++) {
+        const lx = ax.w1[x];
+        const val = R[o + ax.i0[x]] * (1 - lx) + R[o + ax.i1[x]] * lx;
+        if (val > best[row + x]) { best[row + x] = val; arg[row + x] = k; }
+      }
+    }
+  }
+  S.pred = { arg, best, R, ax, K, w, oh, ow, conf: null, ent: null, classes: p.classes, generation: p.generation };
   paintPrediction();
+}
+
+function confidence(P) {
+  // softmax maximum and normalised entropy per layer pixel (lazily: only the confidence views need them)
+  if (P.conf) return;
+  const n = P.ow * P.oh, z = new Float32Array(n), hs = new Float32Array(n);
+  for (let k = 0; k < P.K; k++) {
+    for (let y = 0; y < P.oh; y++) {
+      const o = (k * P.oh + y) * P.w, row = y * P.ow;
+      for (let x = 0; x < P.ow; x++) {
+        const lx = P.ax.w1[x], i = row + x;
+        const d = P.R[o + P.ax.i0[x]] * (1 - lx) + P.R[o + P.ax.i1[x]] * lx - P.best[i];
+        const e = Math.exp(d);
+        z[i] += e; hs[i] -= e * d;
+      }
+    }
+  }
+  const norm = P.K > 1 ? Math.log(P.K) : 1;
+  P.conf = new Float32Array(n); P.ent = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    P.conf[i] = 1 / z[i];
+    P.ent[i] = Math.max(0, (hs[i] / z[i] + Math.log(z[i])) / norm);  // H = log Z - sum(p d)
+  }
 }
 
 function paintPrediction() {
@@ -275,6 +295,7 @@ function paintPrediction() {
     const c = idx == null ? null : classByIndex(idx);
     lut[ch] = c && !S.hidden.has(idx) ? hexRgb(c.color) : null;
   });
+  if (S.predMode !== 'classes') confidence(P);
   const out = pc.createImageData(ow, oh);
   const d = out.data;
   for (let i = 0, j = 0; i < P.arg.length; i++, j += 4) {
@@ -299,7 +320,7 @@ api.predictionLabels = () => {
 async function predictionLoop(token) {
   while (token === S.token && S.cfg.image) {
     const id = S.cfg.image.id;
-    const after = S.headId == null ? '' : `&after=${S.headId}`;
+    const after = S.headVersion == null ? '' : `&after=${S.headVersion}`;
     let res = null;
     try { res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20${after}`, { credentials: 'same-origin', cache: 'no-store' }); }
     catch (e) { res = null; }
@@ -308,7 +329,7 @@ async function predictionLoop(token) {
       const tResp = performance.now();
       const p = await res.json();
       if (token !== S.token) return;
-      S.headId = p.head_id;
+      S.headVersion = p.version;
       applyPrediction(p);
       const tApplied = performance.now();
       requestAnimationFrame(() => {
