@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-PARTS = ("trainer", "dense", "latency", "features", "memory", "soak")
+PARTS = ("trainer", "dense", "canvas", "features", "memory", "soak")
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,16 @@ class BenchConfig:
     dense_val_images: int = 4
     dense_dim: int = 384
     dense_repeats: int = 3
-    # 3. stroke-to-overlay latency through the app
-    latency_strokes: int = 50
-    latency_warmup_strokes: int = 3
-    latency_images: int = 3
-    latency_size: int = 512
+    # 3. the annotation canvas in Chromium (bench/canvas.py)
+    canvas_strokes: int = 30
+    canvas_warmup_strokes: int = 3
+    canvas_pause_ms: int = 400  # between a stroke's overlay and the next stroke
+    canvas_images: int = 3
+    canvas_images_large: int = 20
+    canvas_labelled_pixels: int = 100_000  # already labelled on the large project's other images
+    canvas_size: int = 512
+    canvas_clients: int = 8
+    canvas_concurrent_s: float = 60.0
     app_start_timeout_s: float = 240.0
     # 4. feature extraction
     backbone: str = "dinov2_vits14"
@@ -93,9 +98,11 @@ QUICK = replace(
     dense_images=4,
     dense_val_images=1,
     dense_repeats=2,
-    latency_strokes=6,
-    latency_warmup_strokes=2,
-    latency_images=2,
+    canvas_strokes=8,
+    canvas_warmup_strokes=2,
+    canvas_images_large=8,
+    canvas_labelled_pixels=40_000,
+    canvas_concurrent_s=15.0,
     feature_images=2,
     feature_batch=2,
     feature_repeats=2,
@@ -131,10 +138,14 @@ TINY = replace(
     dense_val_images=1,
     dense_dim=32,
     dense_repeats=1,
-    latency_strokes=3,
-    latency_warmup_strokes=1,
-    latency_images=1,
-    latency_size=96,
+    canvas_strokes=3,
+    canvas_warmup_strokes=1,
+    canvas_images=1,
+    canvas_images_large=2,
+    canvas_labelled_pixels=2_000,
+    canvas_size=96,
+    canvas_clients=2,
+    canvas_concurrent_s=3.0,
     app_start_timeout_s=240.0,  # three server starts in the soak, also on a busy machine
     long_side=112,
     feature_images=2,

@@ -46,7 +46,7 @@ def run_features(cfg: BenchConfig, report: Report) -> None:
 
 
 def _run_cpu(cfg: BenchConfig, report: Report) -> None:
-    size = cfg.latency_size
+    size = cfg.canvas_size
     images = make_images(cfg.feature_images, size, cfg.num_classes, cfg.seed + 300)
     backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
     extractor = FeatureExtractor(backbone, FeatureConfig(long_side=cfg.long_side, batch_size=cfg.feature_batch))

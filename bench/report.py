@@ -88,6 +88,7 @@ class Report:
     part_seconds: dict[str, float] = field(default_factory=dict)
     # part -> ((first section, first target), (end section, end target)) indices it added
     part_items: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
+    figures: dict[str, dict] = field(default_factory=dict)  # part -> named figures for RESULTS.json
 
     def section(self, key: str, title: str, columns: list[str]) -> Section:
         s = Section(key=key, title=title, columns=list(columns))

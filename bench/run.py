@@ -38,7 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="seed of all synthetic data (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--app-url", default=None, help="latency: use this running app instead of starting one")
     p.add_argument(
         "--results",
         type=Path,
@@ -61,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="probeseg benchmarks: retrain speed, dense masks, stroke-to-overlay latency, feature "
+        description="probeseg benchmarks: retrain speed, dense masks, the annotation canvas in a browser, feature "
         "throughput and memory, each against a baseline measured in the same run.",
     )
     add_arguments(p)
@@ -86,10 +85,10 @@ def parse_parts(text: str) -> list[str]:
 
 
 def run_benchmarks(
-    cfg: BenchConfig, parts: list[str], out_dir: Path, app_url: str | None = None, echo: bool = True
+    cfg: BenchConfig, parts: list[str], out_dir: Path, echo: bool = True
 ) -> Report:
     """Run the chosen parts in one process and write report.json / report.md / report.txt to out_dir."""
-    from bench import features, latency, memory, soak, trainer
+    from bench import canvas, features, memory, soak, trainer
 
     start = time.perf_counter()
     report = Report(machine=machine_info(), config=cfg.to_dict(), mode=cfg.name)
@@ -97,7 +96,7 @@ def run_benchmarks(
     runners = {
         "trainer": lambda: trainer.run_retrain(cfg, report),
         "dense": lambda: trainer.run_dense(cfg, report),
-        "latency": lambda: latency.run_latency(cfg, report, app_url=app_url),
+        "canvas": lambda: canvas.run_canvas(cfg, report),
         "features": lambda: features.run_features(cfg, report),
         "memory": lambda: memory.run_memory(cfg, report),
         "soak": lambda: soak.run_soak(cfg, report),
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out_dir = args.out or DEFAULT_OUT / cfg.name
-    report = run_benchmarks(cfg, parts, out_dir, app_url=args.app_url)
+    report = run_benchmarks(cfg, parts, out_dir)
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(report.to_markdown("probeseg benchmark results"))
@@ -172,6 +171,7 @@ def write_results_json(report: Report, path: Path) -> dict:
         }
         if part == "trainer":
             entry["cpu_figures_s"] = check_figures(report)
+        entry |= report.figures.get(part, {})  # named figures (e.g. canvas: op_ack_p50_ms, ...)
         data[part] = entry
     path.write_text(json.dumps(json_safe(data), indent=2) + "\n")
     return data

@@ -155,9 +155,11 @@ def _kill_after(data: Path, n: int) -> tuple[int, int, str]:
 
 
 def _kill_server(cfg: BenchConfig, data: Path):
-    """Start the app, add classes through its HTTP API (each call returns after the commit), SIGKILL the
+    """Start the app, add classes through its REST API (each call returns after the commit), SIGKILL the
     server after n of them, check the database directly, start it again; once per moment."""
-    from bench.latency import AppProcess, Session
+    import httpx
+
+    from bench.app import AppProcess
     from storage import Repository
 
     added: list[str] = []
@@ -165,11 +167,11 @@ def _kill_server(cfg: BenchConfig, data: Path):
         app = AppProcess(cfg, data)
         try:
             app.wait_ready(cfg.app_start_timeout_s)
-            session = Session(app.url, data.parent / "dl")
-            for i in range(n):
-                name = f"soak {moment}-{i}"
-                session.call("/quick_add", name)
-                added.append(name)
+            with httpx.Client(timeout=120) as client:
+                for i in range(n):
+                    name = f"soak {moment}-{i}"
+                    client.post(f"{app.url}api/v1/projects/default/classes", json={"name": name}).raise_for_status()
+                    added.append(name)
             os.kill(app.proc.pid, signal.SIGKILL)
             app.proc.wait(30)
         finally:

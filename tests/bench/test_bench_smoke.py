@@ -1,5 +1,5 @@
-"""Smoke test of the benchmark machinery on the `tiny` preset: it runs every part except the app latency (which
-is checked for its clear skip line instead), then checks the report files and table structure.
+"""Smoke test of the benchmark machinery on the `tiny` preset: it runs every part (the canvas part, which
+needs chromium, in a test of its own), then checks the report files and table structure.
 
 Never asserts a timing: the numbers of a tiny run mean nothing, and this machine is shared."""
 
@@ -94,11 +94,20 @@ def test_markdown_and_text_render_every_section(tiny_report):
             assert "| " + " | ".join(s.columns) + " |" in md
 
 
-def test_latency_without_an_app_says_skipped(tmp_path):
-    report = run_benchmarks(TINY, ["latency"], tmp_path, app_url="http://127.0.0.1:9/", echo=False)
-    section = report.sections[0]
-    assert section.key == "latency" and section.skipped.startswith("app API not available")
-    assert report.targets[-1].met is None
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium missing")
+def test_canvas_part_drives_the_page_and_loses_nothing(tmp_path):
+    report = run_benchmarks(TINY, ["canvas"], tmp_path, echo=False)
+    [section] = report.sections
+    assert section.key == "canvas" and not section.skipped, section.skipped
+    fig = report.figures["canvas"]
+    for key in ("op_ack_p50_ms", "browser_stroke_to_overlay_p50_ms", "browser_stroke_to_overlay_p95_ms",
+                "browser_stroke_to_overlay_p50_ms_20_images", "toggle_repaint_ms", "bytes_per_stroke",
+                "concurrent_lost_ops", "load_average_start"):
+        assert key in fig, key
+    assert fig["strokes"] == TINY.canvas_strokes and fig["concurrent_acked_ops"] > 0
+    assert fig["concurrent_lost_ops"] == 0 and fig["concurrent_errors"] == 0 and fig["toggle_server_calls"] == 0
+    assert all(t.met is not None for t in report.targets)
 
 
 def test_synthetic_labels_are_exact_and_truthful():

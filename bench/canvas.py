@@ -1,0 +1,363 @@
+"""Part "canvas" (issue 9): the annotation canvas in Chromium, and 8 API clients writing at once.
+
+The app runs as a user starts it (`python app.py serve --weights random`, dinov2_vits14), on synthetic
+512x512 scenes whose features are computed before the clock starts. In the real page (Playwright, Debian's
+chromium), strokes are dragged with the mouse inside one ground-truth region each, switching class by key.
+The page itself takes the timestamps (`performance.now()`): pointerup -> operation acknowledged (committed)
+-> the first overlay painted from a head trained with that stroke (the next animation frame after it was
+drawn). The fit is anytime: the first overlay comes from an early iterate of the running L-BFGS and is
+refined while it converges (`final overlay` is the converged head's).
+
+Bytes per stroke: what the page sent and received for each stroke (the op and its acknowledgement, the
+prediction responses), from Chromium's own request sizes. The previous release's editor sent the image,
+its label layer and the composite as PNGs on every stroke; the same three PNGs are encoded here for the
+same image and strokes (the baseline in the same run).
+
+Concurrency: 8 threads, each its own HTTP client, stroke for 60 s (half on one shared image, half on their
+own), each op retried until acknowledged; afterwards every acknowledged op_id must be in the database.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench import synth
+from bench.app import ApiUnavailable, AppProcess
+from bench.config import BenchConfig
+from bench.report import Report
+from bench.timing import load_average, percentile
+
+log = logging.getLogger("bench")
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 180_000
+
+
+def prepare(cfg: BenchConfig, data: Path, n_images: int, labelled: int) -> list[synth.Scene]:
+    """Project 'default' with k classes and n scenes; ~`labelled` pixels already labelled (strokes through
+    the operation API, as a canvas sends them) on every image but the first; features computed."""
+    from core.backbone import load_backbone
+    from engine import ProjectEngine
+    from storage import Repository
+
+    k = min(cfg.num_classes, 3)
+    scenes = [synth.make_scene(cfg.canvas_size, cfg.canvas_size, k, cfg.seed + 900 + i) for i in range(n_images)]
+    with Repository.open(data) as repo:
+        p = repo.create_project("default")
+        ids = [repo.list_classes(p.id)[0].id] + [repo.add_class(p.id, f"class {j}").id for j in range(1, k)]
+        images = [repo.add_image(p.id, _png(sc.rgb), f"scene{i}.png").id for i, sc in enumerate(scenes)]
+        per_image = labelled // max(1, n_images - 1)
+        for i, (image_id, sc) in enumerate(zip(images[1:], scenes[1:], strict=True)):
+            rows = _label_rows(sc.gt, per_image, seed=cfg.seed + i)
+            for j, (r, c0, c1, cls) in enumerate(rows):
+                repo.apply_op(image_id, {"op_id": f"pre-{i}-{j}", "kind": "stroke", "class_id": ids[cls],
+                                         "radius": 0, "points": [[c0, r], [c1, r]]})
+        engine = ProjectEngine.create(repo, load_backbone(cfg.backbone, weights="random"), data / "features",
+                                      long_side=cfg.long_side)
+        try:
+            for image_id in images:
+                engine.features(image_id, wait=None)
+        finally:
+            engine.close()
+    return scenes
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _label_rows(gt: np.ndarray, total: int, seed: int) -> list[tuple[int, int, int, int]]:
+    """Horizontal runs (row, col0, col1, class) inside single ground-truth regions, ~`total` pixels."""
+    rng = np.random.default_rng(seed)
+    out, count = [], 0
+    while count < total:
+        r = int(rng.integers(0, gt.shape[0]))
+        c = int(rng.integers(0, gt.shape[1]))
+        cls = int(gt[r, c])
+        c1 = c
+        while c1 + 1 < gt.shape[1] and gt[r, c1 + 1] == cls and c1 - c < 60:
+            c1 += 1
+        out.append((r, c, c1, cls))
+        count += c1 - c + 1
+    return out
+
+
+def _stroke_in(gt: np.ndarray, cls: int, rng: np.random.Generator, length: int = 40) -> list[tuple[float, float]]:
+    """A short straight stroke (image pixels) well inside a region of class `cls`."""
+    from scipy import ndimage
+
+    length = min(length, gt.shape[1] // 4)
+    inside = ndimage.binary_erosion(gt == cls, iterations=max(1, min(8, gt.shape[0] // 24)))
+    if not inside.any():
+        inside = gt == cls
+    ys, xs = np.nonzero(inside)
+    for _ in range(50):
+        i = int(rng.integers(0, len(ys)))
+        y, x = int(ys[i]), int(xs[i])
+        for dx, dy in ((1, 0), (0, 1), (1, 1), (-1, 0), (0, -1)):
+            ex, ey = x + dx * length, y + dy * length
+            if 0 <= ex < gt.shape[1] and 0 <= ey < gt.shape[0] and inside[ey, ex]:
+                return [(x, y), ((x + ex) / 2, (y + ey) / 2), (ex, ey)]
+    return [(float(xs[0]), float(ys[0]))]
+
+
+def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, strokes: int,
+                    toggles: bool) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    data = work / "data"
+    scenes = prepare(cfg, data, n_images, labelled)
+    app = AppProcess(cfg, data)
+    try:
+        app.wait_ready(cfg.app_start_timeout_s)
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM,
+                                                       headless=True, args=FLAGS,
+                                                       viewport={"width": 1366, "height": 768})
+            ctx.set_default_timeout(TIMEOUT_MS)
+            ctx.route("**/*", lambda route: route.continue_()
+                      if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")) else route.abort())
+            page = ctx.new_page()
+            page.goto(app.url + "?image=1", wait_until="load")
+            page.wait_for_function("() => window.__probeseg && window.__probeseg.state.W > 0 && "
+                                   "window.__probeseg.state.labelIdx")
+            wire: list[tuple[str, int]] = []  # (url, bytes) of finished API requests
+            page.on("requestfinished", lambda r: wire.append((r.url, _sizes(r))) if "/api/" in r.url else None)
+            rng = np.random.default_rng(cfg.seed)
+            gt = scenes[0].gt
+            box = page.locator(".ps-view").bounding_box()
+            view = page.evaluate("() => window.__probeseg.state.view")
+            warm = cfg.canvas_warmup_strokes
+            marks = []
+            for n in range(warm + strokes):
+                cls = n % gt.max() + 1 if n >= 2 else n  # the first two strokes: background, then class 1
+                page.keyboard.press(str(cls + 1))
+                pts = _stroke_in(gt, cls, rng)
+                if n == warm:
+                    marks.append(len(wire))
+                _drag(page, box, view, pts)
+                if n == 0:  # one class labelled: nothing to train yet
+                    page.wait_for_function("() => window.__probeseg.state.queue.length === 0")
+                    continue
+                page.wait_for_function(f"() => window.__probeseg.strokes.length === {n + 1} && "
+                                       "window.__probeseg.strokes.every((s) => s.t_paint)")
+                page.wait_for_timeout(cfg.canvas_pause_ms)
+            page.wait_for_timeout(1500)
+            marks.append(len(wire))
+            recs = page.evaluate("() => window.__probeseg.strokes")[warm:]
+            toggle_ms: list[float] = []
+            if toggles:
+                before = len(wire)
+                for i in range(10):
+                    page.locator(".ps-class .ps-eye").nth(1 + i % 2).click()
+                    page.locator(".ps-opacity").fill(str(30 + 5 * i))
+                toggle_ms = page.evaluate("() => window.__probeseg.toggleMs")
+                toggle_calls = len(wire) - before
+            ctx.close()
+    finally:
+        app.stop()
+    stroke_bytes = sum(b for url, b in wire[marks[0]:marks[1]]) / max(1, strokes)
+    out = {
+        "ack_ms": [r["t_ack"] - r["t_up"] for r in recs],
+        "overlay_ms": [r["t_paint"] - r["t_up"] for r in recs],
+        "bytes_per_stroke": stroke_bytes,
+        "old_bytes_per_stroke": _old_editor_bytes(scenes[0]),
+    }
+    if toggles:
+        out |= {"toggle_ms": toggle_ms, "toggle_server_calls": toggle_calls}
+    return out
+
+
+def _sizes(request) -> int:
+    s = request.sizes()
+    return int(s["requestBodySize"] + s["requestHeadersSize"] + s["responseBodySize"] + s["responseHeadersSize"])
+
+
+def _drag(page, box: dict, view: dict, pts: list[tuple[float, float]]) -> None:
+    def screen(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + view["x"] + (x + 0.5) * view["s"], box["y"] + view["y"] + (y + 0.5) * view["s"]
+
+    page.mouse.move(*screen(*pts[0]))
+    page.mouse.down()
+    for q in pts[1:]:
+        page.mouse.move(*screen(*q), steps=4)
+    page.mouse.up()
+
+
+def _old_editor_bytes(scene: synth.Scene) -> float:
+    """What the previous release's editor uploaded per stroke for this image: the background, the label
+    layer and the composite as RGBA PNGs at the editor's display size (the image's own 512 px here). The
+    strokes' few hundred pixels hardly change the sizes: background and composite dominate."""
+    h, w = scene.gt.shape
+    rgba = np.concatenate([scene.rgb, np.full((h, w, 1), 255, np.uint8)], axis=2)
+    return float(2 * len(_png(rgba)) + len(_png(np.zeros((h, w, 4), np.uint8))))
+
+
+def concurrent_clients(cfg: BenchConfig, work: Path) -> dict:
+    """8 HTTP clients stroking for `canvas_concurrent_s`: half on image 1, half on their own image."""
+    import httpx
+
+    from storage import Repository
+
+    data = work / "data"
+    scenes = prepare(cfg, data, cfg.canvas_clients // 2 + 1, 0)
+    app = AppProcess(cfg, data)
+    acked: list[tuple[int, str]] = []
+    errors: list[str] = []
+    lat: list[float] = []
+    lock = threading.Lock()
+    try:
+        app.wait_ready(cfg.app_start_timeout_s)
+        base = f"{app.url}api/v1/projects/default"
+        classes = httpx.get(f"{base}/classes", timeout=60).json()
+        stop_at = time.monotonic() + cfg.canvas_concurrent_s
+
+        def client(n: int) -> None:
+            image = 1 if n % 2 == 0 else 2 + n // 2
+            gt = scenes[image - 1].gt
+            rng = np.random.default_rng(n)
+            with httpx.Client(timeout=60) as c:
+                while time.monotonic() < stop_at:
+                    cls = int(rng.integers(0, gt.max() + 1))
+                    op = {"op_id": f"c{n}-{uuid.uuid4().hex}", "kind": "stroke", "class_id": classes[cls]["id"],
+                          "radius": 3, "points": [list(p) for p in _stroke_in(gt, cls, rng, 20)]}
+                    t0 = time.perf_counter()
+                    for attempt in range(20):  # a canvas retries the same op_id until it is acknowledged
+                        try:
+                            r = c.post(f"{base}/images/{image}/ops", json=op)
+                            if r.status_code == 200:
+                                with lock:
+                                    acked.append((image, op["op_id"]))
+                                    lat.append((time.perf_counter() - t0) * 1000)
+                                break
+                            with lock:
+                                errors.append(f"{r.status_code}: {r.text[:100]}")
+                            if r.status_code < 500:
+                                break
+                        except httpx.HTTPError as exc:
+                            with lock:
+                                errors.append(type(exc).__name__)
+                        time.sleep(0.1 * (attempt + 1))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(cfg.canvas_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        app.stop()
+    with Repository.open(data) as repo:
+        stored = set()
+        for image in {i for i, _ in acked}:
+            stored |= _op_ids(repo, image)
+    return {"acked": len(acked), "lost": sum(1 for _, o in acked if o not in stored), "errors": len(errors),
+            "error_kinds": sorted(set(errors))[:5], "ms": lat}
+
+
+def _op_ids(repo, image_id: int) -> set[str]:
+    from sqlalchemy import select
+
+    from storage.models import Annotation
+
+    return set(repo._ctx.db.read(lambda s: list(s.scalars(
+        select(Annotation.op_id).where(Annotation.image_id == image_id, Annotation.op_id.is_not(None))))))
+
+
+def run_canvas(cfg: BenchConfig, report: Report) -> None:
+    section = report.section("canvas", f"Annotation canvas in Chromium and 8 API clients ({cfg.backbone}, random "
+                             f"weights, {cfg.canvas_size}x{cfg.canvas_size} images, features cached)",
+                             ["quantity", "value"])
+    names = ("operation acknowledged p50", "stroke to overlay p50 / p95 (3 images)",
+             "stroke to overlay p50 (20 images, ~100k px)", "toggle repaint", "concurrent clients")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        playwright = None
+    if playwright is None or not os.path.exists(CHROMIUM):
+        section.skipped = f"needs Playwright and {CHROMIUM}"
+        for n in names:
+            report.target(n, "-", "-", None, section.skipped)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-canvas-"))
+    load_start = load_average()
+    try:
+        small = browser_session(cfg, work / "small", cfg.canvas_images, 0, cfg.canvas_strokes, toggles=True)
+        large = browser_session(cfg, work / "large", cfg.canvas_images_large, cfg.canvas_labelled_pixels,
+                                max(3, cfg.canvas_strokes // 2), toggles=False)
+        conc = concurrent_clients(cfg, work / "concurrent")
+    except ApiUnavailable as exc:
+        section.skipped = f"the app did not start: {exc}"
+        for n in names:
+            report.target(n, "-", "-", None, section.skipped)
+        return
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def p(xs: list[float], q: float) -> float:
+        return percentile(xs, q) if xs else float("nan")
+
+    fig = {
+        "op_ack_p50_ms": p(small["ack_ms"], 50), "op_ack_p95_ms": p(small["ack_ms"], 95),
+        "browser_stroke_to_overlay_p50_ms": p(small["overlay_ms"], 50),
+        "browser_stroke_to_overlay_p95_ms": p(small["overlay_ms"], 95),
+        "browser_stroke_to_overlay_p50_ms_20_images": p(large["overlay_ms"], 50),
+        "browser_stroke_to_overlay_p95_ms_20_images": p(large["overlay_ms"], 95),
+        "toggle_repaint_ms": p(small["toggle_ms"], 50), "toggle_repaint_max_ms": max(small["toggle_ms"] or [0]),
+        "toggle_server_calls": small["toggle_server_calls"],
+        "bytes_per_stroke": small["bytes_per_stroke"], "previous_editor_bytes_per_stroke": small["old_bytes_per_stroke"],
+        "concurrent_acked_ops": conc["acked"], "concurrent_lost_ops": conc["lost"], "concurrent_errors": conc["errors"],
+        "concurrent_op_p50_ms": p(conc["ms"], 50), "concurrent_op_p95_ms": p(conc["ms"], 95),
+        "strokes": len(small["overlay_ms"]), "strokes_20_images": len(large["overlay_ms"]),
+        "load_average_start": load_start, "load_average_end": load_average(),
+    }
+    report.figures["canvas"] = fig
+    rows = [
+        ("operation acknowledged (committed) p50 / p95", f"{fig['op_ack_p50_ms']:.0f} / {fig['op_ack_p95_ms']:.0f} ms"),
+        ("stroke to overlay painted p50 / p95, 3 images",
+         f"{fig['browser_stroke_to_overlay_p50_ms']:.0f} / {fig['browser_stroke_to_overlay_p95_ms']:.0f} ms"),
+        (f"the same, {cfg.canvas_images_large} images, {cfg.canvas_labelled_pixels:,} px labelled",
+         f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} / "
+         f"{fig['browser_stroke_to_overlay_p95_ms_20_images']:.0f} ms"),
+        ("opacity / class-toggle repaint p50 (max)",
+         f"{fig['toggle_repaint_ms']:.1f} ms ({fig['toggle_repaint_max_ms']:.1f}), {fig['toggle_server_calls']} server calls"),
+        ("bytes on the wire per stroke (op + ack + predictions)",
+         f"{fig['bytes_per_stroke'] / 1024:.1f} KiB vs {fig['previous_editor_bytes_per_stroke'] / 1024:.0f} KiB "
+         f"(previous editor's three PNGs): {fig['previous_editor_bytes_per_stroke'] / max(1, fig['bytes_per_stroke']):.0f}x less"),
+        (f"{cfg.canvas_clients} API clients for {cfg.canvas_concurrent_s:.0f} s",
+         f"{conc['acked']} ops acknowledged, {conc['lost']} lost, {conc['errors']} errors; per op p50 "
+         f"{fig['concurrent_op_p50_ms']:.0f} / p95 {fig['concurrent_op_p95_ms']:.0f} ms"),
+        ("load average (start -> end)", f"{load_start} -> {fig['load_average_end']}"),
+    ]
+    for q, v in rows:
+        section.add_row([q, v])
+    section.records.append(fig)
+    section.notes.append("The first overlay after a stroke comes from an early iterate of the running fit (anytime "
+                         "L-BFGS); the converged head follows within the fit's time and repaints the overlay.")
+    if conc["error_kinds"]:
+        section.notes.append("concurrent errors: " + "; ".join(conc["error_kinds"]))
+    t = report.target
+    t(names[0], "<= 60 ms", f"{fig['op_ack_p50_ms']:.0f} ms", fig["op_ack_p50_ms"] <= 60)
+    ok = fig["browser_stroke_to_overlay_p50_ms"] <= 150 and fig["browser_stroke_to_overlay_p95_ms"] <= 300
+    t(names[1], "<= 150 / 300 ms", f"{fig['browser_stroke_to_overlay_p50_ms']:.0f} / "
+      f"{fig['browser_stroke_to_overlay_p95_ms']:.0f} ms", ok)
+    t(names[2], "<= 600 ms", f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} ms",
+      fig["browser_stroke_to_overlay_p50_ms_20_images"] <= 600)
+    t(names[3], "<= 30 ms, no server call", f"{fig['toggle_repaint_max_ms']:.1f} ms max, "
+      f"{fig['toggle_server_calls']} calls", fig["toggle_repaint_max_ms"] <= 30 and fig["toggle_server_calls"] == 0)
+    t(names[4], "0 lost, 0 errors", f"{conc['lost']} lost, {conc['errors']} errors",
+      conc["lost"] == 0 and conc["errors"] == 0)
