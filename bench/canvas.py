@@ -140,8 +140,6 @@ def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, 
             page.on("requestfinished", lambda r: wire.append((r.url, _sizes(r))) if "/api/" in r.url else None)
             rng = np.random.default_rng(cfg.seed)
             gt = scenes[0].gt
-            box = page.locator(".ps-view").bounding_box()
-            view = page.evaluate("() => window.__probeseg.state.view")
             warm = cfg.canvas_warmup_strokes
             marks = []
             for n in range(warm + strokes):
@@ -150,12 +148,25 @@ def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, 
                 pts = _stroke_in(gt, cls, rng)
                 if n == warm:
                     marks.append(len(wire))
-                _drag(page, box, view, pts)
+                box = page.locator(".ps-view").bounding_box()  # the stage fits itself to the window
+                _drag(page, box, page.evaluate("() => window.__probeseg.state.view"), pts)
                 if n == 0:  # one class labelled: nothing to train yet
                     page.wait_for_function("() => window.__probeseg.state.queue.length === 0")
                     continue
-                page.wait_for_function(f"() => window.__probeseg.strokes.length === {n + 1} && "
-                                       "window.__probeseg.strokes.every((s) => s.t_paint)")
+                try:
+                    page.wait_for_function(f"() => window.__probeseg.strokes.length === {n + 1} && "
+                                           "window.__probeseg.strokes.every((s) => s.t_paint)")
+                except Exception as exc:  # say what the page saw: the bench's own bug or the app's
+                    page.screenshot(path="/tmp/canvas-timeout.png")
+                    v = page.evaluate("() => window.__probeseg.state.view")
+                    sx, sy = box["x"] + v["x"] + (pts[0][0] + 0.5) * v["s"], box["y"] + v["y"] + (pts[0][1] + 0.5) * v["s"]
+                    log.error("at %s: %s; box %s view %s", (sx, sy), page.evaluate(
+                        f"() => {{ const e = document.elementFromPoint({sx}, {sy}); return e && (e.tagName + '.' + e.className); }}"), box, v)
+                    seen = page.evaluate("() => JSON.stringify({n: window.__probeseg.strokes.length, tool: window.__probeseg.state.tool, strokes: window.__probeseg.strokes.slice(-2), "
+                                         "unsaved: window.__probeseg.state.queue.length, "
+                                         "refused: window.__probeseg.state.refused})")
+                    raise RuntimeError(f"stroke {n} at {pts}: no overlay within the timeout; the page saw {seen}; "
+                                       f"app log: {app.tail(600)}") from exc
                 page.wait_for_timeout(cfg.canvas_pause_ms)
             page.wait_for_timeout(1500)
             marks.append(len(wire))

@@ -450,13 +450,14 @@ def train_head(
     init: LinearHead | None = None,
     should_stop: Callable[[], bool] | None = None,
     cache: TrainingCache | None = None,
-    progress: Callable[[LinearHead, int], None] | None = None,
+    progress: Callable[[int, Callable[[], LinearHead]], None] | None = None,
 ) -> TrainResult:
     """Fit a LinearHead with full-batch L-BFGS (the problem is convex, so this converges in tens of
     iterations and is deterministic). `should_stop` is checked before every loss evaluation and raises
     TrainingCancelled when true; `cache` reuses per-image work between fits (see TrainingCache);
-    `progress(head, iteration)` gets a copy of the head after each iteration (an interactive client can
-    show it while the fit goes on: a fit is useful long before it has converged)."""
+    `progress(iteration, snapshot)` is called after each iteration; `snapshot()` returns a copy of the
+    head at that point (built only when asked for: an interactive client shows one now and then while the
+    fit goes on, since a fit is useful long before it has converged)."""
     start = time.perf_counter()
     px = images if isinstance(images, PixelSet) else gather(images, num_classes, config, cache)
     if len(px.pixel_counts) < 2:
@@ -483,11 +484,14 @@ def train_head(
         return float(loss) + 0.5 * decay * float(w.pow(2).sum()), grad.double().numpy().ravel()
 
     def each(x: np.ndarray, n: int) -> None:
+        def snapshot() -> LinearHead:
+            copy = LinearHead(c, k)
+            copy.set_statistics(head.mean, head.std)
+            set_flat_params(copy, x)
+            return copy.eval().requires_grad_(False)
+
         if progress is not None:
-            snapshot = LinearHead(c, k)
-            snapshot.set_statistics(head.mean, head.std)
-            set_flat_params(snapshot, x)
-            progress(snapshot.eval().requires_grad_(False), n)
+            progress(n, snapshot)
 
     with torch.no_grad():
         found = minimize_lbfgs(fun, flat_params(head), config, each if progress is not None else None)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from engine.engine import ProjectEngine
 
 Stop = Callable[[], bool]
-INTERIM_FIRST_ITER, INTERIM_FIRST_S = 3, 0.02  # the first interim head: after this many iterations or seconds
+INTERIM_FIRST_ITER, INTERIM_FIRST_S = 2, 0.02  # the first interim head: after this many iterations or seconds
 INTERIM_EVERY_S = 0.25  # then at most this often
 
 
@@ -65,7 +65,7 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     init = prev.head if prev is not None and prev.class_ids == class_ids else None
     started, shown = time.perf_counter(), [0.0]
 
-    def progress(head, iteration: int) -> None:
+    def progress(iteration: int, snapshot) -> None:
         # Show an early iterate at once, then a better one now and then, until the final head is stored.
         now = time.perf_counter()
         due = (iteration >= INTERIM_FIRST_ITER or now - started >= INTERIM_FIRST_S) if not shown[0] else (
@@ -73,7 +73,7 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
         if due and not stop():
             shown[0] = now
             engine.publish_interim(project_id, HeadState(
-                prev.head_id if prev is not None else 0, head, class_ids, engine.backbone_name, engine.weights_id,
+                prev.head_id if prev is not None else 0, snapshot(), class_ids, engine.backbone_name, engine.weights_id,
                 time.time(), generation, interim=True))
 
     try:

@@ -37,6 +37,7 @@ from .rasterize import (
     indices_to_class_map,
     paint_on_top,
     raster_to_indices,
+    region_of,
     render_layers,
     render_scribble,
 )
@@ -412,13 +413,33 @@ def points(ctx: Ctx, image_id: int) -> list[PointInfo]:
     def fn(s: Session) -> list[PointInfo]:
         im = get_or_404(s, Image, image_id, "image")
         lut = index_of(s, im.project_id)
-        active = {e.id for e in fold(load_events(s, im.id)).points}
+        active = visible_points(im, fold(load_events(s, im.id)), _Loader(s))
         rows = s.scalars(select(Annotation).where(Annotation.id.in_(active)).order_by(Annotation.seq)) if active else []
         return [PointInfo(r.id, r.class_id, lut.get(r.class_id) if r.class_id is not None else None,
                           float(r.x or 0.0), float(r.y or 0.0), float(r.radius or 0.0), r.author, r.created_at)
                 for r in rows]
 
     return ctx.db.read(fn)
+
+
+def visible_points(im: Image, folded: Folded, load: _Loader) -> set[int]:
+    """Ids of the active points whose centre pixel no later erase (stroke, region or clear) covered: an
+    erased point is gone from the labels, so it is not listed (nor drawn as a marker) either."""
+    shape = (im.height, im.width)
+    out = set()
+    for p in folded.points:
+        ci = min(max(int(np.floor((p.y or 0.0) + 0.5)), 0), im.height - 1)
+        cj = min(max(int(np.floor((p.x or 0.0) + 0.5)), 0), im.width - 1)
+        covered = False
+        for e in folded.applied:
+            if e.kind == "erase" and e.seq > p.seq:
+                rows, cols, m = region_of(shape, e, load)
+                if rows.start <= ci < rows.stop and cols.start <= cj < cols.stop and m[ci - rows.start, cj - cols.start]:
+                    covered = True
+                    break
+        if not covered:
+            out.add(p.id)
+    return out
 
 
 def labelled_pixel_counts(ctx: Ctx, project_id: int | None, image_id: int | None) -> dict[int, int]:

@@ -59,7 +59,7 @@ CSS = """
 .ps-class.active { outline: 3px solid var(--color-accent); font-weight: 600; }
 .ps-sw { width: 14px; height: 14px; border-radius: 3px; display: inline-block; border: 1px solid #0006; }
 .ps-eye { margin-left: 4px; }
-.ps-stage { position: relative; height: calc(100vh - 290px); min-height: 320px; background: #2b2b2b;
+.ps-stage { position: relative; height: 480px; min-height: 320px; background: #2b2b2b;
   border-radius: 6px; overflow: hidden; touch-action: none; }
 .ps-view { position: absolute; inset: 0; width: 100%; height: 100%; touch-action: none; }
 .ps-status { font-size: 13px; padding: 2px 6px; border-radius: 4px; }

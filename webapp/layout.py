@@ -27,6 +27,12 @@ CLASS_OUT = SHOW + ["classes_table", "class_pick", "class_name", "class_colour",
 TICK_OUT = ["status", "state", "view_img", "view_note", "info", "gallery", "timer"]
 
 
+def confirm_js(question: str) -> str:
+    """Runs in the page before the event: a refused confirmation stops the event (the error is swallowed)."""
+    q = question.replace("\\", "\\\\").replace('"', '\\"')
+    return f'(...args) => {{ if (!window.confirm("{q}")) throw new Error("cancelled"); return args; }}'
+
+
 def header(ctx: AppContext, ui: UI) -> None:
     backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
     gr.Markdown(f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone} + a linear head "
@@ -119,7 +125,8 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on(ui.import_voc_btn.click, cbd.import_voc, ["state", "server_folder", "voc_labels", "sort"], import_out,
        view=True)
     on(ui.split.input, cbd.set_split, ["state", "split"], ["title"])
-    on(ui.delete_image_btn.click, cbd.delete_image, ["state", "sort"], SHOW + gallery_out, view=True)
+    on(ui.delete_image_btn.click, cbd.delete_image, ["state", "sort"], SHOW + gallery_out, view=True,
+       js=confirm_js("Delete the current image and all its labels? This cannot be undone."))
 
     # classes
     on(ui.class_pick.input, cbc.pick, ["state", "class_pick"], ["class_name", "class_colour"])
@@ -132,7 +139,7 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on(ui.up_btn.click, lambda c, s, v: cbc.move(c, s, v, -1), ["state", "class_pick"], CLASS_OUT, view=True)
     on(ui.down_btn.click, lambda c, s, v: cbc.move(c, s, v, +1), ["state", "class_pick"], CLASS_OUT, view=True)
     on(ui.delete_btn.click, cbc.delete, ["state", "class_pick", "delete_mode", "reassign_to"], CLASS_OUT,
-       view=True)
+       view=True, js=confirm_js("Delete this class?"))
 
     # evaluation and export
     eval_out = ["eval_md", "eval_plot"]

@@ -196,3 +196,23 @@ def test_bad_inputs_give_clear_errors():
     wrong = [LabelledImage(images[0].features, images[0].labels[:-1])]
     with pytest.raises(TrainingError, match="labels must have the image's size"):
         train_head(wrong, 4)
+
+
+def test_progress_reports_every_iteration_and_snapshots_only_on_request():
+    from core.train import TrainConfig, flat_params, train_head
+
+    rng = np.random.default_rng(3)
+    feats = PatchFeatures(torch.from_numpy(rng.standard_normal((8, 4, 5)).astype(np.float32)), (56, 70), (40, 50))
+    labels = np.full((40, 50), IGNORE, np.uint8)
+    labels[:, :20], labels[:, 30:] = 0, 1
+    seen: list[int] = []
+    snaps: dict[int, np.ndarray] = {}
+
+    def progress(n, snapshot):
+        seen.append(n)
+        snaps[n] = flat_params(snapshot())
+
+    result = train_head([LabelledImage(feats, labels)], 2, TrainConfig(max_iter=12), progress=progress)
+    assert seen == list(range(1, result.iterations + 1))
+    np.testing.assert_allclose(snaps[result.iterations], flat_params(result.head), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(snaps[1], snaps[result.iterations])  # early iterates differ from the converged head

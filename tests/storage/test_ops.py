@@ -163,3 +163,15 @@ def test_two_writers_on_one_image_keep_every_stroke(repo: Repository, project) -
     for row in (5, 30):
         assert all(labels[row, i * 2] == 1 for i in range(20))
     assert sorted(a.seq for a in acks) == list(range(1, 41))
+
+
+def test_an_erased_point_is_no_longer_listed(repo: Repository, project, image) -> None:  # type: ignore[no-untyped-def]
+    cat = class_ids(repo, project.id)["cat"]
+    repo.apply_op(image.id, op("p", "point", class_id=cat, radius=1, points=[[3, 3]]))
+    repo.apply_op(image.id, op("q", "point", class_id=cat, radius=1, points=[[6, 1]]))
+    repo.apply_op(image.id, stroke("e", cat, [(2, 3), (4, 3)], 0.6, kind="erase"))
+    assert [(p.x, p.y) for p in repo.points(image.id)] == [(6, 1)]
+    repo.apply_op(image.id, op("u", "undo"))
+    assert len(repo.points(image.id)) == 2
+    repo.apply_op(image.id, op("c", "clear"))
+    assert repo.points(image.id) == [] and (repo.label_map(image.id) == N).all()

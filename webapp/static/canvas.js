@@ -8,7 +8,7 @@ const S = {
   cfg: null, token: 0, img: null, W: 0, H: 0,
   tool: 'brush', classId: null, radius: 8, pointRadius: 6, opacity: 0.5, labelOpacity: 0.7,
   showPred: true, showLabels: true, predMode: 'classes', hidden: new Set(), autoTrain: true,
-  view: { s: 1, x: 0, y: 0 }, fitted: false, mouse: null, spaceDown: false, drag: null, path: null,
+  view: { s: 1, x: 0, y: 0 }, userView: false, mouse: null, spaceDown: false, drag: null, path: null,
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], trainGen: 0, drawQueued: false, strokes: [], toggleMs: [],
@@ -148,7 +148,7 @@ $('.ps-clear').onclick = () => {
   if (!S.cfg.image) return;
   if (window.confirm(`Clear every label of ${S.cfg.image.name}? (Undo brings them back.)`)) history_('clear');
 };
-$('.ps-fit').onclick = () => { fitView(); draw(); };
+$('.ps-fit').onclick = () => { S.userView = false; fitView(); draw(); };
 
 // ------------------------------------------------------------------ image, labels, points
 async function fetchOk(url, opts) {
@@ -168,7 +168,7 @@ async function openImage() {
   const sc = Math.min(1, PRED_MAX / Math.max(S.W, S.H));
   S.predCanvas.width = Math.max(1, Math.round(S.W * sc)); S.predCanvas.height = Math.max(1, Math.round(S.H * sc));
   pc.clearRect(0, 0, S.predCanvas.width, S.predCanvas.height);
-  S.fitted = false; resize();
+  S.userView = false; resize();
   const img = new Image();
   img.decoding = 'async';
   img.src = `${apiBase()}/images/${im.id}/file`;
@@ -383,7 +383,7 @@ async function pump() {
         S.queue.shift(); saveQueue(); S.failures = 0;
         S.knownVersion = Math.max(S.knownVersion, body.label_version || 0);
         if (item.rec) { item.rec.t_ack = performance.now(); item.rec.gen = body.train_generation || 0; }
-        if (['undo', 'redo', 'clear', 'unpoint'].includes(item.op.kind) && S.cfg.image && item.image === S.cfg.image.id) reloadLabels();
+        if (['undo', 'redo', 'clear', 'unpoint', 'erase'].includes(item.op.kind) && S.cfg.image && item.image === S.cfg.image.id) reloadLabels();
         continue;
       }
       if (res && res.status >= 400 && res.status < 500 && ![408, 429].includes(res.status)) {
@@ -432,14 +432,23 @@ function status() {
 $('.ps-status').onclick = () => { if (S.refused.length) { S.refused = []; status(); } };
 
 // ------------------------------------------------------------------ drawing
+function fitStage() {
+  // the stage takes the rest of the window below its top (status line included), so the whole canvas is
+  // visible without scrolling at any window size
+  const box = $('.ps-stage');
+  const top = box.getBoundingClientRect().top + window.scrollY;
+  const h = Math.max(320, Math.round(window.innerHeight - top - 40));
+  if (box.style.height !== h + 'px') box.style.height = h + 'px';
+}
 function resize() {
+  fitStage();
   const box = $('.ps-stage');
   const dpr = window.devicePixelRatio || 1;
   const w = Math.max(50, box.clientWidth), h = Math.max(50, box.clientHeight);
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
     canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
   }
-  if (!S.fitted && S.W) fitView();
+  if (!S.userView && S.W) fitView();  // follow the window until the user zooms or pans
   drawNow();
 }
 function fitView() {
@@ -448,7 +457,6 @@ function fitView() {
   if (!S.W || !w) return;
   const s = Math.min(w / S.W, h / S.H);
   S.view = { s, x: (w - S.W * s) / 2, y: (h - S.H * s) / 2 };
-  S.fitted = true;
 }
 function draw() {
   if (S.drawQueued) return;
@@ -524,6 +532,7 @@ canvas.addEventListener('pointerdown', (e) => {
   const p = toImage(e);
   if (e.button === 1 || S.spaceDown || S.tool === 'pan') {
     S.drag = { sx: p.sx, sy: p.sy, vx: S.view.x, vy: S.view.y };
+    S.userView = true;
     e.preventDefault();
     return;
   }
@@ -593,6 +602,7 @@ canvas.addEventListener('wheel', (e) => {
   S.view.x = p.sx - (p.sx - S.view.x) * (s / S.view.s);
   S.view.y = p.sy - (p.sy - S.view.y) * (s / S.view.s);
   S.view.s = s;
+  S.userView = true;
   draw();
 }, { passive: false });
 
@@ -617,19 +627,23 @@ api.onKey = (e) => {
     if (S.tool === 'point') S.pointRadius = Math.max(1, S.pointRadius + d); else S.radius = Math.max(1, S.radius + d);
     buildToolbar(); draw(); return true;
   }
-  if (k === 'f') { fitView(); draw(); return true; }
+  if (k === 'f') { S.userView = false; fitView(); draw(); return true; }
   return false;
 };
 if (!window.__probesegCanvasKeys) {
   window.__probesegCanvasKeys = true;
   document.addEventListener('keydown', (e) => {
-    if (e.key === ' ' && !typing(e.target)) { window.__probeseg.state.spaceDown = true; }
+    if (e.key === ' ' && !typing(e.target)) {
+      window.__probeseg.state.spaceDown = true;
+      if (window.__probeseg.state.mouse) e.preventDefault();  // over the canvas: pan, do not scroll the page
+    }
     if (window.__probeseg.onKey(e)) e.preventDefault();
   }, true);
   document.addEventListener('keyup', (e) => { if (e.key === ' ') window.__probeseg.state.spaceDown = false; }, true);
 }
 
 new ResizeObserver(() => resize()).observe($('.ps-stage'));
+window.addEventListener('resize', () => resize());
 window.addEventListener('online', () => pump());
 watch('value', () => applyConfig());
 applyConfig();
