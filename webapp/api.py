@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.labels import label_to_png_bytes
 from engine.results import GridScores
 from storage import ConflictError, DatabaseBusyError, NotFoundError, StorageError, ValidationError
-from webapp.auth import Backoff, _logged_in
+from webapp.auth import Backoff, logged_in
 from webapp.context import AppContext
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class Api:
     async def check_login(self, request: Request) -> None:
         if self.auth is None:
             return
-        if _logged_in(request.scope, request.app):
+        if logged_in(request.scope, request.app):
             return
         header = request.headers.get("authorization", "")
         client = request.client.host if request.client else "?"

@@ -100,7 +100,7 @@ class LoginRequired:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if path.startswith(UNGUARDED_BY_GRADIO) and not _logged_in(scope, gradio_app):
+        if path.startswith(UNGUARDED_BY_GRADIO) and not logged_in(scope, gradio_app):
             from starlette.responses import JSONResponse
 
             await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
@@ -125,7 +125,7 @@ class LoginRequired:
             self.backoff.record(client, status[0] == 200)
 
 
-def _logged_in(scope, gradio_app) -> bool:
+def logged_in(scope, gradio_app) -> bool:
     from starlette.requests import Request
 
     cookies = Request(scope).cookies

@@ -6,8 +6,6 @@ Each returns a dict {output name: value}; names it leaves out are not updated (s
 
 from __future__ import annotations
 
-import logging
-
 import gradio as gr
 import numpy as np
 
@@ -18,7 +16,6 @@ from webapp.canvas import canvas_value
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
 
-log = logging.getLogger(__name__)
 
 def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
     """Open `image_id` (None: the first image) in the canvas."""

@@ -108,6 +108,9 @@ def evaluation(ctx: AppContext, sess: Session) -> dict:
     for name, iou in zip(result.class_names, scores.per_class_iou, strict=True):
         lines.append(f"| {md(name)} | {_pct(iou)} |")
     rows = progress_table(ctx)
+    labelled = sum(ctx.repo.labelled_pixel_counts(ctx.project_id).values())
+    if not rows or rows[-1][0] != labelled:  # runs whose scoring a newer edit superseded: score the head now
+        rows.append([int(labelled), round(100 * float(scores.miou), 2)])
     plot = None
     if rows:
         import pandas as pd

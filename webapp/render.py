@@ -12,10 +12,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from core.labels import IGNORE
-from storage import ClassInfo, PointInfo
+from storage import ClassInfo
 
-LABEL_ALPHA = 0.6  # opacity of scribbles in the editor: the image stays visible under dense labels
-EDITOR_MAX_SIDE = 1024  # longer side of the image shown for annotation (labels are stored at full size)
 VIEW_MAX_SIDE = 768  # longer side of the analysis views
 GAP = 8  # pixels between panels of the side-by-side view
 
@@ -46,19 +44,11 @@ def palette(classes: Sequence[ClassInfo]) -> np.ndarray:
     return pal
 
 
-def text_colour(colour: str) -> str:
-    r, g, b = hex_to_rgb(colour)
-    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"
-
-
 # ---------------------------------------------------------------------- display <-> full resolution
-def row_map(n_full: int, n_disp: int) -> np.ndarray:
-    """For each full-resolution row (or column): the display row it is shown in."""
-    return (np.arange(n_full, dtype=np.int64) * n_disp) // n_full
 
 
 def downscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour label map at display size (h, w); exact inverse of `upscale_labels`."""
+    """Nearest-neighbour label map at display size (h, w): display pixel i shows full-size row ceil(i H / h)."""
     H, W = labels.shape
     h, w = size
     if (h, w) == (H, W):
@@ -68,58 +58,7 @@ def downscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
-def upscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = labels.shape
-    H, W = size
-    if (h, w) == (H, W):
-        return labels.copy()
-    return labels[row_map(H, h)[:, None], row_map(W, w)[None, :]]
-
-
-def merge_edit(stored: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Apply the display-size edit before -> after onto the full-resolution layer `stored`: only pixels
-    the user changed are touched, so fine detail elsewhere and other sessions' edits survive."""
-    if before.shape != after.shape:
-        raise ValueError(f"edit changed the layer size from {before.shape} to {after.shape}")
-    changed = before != after
-    if not changed.any():
-        return stored
-    H, W = stored.shape
-    rows, cols = row_map(H, before.shape[0]), row_map(W, before.shape[1])
-    full_changed = changed[rows[:, None], cols[None, :]]
-    out = stored.copy()
-    out[full_changed] = after[rows[:, None], cols[None, :]][full_changed]
-    return out
-
-
 # ---------------------------------------------------------------------- editor layers
-def labels_to_rgba(labels: np.ndarray, pal: np.ndarray, alpha: float = LABEL_ALPHA) -> np.ndarray:
-    """Label map -> RGBA layer (class colour with `alpha` where labelled, transparent elsewhere)."""
-    out = np.zeros((*labels.shape, 4), np.uint8)
-    mask = labels != IGNORE
-    out[..., :3][mask] = pal[labels[mask]]
-    out[..., 3][mask] = int(round(alpha * 255))
-    return out
-
-
-def rgba_to_labels(layer: np.ndarray, classes: Sequence[ClassInfo], min_alpha: int = 8) -> np.ndarray:
-    """Editor layer -> label map: each painted pixel gets the class of the nearest class colour."""
-    layer = np.asarray(layer)
-    if layer.ndim != 3 or layer.shape[2] != 4:
-        raise ValueError(f"expected an RGBA layer, got shape {layer.shape}")
-    out = np.full(layer.shape[:2], IGNORE, np.uint8)
-    mask = layer[..., 3] >= min_alpha
-    if not mask.any() or not classes:
-        return out
-    rgb = layer[..., :3][mask].astype(np.int32)
-    code = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-    uniq, inv = np.unique(code, return_inverse=True)
-    ucol = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1)
-    ccol = np.array([hex_to_rgb(c.colour) for c in classes], np.int32)
-    dist = ((ucol[:, None, :] - ccol[None, :, :]) ** 2).sum(-1)
-    idx = np.array([c.index for c in classes], np.uint8)[dist.argmin(1)]
-    out[mask] = idx[inv.reshape(-1)]
-    return out
 
 
 def tint(rgb: np.ndarray, labels: np.ndarray, pal: np.ndarray, alpha: float,
@@ -133,26 +72,6 @@ def tint(rgb: np.ndarray, labels: np.ndarray, pal: np.ndarray, alpha: float,
     out = rgb.astype(np.float32)
     out[mask] = (1 - alpha) * out[mask] + alpha * pal[labels[mask]].astype(np.float32)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def draw_points(rgb: np.ndarray, points: Sequence[PointInfo], pal: np.ndarray, scale: float,
-                min_radius: float = 3.0) -> np.ndarray:
-    """Draw each point as a filled disc in its class colour with a contrasting ring (`scale`:
-    display pixels per image pixel)."""
-    if not points:
-        return rgb
-    img = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(img)
-    for p in points:
-        if p.class_index is None:
-            continue
-        x, y = p.x * scale, p.y * scale
-        r = max(min_radius, p.radius * scale)
-        colour = tuple(int(v) for v in pal[p.class_index])
-        ring = (255, 255, 255) if sum(colour) < 380 else (0, 0, 0)
-        draw.ellipse([x - r - 1.5, y - r - 1.5, x + r + 1.5, y + r + 1.5], fill=ring)
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
-    return np.asarray(img)
 
 
 # ---------------------------------------------------------------------- analysis views

@@ -117,6 +117,8 @@ def test_voc_import_enables_evaluation(ctx, sess, tiny_voc):
     cba.train(ctx, sess)
     res = cbe.evaluation(ctx, sess)
     assert "mIoU" in res["eval_md"] and "| red |" in res["eval_md"]
+    plot = res["eval_plot"]  # mIoU against labelled pixels, never empty once a head is scored
+    assert len(plot) >= 1 and plot["labelled pixels"].iloc[-1] == sum(ctx.repo.labelled_pixel_counts(ctx.project_id).values())
     assert ctx.engine.evaluate(ctx.project_id).scores.miou > 0.5
 
 
