@@ -17,10 +17,10 @@ TEMPLATE = """
 <div class="ps-root" data-unsaved="0" data-refused="0">
   <div class="ps-bar">
     <span class="ps-group">
-      <button type="button" data-tool="brush" title="Brush (b)">🖌 Brush</button>
+      <button type="button" data-tool="brush" title="Brush (b)">✎ Brush</button>
       <button type="button" data-tool="eraser" title="Eraser (e)">⌫ Erase</button>
       <button type="button" data-tool="point" title="Points (o): a click adds one, a click on one removes it">• Point</button>
-      <button type="button" data-tool="pan" title="Pan (h; or drag with space or the middle button; wheel zooms)">✋ Pan</button>
+      <button type="button" data-tool="pan" title="Pan (h; or drag with space or the middle button; wheel zooms)">✥ Pan</button>
     </span>
     <label class="ps-group"><span class="ps-size-label">Brush size</span>
       <input class="ps-size" type="range" min="1" max="60" value="8"></label>
