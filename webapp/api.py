@@ -263,6 +263,7 @@ class Api:
             pid, _info = await asyncio.to_thread(self.image, project, image_id)
             deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
             tried: tuple[int | None, float] = (None, 0.0)  # head counter last tried, and when
+            checked = time.monotonic()
             while True:
                 counter = ctx.engine.head_counter(pid)
                 now = time.monotonic()
@@ -273,8 +274,12 @@ class Api:
                     if scores is not None:
                         version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version
                         return JSONResponse(prediction_json(scores, version), headers={"Cache-Control": "no-store"})
-                if now >= deadline or await request.is_disconnected():
+                if now >= deadline:
                     return Response(status_code=204)
+                if now - checked > 0.5:  # a closed tab stops waiting (checked rarely: it costs a receive)
+                    checked = now
+                    if await request.is_disconnected():
+                        return Response(status_code=204)
                 await asyncio.sleep(POLL_S)
 
         return r

@@ -101,7 +101,17 @@ def build_app(config: ServeConfig, ctx: AppContext | None = None):
     demo, _ui = build(ctx)
     demo.probeseg = ctx
     demo.queue(default_concurrency_limit=8)
+    quiet_queue(demo)
     return demo
+
+
+def quiet_queue(demo) -> None:
+    """Gradio's queue polls every 1 ms while it is empty: about 12 % of a core here with nobody connected
+    (measured). Every 10 ms costs a queued event at most 10 ms and the idle server about 1 %."""
+    queue = getattr(demo, "_queue", None)
+    if queue is not None and hasattr(queue, "sleep_when_free"):
+        queue.sleep_when_free = max(queue.sleep_when_free, 0.01)
+        queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, 0.05)
 
 
 def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
