@@ -304,14 +304,15 @@ def _on_image(ctx: Ctx, image_id: int, body: Any) -> Any:
     return write_cached(ctx, lambda s: body(s, locked_image(s, image_id)))
 
 
+def tx_point(ctx: Ctx, s: Session, im: Image, class_id: Any, x: Any, y: Any, radius: Any, author: str) -> Result:
+    fx, fy = check_xy(im, x, y)
+    return tx_on_top(ctx, s, im, "point", author, class_id=class_of(s, im, class_id).id, x=fx, y=fy,
+                     radius=check_radius(radius))
+
+
 def add_point(ctx: Ctx, image_id: int, class_id: int, x: float, y: float, radius: float,
               author: str) -> AnnotationInfo:
-    def body(s: Session, im: Image) -> Result:
-        fx, fy = check_xy(im, x, y)
-        return tx_on_top(ctx, s, im, "point", author, class_id=class_of(s, im, class_id).id, x=fx, y=fy,
-                         radius=check_radius(radius))
-
-    return _on_image(ctx, image_id, body)
+    return _on_image(ctx, image_id, lambda s, im: tx_point(ctx, s, im, class_id, x, y, radius, author))
 
 
 def remove_point(ctx: Ctx, image_id: int, annotation_id: int | None, x: float | None, y: float | None,

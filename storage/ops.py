@@ -87,18 +87,14 @@ def _apply(ctx: Ctx, s: Session, im: Image, op: Op, author: str) -> an.Result:
         fields: dict[str, Any] = {"radius": op.radius, "path": path}
         if op.kind == "stroke":
             fields["class_id"] = an.class_of(s, im, op.class_id).id
-        result = an.tx_on_top(ctx, s, im, op.kind, author, **fields)
-    elif op.kind == "point":
-        fx, fy = an.check_xy(im, *op.points[0])
-        result = an.tx_on_top(ctx, s, im, "point", author, class_id=an.class_of(s, im, op.class_id).id,
-                              x=fx, y=fy, radius=op.radius)
-    elif op.kind == "unpoint":
-        result = an.tx_remove_point(ctx, s, im, None, *op.points[0], author)
-    elif op.kind == "clear":
-        result = an.tx_clear(ctx, s, im, author)
-    else:
-        result = an.tx_step(ctx, s, im, op.kind, author)
-    return result
+        return an.tx_on_top(ctx, s, im, op.kind, author, **fields)
+    if op.kind == "point":
+        return an.tx_point(ctx, s, im, op.class_id, *op.points[0], op.radius, author)
+    if op.kind == "unpoint":
+        return an.tx_remove_point(ctx, s, im, None, *op.points[0], author)
+    if op.kind == "clear":
+        return an.tx_clear(ctx, s, im, author)
+    return an.tx_step(ctx, s, im, op.kind, author)
 
 
 def apply_op(ctx: Ctx, image_id: int, op: Any, author: str) -> OpResult:

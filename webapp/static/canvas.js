@@ -11,7 +11,7 @@ const S = {
   view: { s: 1, x: 0, y: 0 }, userView: false, mouse: null, spaceDown: false, drag: null, path: null,
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
-  retryAt: 0, refused: [], trainGen: 0, drawQueued: false, strokes: [], toggleMs: [],
+  retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [],
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -202,7 +202,7 @@ async function reloadLabels(token) {
     for (const q of S.queue) if (q.image === im.id) paintOp(q.op);  // unsaved edits stay visible
     draw();
   } catch (e) {
-    if (token === S.token) { S.loadError = 'could not load the labels (' + e.message + '); retrying'; status(); setTimeout(() => reloadLabels(token), 2000); }
+    if (token === S.token) setTimeout(() => reloadLabels(token), 2000);  // the server is back soon: retry
   }
 }
 
