@@ -67,6 +67,10 @@ def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
     }
 
 
+def class_json(c) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {"id": c.id, "name": c.name, "color": c.colour, "index": c.index}
+
+
 def _status_of(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, NotFoundError):
         return 404, str(exc)
@@ -158,8 +162,7 @@ class Api:
         @r.get("/classes")
         def get_classes(project: str) -> list[dict]:
             pid = self.project_id(project)
-            return [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index}
-                    for c in _guard(lambda: ctx.repo.list_classes(pid))]
+            return [class_json(c) for c in _guard(lambda: ctx.repo.list_classes(pid))]
 
         @r.post("/classes", status_code=201)
         async def post_class(project: str, request: Request) -> dict:
@@ -170,8 +173,7 @@ class Api:
             colour = body.get("color")
             if colour is not None and not isinstance(colour, str):
                 raise HTTPException(422, "color must be a string like #rrggbb")
-            c = await asyncio.to_thread(_guard, lambda: ctx.repo.add_class(pid, body["name"], colour))
-            return {"id": c.id, "name": c.name, "color": c.colour, "index": c.index}
+            return class_json(await asyncio.to_thread(_guard, lambda: ctx.repo.add_class(pid, body["name"], colour)))
 
         @r.get("/images")
         def get_images(project: str) -> list[dict]:
@@ -196,10 +198,13 @@ class Api:
                 files.append((f.filename or "upload", await f.read()))
             if not files:
                 raise HTTPException(422, "no files: send one or more in the multipart field `files`")
-            report = _guard(lambda: ctx.repo.import_uploads(pid, files))
-            if report.image_ids:
-                ctx.engine.ensure_features(report.image_ids)
-            infos = [_guard(lambda i=i: ctx.repo.get_image(i)) for i in report.image_ids]
+            def store():  # type: ignore[no-untyped-def]  # in a thread: an import must not stall the event loop
+                report = _guard(lambda: ctx.repo.import_uploads(pid, files))
+                if report.image_ids:
+                    ctx.engine.ensure_features(report.image_ids)
+                return report, [_guard(lambda i=i: ctx.repo.get_image(i)) for i in report.image_ids]
+
+            report, infos = await asyncio.to_thread(store)
             return {"imported": [{"id": i.id, "name": i.name, "width": i.width, "height": i.height} for i in infos],
                     "duplicates": list(report.duplicates),
                     "rejected": [{"name": n, "reason": why} for n, why in report.failed]}
