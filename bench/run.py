@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--check",
         action="store_true",
         help="regression check: a quick trainer run compared with the figures recorded in bench/RESULTS.json; "
-        f"prints every CPU-time figure more than {CHECK_TOLERANCE:.0%} worse and exits 1 if there is one",
+        f"prints every CPU-time figure more than {CHECK_TOLERANCE * 100:.0f}%% worse and exits 1 if there is one",
     )
     p.add_argument("--record", action="store_true", help="with --check: record this run's figures as the reference")
     p.add_argument("--render", action="store_true",

@@ -198,7 +198,7 @@ def profile_trainer(images: Sequence[LabelledImage], num_classes: int, config: T
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     top = [(e.key, e.self_cpu_time_total / total, e.count) for e in events[:6]]
     return {"gather_s": t_gather.median, "mix_s": t_mix.median, "optimise_s": t_opt.median, "iterations": res.iterations,
-            "pixels": px.num_pixels, "tokens": int(px.tokens.shape[0]), "top_ops": top}
+            "pixels": px.num_pixels, "rows": int(px.rows.shape[0]), "top_ops": top}
 
 
 def profile_note(prof: dict, what: str) -> str:
@@ -206,7 +206,7 @@ def profile_note(prof: dict, what: str) -> str:
     return (
         f"Profile of {what} (medians, wall): gather {seconds(prof['gather_s'])} + fit "
         f"{seconds(prof['optimise_s'])} (of which building the sparse mixing matrices ~{seconds(prof['mix_s'])}) "
-        f"({prof['iterations']} iterations, {prof['pixels']:,} pixels on {prof['tokens']:,} touched tokens); "
+        f"({prof['iterations']} iterations, {prof['pixels']:,} pixels on {prof['rows']:,} feature rows); "
         f"top ops by self CPU time: {ops}."
     )
 

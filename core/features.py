@@ -57,11 +57,11 @@ class PatchFeatures:
         ([N, 4] each) whose weighted sum is the upsampled feature at that pixel."""
         h, w = self.grid
         H, W = self.original_size
-        y0, y1, wy0, wy1 = _axis_weights(torch.as_tensor(ys, dtype=torch.long), h, H)
-        x0, x1, wx0, wx1 = _axis_weights(torch.as_tensor(xs, dtype=torch.long), w, W)
-        idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], dim=1)
-        wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], dim=1)
-        return idx, wts
+        y0, y1, wy0, wy1 = _axis_weights(np.asarray(ys), h, H)
+        x0, x1, wx0, wx1 = _axis_weights(np.asarray(xs), w, W)
+        idx = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], axis=1)
+        wts = np.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], axis=1)
+        return torch.from_numpy(idx), torch.from_numpy(wts)
 
     def sample(self, ys: np.ndarray, xs: np.ndarray) -> torch.Tensor:
         """Interpolated features [N, C] at pixels (ys, xs) of the original image."""
@@ -70,29 +70,29 @@ class PatchFeatures:
         return (flat[idx] * wts.unsqueeze(-1)).sum(1)
 
 
-def _axis_weights(dst: torch.Tensor, n_in: int, n_out: int):
+def _axis_weights(dst: np.ndarray, n_in: int, n_out: int):
     """PyTorch's bilinear source index rule (align_corners=False, output size given): for output
     coordinate d the source is (d + 0.5) * n_in / n_out - 0.5, clamped at 0 below, with the upper
-    neighbour clamped to the last cell."""
-    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= n_out):
+    neighbour clamped to the last cell. Returns (i0, i1, w0, w1): int64 indices, float32 weights.
+    (numpy: on the few pixels of a stroke, torch's per-operation overhead was most of the cost.)"""
+    if dst.size and (int(dst.min()) < 0 or int(dst.max()) >= n_out):
         raise IndexError(f"pixel coordinate out of range 0..{n_out - 1}")
-    scale = n_in / n_out
-    src = ((dst.double() + 0.5) * scale - 0.5).clamp(min=0.0)
-    i0 = src.floor().long().clamp(max=n_in - 1)
-    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
-    lam1 = (src - i0.double()).float()
-    return i0, i1, 1.0 - lam1, lam1
+    src = np.maximum((dst.astype(np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    lam1 = (src - i0).astype(np.float32)
+    return i0, i1, np.float32(1.0) - lam1, lam1
 
 
 def interp_matrix(n_in: int, n_out: int, rows: slice | None = None) -> torch.Tensor:
     """[n_out, n_in] matrix M with M @ v == bilinear 1-D upsampling of v (same rule as `_axis_weights`)."""
-    dst = torch.arange(n_out)[rows] if rows is not None else torch.arange(n_out)
+    dst = np.arange(n_out)[rows] if rows is not None else np.arange(n_out)
     i0, i1, w0, w1 = _axis_weights(dst, n_in, n_out)
-    m = torch.zeros(dst.numel(), n_in)
-    r = torch.arange(dst.numel())
-    m.index_put_((r, i0), w0, accumulate=True)
-    m.index_put_((r, i1), w1, accumulate=True)
-    return m
+    m = np.zeros((dst.size, n_in), dtype=np.float32)
+    r = np.arange(dst.size)
+    np.add.at(m, (r, i0), w0)
+    np.add.at(m, (r, i1), w1)
+    return torch.from_numpy(m)
 
 
 def upsample_rows(grid_values: torch.Tensor, out_size: tuple[int, int], rows: slice) -> torch.Tensor:

@@ -7,13 +7,12 @@ and that in turn equals the bilinear mix of the head's outputs on the 4 surround
 once, for every labelled pixel its 4 token indices and weights, and each step costs
 O(tokens x dim x classes + pixels x 4 x classes) instead of O(pixels x dim x classes) or worse (or, with
 fewer pixels than touched tokens, O(pixels x dim x classes) on pre-mixed features: `Objective` picks).
-The gradient is written out, L-BFGS is scipy's (`minimize_lbfgs`), and a `TrainingCache` lets refits reuse
+The gradient is written out, L-BFGS is `core.lbfgs`, and a `TrainingCache` lets refits reuse
 the per-image work. `literal_loss` is kept as the reference the tests and benchmarks compare against.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 import warnings
@@ -25,9 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import lbfgs
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
+from core.lbfgs import Minimum
 
 
 class TrainingError(ValueError):
@@ -57,10 +58,13 @@ class LabelledImage:
 
 @dataclass
 class PixelSet:
-    """The training problem after gathering: each labelled pixel as 4 weighted token references."""
+    """The training problem after gathering: each labelled pixel as 4 weighted references to feature rows.
+    Per image, the rows are the tokens its labelled pixels touch or, when there are fewer labelled pixels
+    than that (clicks, thin scribbles), those pixels' own interpolated features (weight 1 on one row):
+    whichever is fewer rows, since a training step costs rows x dim x classes."""
 
-    tokens: torch.Tensor  # [M, C] float32, only the tokens some labelled pixel touches
-    idx: torch.Tensor  # [N, 4] long, rows of `tokens`
+    rows: torch.Tensor  # [R, C] float32 feature rows (not standardised)
+    idx: torch.Tensor  # [N, 4] long, indices into `rows`
     wts: torch.Tensor  # [N, 4] float32 bilinear weights (sum to 1)
     y: torch.Tensor  # [N] long targets
     weight: torch.Tensor  # [N] float32 per-pixel weight (sampling correction x class balance)
@@ -76,7 +80,7 @@ class PixelSet:
         """The sparse [N, M] matrix S of bilinear weights (rows sum to 1; pixel = S @ token) and its
         transpose, both CSR (several times faster here than gathering and scattering rows). Built directly:
         the 4 corners of a pixel are sorted, and corners that coincide at the image border are merged."""
-        n, m = self.num_pixels, self.tokens.shape[0]
+        n, m = self.num_pixels, self.rows.shape[0]
         cols, order = self.idx.sort(dim=1)
         keys = (torch.arange(n)[:, None] * m + cols).reshape(-1)  # sorted: row-major, then by column
         unique, inverse = torch.unique_consecutive(keys, return_inverse=True)
@@ -100,12 +104,13 @@ class TrainResult:
     trained_pixels: int  # pixels used after the sampling cap
 
 
-def _stratified_sample(y: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_sample(y: np.ndarray, cap: int, seed: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a class-stratified sample of at most ~cap entries of y, and the weight that makes each
     sampled pixel stand for the pixels of its class it replaced (so the weighted loss is unbiased)."""
     n = y.size
     if n <= cap:
         return np.arange(n), np.ones(n, dtype=np.float32)
+    rng = np.random.default_rng(seed)  # made only when sampling: seeding costs more than a stroke's gather
     keep, weight = [], []
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
@@ -127,16 +132,18 @@ class _ImageStats:
 
     @classmethod
     def of(cls, tokens: torch.Tensor) -> _ImageStats:
-        """tokens: [C, h*w] float32. Per-image sums in float32 (a few thousand terms), totals in float64."""
-        return cls(tokens.sum(1).double(), (tokens * tokens).sum(1).double(), int(tokens.shape[1]))
+        """tokens: [C, h*w] float32. Per-image sums in float32 (a few thousand terms), totals in float64; the
+        sum of squares as a squared norm (one pass, no [C, h*w] temporary)."""
+        s2 = torch.linalg.vector_norm(tokens, dim=1).double().square()
+        return cls(tokens.sum(1).double(), s2, int(tokens.shape[1]))
 
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One image's labelled pixels: its touched tokens and each pixel's 4 references into them."""
+    """One image's labelled pixels: its feature rows (see PixelSet) and each pixel's 4 references into them."""
 
-    tokens: torch.Tensor  # [m, C] float32
-    idx: torch.Tensor  # [n, 4] long, rows of `tokens`
+    rows: torch.Tensor  # [r, C] float32
+    idx: torch.Tensor  # [n, 4] long, indices into `rows`
     wts: torch.Tensor  # [n, 4]
     y: torch.Tensor  # [n]
     w: torch.Tensor  # [n] sampling weights
@@ -189,7 +196,7 @@ class TrainingCache:
 def _nbytes(chunk: _Chunk | None) -> int:
     if chunk is None:
         return 0
-    return sum(t.numel() * t.element_size() for t in (chunk.tokens, chunk.idx, chunk.wts, chunk.y, chunk.w))
+    return sum(t.numel() * t.element_size() for t in (chunk.rows, chunk.idx, chunk.wts, chunk.y, chunk.w))
 
 
 class PixelSetBuilder:
@@ -265,14 +272,21 @@ class PixelSetBuilder:
             raise TrainingError(f"{name}: class index {int(y.max())} but only {self.num_classes} classes")
         # Seeded per image (by key, else by position), so a sample does not depend on the other images.
         tag = zlib.crc32((key if key is not None else f"#{self._images}").encode())
-        pick, sw = _stratified_sample(y, self._share(flat.size), np.random.default_rng([self.config.seed, tag]))
+        pick, sw = _stratified_sample(y, self._share(flat.size), [self.config.seed, tag])
         ys, xs = np.divmod(flat[pick], labels.shape[1])
         idx, wts = features.corner_indices(ys, xs)
         used, local = torch.unique(idx, return_inverse=True)
+        if pick.size <= used.numel():  # the pixels' own features: sum over the corners k of w_k x token_k
+            corners = tokens.index_select(1, idx.T.reshape(-1)).view(-1, 4, pick.size)  # [C, 4, n]
+            rows = (corners * wts.T).sum(1).T
+            idx = torch.arange(pick.size)[:, None].expand(-1, 4)
+            wts = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(pick.size, -1)
+        else:
+            rows, idx = tokens.index_select(1, used).T, local
         return _Chunk(
-            tokens=tokens.index_select(1, used).T.contiguous(),
-            idx=local,
-            wts=wts,
+            rows=rows.contiguous(),
+            idx=idx.contiguous(),
+            wts=wts.contiguous(),
             y=torch.from_numpy(y[pick]),
             w=torch.from_numpy(sw),
             counts=np.bincount(y, minlength=self.num_classes),
@@ -283,14 +297,14 @@ class PixelSetBuilder:
             raise TrainingError("no labelled pixels: draw scribbles or points (or import masks) before training")
         mean = self._s1 / self._n_tok
         std = (self._s2 / self._n_tok - mean**2).clamp(min=0).sqrt()
-        offsets = np.cumsum([0] + [c.tokens.shape[0] for c in self._chunks[:-1]])
+        offsets = np.cumsum([0] + [c.rows.shape[0] for c in self._chunks[:-1]])
         y_all = torch.cat([c.y for c in self._chunks])
         weight = torch.cat([c.w for c in self._chunks])
         counts = np.sum([c.counts for c in self._chunks], axis=0)
         if self.config.class_balance:
             weight = weight * torch.from_numpy(class_weights(counts))[y_all]
         return PixelSet(
-            tokens=torch.cat([c.tokens for c in self._chunks]),
+            rows=torch.cat([c.rows for c in self._chunks]),
             idx=torch.cat([c.idx + int(o) for c, o in zip(self._chunks, offsets, strict=True)]),
             wts=torch.cat([c.wts for c in self._chunks]),
             y=y_all,
@@ -327,25 +341,24 @@ def gather(
 
 
 class Objective:
-    """Eq. 1 for a linear head on a PixelSet, with its exact gradient, in the cheaper of two equal forms.
+    """Eq. 1 for a linear head on a PixelSet, with its exact gradient.
 
-    The head is linear and each pixel's bilinear weights sum to 1, so a pixel's logit is the head applied to
-    its mixed, standardised feature: logits = S (Z W^T + b) = (S Z) W^T + b with Z the standardised touched
-    tokens and S the sparse mixing matrix. With fewer pixels than touched tokens (scribbles, clicks) the
-    pixel features S Z are formed once and each step is a small dense product; otherwise each step runs the
-    head on the tokens and mixes the [M, K] logits (cost tokens x dim x K + 4 x pixels x K).
+    The head is linear and each pixel's bilinear weights sum to 1, so a pixel's logit is the bilinear mix of
+    the head's outputs on the rows it references: logits = S (Z W^T + b), with Z the standardised feature
+    rows and S the sparse [N, R] mixing matrix. A step costs rows x dim x classes + 4 x pixels x classes
+    (the rows being, per image, whichever is fewer of touched tokens and labelled pixels); when every row
+    is a pixel's own feature, S is the identity and is skipped.
     The gradient is written out (softmax minus one-hot, then back through S and the head), so a step is a
     handful of tensor operations without autograd's bookkeeping; tests compare it with autograd on the
     literal Eq. 1."""
 
     def __init__(self, px: PixelSet, mean: torch.Tensor, std: torch.Tensor):
-        s, s_t = px.mix_matrices()
-        if px.num_pixels <= px.tokens.shape[0]:
-            self.rows = ((s @ px.tokens) - mean) / std  # [N, C] standardised pixel features
-            self.mix = self.mix_t = None
+        self.rows = torch.sub(px.rows, mean).div_(std)  # [R, C] standardised
+        n = px.num_pixels
+        if px.rows.shape[0] == n and torch.equal(px.idx[:, 0], torch.arange(n)) and bool((px.wts[:, 0] == 1).all()):
+            self.mix = self.mix_t = None  # row i is pixel i
         else:
-            self.rows = ((px.tokens - mean) / std).contiguous()  # [M, C] standardised tokens
-            self.mix, self.mix_t = s, s_t
+            self.mix, self.mix_t = px.mix_matrices()
         self.y = px.y
         self.w = px.weight / px.weight.sum()
         self._neg_w = -self.w[None]
@@ -386,42 +399,11 @@ def _transfer(prev: LinearHead, head: LinearHead) -> None:
         head.conv.bias[:k] = b_new
 
 
-@dataclass(frozen=True)
-class Minimum:
-    x: np.ndarray  # the parameters found, float64
-    iterations: int
-    evaluations: int
-
-
 def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, config: TrainConfig,
                    callback: Callable[[np.ndarray, int], None] | None = None) -> Minimum:
-    """Full-batch L-BFGS (scipy's L-BFGS-B without bounds, 20 corrections): the head's problem is convex,
-    so this converges in tens of iterations, deterministically. `fun(x)` returns (loss, gradient). The
-    trainer and the benchmarks' literal Eq. 1 baseline both use exactly this, so only the loss differs.
-    An exception raised by `fun` (cancellation) ends the minimisation and propagates. `callback(x, n)`
-    sees the parameters after each iteration n = 1, 2, ..."""
-    from scipy.optimize import minimize
-
-    # L-BFGS-B's vector updates are tiny; left multi-threaded, the BLAS pool's threads spin between them and
-    # double the CPU time of every fit (measured on 2 cores) without making it faster.
-    count = [0]
-
-    def each(xk: np.ndarray) -> None:
-        count[0] += 1
-        if callback is not None:
-            callback(np.asarray(xk), count[0])
-
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        res = minimize(fun, np.asarray(x0, dtype=np.float64), jac=True, method="L-BFGS-B", callback=each,
-                       options={"maxiter": config.max_iter, "maxcor": 20, "ftol": config.tolerance, "gtol": 1e-9})
-    return Minimum(np.asarray(res.x), int(res.nit), int(res.nfev))
-
-
-@functools.cache
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()  # scanning the loaded libraries takes a while: once per process
+    """The trainer's optimiser (`core.lbfgs`) with the config's iteration cap and tolerance; the benchmarks'
+    literal Eq. 1 baseline uses exactly this too, so only the loss differs."""
+    return lbfgs.minimize_lbfgs(fun, x0, max_iter=config.max_iter, ftol=config.tolerance, callback=callback)
 
 
 def flat_params(head: LinearHead) -> np.ndarray:
@@ -466,7 +448,7 @@ def train_head(
             f"labels cover only one class (index {only}); label at least two classes (e.g. object and "
             "background) so the head has something to separate"
         )
-    head = LinearHead(px.tokens.shape[1], num_classes)
+    head = LinearHead(px.rows.shape[1], num_classes)
     head.set_statistics(px.mean, px.std)
     if init is not None and config.warm_start and init.dim == head.dim:
         _transfer(init, head)

@@ -45,11 +45,6 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     if not maps:
         raise TrainingError("no labelled pixels yet: draw scribbles or click points of at least two classes, "
                             "then train")
-    present = sorted(set().union(*(set(np.unique(m).tolist()) for m in maps.values())) - {IGNORE})
-    if len(present) < 2:
-        name = classes[present[0]].name if present and present[0] < len(classes) else "?"
-        raise TrainingError(f"only the class '{name}' is labelled; label at least one more class (for example "
-                            "the background) so the head has something to separate")
     images = []
     for image_id, labels in maps.items():
         _check(stop)
@@ -60,6 +55,11 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
         images.append(LabelledImage(feats, labels, key=str(image_id)))
     _check(stop)
     px = gather(images, len(classes), config, engine.training_cache(project_id))
+    if len(px.pixel_counts) < 2:  # (counted by the gather: a pass over every label map costs more than a fit)
+        present = next(iter(px.pixel_counts))
+        name = classes[present].name if present < len(classes) else "?"
+        raise TrainingError(f"only the class '{name}' is labelled; label at least one more class (for example "
+                            "the background) so the head has something to separate")
     class_ids = tuple(c.id for c in classes)
     prev = engine.live_head(project_id)  # warm start from the newest head, interim ones included
     init = prev.head if prev is not None and prev.class_ids == class_ids else None

@@ -130,6 +130,8 @@ def test_parts_and_cli_wiring():
 
     app_args = app_parser().parse_args(["bench", "--preset", "tiny", "--parts", "dense", "--no-results"])
     assert app_args.func.__module__ == "cli.bench"
+    help_text = " ".join(build_parser().format_help().split())  # formats at all: a bare % once broke --help
+    assert "more than 25% worse" in help_text
 
 
 def test_module_entry_point_writes_reports_not_results(tmp_path):
