@@ -179,33 +179,31 @@ def profile_trainer(images: Sequence[LabelledImage], num_classes: int, config: T
     optimisation by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
-    t_gather, t_mix, t_opt = Timing(), Timing(), Timing()
+    t_gather, t_opt = Timing(), Timing()
     for _ in range(repeats + 1):  # the first round warms up
         t0 = time.perf_counter()
-        px = gather(images, num_classes, config)
+        px = gather(images, num_classes, config)  # (the sparse mixing matrices included)
         t1 = time.perf_counter()
-        px.mix_matrices()  # the sparse bilinear matrices (the fit builds them once more, inside its time)
-        t2 = time.perf_counter()
         res = train_head(px, num_classes, config)
-        t3 = time.perf_counter()
-        for t, v in ((t_gather, t1 - t0), (t_mix, t2 - t1), (t_opt, t3 - t2)):
+        t2 = time.perf_counter()
+        for t, v in ((t_gather, t1 - t0), (t_opt, t2 - t1)):
             t.runs.append(v)
-    for t in (t_gather, t_mix, t_opt):
+    for t in (t_gather, t_opt):
         del t.runs[0]
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         train_head(px, num_classes, config)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     top = [(e.key, e.self_cpu_time_total / total, e.count) for e in events[:6]]
-    return {"gather_s": t_gather.median, "mix_s": t_mix.median, "optimise_s": t_opt.median, "iterations": res.iterations,
+    return {"gather_s": t_gather.median, "optimise_s": t_opt.median, "iterations": res.iterations,
             "pixels": px.num_pixels, "rows": int(px.rows.shape[0]), "top_ops": top}
 
 
 def profile_note(prof: dict, what: str) -> str:
     ops = ", ".join(f"{name} {100 * share:.0f}% ({count} calls)" for name, share, count in prof["top_ops"])
     return (
-        f"Profile of {what} (medians, wall): gather {seconds(prof['gather_s'])} + fit "
-        f"{seconds(prof['optimise_s'])} (of which building the sparse mixing matrices ~{seconds(prof['mix_s'])}) "
+        f"Profile of {what} (medians, wall): gather {seconds(prof['gather_s'])} (the sparse mixing matrices "
+        f"included) + fit {seconds(prof['optimise_s'])} "
         f"({prof['iterations']} iterations, {prof['pixels']:,} pixels on {prof['rows']:,} feature rows); "
         f"top ops by self CPU time: {ops}."
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core import lbfgs
+from core import lbfgs, mixing
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
@@ -64,34 +63,18 @@ class PixelSet:
     whichever is fewer rows, since a training step costs rows x dim x classes."""
 
     rows: torch.Tensor  # [R, C] float32 feature rows (not standardised)
-    idx: torch.Tensor  # [N, 4] long, indices into `rows`
-    wts: torch.Tensor  # [N, 4] float32 bilinear weights (sum to 1)
     y: torch.Tensor  # [N] long targets
     weight: torch.Tensor  # [N] float32 per-pixel weight (sampling correction x class balance)
     mean: torch.Tensor  # [C] feature statistics over all tokens of the training images
     std: torch.Tensor  # [C]
     pixel_counts: dict[int, int]  # labelled pixels per class before sampling
+    # The sparse [N, R] mixing matrix S (pixel = S @ rows; rows of S sum to 1) and S^T, CSR (several times
+    # faster here than gathering and scattering rows); None when row i is pixel i's own feature.
+    mix: tuple[torch.Tensor, torch.Tensor] | None
 
     @property
     def num_pixels(self) -> int:
         return int(self.y.numel())
-
-    def mix_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sparse [N, M] matrix S of bilinear weights (rows sum to 1; pixel = S @ token) and its
-        transpose, both CSR (several times faster here than gathering and scattering rows). Built directly:
-        the 4 corners of a pixel are sorted, and corners that coincide at the image border are merged."""
-        n, m = self.num_pixels, self.rows.shape[0]
-        cols, order = self.idx.sort(dim=1)
-        keys = (torch.arange(n)[:, None] * m + cols).reshape(-1)  # sorted: row-major, then by column
-        unique, inverse = torch.unique_consecutive(keys, return_inverse=True)
-        values = torch.zeros(unique.numel()).index_add_(0, inverse, self.wts.gather(1, order).reshape(-1))
-        crow = torch.zeros(n + 1, dtype=torch.long)
-        crow[1:] = torch.bincount(unique // m, minlength=n).cumsum(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR is beta" is not news for the user
-            s = torch.sparse_csr_tensor(crow, unique % m, values, (n, m))
-            csc = s.to_sparse_csc()  # the CSC arrays of S are the CSR arrays of S^T
-            return s, torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(), (m, n))
 
 
 @dataclass
@@ -143,8 +126,7 @@ class _Chunk:
     """One image's labelled pixels: its feature rows (see PixelSet) and each pixel's 4 references into them."""
 
     rows: torch.Tensor  # [r, C] float32
-    idx: torch.Tensor  # [n, 4] long, indices into `rows`
-    wts: torch.Tensor  # [n, 4]
+    block: mixing.Block  # this image's block of the mixing matrix
     y: torch.Tensor  # [n]
     w: torch.Tensor  # [n] sampling weights
     counts: np.ndarray  # [K] labelled pixels per class before sampling
@@ -196,7 +178,7 @@ class TrainingCache:
 def _nbytes(chunk: _Chunk | None) -> int:
     if chunk is None:
         return 0
-    return sum(t.numel() * t.element_size() for t in (chunk.rows, chunk.idx, chunk.wts, chunk.y, chunk.w))
+    return sum(t.numel() * t.element_size() for t in (chunk.rows, chunk.y, chunk.w)) + chunk.block.nbytes
 
 
 class PixelSetBuilder:
@@ -275,18 +257,19 @@ class PixelSetBuilder:
         pick, sw = _stratified_sample(y, self._share(flat.size), [self.config.seed, tag])
         ys, xs = np.divmod(flat[pick], labels.shape[1])
         idx, wts = features.corner_indices(ys, xs)
-        used, local = torch.unique(idx, return_inverse=True)
-        if pick.size <= used.numel():  # the pixels' own features: sum over the corners k of w_k x token_k
+        touched = np.zeros(tokens.shape[1], dtype=bool)  # the tokens some pixel touches (faster than a sort)
+        touched[idx.numpy().ravel()] = True
+        used = np.flatnonzero(touched)
+        if pick.size <= used.size:  # the pixels' own features: sum over the corners k of w_k x token_k
             corners = tokens.index_select(1, idx.T.reshape(-1)).view(-1, 4, pick.size)  # [C, 4, n]
-            rows = (corners * wts.T).sum(1).T
-            idx = torch.arange(pick.size)[:, None].expand(-1, 4)
-            wts = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(pick.size, -1)
+            rows, block = (corners * wts.T).sum(1).T, mixing.Block.identity(pick.size)
         else:
-            rows, idx = tokens.index_select(1, used).T, local
+            local = (np.cumsum(touched) - 1)[idx.numpy()]  # token index -> its row among the used ones
+            rows = tokens.index_select(1, torch.from_numpy(used)).T
+            block = mixing.Block.bilinear(local, wts.numpy(), used.size)
         return _Chunk(
             rows=rows.contiguous(),
-            idx=idx.contiguous(),
-            wts=wts.contiguous(),
+            block=block,
             y=torch.from_numpy(y[pick]),
             w=torch.from_numpy(sw),
             counts=np.bincount(y, minlength=self.num_classes),
@@ -297,7 +280,6 @@ class PixelSetBuilder:
             raise TrainingError("no labelled pixels: draw scribbles or points (or import masks) before training")
         mean = self._s1 / self._n_tok
         std = (self._s2 / self._n_tok - mean**2).clamp(min=0).sqrt()
-        offsets = np.cumsum([0] + [c.rows.shape[0] for c in self._chunks[:-1]])
         y_all = torch.cat([c.y for c in self._chunks])
         weight = torch.cat([c.w for c in self._chunks])
         counts = np.sum([c.counts for c in self._chunks], axis=0)
@@ -305,13 +287,12 @@ class PixelSetBuilder:
             weight = weight * torch.from_numpy(class_weights(counts))[y_all]
         return PixelSet(
             rows=torch.cat([c.rows for c in self._chunks]),
-            idx=torch.cat([c.idx + int(o) for c, o in zip(self._chunks, offsets, strict=True)]),
-            wts=torch.cat([c.wts for c in self._chunks]),
             y=y_all,
             weight=weight,
             mean=mean.float(),
             std=std.float(),
             pixel_counts={c: int(n) for c, n in enumerate(counts) if n > 0},
+            mix=None if all(c.block.identity_like for c in self._chunks) else mixing.stack([c.block for c in self._chunks]),
         )
 
 
@@ -354,11 +335,7 @@ class Objective:
 
     def __init__(self, px: PixelSet, mean: torch.Tensor, std: torch.Tensor):
         self.rows = torch.sub(px.rows, mean).div_(std)  # [R, C] standardised
-        n = px.num_pixels
-        if px.rows.shape[0] == n and torch.equal(px.idx[:, 0], torch.arange(n)) and bool((px.wts[:, 0] == 1).all()):
-            self.mix = self.mix_t = None  # row i is pixel i
-        else:
-            self.mix, self.mix_t = px.mix_matrices()
+        self.mix, self.mix_t = px.mix if px.mix is not None else (None, None)
         self.y = px.y
         self.w = px.weight / px.weight.sum()
         self._neg_w = -self.w[None]
