@@ -5,8 +5,9 @@ The literal implementation upsamples every image's logits to full resolution at 
 head is linear, the logit at a pixel equals the head applied to the bilinearly interpolated feature there,
 and that in turn equals the bilinear mix of the head's outputs on the 4 surrounding tokens. So we gather,
 once, for every labelled pixel its 4 token indices and weights, and each step costs
-O(tokens x dim x classes + pixels x 4 x classes) instead of O(pixels x dim x classes) or worse (or, with
-fewer pixels than touched tokens, O(pixels x dim x classes) on pre-mixed features: `Objective` picks).
+O(tokens x dim x classes + pixels x 4 x classes) instead of O(pixels x dim x classes) or worse (per image,
+with fewer labelled pixels than touched tokens, O(pixels x dim x classes) on pre-mixed pixel features: the
+gather picks whichever has fewer rows; see PixelSet). The mixing weights are sparse blocks (`core.mixing`).
 The gradient is written out, L-BFGS is `core.lbfgs`, and a `TrainingCache` lets refits reuse
 the per-image work. `literal_loss` is kept as the reference the tests and benchmarks compare against.
 """

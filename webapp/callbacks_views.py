@@ -61,9 +61,14 @@ def view_image(ctx: AppContext, sess: Session, mode: str, opacity: float, visibl
     if mode == SBS:
         labels = render.downscale_labels(ctx.repo.label_map(image_id), size)
         panels = [rgb, render.tint(rgb, labels, pal, 0.85)]
-        panels.append(render.label_colours(pred.labels, pal) if pred is not None
-                      else render.placeholder(size, "No prediction yet"))
-        return render.side_by_side(panels), "Original · labels · prediction. " + _legend(classes), True
+        if pred is None:
+            panels.append(render.placeholder(size, "No prediction yet"))
+            note = "Original · labels. "
+        else:
+            colours = render.label_colours(pred.labels, pal)
+            panels += [colours, overlay(rgb, colours, float(opacity))]
+            note = "Original · labels (top); prediction · prediction over the image (bottom). "
+        return render.side_by_side(panels), note + _legend(classes), True
     if pred is None:
         return rgb, ("No trained head yet: label at least two classes; training starts automatically after "
                      "each edit (or press Train)."), True

@@ -16,6 +16,7 @@ from storage import ClassInfo
 
 VIEW_MAX_SIDE = 768  # longer side of the analysis views
 GAP = 8  # pixels between panels of the side-by-side view
+PANE_ASPECT = 1.07  # width / height of the analysis view's pane (about 514 x 480 px at 1366 x 768)
 
 
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
@@ -105,15 +106,25 @@ def draw_boxes(rgb: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], colo
     return np.asarray(img)
 
 
-def side_by_side(panels: Sequence[np.ndarray], gap: int = GAP, background: int = 255) -> np.ndarray:
-    """Panels of equal height next to each other with a gap."""
-    h = max(p.shape[0] for p in panels)
-    w = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
-    out = np.full((h, w, 3), background, np.uint8)
-    x = 0
-    for p in panels:
-        out[: p.shape[0], x : x + p.shape[1]] = p
-        x += p.shape[1] + gap
+def side_by_side(panels: Sequence[np.ndarray], gap: int = GAP, background: int = 255,
+                 pane_aspect: float = PANE_ASPECT) -> np.ndarray:
+    """Equal-sized panels in the grid (columns x rows, row by row) that shows them largest in a pane of
+    width / height `pane_aspect`: three square images in a row would fill a third of a square pane, in a
+    2 x 2 grid almost half of it each."""
+    h, w = max(p.shape[0] for p in panels), max(p.shape[1] for p in panels)
+    n = len(panels)
+
+    def scale(cols: int) -> float:  # how large a panel shows when the grid is fitted into the pane
+        rows = -(-n // cols)
+        gw, gh = cols * w + gap * (cols - 1), rows * h + gap * (rows - 1)
+        return min(pane_aspect / gw, 1.0 / gh)
+
+    cols = max(range(1, n + 1), key=lambda c: (scale(c), -c))
+    rows = -(-n // cols)
+    out = np.full((rows * h + gap * (rows - 1), cols * w + gap * (cols - 1), 3), background, np.uint8)
+    for i, p in enumerate(panels):
+        y, x = (i // cols) * (h + gap), (i % cols) * (w + gap)
+        out[y : y + p.shape[0], x : x + p.shape[1]] = p
     return out
 
 

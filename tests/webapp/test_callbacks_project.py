@@ -129,8 +129,11 @@ def test_every_view_renders(labelled_ctx, sess):
         out = cbv.render_view(ctx, sess, mode, 0.5, [str(c.id) for c in ctx.classes()], 3)
         assert out["view_img"].ndim == 3 and out["view_note"], mode
     assert "Entropy" in cbv.render_view(ctx, sess, cbv.UNC, 0.5, None, 3)["view_note"]
-    sbs = cbv.render_view(ctx, sess, cbv.SBS, 0.5, None, 3)["view_img"]
-    assert sbs.shape[1] > 2.5 * sbs.shape[0]  # three panels
+    sbs = cbv.render_view(ctx, sess, cbv.SBS, 0.5, None, 3)
+    rgb = ctx.repo.image_rgb(ctx.repo.list_images(ctx.project_id)[0].id)
+    ph, pw = (sbs["view_img"].shape[0] - 8) / 2, (sbs["view_img"].shape[1] - 8) / 2  # four panels, 2 x 2
+    assert ph.is_integer() and abs(ph / pw - rgb.shape[0] / rgb.shape[1]) < 0.01
+    assert "prediction over the image" in sbs["view_note"]
     tick = cbv.tick(ctx, sess, cbv.PRED, 0.5, None, 3, cbv.SORTS[0])
     assert "Last training" in tick["status"] and "view_img" not in tick  # nothing new to draw
     items = cbv.gallery(ctx, sess, cbv.SORTS[1])["gallery"]["value"]

@@ -34,7 +34,15 @@ def test_overlays_and_panels():
     out = render.tint(rgb, labels, render.palette(CLASSES), 0.5, visible=np.array([True, True, False]))
     assert tuple(out[0, 0]) == (114, 50, 50) and tuple(out[0, 1]) == (100, 100, 100)
     assert render.heat_overlay(rgb, np.zeros((4, 6))).shape == (4, 6, 3)
-    assert render.side_by_side([rgb, rgb], gap=2).shape == (4, 14, 3)
+    assert render.side_by_side([rgb, rgb], gap=2, pane_aspect=4).shape == (4, 14, 3)  # a wide pane: a row
+    assert render.side_by_side([rgb, rgb], gap=2, pane_aspect=0.5).shape == (10, 6, 3)  # a tall one: a column
+    square = np.zeros((10, 10, 3), np.uint8)
+    square[:] = 7
+    grid = render.side_by_side([square, square + 1, square + 2, square + 3], gap=2, pane_aspect=1.07)
+    assert grid.shape == (22, 22, 3)  # four square panels in a square pane: 2 x 2, row by row
+    assert grid[0, 0, 0] == 7 and grid[0, 12, 0] == 8 and grid[12, 0, 0] == 9 and grid[12, 12, 0] == 10
+    three = render.side_by_side([square] * 3, gap=2, pane_aspect=1.07)
+    assert three.shape == (22, 22, 3) and three[12, 12, 0] == 255  # the free cell stays background
     assert render.fit_rgb(rgb, 60).shape == (40, 60, 3)
     assert render.draw_boxes(np.zeros((40, 40, 3), np.uint8), [(5, 5, 20, 20)]).max() > 0
     assert render.placeholder((50, 80), "computing…").shape == (50, 80, 3)
