@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from cli.commands import help_of
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     from bench.run import add_arguments
 
     p = subparsers.add_parser(
         "bench",
-        help="benchmarks: retrain speed, dense masks, stroke latency, feature throughput, memory",
+        help=help_of("bench"),
         description="Run the benchmarks (same as `python -m bench`): each figure is a median over repeats after a "
         "warm-up and each comparison a ratio measured in the same run. Prints a table and writes JSON and "
         "Markdown reports; a full run also updates bench/RESULTS.md.",

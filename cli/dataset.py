@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from cli.commands import help_of
 from core.backbone import Backbone, default_backbone_name, load_backbone, resolve_device
 from core.cache import FeatureStore
 from core.features import FeatureConfig, FeatureExtractor
@@ -46,15 +47,17 @@ def _add_backbone_args(p: argparse.ArgumentParser, weights_default: str | None) 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("train", help="train a head on a VOC-layout dataset with imperfect labels")
+    t = sub.add_parser("train", help=help_of("train"))
     t.add_argument("--data", required=True, type=Path, help="dataset folder (JPEGImages/, ImageSets/Segmentation/)")
     t.add_argument("--labels", required=True, type=Path, help="folder of label PNGs, 255 = unlabelled")
-    t.add_argument("--label-kind", required=True, choices=LABEL_KINDS)
+    t.add_argument("--label-kind", required=True, choices=LABEL_KINDS,
+                   help="what the label PNGs are: sparse scribbles or points (class-balanced loss) or dense masks")
     t.add_argument("--out", required=True, type=Path, help="folder to write head.safetensors + head.json")
-    t.add_argument("--split", default="train")
+    t.add_argument("--split", default="train", help="ImageSets/Segmentation/SPLIT.txt to train on (default train)")
     t.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     _add_backbone_args(t, "hub")
-    t.add_argument("--max-iter", type=int, default=TrainConfig.max_iter)
+    t.add_argument("--max-iter", type=int, default=TrainConfig.max_iter,
+                   help=f"L-BFGS iterations (default {TrainConfig.max_iter})")
     t.add_argument("--weight-decay", type=float, default=None, help=f"default {TrainConfig.weight_decay}")
     t.add_argument("--max-pixels", type=int, default=TrainConfig.max_pixels, help="sampling cap for dense masks")
     t.add_argument(
@@ -63,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="weight classes by inverse pixel count (default: on for scribble/point, off for dense)",
     )
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the dense-mask pixel sampling (default 0)")
     try:  # the paper's full recipe (augmentations, SGD, 20k iterations) lives in core.protocol
         from core.protocol import add_protocol_arguments
 
@@ -72,18 +75,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         pass
     t.set_defaults(func=run_train)
 
-    e = sub.add_parser("evaluate", help="per-class IoU and mIoU of a head on a dataset split")
-    e.add_argument("--data", required=True, type=Path)
+    e = sub.add_parser("evaluate", help=help_of("evaluate"))
+    e.add_argument("--data", required=True, type=Path, help="dataset folder (JPEGImages/, SegmentationClass/)")
     e.add_argument("--head", required=True, type=Path, help="folder written by train")
-    e.add_argument("--split", default="val")
+    e.add_argument("--split", default="val", help="split to score (default val)")
     e.add_argument("--json", type=Path, default=None, help="where to write the scores (default HEAD/eval-SPLIT.json)")
     _add_backbone_args(e, None)
     e.set_defaults(func=run_evaluate)
 
-    p = sub.add_parser("predict", help="write palette PNG predictions for images")
-    p.add_argument("--head", required=True, type=Path)
+    p = sub.add_parser("predict", help=help_of("predict"))
+    p.add_argument("--head", required=True, type=Path, help="folder written by train")
     p.add_argument("--images", required=True, nargs="+", type=Path, help="a folder of images or image files")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for the prediction PNGs (one per image)")
     _add_backbone_args(p, None)
     p.set_defaults(func=run_predict)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli.commands import help_of
 from core.labelgen import KINDS, NoisyConfig, PointConfig, ScribbleConfig, default_workers, generate_labels
 from core.protocol import add_protocol_arguments, protocol_config_from_args
 from core.zeroshot import DEFAULT_MODEL, DEFAULT_TAG, ZeroShotConfig
@@ -131,12 +132,12 @@ def _zeroshot_config(args) -> ZeroShotConfig:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "make-labels",
-        help="make imperfect labels (scribble, point, noisy, zeroshot) for a VOC-layout dataset",
+        help=help_of("make-labels"),
         description="Write imperfect label PNGs (palette, 255 = unlabelled) for every image of a split, plus "
         "labels.json with the settings, the density and the quality against the ground truth.",
     )
     p.add_argument("--data", required=True, help="dataset folder in PASCAL VOC layout")
-    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--kind", required=True, choices=KINDS, help="which imperfect labels to make")
     p.add_argument("--out", required=True, help="folder for <id>.png label maps")
     p.add_argument("--split", default="train", help="split to label (default train)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -160,7 +161,7 @@ def register(subparsers) -> None:
 
     s = subparsers.add_parser(
         "study",
-        help="run a grid of paper-protocol trainings and tabulate validation mIoU like the paper",
+        help=help_of("study"),
         description="Train (paper protocol) and evaluate every combination of label kinds x frozen/fine-tuned x "
         "backbones; writes study.md, study.json and study.png (mIoU against label quality) in --out. Finished "
         "runs are skipped and interrupted runs resume, so the same command continues a study.",
@@ -191,8 +192,8 @@ def register(subparsers) -> None:
         help="hub, random, a checkpoint path, or NAME=PATH per backbone (default hub)",
     )
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    s.add_argument("--train-split", default="train")
-    s.add_argument("--val-split", default="val")
+    s.add_argument("--train-split", default="train", help="split the heads are trained on (default train)")
+    s.add_argument("--val-split", default="val", help="split their mIoU is measured on (default val)")
     s.add_argument(
         "--val-limit", type=int, default=None, help="evaluate on the first N validation images only"
     )

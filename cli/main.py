@@ -7,43 +7,80 @@ the clear exceptions raised by core/storage into one-line messages (no traceback
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import importlib.util
 import logging
 import os
 import sys
 
-# Subcommand modules, in the order `--help` lists them. `serve` is the default.
-COMMAND_MODULES = ("cli.serve", "cli.dataset", "cli.experiments", "cli.bench")
+from cli.commands import COMMANDS
 
 
-def build_parser() -> argparse.ArgumentParser:
+def version() -> str:
+    """The project's version, from pyproject.toml (the one place it is written)."""
+    import tomllib
+    from pathlib import Path
+
+    try:
+        with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        try:
+            return installed("probeseg")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser of `command` (or of every command, with command="*"); the others are listed with their
+    one-line help only, so that nothing but the running command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="python app.py",
         description="probeseg: semantic segmentation from scribbles, points and noisy masks with a frozen "
         "DINOv2 and a linear head. Without a subcommand, starts the web app (serve).",
+        epilog="Exit status: 0 success, 1 failure (a clear message on stderr), 2 usage error, 130 interrupted. "
+        "`python app.py COMMAND --help` lists a command's options.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and show tracebacks")
+    parser.add_argument("--version", action="version", version=f"probeseg {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that subcommand is not part of this build
-                continue
-            raise
-        module.register(sub)
+    for name, (module, help_) in COMMANDS.items():
+        if name in sub.choices or importlib.util.find_spec(module) is None:  # registered, or not in this build
+            continue
+        if command in ("*", name) or (command in COMMANDS and COMMANDS[command][0] == module):
+            importlib.import_module(module).register(sub)  # adds every command of that module
+        else:
+            sub.add_parser(name, help=help_)  # listed; its options are loaded with its module
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # the registered subcommand names
     verbose = any(a in ("-v", "--verbose") for a in argv)
     argv = [a for a in argv if a not in ("-v", "--verbose")]
-    if not (set(argv) & {"-h", "--help"}) and not (argv and argv[0] in commands):
+    wants_help = bool(set(argv) & {"-h", "--help", "--version"})
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        print(f"python app.py: error: invalid choice: '{argv[0]}' (choose from {', '.join(COMMANDS)}){hint}",
+              file=sys.stderr)
+        return 2
+    if not argv or argv[0] not in COMMANDS:
+        if wants_help:
+            try:
+                build_parser().parse_args(argv)  # prints the help or the version and exits
+            except SystemExit as exc:
+                return int(exc.code or 0)
         argv = ["serve", *argv]  # `python app.py --port 8000` means `python app.py serve --port 8000`
-    args = parser.parse_args(argv)
+    parser = build_parser(argv[0])
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a usage error, already printed by argparse
+        return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -61,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if verbose:
             raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except Exception as exc:
         from storage.errors import StorageError  # imported here: storage pulls in SQLAlchemy
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cli.commands import help_of
 from webapp.config import ServeConfig
 
 
@@ -11,7 +12,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     d = ServeConfig()
     p = subparsers.add_parser(
         "serve",
-        help="start the web app (default command)",
+        help=help_of("serve"),
         description="Start the web app: annotate in the browser, retrain in about a second, see live predictions.",
     )
     p.add_argument("--host", default=d.host, help=f"address to bind (default {d.host}; 0.0.0.0 exposes it to the network)")

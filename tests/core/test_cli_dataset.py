@@ -69,31 +69,31 @@ def _one_line_error(capsys, needle):
 
 def test_bad_inputs_give_one_clear_line(tiny_voc, env, capsys):
     voc, labels = tiny_voc
-    assert _train(env / "missing", labels, env / "h") == 2
+    assert _train(env / "missing", labels, env / "h") == 1
     _one_line_error(capsys, "dataset folder not found")
 
     bad = np.full((5, 5), 255, np.uint8)
     write_label_png(labels / "img_001.png", bad)
-    assert _train(voc, labels, env / "h") == 2
+    assert _train(voc, labels, env / "h") == 1
     _one_line_error(capsys, "img_001.png: label map is 5x5")
 
     lab = read_label_png(voc / "scribbles" / "img_000.png")
     lab[0, 0] = 7
     write_label_png(labels / "img_001.png", np.full((67, 85), 255, np.uint8))
     write_label_png(labels / "img_000.png", lab)
-    assert _train(voc, labels, env / "h") == 2
+    assert _train(voc, labels, env / "h") == 1
     _one_line_error(capsys, "img_000.png: class index 7 is not one of the 3 classes")
 
     lab[0, 0] = 255
     write_label_png(labels / "img_000.png", lab)
     (voc / "JPEGImages" / "img_002.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    assert _train(voc, labels, env / "h") == 2
+    assert _train(voc, labels, env / "h") == 1
     _one_line_error(capsys, "img_002.jpg: not an image in a format probeseg reads")
 
     for f in labels.iterdir():
         f.unlink()
-    assert _train(voc, labels, env / "h") == 2
+    assert _train(voc, labels, env / "h") == 1
     _one_line_error(capsys, "none of the 3 images of split 'train' has a label PNG")
 
-    assert main(["evaluate", "--data", str(voc), "--head", str(env / "nohead")]) == 2
+    assert main(["evaluate", "--data", str(voc), "--head", str(env / "nohead")]) == 1
     _one_line_error(capsys, "no head here")

@@ -242,5 +242,5 @@ def test_make_labels_command(voc, tmp_path, capsys):
     )
     assert rc == 0
     assert "target 69.4%" in capsys.readouterr().out
-    assert main(["make-labels", "--data", str(tmp_path / "nope"), "--kind", "point", "--out", str(out)]) == 2
+    assert main(["make-labels", "--data", str(tmp_path / "nope"), "--kind", "point", "--out", str(out)]) == 1
     assert "dataset folder not found" in capsys.readouterr().err

@@ -135,4 +135,4 @@ def test_study_rejects_bad_grids(tmp_path, capsys):
             "--quiet",
         ]
     )
-    assert rc == 2 and "not found" in capsys.readouterr().err
+    assert rc == 1 and "not found" in capsys.readouterr().err

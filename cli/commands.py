@@ -1,0 +1,23 @@
+"""The subcommands of `python app.py`, in the order `--help` lists them: name -> (module, one-line help).
+
+Kept apart from the command modules (which import torch, gradio or scikit-image for their work) so that
+`--help`, `--version` and a mistyped command are answered without loading any of them: `cli.main` imports
+only the module of the command that runs.
+"""
+
+from __future__ import annotations
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("cli.serve", "start the web app (default command)"),
+    "train": ("cli.dataset", "train a head on a VOC-layout dataset with imperfect labels"),
+    "evaluate": ("cli.dataset", "per-class IoU and mIoU of a head on a dataset split"),
+    "predict": ("cli.dataset", "write palette PNG predictions for images"),
+    "make-labels": ("cli.experiments", "make imperfect labels (scribble, point, noisy, zeroshot) for a VOC-layout "
+                    "dataset"),
+    "study": ("cli.experiments", "run a grid of paper-protocol trainings and tabulate validation mIoU like the paper"),
+    "bench": ("cli.bench", "benchmarks: retrain speed, dense masks, stroke latency, feature throughput, memory"),
+}
+
+
+def help_of(name: str) -> str:
+    return COMMANDS[name][1]

@@ -1,0 +1,55 @@
+"""`python app.py`: help, version and mistyped commands answer without loading torch or gradio."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cli.commands import COMMANDS
+from cli.main import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_fresh(argv: list[str]) -> tuple[int, str, set[str]]:
+    """main(argv) in a new interpreter: exit code, output, and which heavy modules it imported."""
+    code = ("import sys, contextlib, io\nfrom cli.main import main\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
+            f"    rc = main({argv!r})\n"
+            "print(rc); print(out.getvalue()); print(sorted(m for m in ('torch', 'gradio', 'timm', 'sqlalchemy') "
+            "if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = res.stdout.strip().splitlines()
+    return int(lines[0]), "\n".join(lines[1:-1]), set(eval(lines[-1]))  # noqa: S307 (our own list literal)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["serve", "--help"], ["trian"]])
+def test_help_version_and_typos_load_neither_torch_nor_gradio(argv):
+    rc, out, heavy = _run_fresh(argv)
+    assert heavy == set(), heavy
+    if argv == ["trian"]:
+        assert rc == 2 and "invalid choice: 'trian'" in out and "did you mean 'train'?" in out
+    else:
+        assert rc == 0
+    if argv == ["--help"]:
+        assert all(name in out for name in COMMANDS) and "Exit status" in out
+    if argv == ["--version"]:
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        assert out.strip() == f"probeseg {version}"
+
+
+def test_every_command_parses_with_its_module_and_has_help_on_every_option():
+    for name in COMMANDS:
+        parser = build_parser(name)
+        sub = parser._subparsers._group_actions[0].choices[name]
+        assert sub.format_help()
+        missing = [a.option_strings for a in sub._actions if not a.help]
+        assert missing == [], (name, missing)
+
+
+def test_a_usage_error_exits_2_and_a_failure_1(tmp_path, capsys):
+    assert main(["serve", "--port", "notanumber"]) == 2
+    assert "invalid int value" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(tmp_path / "nope"), "--head", str(tmp_path / "nohead")]) == 1
