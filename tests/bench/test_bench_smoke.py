@@ -128,7 +128,7 @@ def test_parts_and_cli_wiring():
     assert args.quick
     from cli.main import build_parser as app_parser
 
-    app_args = app_parser().parse_args(["bench", "--preset", "tiny", "--parts", "dense", "--no-results"])
+    app_args = app_parser("bench").parse_args(["bench", "--preset", "tiny", "--parts", "dense", "--no-results"])
     assert app_args.func.__module__ == "cli.bench"
     help_text = " ".join(build_parser().format_help().split())  # formats at all: a bare % once broke --help
     assert "more than 25% worse" in help_text

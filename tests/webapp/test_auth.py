@@ -59,11 +59,11 @@ def test_serve_flags_parse_into_the_config(tmp_path):
     f = tmp_path / "auth"
     f.write_text("ann:s3cret\n")
     f.chmod(0o600)
-    args = build_parser().parse_args(["serve", "--auth-file", str(f), "--import-root", str(tmp_path),
+    args = build_parser("serve").parse_args(["serve", "--auth-file", str(f), "--import-root", str(tmp_path),
                                       "--import-root", "/srv/images"])
     cfg = config_from_args(args)
     assert cfg.auth_pair() == ("ann", "s3cret") and cfg.import_roots == (str(tmp_path), "/srv/images")
-    assert config_from_args(build_parser().parse_args(["serve"])).import_roots == ()
+    assert config_from_args(build_parser("serve").parse_args(["serve"])).import_roots == ()
 
 
 def test_failed_logins_are_slowed_down_per_client_address(tmp_path, random_backbone, caplog):
