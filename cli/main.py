@@ -1,7 +1,8 @@
 """Command-line entry point: `python app.py [serve|train|predict|evaluate|...]`.
 
-Each subcommand lives in its own module with `register(subparsers)`; this file only wires them and turns
-the clear exceptions raised by core/storage into one-line messages (no tracebacks for bad input).
+Each subcommand lives in its own module with `register(subparsers)`, listed in `cli.commands`; this file
+imports only the module of the command that runs (so `--help` needs neither torch nor gradio) and turns the
+clear exceptions raised by core/storage into one-line messages (no tracebacks for bad input).
 """
 
 from __future__ import annotations
