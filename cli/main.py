@@ -36,11 +36,16 @@ def version() -> str:
             return "unknown"
 
 
+def _prog() -> str:
+    """How the user called us: the installed `probeseg` command or `python app.py`."""
+    return "probeseg" if os.path.basename(sys.argv[0]) == "probeseg" else "python app.py"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser of `command` (or of every command, with command="*"); the others are listed with their
     one-line help only, so that nothing but the running command's module is imported."""
     parser = argparse.ArgumentParser(
-        prog="python app.py",
+        prog=_prog(),
         description="probeseg: semantic segmentation from scribbles, points and noisy masks with a frozen "
         "DINOv2 and a linear head. Without a subcommand, starts the web app (serve).",
         epilog="Exit status: 0 success, 1 failure (a clear message on stderr), 2 usage error, 130 interrupted. "
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        print(f"python app.py: error: invalid choice: '{argv[0]}' (choose from {', '.join(COMMANDS)}){hint}",
+        print(f"{_prog()}: error: invalid choice: '{argv[0]}' (choose from {', '.join(COMMANDS)}){hint}",
               file=sys.stderr)
         return 2
     if not argv or argv[0] not in COMMANDS:

@@ -320,7 +320,7 @@ def load_clip(
         import open_clip
     except ImportError:
         raise ZeroShotError(
-            "zero-shot labels need open_clip: pip install 'open_clip_torch>=2.24,<4'"
+            "zero-shot labels need open_clip: pip install 'probeseg[clip]' (or 'open_clip_torch>=2.24,<4')"
         ) from None
     if model not in open_clip.list_models():
         vit = [m for m in open_clip.list_models() if m.startswith("ViT-") and "SigLIP" not in m][:12]
