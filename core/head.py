@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -16,7 +16,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
-from core.features import FEATURE_VERSION
+from core.features import FEATURE_VERSION, IMAGENET_MEAN, IMAGENET_STD
+from core.labels import IGNORE
 
 WEIGHTS_FILE = "head.safetensors"
 META_FILE = "head.json"
@@ -75,6 +76,26 @@ class HeadMeta:
     created: float = field(default_factory=time.time)
     format: int = 1
     feature_version: int = FEATURE_VERSION  # core.features.FEATURE_VERSION of the training features
+    features: dict = field(default_factory=dict)  # how to compute its input without probeseg (feature_recipe)
+    extra: dict = field(default_factory=dict)  # whatever else the writer recorded (the web app: class colours...)
+
+
+def feature_recipe(backbone: str, long_side: int) -> dict:
+    """What a head's input is, for using it outside probeseg (written into every head.json)."""
+    from core.backbone import PATCH_SIZE, get_spec  # (timm: only when a head is written)
+
+    return {
+        "timm_model": get_spec(backbone).timm_name,
+        "patch_size": PATCH_SIZE,
+        "resize": f"PIL bicubic (no reducing_gap), aspect kept, longer side ~{long_side} px, each side rounded "
+                  f"to a multiple of {PATCH_SIZE}",
+        "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD),  # on RGB in 0..1
+        "tokens": "the last block's patch tokens after the final norm (no class or register tokens), "
+                  "[C, h, w]; the head standardises them with its own mean/std buffers",
+        "upsampling": "logits on the patch grid, bilinear to the image size (align_corners=False), then argmax",
+        "ignore_index": IGNORE,
+        "weights": "safetensors: conv.weight [K, C, 1, 1], conv.bias [K], mean [C], std [C]",
+    }
 
 
 def check_feature_version(version: int, where: str) -> None:
@@ -104,11 +125,20 @@ def head_from_bytes(data: bytes) -> LinearHead:
 
 
 def save_head(out_dir: str | os.PathLike, head: LinearHead, meta: HeadMeta) -> Path:
+    return write_head(out_dir, head_to_bytes(head), meta)
+
+
+def write_head(out_dir: str | os.PathLike, weights: bytes, meta: HeadMeta) -> Path:
+    """The one head format: a folder with head.safetensors and head.json (what `load_head` reads; the
+    CLI's train and the web app's export both write it)."""
+    head = head_from_bytes(weights)
     if len(meta.classes) != head.num_classes:
         raise ValueError(f"{len(meta.classes)} class names for a head with {head.num_classes} outputs")
+    if not meta.features:
+        meta = HeadMeta(**{**asdict(meta), "features": feature_recipe(meta.backbone, meta.long_side)})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / WEIGHTS_FILE).write_bytes(head_to_bytes(head))
+    (out / WEIGHTS_FILE).write_bytes(weights)
     (out / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
     return out
 
@@ -119,9 +149,11 @@ def load_head(head_dir: str | os.PathLike) -> tuple[LinearHead, HeadMeta]:
     if not wfile.is_file() or not mfile.is_file():
         raise HeadFileError(f"{d}: no head here (expected {WEIGHTS_FILE} and {META_FILE}); train one with `train --out {d}`")
     try:
-        fields = json.loads(mfile.read_text())
-        fields.setdefault("feature_version", 1)  # heads of the first release did not record it
-        meta = HeadMeta(**fields)
+        stored = json.loads(mfile.read_text())
+        stored.setdefault("feature_version", 1)  # heads of the first release did not record it
+        known = {f.name for f in fields(HeadMeta)}
+        extra = {**stored.get("extra", {}), **{k: v for k, v in stored.items() if k not in known}}
+        meta = HeadMeta(**{k: v for k, v in stored.items() if k in known and k != "extra"}, extra=extra)
     except (TypeError, ValueError, AttributeError) as exc:
         raise HeadFileError(f"{mfile}: unreadable head metadata ({exc})") from None
     check_feature_version(meta.feature_version, str(mfile))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -133,20 +132,21 @@ def export_coco(ctx: Ctx, project_id: int, dest: str | os.PathLike,
 
 
 def export_head(ctx: Ctx, head_id: int, dest_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The head as a folder `head-<id>/` in the one head format (head.safetensors + head.json), which
+    `python app.py predict --head` and `core.head.load_head` read; the project's class colours and ids, the
+    metrics and the weights' hash go into head.json's `extra`."""
+    from core.head import META_FILE, WEIGHTS_FILE, HeadMeta, write_head  # (torch: only for an export)
+
     head = get_head(ctx, head_id)
-    folder = Path(dest_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = head_weights(ctx, head_id)
-    st_path, json_path = folder / f"head-{head.id}.safetensors", folder / f"head-{head.id}.json"
-    meta = {
-        "format": "probeseg-head", "version": 1, "head_id": head.id, "backbone": head.backbone,
-        "backbone_weights": head.backbone_weights, "weights_file": st_path.name,
-        "weights_sha256": head.weights_sha256, "size_bytes": head.size_bytes,
-        "classes": [{"index": c.index, "name": c.name, "colour": c.colour, "id": c.id} for c in head.classes],
-        "meta": head.meta, "metrics": head.metrics, "created_at": head.created_at.isoformat(),
-    }
-    atomic_write(st_path, weights)
-    buf = io.StringIO()
-    json.dump(meta, buf, indent=2)
-    atomic_write(json_path, buf.getvalue().encode("utf-8"))
-    return st_path, json_path
+    meta = dict(head.meta)
+    train_meta = HeadMeta(
+        backbone=head.backbone, weights_id=str(meta.get("weights_id") or head.backbone_weights),
+        classes=[c.name for c in head.classes], long_side=int(meta.get("long_side") or 448),
+        train=dict(meta.get("train") or {}), created=head.created_at.timestamp(),
+        feature_version=int(meta.get("feature_version") or 1),
+        extra={"head_id": head.id, "weights_sha256": head.weights_sha256, "metrics": head.metrics,
+               "classes": [{"index": c.index, "name": c.name, "colour": c.colour, "id": c.id} for c in head.classes],
+               "created_at": head.created_at.isoformat()},
+    )
+    folder = write_head(Path(dest_dir) / f"head-{head.id}", head_weights(ctx, head_id), train_meta)
+    return folder / WEIGHTS_FILE, folder / META_FILE

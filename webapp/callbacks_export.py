@@ -66,7 +66,9 @@ def export_head(ctx: AppContext, sess: Session) -> dict:
         raise gr.Error("No trained head yet: label two classes and press Train.")
     weights, meta = ctx.repo.export_head(info.id, _out_dir(ctx))
     return {"export_files": [str(weights), str(meta)],
-            "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): weights and metadata."}
+            "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): head.safetensors and "
+                          f"head.json, the format `python app.py predict --head FOLDER` reads (keep them in one "
+                          "folder)."}
 
 
 @ui_errors

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,7 @@ from core.head import (
     HeadFileError,
     HeadMeta,
     LinearHead,
+    feature_recipe,
     head_from_bytes,
     head_to_bytes,
     load_head,
@@ -63,7 +67,11 @@ def test_head_files_round_trip(tmp_path):
     meta = HeadMeta("dinov2_vits14", "random:seed=0", ["a", "b", "c"], 448, train={"loss": 0.1})
     save_head(tmp_path / "h", head, meta)
     loaded, meta2 = load_head(tmp_path / "h")
-    assert meta2 == meta
+    assert meta2 == dataclasses.replace(meta, features=feature_recipe("dinov2_vits14", 448))  # filled in on save
+    assert meta2.features["patch_size"] == 14 and meta2.features["image_mean"] == [0.485, 0.456, 0.406]
+    stored = json.loads((tmp_path / "h" / "head.json").read_text())
+    (tmp_path / "h" / "head.json").write_text(json.dumps({**stored, "format": 1, "from_the_future": 3}))
+    assert load_head(tmp_path / "h")[1].extra == {"from_the_future": 3}  # unknown fields are kept, not refused
     assert torch.equal(loaded(feats.tokens[None]), head(feats.tokens[None]))
     assert torch.equal(head_from_bytes(head_to_bytes(head)).std, head.std)
     with pytest.raises(HeadFileError, match="no head here"):

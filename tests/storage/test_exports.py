@@ -116,16 +116,29 @@ def test_export_coco_decodes_back_to_the_label_maps(repo, tmp_path) -> None:  # 
         np.testing.assert_array_equal(rebuilt, repo.label_map(im["id"]))
 
 
-def test_export_head(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_export_head_writes_the_one_head_format(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from core.head import LinearHead, head_to_bytes, load_head
+
     p = repo.create_project("h")
-    weights = _safetensors()
-    head = repo.save_head(p.id, weights, {"backbone": "dinov2_vits14", "backbone_weights": "sha:abc"}, {"miou": 0.5})
+    repo.add_class(p.id, "cat")
+    trained = LinearHead(6, 2)
+    with torch.no_grad():
+        trained.conv.weight.normal_()
+    weights = head_to_bytes(trained)
+    head = repo.save_head(p.id, weights, {"backbone": "dinov2_vits14", "backbone_weights": "sha:abc", "long_side": 224,
+                                          "feature_version": 2, "train": {"loss": 0.1}}, {"miou": 0.5})
     st, js = repo.export_head(head.id, tmp_path / "heads")
-    assert st.read_bytes() == weights
-    meta = json.loads(js.read_text())
-    assert meta["backbone"] == "dinov2_vits14" and meta["backbone_weights"] == "sha:abc"
-    assert meta["classes"] == [{"index": 0, "name": "background", "colour": "#000000", "id": head.classes[0].id}]
-    assert meta["metrics"] == {"miou": 0.5} and meta["weights_file"] == st.name
+    assert st.read_bytes() == weights and st.parent == js.parent == tmp_path / "heads" / f"head-{head.id}"
+    loaded, meta = load_head(st.parent)  # what `app.py predict --head` reads
+    assert torch.equal(loaded.conv.weight, trained.conv.weight)
+    assert meta.backbone == "dinov2_vits14" and meta.weights_id == "sha:abc" and meta.long_side == 224
+    assert meta.classes == ["background", "cat"] and meta.train == {"loss": 0.1}
+    assert meta.features["timm_model"] == "vit_small_patch14_dinov2.lvd142m" and meta.features["ignore_index"] == 255
+    assert meta.extra["metrics"] == {"miou": 0.5} and meta.extra["head_id"] == head.id
+    assert [c["colour"] for c in meta.extra["classes"]][0] == "#000000"
+    assert json.loads(js.read_text())["format"] == 1
 
 
 # ------------------------------------------------------------------ whole-project archive

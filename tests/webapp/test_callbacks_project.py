@@ -153,7 +153,15 @@ def test_exports(labelled_ctx, sess):
     coco = json.loads(Path(cbe.export_coco(ctx, sess, True)["export_files"][0]).read_text())
     assert len(coco["images"]) == 1 and coco["annotations"]
     files = cbe.export_head(ctx, sess)["export_files"]
-    assert files[0].endswith(".safetensors") and json.loads(Path(files[1]).read_text())["backbone"] == "dinov2_vits14"
+    assert files[0].endswith("head.safetensors") and json.loads(Path(files[1]).read_text())["backbone"] == "dinov2_vits14"
+    from cli.main import main  # the exported head is what the command line predicts with
+
+    image = Path(files[0]).parent.parent / "two.png"
+    image.write_bytes(ctx.repo.image_bytes(ctx.repo.list_images(ctx.project_id)[0].id))
+    out = Path(files[0]).parent.parent / "predicted"
+    assert main(["predict", "--head", str(Path(files[0]).parent), "--images", str(image), "--out", str(out),
+                 "--no-cache"]) == 0
+    assert (out / "two.png").is_file()
     project = cbe.export_project(ctx, sess)["export_files"][0]
     assert zipfile.is_zipfile(project)
     assert np.asarray(cbe.progress_table(ctx)).size == 0  # no ground truth: no mIoU points
