@@ -5,6 +5,7 @@ Saved as safetensors (weights) + JSON (what it was trained on), never pickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -77,6 +78,7 @@ class HeadMeta:
     format: int = 1
     feature_version: int = FEATURE_VERSION  # core.features.FEATURE_VERSION of the training features
     features: dict = field(default_factory=dict)  # how to compute its input without probeseg (feature_recipe)
+    weights_sha256: str = ""  # of head.safetensors, checked on load (an altered file is refused)
     extra: dict = field(default_factory=dict)  # whatever else the writer recorded (the web app: class colours...)
 
 
@@ -114,7 +116,10 @@ def head_to_bytes(head: LinearHead) -> bytes:
 
 
 def head_from_bytes(data: bytes) -> LinearHead:
-    state = load_bytes(data)
+    try:
+        state = load_bytes(data)  # the safetensors library's own checks: a truncated file is refused here
+    except Exception as exc:  # SafetensorError is not exported under a stable name
+        raise HeadFileError(f"not a readable safetensors file ({exc}); it may be truncated: export or train it again") from None
     try:
         k, c = state["conv.weight"].shape[:2]
         head = LinearHead(c, k)
@@ -134,8 +139,8 @@ def write_head(out_dir: str | os.PathLike, weights: bytes, meta: HeadMeta) -> Pa
     head = head_from_bytes(weights)
     if len(meta.classes) != head.num_classes:
         raise ValueError(f"{len(meta.classes)} class names for a head with {head.num_classes} outputs")
-    if not meta.features:
-        meta = HeadMeta(**{**asdict(meta), "features": feature_recipe(meta.backbone, meta.long_side)})
+    meta = HeadMeta(**{**asdict(meta), "weights_sha256": hashlib.sha256(weights).hexdigest(),
+                        "features": meta.features or feature_recipe(meta.backbone, meta.long_side)})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS_FILE).write_bytes(weights)
@@ -157,8 +162,12 @@ def load_head(head_dir: str | os.PathLike) -> tuple[LinearHead, HeadMeta]:
     except (TypeError, ValueError, AttributeError) as exc:
         raise HeadFileError(f"{mfile}: unreadable head metadata ({exc})") from None
     check_feature_version(meta.feature_version, str(mfile))
+    data = wfile.read_bytes()
+    if meta.weights_sha256 and hashlib.sha256(data).hexdigest() != meta.weights_sha256:
+        raise HeadFileError(f"{wfile}: does not match the sha256 recorded in {mfile.name}: the file was altered or "
+                            "replaced; keep the two files of one head together (or train or export it again)")
     try:
-        head = head_from_bytes(wfile.read_bytes())
+        head = head_from_bytes(data)
     except HeadFileError as exc:
         raise HeadFileError(f"{wfile}: {exc}") from None
     return head, meta

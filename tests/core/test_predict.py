@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -67,7 +68,8 @@ def test_head_files_round_trip(tmp_path):
     meta = HeadMeta("dinov2_vits14", "random:seed=0", ["a", "b", "c"], 448, train={"loss": 0.1})
     save_head(tmp_path / "h", head, meta)
     loaded, meta2 = load_head(tmp_path / "h")
-    assert meta2 == dataclasses.replace(meta, features=feature_recipe("dinov2_vits14", 448))  # filled in on save
+    assert meta2 == dataclasses.replace(meta, features=feature_recipe("dinov2_vits14", 448),  # filled in on save
+                                        weights_sha256=hashlib.sha256(head_to_bytes(head)).hexdigest())
     assert meta2.features["patch_size"] == 14 and meta2.features["image_mean"] == [0.485, 0.456, 0.406]
     stored = json.loads((tmp_path / "h" / "head.json").read_text())
     (tmp_path / "h" / "head.json").write_text(json.dumps({**stored, "format": 1, "from_the_future": 3}))
@@ -76,6 +78,12 @@ def test_head_files_round_trip(tmp_path):
     assert torch.equal(head_from_bytes(head_to_bytes(head)).std, head.std)
     with pytest.raises(HeadFileError, match="no head here"):
         load_head(tmp_path / "missing")
-    (tmp_path / "h" / "head.safetensors").write_bytes(b"junk")
-    with pytest.raises(Exception, match="head"):
+    weights = (tmp_path / "h" / "head.safetensors").read_bytes()
+    (tmp_path / "h" / "head.safetensors").write_bytes(weights[:-4])  # truncated
+    with pytest.raises(HeadFileError, match="altered"):
+        load_head(tmp_path / "h")
+    with pytest.raises(HeadFileError, match="truncated"):
+        head_from_bytes(weights[:-4])
+    (tmp_path / "h" / "head.safetensors").write_bytes(head_to_bytes(LinearHead(6, 3)))  # another head, swapped in
+    with pytest.raises(HeadFileError, match="sha256"):
         load_head(tmp_path / "h")
