@@ -87,3 +87,20 @@ def test_head_files_round_trip(tmp_path):
     (tmp_path / "h" / "head.safetensors").write_bytes(head_to_bytes(LinearHead(6, 3)))  # another head, swapped in
     with pytest.raises(HeadFileError, match="sha256"):
         load_head(tmp_path / "h")
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python API example, run as written (random weights instead of the hub's)."""
+    import re
+    from pathlib import Path
+
+    from PIL import Image
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "Predictor(store)" in b]
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save("photo.jpg")
+    save_head("heads/scribble", LinearHead(384, 3), HeadMeta("dinov2_vits14", "random:seed=0", ["a", "b", "c"], 224))
+    namespace: dict = {}
+    exec(code.replace('weights="hub"', 'weights="random"'), namespace)  # noqa: S102 (our own README)
+    assert namespace["pred"].labels.shape == (240, 320)
