@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version or a usage error, already printed by argparse
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    if not verbose:  # alembic announces each of its plugins at INFO: noise at every start
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         return int(args.func(args) or 0)

@@ -229,10 +229,48 @@ def _hub_help(spec: BackboneSpec, reason: str) -> str:
         f"could not load pretrained {spec.name} weights from the Hugging Face hub ({reason}).\n"
         "Fix it with one of:\n"
         f"  1. --weights hub with network access once: it downloads timm/{spec.timm_name} into the "
-        "Hugging Face cache (HF_HOME); later runs work offline with HF_HUB_OFFLINE=1;\n"
+        "Hugging Face cache (HF_HOME); later runs read it from there, offline too;\n"
         f"  2. --weights /path/to/{spec.name}_pretrain.pth (Meta's file) or a timm .safetensors file;\n"
         "  3. --weights random for architecture-true random weights (testing only: predictions are meaningless)."
     )
+
+
+def _from_hub(spec: BackboneSpec) -> nn.Module:
+    """timm's weights of `spec` through the Hugging Face cache. Cached weights are read straight from the
+    cache (no request at all: huggingface_hub would otherwise ask the hub first and, offline, retry for about
+    a minute); uncached ones are downloaded after one quick check that the hub can be reached at all."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin"):  # timm's files, in its order of preference
+        cached = try_to_load_from_cache(f"timm/{spec.timm_name}", filename)
+        if isinstance(cached, str):
+            model = create_model(spec, pretrained=False)
+            load_weights_file(model, cached, spec)
+            return model
+    if not constants.HF_HUB_OFFLINE and not _reachable(constants.ENDPOINT):
+        raise WeightsUnavailableError(_hub_help(
+            spec, f"{constants.ENDPOINT} cannot be reached and the weights are not in the Hugging Face cache"))
+    try:
+        return create_model(spec, pretrained=True)
+    except Exception as exc:  # offline, not cached, proxy errors: all end the same way for the user
+        raise WeightsUnavailableError(_hub_help(spec, f"{type(exc).__name__}: {exc}".splitlines()[0])) from None
+
+
+def _reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within the timeout (always True behind a proxy,
+    which only a real request can test)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                      timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def load_backbone(
@@ -247,10 +285,7 @@ def load_backbone(
             model = create_model(spec, pretrained=False)
         weights_id = f"random:seed={RANDOM_SEED}"
     elif weights == "hub":
-        try:
-            model = create_model(spec, pretrained=True)
-        except Exception as exc:  # offline, not cached, proxy errors: all end the same way for the user
-            raise WeightsUnavailableError(_hub_help(spec, f"{type(exc).__name__}: {exc}".splitlines()[0])) from None
+        model = _from_hub(spec)
         weights_id = f"hub:timm/{spec.timm_name}"
     else:
         path = Path(weights).expanduser()
