@@ -42,8 +42,8 @@ def _prog() -> str:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser of `command` (or of every command, with command="*"); the others are listed with their
-    one-line help only, so that nothing but the running command's module is imported."""
+    """The full parser of `command`; the other commands are listed with their one-line help only, so that
+    nothing but the running command's module is imported."""
     parser = argparse.ArgumentParser(
         prog=_prog(),
         description="probeseg: semantic segmentation from scribbles, points and noisy masks with a frozen "
@@ -57,7 +57,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_) in COMMANDS.items():
         if name in sub.choices or importlib.util.find_spec(module) is None:  # registered, or not in this build
             continue
-        if command in ("*", name) or (command in COMMANDS and COMMANDS[command][0] == module):
+        if command in COMMANDS and COMMANDS[command][0] == module:
             importlib.import_module(module).register(sub)  # adds every command of that module
         else:
             sub.add_parser(name, help=help_)  # listed; its options are loaded with its module
