@@ -33,6 +33,7 @@ from .rasterize import (
     Event,
     Folded,
     Labels,
+    centre_pixel,
     fold,
     indices_to_class_map,
     paint_on_top,
@@ -426,19 +427,15 @@ def points(ctx: Ctx, image_id: int) -> list[PointInfo]:
 def visible_points(im: Image, folded: Folded, load: _Loader) -> set[int]:
     """Ids of the active points whose centre pixel no later erase (stroke, region or clear) covered: an
     erased point is gone from the labels, so it is not listed (nor drawn as a marker) either."""
+    if not folded.points:
+        return set()
     shape = (im.height, im.width)
+    erases = [(e.seq, region_of(shape, e, load)) for e in folded.applied if e.kind == "erase"]  # each once
     out = set()
     for p in folded.points:
-        ci = min(max(int(np.floor((p.y or 0.0) + 0.5)), 0), im.height - 1)
-        cj = min(max(int(np.floor((p.x or 0.0) + 0.5)), 0), im.width - 1)
-        covered = False
-        for e in folded.applied:
-            if e.kind == "erase" and e.seq > p.seq:
-                rows, cols, m = region_of(shape, e, load)
-                if rows.start <= ci < rows.stop and cols.start <= cj < cols.stop and m[ci - rows.start, cj - cols.start]:
-                    covered = True
-                    break
-        if not covered:
+        ci, cj = centre_pixel(shape, p.x or 0.0, p.y or 0.0)
+        if not any(seq > p.seq and rows.start <= ci < rows.stop and cols.start <= cj < cols.stop
+                   and m[ci - rows.start, cj - cols.start] for seq, (rows, cols, m) in erases):
             out.add(p.id)
     return out
 

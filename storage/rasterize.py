@@ -93,6 +93,12 @@ def fold(events: Iterable[Event]) -> Folded:
 RasterLoader = Callable[[Event], np.ndarray]
 
 
+def centre_pixel(shape: tuple[int, int], x: float, y: float) -> tuple[int, int]:
+    """(row, column) of the pixel under image point (x, y), clamped to the image: always part of a mark."""
+    h, w = shape
+    return min(max(int(np.floor(y + 0.5)), 0), h - 1), min(max(int(np.floor(x + 0.5)), 0), w - 1)
+
+
 def disk(shape: tuple[int, int], x: float, y: float, radius: float) -> tuple[slice, slice, np.ndarray]:
     """(row slice, column slice, boolean mask within them) of a point's disk, clipped to the image."""
     h, w = shape
@@ -102,7 +108,7 @@ def disk(shape: tuple[int, int], x: float, y: float, radius: float) -> tuple[sli
     ii = np.arange(i0, i1, dtype=np.float64)[:, None]
     jj = np.arange(j0, j1, dtype=np.float64)[None, :]
     mask = (jj - x) ** 2 + (ii - y) ** 2 <= r * r + 1e-9
-    ci, cj = min(max(int(np.floor(y + 0.5)), 0), h - 1), min(max(int(np.floor(x + 0.5)), 0), w - 1)
+    ci, cj = centre_pixel(shape, x, y)
     if i0 <= ci < i1 and j0 <= cj < j1:
         mask[ci - i0, cj - j0] = True
     return slice(i0, i1), slice(j0, j1), mask
