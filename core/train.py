@@ -258,14 +258,15 @@ class PixelSetBuilder:
         pick, sw = _stratified_sample(y, self._share(flat.size), [self.config.seed, tag])
         ys, xs = np.divmod(flat[pick], labels.shape[1])
         idx, wts = features.corner_indices(ys, xs)
+        corner = idx.numpy()
         touched = np.zeros(tokens.shape[1], dtype=bool)  # the tokens some pixel touches (faster than a sort)
-        touched[idx.numpy().ravel()] = True
+        touched[corner.ravel()] = True
         used = np.flatnonzero(touched)
         if pick.size <= used.size:  # the pixels' own features: sum over the corners k of w_k x token_k
             corners = tokens.index_select(1, idx.T.reshape(-1)).view(-1, 4, pick.size)  # [C, 4, n]
             rows, block = (corners * wts.T).sum(1).T, mixing.Block.identity(pick.size)
         else:
-            local = (np.cumsum(touched) - 1)[idx.numpy()]  # token index -> its row among the used ones
+            local = (np.cumsum(touched) - 1)[corner]  # token index -> its row among the used ones
             rows = tokens.index_select(1, torch.from_numpy(used)).T
             block = mixing.Block.bilinear(local, wts.numpy(), used.size)
         return _Chunk(

@@ -133,8 +133,8 @@ def export_coco(ctx: Ctx, project_id: int, dest: str | os.PathLike,
 
 def export_head(ctx: Ctx, head_id: int, dest_dir: str | os.PathLike) -> tuple[Path, Path]:
     """The head as a folder `head-<id>/` in the one head format (head.safetensors + head.json), which
-    `python app.py predict --head` and `core.head.load_head` read; the project's class colours and ids, the
-    metrics and the weights' hash go into head.json's `extra`."""
+    `python app.py predict --head` and `core.head.load_head` read; the project's class colours and ids and the
+    metrics go into head.json's `extra` (write_head records the weights' hash)."""
     from core.head import META_FILE, WEIGHTS_FILE, HeadMeta, write_head  # (torch: only for an export)
 
     head = get_head(ctx, head_id)
@@ -144,9 +144,8 @@ def export_head(ctx: Ctx, head_id: int, dest_dir: str | os.PathLike) -> tuple[Pa
         classes=[c.name for c in head.classes], long_side=int(meta.get("long_side") or 448),
         train=dict(meta.get("train") or {}), created=head.created_at.timestamp(),
         feature_version=int(meta.get("feature_version") or 1),
-        extra={"head_id": head.id, "weights_sha256": head.weights_sha256, "metrics": head.metrics,
-               "classes": [{"index": c.index, "name": c.name, "colour": c.colour, "id": c.id} for c in head.classes],
-               "created_at": head.created_at.isoformat()},
+        extra={"head_id": head.id, "metrics": head.metrics,
+               "classes": [{"index": c.index, "name": c.name, "colour": c.colour, "id": c.id} for c in head.classes]},
     )
     folder = write_head(Path(dest_dir) / f"head-{head.id}", head_weights(ctx, head_id), train_meta)
     return folder / WEIGHTS_FILE, folder / META_FILE

@@ -45,9 +45,7 @@ def palette(classes: Sequence[ClassInfo]) -> np.ndarray:
     return pal
 
 
-# ---------------------------------------------------------------------- display <-> full resolution
-
-
+# ---------------------------------------------------------------------- labels at display size and tints
 def downscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour label map at display size (h, w): display pixel i shows full-size row ceil(i H / h)."""
     H, W = labels.shape
@@ -57,9 +55,6 @@ def downscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     rows = np.minimum(-((-np.arange(h) * H) // h), H - 1)  # ceil(i * H / h): a full row shown in row i
     cols = np.minimum(-((-np.arange(w) * W) // w), W - 1)
     return labels[rows[:, None], cols[None, :]]
-
-
-# ---------------------------------------------------------------------- editor layers
 
 
 def tint(rgb: np.ndarray, labels: np.ndarray, pal: np.ndarray, alpha: float,
