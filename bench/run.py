@@ -12,8 +12,6 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from bench.config import PARTS, PRESETS, BenchConfig
 from bench.report import Report, json_safe, results_markdown, seconds
 from bench.timing import load_average, machine_info
@@ -137,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = select_config(args)
     parts = parse_parts(args.parts)
     if args.threads:
+        import torch  # here, not at the top: `bench --help` needs no torch
+
         torch.set_num_threads(args.threads)
     out_dir = args.out or DEFAULT_OUT / cfg.name
     report = run_benchmarks(cfg, parts, out_dir)

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 @dataclass
 class Timing:
@@ -231,6 +229,8 @@ def _git(*args: str) -> str | None:
 
 def machine_info() -> dict:
     """What the numbers depend on: CPU, cores, threads, torch, device, load at the start."""
+    import torch  # here, not at the top: `bench --help` imports this module and needs no torch
+
     info = {
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),

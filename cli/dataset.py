@@ -8,20 +8,16 @@ import logging
 import os
 import time
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from cli.commands import help_of
-from core.backbone import Backbone, default_backbone_name, load_backbone, resolve_device
-from core.cache import FeatureStore
-from core.features import FeatureConfig, FeatureExtractor
-from core.head import HeadMeta, load_head, save_head
-from core.imageio import IMAGE_SUFFIXES, list_images, load_rgb
-from core.labels import IGNORE, write_label_png
-from core.metrics import ConfusionMatrix
-from core.predict import predict
-from core.train import PixelSetBuilder, TrainConfig, TrainingError, train_head
-from core.voc import DatasetError, VocDataset
+from cli.protocol_args import add_protocol_arguments
+from core.config import TrainConfig
+
+if TYPE_CHECKING:  # the run functions import these (torch, timm) when they run: `--help` needs none of them
+    from core.cache import FeatureStore
+    from core.head import HeadMeta
+    from core.voc import VocDataset
 
 log = logging.getLogger("probeseg")
 
@@ -67,12 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="weight classes by inverse pixel count (default: on for scribble/point, off for dense)",
     )
     t.add_argument("--seed", type=int, default=0, help="seed of the dense-mask pixel sampling (default 0)")
-    try:  # the paper's full recipe (augmentations, SGD, 20k iterations) lives in core.protocol
-        from core.protocol import add_protocol_arguments
-
-        add_protocol_arguments(t)
-    except ImportError:
-        pass
+    add_protocol_arguments(t)  # the paper's full recipe (augmentations, SGD, 20k iterations)
     t.set_defaults(func=run_train)
 
     e = sub.add_parser("evaluate", help=help_of("evaluate"))
@@ -92,9 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open_store(name: str | None, weights: str, args: argparse.Namespace, long_side: int) -> FeatureStore:
+    from core.backbone import default_backbone_name, load_backbone, resolve_device
+    from core.cache import FeatureStore
+    from core.features import FeatureConfig, FeatureExtractor
+
     device = resolve_device(args.device)
     name = name or default_backbone_name(device)
-    backbone: Backbone = load_backbone(name, weights, device)
+    backbone = load_backbone(name, weights, device)
     note = "  (RANDOM WEIGHTS: for testing only)" if backbone.is_random else ""
     print(f"backbone: {name} [{backbone.weights_id}] on {device}{note}")
     extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side, batch_size=args.batch_size or 8))
@@ -104,6 +99,8 @@ def _open_store(name: str | None, weights: str, args: argparse.Namespace, long_s
 
 def _features_in_batches(store: FeatureStore, images, desc: str):
     """Yield (item, rgb, features) streaming through the store in backbone-sized batches, with a bar."""
+    from tqdm import tqdm
+
     step = max(1, store.extractor.config.batch_size)
     with tqdm(total=len(images), desc=desc, unit="img") as bar:
         for start in range(0, len(images), step):
@@ -115,6 +112,13 @@ def _features_in_batches(store: FeatureStore, images, desc: str):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.head import HeadMeta, save_head
+    from core.labels import IGNORE
+    from core.train import PixelSetBuilder, TrainingError, train_head
+    from core.voc import DatasetError, VocDataset
+
     ds = VocDataset.open(args.data)
     if not args.labels.is_dir():
         raise DatasetError(f"{args.labels}: labels folder not found")
@@ -204,6 +208,11 @@ def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from core.head import load_head
+    from core.metrics import ConfusionMatrix
+    from core.predict import predict
+    from core.voc import DatasetError, VocDataset
+
     ds = VocDataset.open(args.data)
     head, meta = load_head(args.head)
     if len(meta.classes) != len(ds.classes):
@@ -229,6 +238,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _image_files(paths: list[Path]) -> list[Path]:
+    from core.imageio import IMAGE_SUFFIXES, list_images
+
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -243,6 +254,11 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from core.head import load_head
+    from core.imageio import load_rgb
+    from core.labels import write_label_png
+    from core.predict import predict
+
     files = _image_files(args.images)
     head, meta = load_head(args.head)
     store = _store_for_head(args, meta)
@@ -258,8 +274,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def _run_protocol_train(args: argparse.Namespace, ds: VocDataset) -> int:
-    """The paper's recipe: the backbone runs on every augmented batch (see core.protocol)."""
-    from core.protocol import distributed_device, is_main_process, protocol_config_from_args, train_protocol
+    """The paper's recipe: the backbone runs on every augmented batch (see experiments.protocol)."""
+    from cli.protocol_args import protocol_config_from_args
+    from core.backbone import default_backbone_name, load_backbone, resolve_device
+    from experiments.distributed import distributed_device, is_main_process
+    from experiments.protocol import train_protocol
 
     device = distributed_device() or resolve_device(args.device)  # one device per torchrun process
     name = args.backbone or default_backbone_name(device)

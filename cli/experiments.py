@@ -13,9 +13,17 @@ import argparse
 import os
 
 from cli.commands import help_of
-from core.labelgen import KINDS, NoisyConfig, PointConfig, ScribbleConfig, default_workers, generate_labels
-from core.protocol import add_protocol_arguments, protocol_config_from_args
-from core.zeroshot import DEFAULT_MODEL, DEFAULT_TAG, ZeroShotConfig
+from cli.protocol_args import add_protocol_arguments, protocol_config_from_args
+from experiments.config import (
+    DEFAULT_MODEL,
+    DEFAULT_TAG,
+    KINDS,
+    NoisyConfig,
+    PointConfig,
+    ScribbleConfig,
+    ZeroShotConfig,
+    default_workers,
+)
 
 
 def _fraction(text: str) -> float:
@@ -116,7 +124,7 @@ def _point(args) -> PointConfig:
 
 def _clip_factory(args):
     def load():
-        from core.zeroshot import load_clip
+        from experiments.zeroshot import load_clip
 
         return load_clip(args.clip_model, args.clip_weights, args.clip_pretrained, args.device)
 
@@ -206,10 +214,11 @@ def register(subparsers) -> None:
 
 def cmd_make_labels(args) -> int:
     from core.voc import VocDataset
+    from experiments.labelgen import generate_labels
 
     dataset = VocDataset.open(args.data)
     if args.kind == "zeroshot":
-        from core.zeroshot import make_zeroshot_labels, read_synonyms
+        from experiments.zeroshot import make_zeroshot_labels, read_synonyms
 
         synonyms = read_synonyms(args.prompts) if args.prompts else None
         manifest = make_zeroshot_labels(
@@ -275,9 +284,9 @@ def _weights_for(specs: list[str], backbones: list[str]):
 
 def cmd_study(args) -> int:
     from core.backbone import load_backbone
-    from core.study import StudyConfig, run_study
     from core.voc import VocDataset
-    from core.zeroshot import read_synonyms
+    from experiments.study import StudyConfig, run_study
+    from experiments.zeroshot import read_synonyms
 
     dataset = VocDataset.open(args.data)
     weights = _weights_for(args.weights, args.backbones)
@@ -309,7 +318,7 @@ def cmd_study(args) -> int:
         clip_factory=clip_factory,
         progress=not args.quiet,
     )
-    from core.study import markdown_table
+    from experiments.study import markdown_table
 
     print(markdown_table(results["tables"]["main"]))
     print(f"wrote {args.out}/study.md, study.json and study.png")

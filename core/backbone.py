@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.config import PATCH_SIZE
+
 log = logging.getLogger(__name__)
 
-PATCH_SIZE = 14
 RANDOM_SEED = 0  # random weights are seeded so their features (and the feature cache) are reproducible
 
 
@@ -146,13 +147,20 @@ def resize_pos_embed(
     return torch.cat([prefix, resized], dim=1)
 
 
+def meta_position_embedding(model: nn.Module, grid: tuple[int, int]) -> torch.Tensor:
+    """The model's position embedding at `grid` by Meta's rule: [1, P + h*w, C] (P = 1 CLS slot for the plain
+    models, 0 for `_reg`)."""
+    spec = model.probeseg_spec
+    return resize_pos_embed(model.pos_embed, grid, offset=spec.interpolate_offset,
+                            antialias=spec.interpolate_antialias, num_prefix=0 if model.no_embed_class else 1)
+
+
 def _meta_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Replaces timm's `_pos_embed` (which always resizes by size with antialiasing) by Meta's rule.
-    x: [B, h, w, C] patch embeddings (timm's dynamic_img_size layout) -> [B, prefix + h*w, C]."""
+    x: [B, h, w, C] patch embeddings (timm's dynamic_img_size layout) -> [B, prefix + h*w, C].
+    `probeseg_position` is `meta_position_embedding` (the ONNX export swaps in a table of the same values)."""
     b, h, w, c = x.shape
-    pos = resize_pos_embed(self.pos_embed, (h, w), offset=self.probeseg_spec.interpolate_offset,
-                           antialias=self.probeseg_spec.interpolate_antialias,
-                           num_prefix=0 if self.no_embed_class else 1)
+    pos = self.probeseg_position(self, (h, w))
     x = x.reshape(b, h * w, c)
     prefix = [t.expand(b, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
     if self.no_embed_class:
@@ -170,6 +178,7 @@ def create_model(spec: BackboneSpec, pretrained: bool = False, **timm_kwargs) ->
     model = timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True,
                               **timm_kwargs)
     model.probeseg_spec = spec
+    model.probeseg_position = meta_position_embedding
     model._pos_embed = types.MethodType(_meta_pos_embed, model)
     return model
 

@@ -15,21 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.backbone import PATCH_SIZE, Backbone
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from core.backbone import Backbone
+from core.config import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, FeatureConfig  # noqa: F401 (re-exported)
 
 # Bumped whenever the tokens for the same pixels and weights change. Part of every feature-cache key and
 # recorded in every head, so old features are never mixed with new ones. History: 1 = first release;
 # 2 = position embedding resized by Meta's rule and no PIL `reducing_gap` (tokens equal Meta's DINOv2).
 FEATURE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    long_side: int = 448  # pixels on the longer side fed to the backbone (rounded to a multiple of 14)
-    batch_size: int = 8  # images per backbone forward in batched extraction
 
 
 @dataclass(frozen=True)

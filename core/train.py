@@ -18,13 +18,14 @@ import hashlib
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from core import lbfgs, mixing
+from core.config import TrainConfig  # noqa: F401 (re-exported)
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
@@ -33,20 +34,6 @@ from core.lbfgs import Minimum
 
 class TrainingError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    max_iter: int = 100  # L-BFGS iterations; each is one pass over all labelled pixels
-    weight_decay: float = 1e-3  # L2 penalty on the head weights (standardised features), not the bias
-    class_balance: bool = True  # weight each class by 1 / its labelled pixel count (rare classes count)
-    max_pixels: int = 400_000  # cap for dense masks: a seeded, class-stratified sample of this many pixels
-    seed: int = 0  # seeds the pixel sampling; training is deterministic given the inputs
-    tolerance: float = 1e-7  # stop when the loss changes less than this between iterations
-    warm_start: bool = True  # start from the previous head when one is given and shapes fit
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,12 @@ def _run_fresh(argv: list[str]) -> tuple[int, str, set[str]]:
     return int(lines[0]), "\n".join(lines[1:-1]), set(eval(lines[-1]))  # noqa: S307 (our own list literal)
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["serve", "--help"], ["trian"]])
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["trian"], *([c, "--help"] for c in COMMANDS)])
 def test_help_version_and_typos_load_neither_torch_nor_gradio(argv):
     rc, out, heavy = _run_fresh(argv)
     assert heavy == set(), heavy
+    if argv[-1] == "--help" and len(argv) == 2:
+        assert f"usage: python app.py {argv[0]}" in out and "options:" in out
     if argv == ["trian"]:
         assert rc == 2 and "invalid choice: 'trian'" in out and "did you mean 'train'?" in out
     else:
@@ -65,7 +67,7 @@ def test_the_wheel_holds_every_package_its_data_and_the_probeseg_command(tmp_pat
     (wheel,) = tmp_path.glob("probeseg-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in ("core/train.py", "storage/migrations/env.py", "storage/migrations/versions/0003_label_operations.py",
-                 "webapp/static/canvas.js", "engine/engine.py", "cli/main.py"):
+                 "webapp/static/canvas.js", "engine/engine.py", "cli/main.py", "experiments/protocol.py"):
         assert path in names, path
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,30 +33,17 @@ from PIL import Image
 
 from core.backbone import WeightsUnavailableError, _file_digest, resolve_device
 from core.labels import IGNORE, write_label_png
+from experiments.config import (  # noqa: F401  (re-exported)
+    DEFAULT_MODEL,
+    DEFAULT_TAG,
+    TEMPLATES,
+    ZeroShotConfig,
+    ZeroShotError,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "ViT-B-16"
-DEFAULT_TAG = "openai"
 RANDOM_SEED = 0
-
-# A compact prompt ensemble (a subset of CLIP's ImageNet templates, as used by MaskCLIP and its successors).
-TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a photo of the {}.",
-    "a bad photo of a {}.",
-    "a photo of the large {}.",
-    "a photo of the small {}.",
-    "a cropped photo of a {}.",
-    "a close-up photo of a {}.",
-    "a bright photo of a {}.",
-    "a dark photo of a {}.",
-    "a blurry photo of a {}.",
-    "a jpeg corrupted photo of a {}.",
-    "a good photo of a {}.",
-    "there is a {} in the scene.",
-    "this is a photo of a {}.",
-)
 
 # Class names written as words (PASCAL VOC's ids run words together) and the background's stuff words.
 NATURAL_NAMES = {
@@ -99,29 +86,8 @@ BACKGROUND_WORDS: tuple[str, ...] = (
 )
 
 
-class ZeroShotError(ValueError):
-    pass
-
-
 class ClipWeightsUnavailableError(WeightsUnavailableError):
     pass
-
-
-@dataclass(frozen=True)
-class ZeroShotConfig:
-    long_side: int = 448  # pixels on the longer side fed to CLIP (rounded to a multiple of its patch size)
-    templates: tuple[str, ...] = TEMPLATES
-    min_confidence: float = 0.0  # pixels whose top class probability is below this stay unlabelled (255)
-    denoise: float = (
-        0.0  # drop classes whose best patch probability in the image is below this (MaskCLIP: 0.5)
-    )
-    temperature: float = 100.0  # CLIP's logit scale: softmax(temperature * cosine)
-
-    def __post_init__(self):
-        if not self.templates or any("{}" not in t for t in self.templates):
-            raise ZeroShotError("every prompt template must contain '{}' where the class name goes")
-        if not 0 <= self.min_confidence < 1 or not 0 <= self.denoise < 1:
-            raise ZeroShotError("min_confidence and denoise must be in [0, 1)")
 
 
 def class_prompts(
@@ -387,7 +353,7 @@ def make_zeroshot_labels(
 ) -> dict:
     """Label every image of a split from the class names alone; writes `<out>/<id>.png` and `labels.json`
     (with the labels' quality against the ground truth where the ground truth exists)."""
-    from core.labelgen import LabelQuality, _clean, write_manifest
+    from experiments.labelgen import LabelQuality, _clean, write_manifest
 
     ids = dataset.ids(split)[:limit] if limit else dataset.ids(split)
     out = Path(out_dir)

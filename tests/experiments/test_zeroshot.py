@@ -8,7 +8,7 @@ open_clip = pytest.importorskip("open_clip")
 
 from core.labels import IGNORE, read_label_png  # noqa: E402
 from core.voc import VocDataset  # noqa: E402
-from core.zeroshot import (  # noqa: E402
+from experiments.zeroshot import (  # noqa: E402
     BACKGROUND_WORDS,
     ClipWeightsUnavailableError,
     ZeroShotConfig,
@@ -17,7 +17,7 @@ from core.zeroshot import (  # noqa: E402
     load_clip,
     make_zeroshot_labels,
 )
-from tests.core.test_labelgen import make_tiny_voc  # noqa: E402
+from tests.experiments.test_labelgen import make_tiny_voc  # noqa: E402
 
 TINY = "probeseg-test-tiny-clip"  # a small open_clip ViT (same code path as ViT-B-16, fast on a CPU)
 
@@ -160,8 +160,8 @@ def test_make_labels_zeroshot_command(clip, voc, tmp_path, capsys):
 
 
 def test_study_with_zeroshot_labels(clip, voc, tmp_path):
-    from core.protocol import ProtocolConfig
-    from core.study import StudyConfig, run_study
+    from experiments.protocol import ProtocolConfig
+    from experiments.study import StudyConfig, run_study
 
     config = StudyConfig(
         kinds=("zeroshot",),

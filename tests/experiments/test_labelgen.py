@@ -7,7 +7,10 @@ from PIL import Image
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from core.labelgen import (
+from core.labels import IGNORE, read_label_png, write_label_png
+from core.metrics import ConfusionMatrix
+from core.voc import VocDataset
+from experiments.labelgen import (
     LabelGenError,
     LabelQuality,
     NoisyConfig,
@@ -19,9 +22,6 @@ from core.labelgen import (
     point_labels,
     scribble_labels,
 )
-from core.labels import IGNORE, read_label_png, write_label_png
-from core.metrics import ConfusionMatrix
-from core.voc import VocDataset
 
 COLOURS = [(40, 90, 40), (220, 40, 40), (40, 60, 220), (230, 200, 30)]
 
@@ -183,7 +183,7 @@ def test_noisy_labels_hit_the_target_miou(voc, tmp_path, target):
 
 
 def test_noisy_without_a_background_class(voc):
-    from core.labelgen import corrupt, plan_noise
+    from experiments.labelgen import corrupt, plan_noise
 
     gts = _gts(voc)[:6]
     plans = [

@@ -2,10 +2,10 @@
 
 Label kinds (`--kinds`):
     gt               the ground truth (the paper's "GT" column)
-    scribble, point  generated from the ground truth (core.labelgen)
+    scribble, point  generated from the ground truth (experiments.labelgen)
     noisy@63.6       dense pseudo-label imitation calibrated to that mIoU against the ground truth (SEAM-like;
                      noisy@69.4 is EPS-like; plain `noisy` means 63.6)
-    zeroshot         MaskCLIP labels from the class names (core.zeroshot)
+    zeroshot         MaskCLIP labels from the class names (experiments.zeroshot)
     NAME=DIR         labels you already have, e.g. real SEAM pseudo-labels: SEAM=/data/seam/pseudo_labels
 
 Everything lands under the study folder: labels/<kind>/ (generated once, reused when the settings match),
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from core.labelgen import (
+from experiments.labelgen import (
     NoisyConfig,
     PointConfig,
     ScribbleConfig,
@@ -33,8 +33,8 @@ from core.labelgen import (
     measure_labels,
     read_manifest,
 )
-from core.protocol import BACKBONE_FILE, ProtocolConfig, evaluate_model, train_protocol
-from core.zeroshot import ZeroShotConfig, class_prompts
+from experiments.protocol import BACKBONE_FILE, ProtocolConfig, evaluate_model, train_protocol
+from experiments.zeroshot import ZeroShotConfig, class_prompts
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def prepare_labels(
         if manifest is None or any(manifest.get(k) != v for k, v in wanted.items()):
             if clip_factory is None:
                 raise StudyError("zeroshot labels need a CLIP model; pass clip settings to the study")
-            from core.zeroshot import make_zeroshot_labels
+            from experiments.zeroshot import make_zeroshot_labels
 
             manifest = make_zeroshot_labels(
                 dataset,

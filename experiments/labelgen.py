@@ -41,66 +41,17 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from core.labels import IGNORE, write_label_png
+from experiments.config import (  # noqa: F401  (re-exported: the generators' settings)
+    KINDS,
+    LabelGenError,
+    NoisyConfig,
+    PointConfig,
+    ScribbleConfig,
+    default_workers,
+)
 
-KINDS = ("scribble", "point", "noisy", "zeroshot")
 MANIFEST = "labels.json"
 _EIGHT = np.ones((3, 3), dtype=bool)
-
-
-class LabelGenError(ValueError):
-    pass
-
-
-# ----------------------------------------------------------------------------------------------------------
-# configuration
-
-
-@dataclass(frozen=True)
-class ScribbleConfig:
-    width: int = 3  # stroke width in pixels (the centre line widened by (width - 1) / 2 on each side)
-    coverage: float = 0.5  # fraction of each object's skeleton pixels the stroke's centre line covers
-    background_strokes: int = 2  # strokes in each background component (sharing the same coverage)
-    min_area: int = 16  # components smaller than this get no stroke
-
-    def __post_init__(self):
-        if self.width < 1:
-            raise LabelGenError(f"scribble width must be >= 1 pixel, got {self.width}")
-        if not 0 < self.coverage <= 1:
-            raise LabelGenError(f"scribble coverage must be in (0, 1], got {self.coverage}")
-        if self.background_strokes < 0:
-            raise LabelGenError(f"background strokes must be >= 0, got {self.background_strokes}")
-
-
-@dataclass(frozen=True)
-class PointConfig:
-    points: int = 1  # points per object (connected component of a non-background class)
-    background_points: int = 1  # points per image in the background
-    radius: int = 0  # 0: one pixel per point; r: a disk of radius r clipped to the object
-    min_area: int = 1  # components smaller than this get no point
-
-    def __post_init__(self):
-        if self.points < 1:
-            raise LabelGenError(f"points per object must be >= 1, got {self.points}")
-        if self.background_points < 0 or self.radius < 0:
-            raise LabelGenError("background points and radius must be >= 0")
-
-
-@dataclass(frozen=True)
-class NoisyConfig:
-    target_miou: float = 0.636  # mIoU of the labels against the ground truth (SEAM: 0.636, EPS: 0.694)
-    tolerance: float = 0.005  # accepted |achieved - target|
-    flip: float = 0.25  # at strength 1: chance an object is relabelled to a wrong class
-    drop: float = 0.15  # at strength 1: chance an object is dropped to background
-    grow: float = 0.6  # share of objects whose boundary moves outwards (the rest shrink)
-    boundary: float = 0.15  # at strength 1: boundary shift as a fraction of sqrt(object area)
-    estimate_images: int = 600  # calibrate on a seeded subset of this many images, then check on all
-    max_strength: float = 64.0
-
-    def __post_init__(self):
-        if not 0 < self.target_miou < 1:
-            raise LabelGenError(f"target mIoU must be in (0, 1) (e.g. 0.636), got {self.target_miou}")
-        if self.tolerance <= 0:
-            raise LabelGenError(f"tolerance must be > 0, got {self.tolerance}")
 
 
 def image_rng(seed: int, image_id: str) -> np.random.Generator:
@@ -625,10 +576,6 @@ def _label_all(
     return totals
 
 
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
-
-
 def generate_labels(
     dataset,
     split: str,
@@ -645,7 +592,7 @@ def generate_labels(
     `workers` > 1 labels images in that many processes (the result does not depend on it)."""
     if kind not in ("scribble", "point", "noisy"):
         raise LabelGenError(
-            f"unknown label kind {kind!r}; choose scribble, point or noisy (zeroshot: core.zeroshot)"
+            f"unknown label kind {kind!r}; choose scribble, point or noisy (zeroshot: experiments.zeroshot)"
         )
     ids = dataset.ids(split)[:limit] if limit else dataset.ids(split)
     out = Path(out_dir)

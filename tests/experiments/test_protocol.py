@@ -10,24 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cli.protocol_args import add_protocol_arguments, protocol_config_from_args
 from core.backbone import load_backbone
 from core.head import load_head
 from core.labels import IGNORE
-from core.protocol import (
-    BACKBONE_FILE,
-    CHECKPOINT_FILE,
-    CropDataset,
-    ProtocolConfig,
-    ProtocolError,
-    Segmenter,
-    add_protocol_arguments,
-    augment,
-    evaluate_model,
-    protocol_config_from_args,
-    train_protocol,
-)
 from core.voc import VocDataset
-from tests.core.test_labelgen import make_tiny_voc
+from experiments.checkpoints import CHECKPOINT_FILE
+from experiments.config import ProtocolConfig, ProtocolError
+from experiments.data import CropDataset, augment
+from experiments.protocol import BACKBONE_FILE, Segmenter, evaluate_model, train_protocol
+from tests.experiments.test_labelgen import make_tiny_voc
 
 BACKBONE = "dinov2_vits14"
 TINY = dict(
@@ -189,9 +181,10 @@ def test_ddp_two_processes_match_one(voc, backbone, tmp_path):
 
 
 def test_ddp_needs_a_divisible_batch(voc, backbone, tmp_path, monkeypatch):
-    from core import protocol
+    from experiments import protocol
+    from experiments.distributed import DistContext
 
-    ctx = protocol.DistContext(3, 0, 0, torch.device("cpu"), False)
+    ctx = DistContext(3, 0, 0, torch.device("cpu"), False)
     monkeypatch.setattr(protocol, "setup_distributed", lambda device: ctx)
     with pytest.raises(ProtocolError, match="multiple of 3"):
         train_protocol(

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from core.study import LabelKind, StudyError, markdown_table, parse_kind, tables
-from tests.core.test_labelgen import make_tiny_voc
+from experiments.study import LabelKind, StudyError, markdown_table, parse_kind, tables
+from tests.experiments.test_labelgen import make_tiny_voc
 
 
 @pytest.fixture(scope="module", autouse=True)
