@@ -81,6 +81,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_backbone_args(p, None)
     p.set_defaults(func=run_predict)
 
+    x = sub.add_parser("export-onnx", help=help_of("export-onnx"),
+                       description="One ONNX graph: a normalised float32 image [1, 3, H, W] (H, W multiples of 14, "
+                       "dynamic) to class logits [1, K, H, W]; with --head-only, tokens [1, C, h, w] to logits "
+                       "[1, K, h, w]. The preprocessing and classes are in the model's metadata (key 'probeseg').")
+    x.add_argument("--head", required=True, type=Path, help="folder written by train (or a web-app head export)")
+    x.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    x.add_argument("--head-only", action="store_true", help="only the 1x1 head on patch tokens (no backbone)")
+    x.add_argument("--max-side", type=int, default=2044,
+                   help="largest input height or width in pixels the graph accepts, a multiple of 14 (default 2044)")
+    _add_backbone_args(x, None)
+    x.set_defaults(func=run_export_onnx)
+
 
 def _open_store(name: str | None, weights: str, args: argparse.Namespace, long_side: int) -> FeatureStore:
     from core.backbone import default_backbone_name, load_backbone, resolve_device
@@ -270,6 +282,18 @@ def run_predict(args: argparse.Namespace) -> int:
     for path, _, feats in _features_in_batches(store, items, "predicting"):
         write_label_png(args.out / f"{path.stem}.png", predict(head, feats).labels)
     print(f"wrote {len(files)} palette PNGs to {args.out}")
+    return 0
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from core.head import load_head
+    from core.onnx_export import export_onnx
+
+    head, meta = load_head(args.head)
+    backbone = None if args.head_only else _store_for_head(args, meta).extractor.backbone
+    path = export_onnx(head, meta, args.out, backbone, head_only=args.head_only, max_side=args.max_side)
+    what = "head" if args.head_only else f"{meta.backbone} + head"
+    print(f"wrote {what} ({len(meta.classes)} classes) as ONNX to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 
