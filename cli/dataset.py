@@ -78,6 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", required=True, type=Path, help="folder written by train")
     p.add_argument("--images", required=True, nargs="+", type=Path, help="a folder of images or image files")
     p.add_argument("--out", required=True, type=Path, help="folder for the prediction PNGs (one per image)")
+    p.add_argument("--coco", type=Path, default=None,
+                   help="also write the predictions to this COCO JSON file (one RLE annotation per image and class)")
+    p.add_argument("--coco-background", action="store_true",
+                   help="with --coco: make the background class a COCO category too (default: objects only)")
     _add_backbone_args(p, None)
     p.set_defaults(func=run_predict)
 
@@ -266,10 +270,12 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from core import coco
     from core.head import load_head
     from core.imageio import load_rgb
     from core.labels import write_label_png
     from core.predict import predict
+    from storage.files import atomic_write
 
     files = _image_files(args.images)
     head, meta = load_head(args.head)
@@ -278,10 +284,20 @@ def run_predict(args: argparse.Namespace) -> int:
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise ValueError("two input images share a file name stem; their predictions would overwrite each other")
+    colours = {c.get("index"): c.get("colour") for c in meta.extra.get("classes", [])}  # a web-app export's
+    classes = [coco.CocoClass(i, name, colours.get(i)) for i, name in enumerate(meta.classes)]
+    info = {"description": f"probeseg predictions of {meta.backbone} head {args.head}", "head": str(args.head)}
+    builder = coco.CocoBuilder(classes, info, include_background=args.coco_background) if args.coco else None
     items = [(f, (lambda f=f: load_rgb(f))) for f in files]
-    for path, _, feats in _features_in_batches(store, items, "predicting"):
-        write_label_png(args.out / f"{path.stem}.png", predict(head, feats).labels)
+    for n, (path, rgb, feats) in enumerate(_features_in_batches(store, items, "predicting"), start=1):
+        labels = predict(head, feats).labels
+        write_label_png(args.out / f"{path.stem}.png", labels)
+        if builder is not None:
+            builder.add({"id": n, "file_name": path.name, "height": rgb.shape[0], "width": rgb.shape[1]}, labels)
     print(f"wrote {len(files)} palette PNGs to {args.out}")
+    if builder is not None:
+        atomic_write(args.coco, json.dumps(builder.document()).encode("utf-8"))
+        print(f"wrote {len(builder.annotations)} COCO annotations of {len(files)} images to {args.coco}")
     return 0
 
 

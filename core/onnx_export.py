@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.atomic import atomic_path
 from core.backbone import PATCH_SIZE, Backbone, meta_position_embedding
 from core.head import HeadMeta, LinearHead, feature_recipe
 
@@ -124,14 +125,12 @@ def export_onnx(
         example = torch.zeros(1, 3, 4 * PATCH_SIZE, 5 * PATCH_SIZE)
         h, w = torch.export.Dim("h", min=1, max=max_grid), torch.export.Dim("w", min=1, max=max_grid)
         dynamic = {"image": {2: PATCH_SIZE * h, 3: PATCH_SIZE * w}}
-    tmp = out.with_name(f".{out.name}.tmp")
-    with torch.no_grad():
+    with atomic_path(out) as tmp, torch.no_grad():
         torch.onnx.export(module, (example,), str(tmp), dynamo=True, input_names=[name], output_names=["logits"],
                           dynamic_shapes=dynamic, opset_version=OPSET, verbose=False, external_data=False)
-    graph = onnx.load(str(tmp))
-    graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(onnx_metadata(meta, head_only, max_side)))
-    onnx.save(graph, str(tmp))
-    os.replace(tmp, out)
+        graph = onnx.load(str(tmp))
+        graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(onnx_metadata(meta, head_only, max_side)))
+        onnx.save(graph, str(tmp))
     return out
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,25 @@ from core.labels import VOC_CLASSES, LabelError, check_label_values, read_label_
 
 class DatasetError(ValueError):
     pass
+
+
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def read_class_file(path: Path) -> list[tuple[str, str | None]]:
+    """classes.txt: one class per line in index order, optionally followed by its colour as '#rrggbb' (what
+    probeseg's VOC export writes); empty lines and lines starting with '//' are skipped."""
+    out: list[tuple[str, str | None]] = []
+    for raw in path.read_text(encoding="utf-8-sig").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("//"):
+            continue
+        head, _, last = line.rpartition(" ")
+        if head.strip() and _COLOUR.fullmatch(last):
+            out.append((head.strip(), last.lower()))
+        else:
+            out.append((line, None))
+    return out
 
 
 @dataclass(frozen=True)
@@ -37,7 +57,7 @@ class VocDataset:
             raise DatasetError(f"{root}: no JPEGImages/ folder; expected the PASCAL VOC layout")
         names_file = root / "classes.txt"
         if names_file.is_file():
-            names = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
+            names = tuple(name for name, _ in read_class_file(names_file))
             if len(names) < 2:
                 raise DatasetError(f"{names_file}: needs at least two class names, one per line")
             if len(names) > 255:

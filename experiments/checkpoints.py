@@ -3,11 +3,11 @@ check that a resumed run has the same settings, and the loss plot."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from core.atomic import atomic_path
 from experiments.config import ProtocolConfig, ProtocolError
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -19,9 +19,8 @@ _RESUMABLE = {"iterations", "checkpoint_every", "resume", "log_every", "workers"
 
 
 def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def check_resumable(saved: dict, config: ProtocolConfig, path: Path) -> None:

@@ -7,10 +7,8 @@ images are re-validated and blobs are checked against their recorded hashes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +24,7 @@ from .archive_schema import validate
 from .context import Ctx
 from .convert import get_or_404, project_classes
 from .errors import ConflictError, ImportLimitError, ValidationError
-from .files import sha256_bytes
+from .files import atomic_path, sha256_bytes
 from .heads import check_safetensors
 from .images import prepare, remove_unreferenced_files
 from .imports import read_member
@@ -52,11 +50,8 @@ def export_project(ctx: Ctx, project_id: int, dest: str | os.PathLike) -> Path:
     path = Path(dest)
     if path.suffix.lower() != ".zip":
         path = path.with_name(path.name + ".zip")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".zip", dir=path.parent)
-    os.close(fd)
 
-    def fn(s: Session) -> None:  # one read transaction = one consistent snapshot
+    def fn(s: Session, tmp: Path) -> None:  # one read transaction = one consistent snapshot
         p = get_or_404(s, Project, project_id, "project")
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             doc: dict[str, Any] = {
@@ -108,13 +103,8 @@ def export_project(ctx: Ctx, project_id: int, dest: str | os.PathLike) -> Path:
                     "metrics": r.metrics, "pixel_counts": r.pixel_counts, "created_at": _ts(r.created_at)})
             zf.writestr("project.json", json.dumps(doc, indent=1))
 
-    try:
-        ctx.db.read(fn)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        ctx.db.read(lambda s: fn(s, tmp))
     return path
 
 

@@ -1,11 +1,9 @@
-"""Exports: palette PNG masks (zip), COCO JSON with RLE masks, and heads as safetensors + JSON."""
+"""Exports: a PASCAL VOC layout zip, COCO JSON with RLE masks (pycocotools), and heads as safetensors + JSON."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -13,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from core import coco
 from core.labels import IGNORE, label_to_png_bytes
 
-from . import coco
-from .annotations import label_maps
+from .annotations import ground_truth, label_maps
 from .classes import list_classes
 from .context import Ctx
 from .errors import ValidationError
-from .files import atomic_write, sanitize_filename, unique_name
+from .files import atomic_path, atomic_write, sanitize_filename, unique_name
 from .heads import get_head, head_weights
-from .images import list_images
+from .images import image_bytes, image_rgb, list_images
 from .projects import get_project
 from .records import ClassInfo, ImageInfo
 
@@ -33,18 +31,9 @@ def _zip_path(dest: str | os.PathLike) -> Path:
 
 
 def _write_zip_atomically(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".zip", dir=path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, data in members:
-                zf.writestr(name, data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
     return path
 
 
@@ -74,60 +63,79 @@ def _maps(ctx: Ctx, project_id: int, images: list[ImageInfo], classes: list[Clas
     return out
 
 
-def export_label_pngs(ctx: Ctx, project_id: int, dest: str | os.PathLike,
-                      predictions: Mapping[int, np.ndarray] | None) -> Path:
-    images = list_images(ctx, project_id, None)
-    classes = list_classes(ctx, project_id)
-    maps = _maps(ctx, project_id, images, classes, predictions)
-    taken: set[str] = {"classes.txt"}
-    members: list[tuple[str, bytes]] = []
-    for im in images:
-        if im.id in maps:
-            members.append((unique_name(_stem(im.name) + ".png", taken), label_to_png_bytes(maps[im.id])))
-    members.append(("classes.txt", "".join(f"{c.name} {c.colour}\n" for c in classes).encode("utf-8")))
-    return _write_zip_atomically(_zip_path(dest), members)
+def _voc_image(ctx: Ctx, im: ImageInfo) -> tuple[str, bytes]:
+    """(suffix, bytes) of an image for JPEGImages/: JPEG and PNG files as stored, anything else as PNG."""
+    if im.format in ("JPEG", "PNG"):
+        return (".jpg" if im.format == "JPEG" else ".png"), image_bytes(ctx, im.id)
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image_rgb(ctx, im.id, None)).save(buf, format="PNG")
+    return ".png", buf.getvalue()
 
 
-def coco_dict(ctx: Ctx, project_id: int, predictions: Mapping[int, np.ndarray] | None) -> dict[str, object]:
-    project = get_project(ctx, project_id)
+def export_voc(ctx: Ctx, project_id: int, dest: str | os.PathLike,
+               predictions: Mapping[int, np.ndarray] | None) -> Path:
+    """A PASCAL VOC layout zip that `train`, `evaluate` and the VOC import read back:
+
+        JPEGImages/<stem>.jpg|.png       the images (JPEG and PNG as stored)
+        labels/<stem>.png                the label maps (or predictions), palette PNG, 255 = unlabelled
+        SegmentationClass/<stem>.png     ground truth, where the image has one
+        ImageSets/Segmentation/          train.txt, val.txt (the project's splits), trainval.txt (all)
+        classes.txt                      'name #rrggbb' per class, in index order
+    """
     images = list_images(ctx, project_id, None)
     classes = list_classes(ctx, project_id)
     maps = _maps(ctx, project_id, images, classes, predictions)
     taken: set[str] = set()
-    out_images, out_anns = [], []
+    members: list[tuple[str, bytes]] = []
+    splits: dict[str, list[str]] = {"train": [], "val": [], "trainval": []}
     for im in images:
-        if im.id not in maps:
-            continue
-        out_images.append({"id": im.id, "file_name": unique_name(sanitize_filename(im.name), taken),
-                           "width": im.width, "height": im.height, "probeseg_split": im.split})
-        labels = maps[im.id]
-        for c in classes:
-            mask = labels == c.index
-            area = int(mask.sum())
-            if area == 0:
-                continue
-            out_anns.append({"id": len(out_anns) + 1, "image_id": im.id, "category_id": c.index + 1,
-                             "segmentation": coco.encode(mask), "area": area, "bbox": coco.bbox(mask),
-                             "iscrowd": 0})
-    return {
-        "info": {"description": f"probeseg project {project.name}",
-                 "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
-                 "probeseg_source": "predictions" if predictions is not None else "labels"},
-        "licenses": [],
-        "images": out_images,
-        "annotations": out_anns,
-        # category id = class index + 1 (COCO ids start at 1); unlabelled pixels (255) have no annotation
-        "categories": [{"id": c.index + 1, "name": c.name, "supercategory": "", "color": c.colour,
-                        "probeseg_index": c.index, "probeseg_class_id": c.id} for c in classes],
-    }
+        stem = unique_name(_stem(im.name), taken)
+        suffix, data = _voc_image(ctx, im)
+        members.append((f"JPEGImages/{stem}{suffix}", data))
+        if im.id in maps:
+            members.append((f"labels/{stem}.png", label_to_png_bytes(maps[im.id])))
+        gt = ground_truth(ctx, im.id) if im.has_ground_truth else None
+        if gt is not None:
+            members.append((f"SegmentationClass/{stem}.png", label_to_png_bytes(gt)))
+        splits["trainval"].append(stem)
+        if im.split in splits:
+            splits[im.split].append(stem)
+    for name, stems in splits.items():
+        members.append((f"ImageSets/Segmentation/{name}.txt", "".join(f"{s}\n" for s in stems).encode()))
+    members.append(("classes.txt", "".join(f"{c.name} {c.colour}\n" for c in classes).encode("utf-8")))
+    return _write_zip_atomically(_zip_path(dest), members)
+
+
+def coco_dict(ctx: Ctx, project_id: int, predictions: Mapping[int, np.ndarray] | None,
+              include_background: bool = False) -> dict[str, object]:
+    project = get_project(ctx, project_id)
+    images = list_images(ctx, project_id, None)
+    classes = list_classes(ctx, project_id)
+    maps = _maps(ctx, project_id, images, classes, predictions)
+    info = {"description": f"probeseg project {project.name}",
+            "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "probeseg_source": "predictions" if predictions is not None else "labels"}
+    cats = [coco.CocoClass(c.index, c.name, c.colour, {"probeseg_index": c.index, "probeseg_class_id": c.id})
+            for c in classes]
+    builder = coco.CocoBuilder(cats, info, include_background)
+    taken: set[str] = set()
+    for im in images:
+        if im.id in maps:
+            builder.add({"id": im.id, "file_name": unique_name(sanitize_filename(im.name), taken), "width": im.width,
+                         "height": im.height, "probeseg_split": im.split}, maps[im.id])
+    return builder.document()
 
 
 def export_coco(ctx: Ctx, project_id: int, dest: str | os.PathLike,
-                predictions: Mapping[int, np.ndarray] | None) -> Path:
+                predictions: Mapping[int, np.ndarray] | None, include_background: bool = False) -> Path:
     path = Path(dest)
     if path.suffix.lower() != ".json":
         path = path.with_name(path.name + ".json")
-    atomic_write(path, json.dumps(coco_dict(ctx, project_id, predictions)).encode("utf-8"))
+    atomic_write(path, json.dumps(coco_dict(ctx, project_id, predictions, include_background)).encode("utf-8"))
     return path
 
 

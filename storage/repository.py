@@ -351,16 +351,25 @@ class Repository:
         classes), ImageSets/Segmentation/{train,val}.txt -> split. Classes are matched by name (added if new)."""
         return imports.import_voc(self._ctx, project_id, root, labels_dir, roots)
 
-    def export_label_pngs(self, project_id: int, dest: str | os.PathLike,
-                          predictions: Mapping[int, np.ndarray] | None = None) -> Path:
-        """Zip of one VOC-palette PNG per image (<image stem>.png): the current labels, or the given
-        {image_id: HxW class-index prediction} arrays. Returns the zip path (dest, '.zip' added if missing)."""
-        return exports.export_label_pngs(self._ctx, project_id, dest, predictions)
+    def export_voc(self, project_id: int, dest: str | os.PathLike,
+                   predictions: Mapping[int, np.ndarray] | None = None) -> Path:
+        """A PASCAL VOC layout zip (images, labels/, SegmentationClass/, ImageSets/, classes.txt) of the
+        labels (or `predictions`: image id -> HxW class indices) that import_voc and `train` read back."""
+        return exports.export_voc(self._ctx, project_id, dest, predictions)
+
+    def import_coco(self, project_id: int, coco_file: str | os.PathLike, images_dir: str | os.PathLike,
+                    as_ground_truth: bool = False, fill_background: bool = False,
+                    roots: Sequence[str | os.PathLike] | None = None) -> ImportReport:
+        """Images of a COCO JSON file (RLE or polygon masks) with their masks as labels or ground truth;
+        see `imports.import_coco`."""
+        return imports.import_coco(self._ctx, project_id, coco_file, images_dir, as_ground_truth, fill_background,
+                                   roots)
 
     def export_coco(self, project_id: int, dest: str | os.PathLike,
-                    predictions: Mapping[int, np.ndarray] | None = None) -> Path:
-        """COCO JSON (one annotation per image and class, compressed RLE masks) of labels or predictions."""
-        return exports.export_coco(self._ctx, project_id, dest, predictions)
+                    predictions: Mapping[int, np.ndarray] | None = None, include_background: bool = False) -> Path:
+        """COCO JSON (one annotation per image and class, compressed RLE masks) of labels or predictions;
+        the background class is a category only with `include_background`."""
+        return exports.export_coco(self._ctx, project_id, dest, predictions, include_background)
 
     def export_head(self, head_id: int, dest_dir: str | os.PathLike) -> tuple[Path, Path]:
         """Write <dest_dir>/head-<id>.safetensors and head-<id>.json (backbone, classes, metrics, sha256)."""

@@ -1,4 +1,4 @@
-"""Export (masks zip, COCO JSON, head, project archive) and evaluation against ground truth."""
+"""Export (PASCAL VOC zip, COCO JSON, head, project archive) and evaluation against ground truth."""
 
 from __future__ import annotations
 
@@ -47,8 +47,11 @@ def predictions(ctx: AppContext) -> dict[int, np.ndarray]:
 def export_masks(ctx: AppContext, sess: Session, use_predictions: bool) -> dict:
     preds = predictions(ctx) if use_predictions else None
     what = "predictions" if use_predictions else "labels"
-    path = ctx.repo.export_label_pngs(ctx.project_id, _out_dir(ctx) / f"{_stem(ctx)}-{what}-masks.zip", preds)
-    return {"export_files": [str(path)], "export_msg": f"Palette PNG masks of the {what}, one per image, plus classes.txt."}
+    path = ctx.repo.export_voc(ctx.project_id, _out_dir(ctx) / f"{_stem(ctx)}-{what}-voc.zip", preds)
+    return {"export_files": [str(path)],
+            "export_msg": f"PASCAL VOC layout of the {what}: JPEGImages/, labels/ (palette PNGs), SegmentationClass/ "
+                          "(ground truth), ImageSets/Segmentation/ (your splits) and classes.txt. "
+                          "`python app.py train --data DIR --labels DIR/labels` reads it."}
 
 
 @ui_errors

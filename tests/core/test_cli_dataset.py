@@ -43,7 +43,17 @@ def test_train_evaluate_predict(tiny_voc, env, capsys):
     # Two flat colours are separable even for random ViT features: the head must find them.
     assert scores["miou"] > 0.9
 
-    assert main(["predict", "--head", str(env / "head"), "--images", str(voc / "JPEGImages"), "--out", str(env / "pred")]) == 0
+    assert main(["predict", "--head", str(env / "head"), "--images", str(voc / "JPEGImages"), "--out", str(env / "pred"),
+                 "--coco", str(env / "pred.json")]) == 0
+    from pycocotools.coco import COCO
+
+    api = COCO(str(env / "pred.json"))  # the predictions as COCO: objects only, each mask equal to the PNG's
+    assert [c["name"] for c in api.loadCats(api.getCatIds())] == ["red", "blue"]
+    for im in api.loadImgs(api.getImgIds()):
+        png = read_label_png(env / "pred" / im["file_name"].replace(".jpg", ".png"))
+        for ann in api.loadAnns(api.getAnnIds(imgIds=[im["id"]])):
+            np.testing.assert_array_equal(api.annToMask(ann).astype(bool), png == ann["category_id"] - 1)
+        assert len(api.getAnnIds(imgIds=[im["id"]])) == len(set(np.unique(png)) - {0})
     pred = read_label_png(env / "pred" / "img_003.png")
     gt = read_label_png(voc / "SegmentationClass" / "img_003.png")
     assert pred.shape == gt.shape

@@ -7,40 +7,15 @@ import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 from safetensors.numpy import save as st_save
 
 from core.labels import read_label_png, voc_palette
-from storage import Repository, ValidationError, coco
+from storage import Repository, ValidationError
 
 from .conftest import class_ids, rgb_png
 
 N = 255
-
-
-# ------------------------------------------------------------------ RLE
-def test_rle_known_vectors() -> None:
-    assert coco.encode(np.ones((2, 2), bool)) == {"size": [2, 2], "counts": "04"}
-    assert coco.encode(np.array([[0, 1], [1, 1]], bool), compressed=False)["counts"] == [1, 3]
-    assert coco.encode(np.zeros((3, 2), bool), compressed=False)["counts"] == [6]
-    assert coco.counts_to_string([100]) == "T3" and coco.string_to_counts("T3") == [100]
-    m = np.array([[1, 0, 0], [1, 1, 0]], bool)  # column-major: 1 1 | 0 1 | 0 0
-    assert coco.rle_counts(m) == [0, 2, 1, 1, 2]
-
-
-def test_rle_round_trips_on_random_masks() -> None:
-    rng = np.random.default_rng(0)
-    shapes = [(1, 1), (1, 7), (7, 1), (13, 13), (40, 33), (200, 3)]
-    for h, w in shapes:
-        for density in (0.0, 0.02, 0.5, 0.98, 1.0):
-            m = rng.random((h, w)) < density
-            for compressed in (True, False):
-                rle = coco.encode(m, compressed)
-                np.testing.assert_array_equal(coco.decode(rle), m)
-    big = np.zeros((500, 500), bool)
-    big[100:400, 50:60] = True  # long runs: multi-group and negative differences
-    big[0, 0] = True
-    assert coco.string_to_counts(coco.counts_to_string(coco.rle_counts(big))) == coco.rle_counts(big)
-    assert coco.bbox(big[100:, 40:]) == [10.0, 0.0, 10.0, 300.0]
 
 
 # ------------------------------------------------------------------ fixtures
@@ -74,46 +49,118 @@ def _safetensors() -> bytes:
     return st_save({"weight": np.arange(12, dtype=np.float32).reshape(3, 4), "bias": np.zeros(3, np.float32)})
 
 
-def test_export_label_pngs(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_export_voc_is_a_voc_layout_that_imports_and_trains_back(repo, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     p, _cls, (a, b, c) = _labelled_project(repo)
-    path = repo.export_label_pngs(p.id, tmp_path / "out" / "labels")
-    assert path.name == "labels.zip"
+    path = repo.export_voc(p.id, tmp_path / "out" / "voc")
+    assert path.name == "voc.zip"
     with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == ["classes.txt", "same.png", "same_2.png"]
-        np.testing.assert_array_equal(read_label_png(zf.read("same.png")), repo.label_map(a.id))
-        np.testing.assert_array_equal(read_label_png(zf.read("same_2.png")), repo.label_map(b.id))
-        import io
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "voc")
+    assert names == {"JPEGImages/same.png", "JPEGImages/same_2.png", "JPEGImages/unlabelled.png", "labels/same.png",
+                     "labels/same_2.png", "SegmentationClass/same.png", "ImageSets/Segmentation/train.txt",
+                     "ImageSets/Segmentation/val.txt", "ImageSets/Segmentation/trainval.txt", "classes.txt"}
+    root = tmp_path / "voc"
+    assert (root / "classes.txt").read_text().splitlines() == ["background #000000", "cat #800000", "dog #00ff00"]
+    assert (root / "ImageSets/Segmentation/train.txt").read_text().split() == ["same"]
+    assert (root / "ImageSets/Segmentation/val.txt").read_text().split() == ["same_2"]
+    img = Image.open(root / "labels" / "same.png")
+    assert img.mode == "P" and img.getpalette()[:9] == voc_palette()[:3].reshape(-1).tolist()
 
-        from PIL import Image
-        img = Image.open(io.BytesIO(zf.read("same.png")))
-        assert img.mode == "P" and img.getpalette()[:9] == voc_palette()[:3].reshape(-1).tolist()
-        assert zf.read("classes.txt").decode().splitlines() == ["background #000000", "cat #800000", "dog #00ff00"]
+    # The project's own VOC import reads it back to an equal project.
+    q = repo.create_project("round trip")
+    report = repo.import_voc(q.id, root, None)
+    assert len(report.imported) == 3 and not report.failed, report
+    assert [(k.name, k.colour) for k in repo.list_classes(q.id)] == [(k.name, k.colour) for k in repo.list_classes(p.id)]
+    back = {im.name.rsplit(".", 1)[0]: im for im in repo.list_images(q.id)}
+    for stem, original in (("same", a), ("same_2", b), ("unlabelled", c)):
+        np.testing.assert_array_equal(repo.label_map(back[stem].id), repo.label_map(original.id))
+        assert back[stem].split == repo.get_image(original.id).split
+        gt = repo.ground_truth(original.id)
+        got = repo.ground_truth(back[stem].id)
+        assert (gt is None and got is None) or np.array_equal(gt, got)
+
+    # `train` and `evaluate` read it as it is.
+    from cli.main import main
+
+    monkeypatch.setenv("PROBESEG_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "--data", str(root), "--labels", str(root / "labels"), "--label-kind", "scribble",
+                 "--weights", "random", "--long-side", "28", "--split", "trainval", "--out", str(tmp_path / "h")]) == 0
+    assert main(["evaluate", "--data", str(root), "--head", str(tmp_path / "h"), "--split", "train"]) == 0
+
     pred = {c.id: np.full((3, 3), 2, np.uint8)}
-    ppath = repo.export_label_pngs(p.id, tmp_path / "pred.zip", predictions=pred)
-    with zipfile.ZipFile(ppath) as zf:
-        assert sorted(zf.namelist()) == ["classes.txt", "unlabelled.png"]
-        assert (read_label_png(zf.read("unlabelled.png")) == 2).all()
+    with zipfile.ZipFile(repo.export_voc(p.id, tmp_path / "pred.zip", predictions=pred)) as zf:
+        assert [n for n in zf.namelist() if n.startswith("labels/")] == ["labels/unlabelled.png"]
+        assert (read_label_png(zf.read("labels/unlabelled.png")) == 2).all()
     with pytest.raises(ValidationError, match="shape"):
-        repo.export_label_pngs(p.id, tmp_path / "x.zip", predictions={c.id: np.zeros((2, 2), np.uint8)})
+        repo.export_voc(p.id, tmp_path / "x.zip", predictions={c.id: np.zeros((2, 2), np.uint8)})
     with pytest.raises(ValidationError, match="class indices"):
-        repo.export_label_pngs(p.id, tmp_path / "x.zip", predictions={c.id: np.full((3, 3), 7, np.uint8)})
+        repo.export_voc(p.id, tmp_path / "x.zip", predictions={c.id: np.full((3, 3), 7, np.uint8)})
+
+
+def test_import_coco_reads_rle_and_polygons_into_labels_or_ground_truth(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p, _cls, (a, b, _c) = _labelled_project(repo)
+    exported = json.loads(repo.export_coco(p.id, tmp_path / "coco").read_text())
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for im in exported["images"]:
+        (folder / im["file_name"]).write_bytes(repo.image_bytes(im["id"]))
+    # One more image with a polygon (COCO's other mask form) and one whose file_name tries to leave the folder.
+    (folder / "poly.png").write_bytes(rgb_png(10, 12, 9))
+    exported["images"] += [{"id": 900, "file_name": "poly.png", "width": 12, "height": 10},
+                           {"id": 901, "file_name": "../outside.png", "width": 2, "height": 2}]
+    (tmp_path / "outside.png").write_bytes(rgb_png(2, 2, 4))
+    exported["annotations"].append({"id": 999, "image_id": 900, "category_id": 3, "iscrowd": 0,
+                                    "segmentation": [[2, 2, 9, 2, 9, 7, 2, 7]]})
+    coco_file = tmp_path / "in.json"
+    coco_file.write_text(json.dumps(exported))
+
+    q = repo.create_project("from coco")
+    report = repo.import_coco(q.id, coco_file, folder)
+    assert len(report.imported) == 3 and report.annotations == 2  # image b holds only background: nothing
+    assert [f for f, _ in report.failed] == ["outside.png"] and "outside the images folder" in report.failed[0][1]
+    assert [k.name for k in repo.list_classes(q.id)] == ["background", "cat", "dog"]
+    back = {im.name: im for im in repo.list_images(q.id)}
+    for im in exported["images"][:2]:
+        expected = repo.label_map(im["id"])
+        np.testing.assert_array_equal(repo.label_map(back[im["file_name"]].id), np.where(expected == 0, N, expected))
+    poly = repo.label_map(back["poly.png"].id)
+    assert set(np.unique(poly)) == {2, N} and 30 <= (poly == 2).sum() <= 56
+
+    g = repo.create_project("coco as ground truth")
+    repo.import_coco(g.id, coco_file, folder, as_ground_truth=True, fill_background=True)
+    gt = repo.ground_truth(next(im.id for im in repo.list_images(g.id) if im.name == "poly.png"))
+    assert set(np.unique(gt)) == {0, 2}  # pixels of no annotation are background
+    with pytest.raises(ValidationError, match="not a COCO file"):
+        (tmp_path / "bad.json").write_text("{}")
+        repo.import_coco(g.id, tmp_path / "bad.json", folder)
 
 
 def test_export_coco_decodes_back_to_the_label_maps(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pycocotools.coco import COCO
+
     p, _cls, (a, b, _c) = _labelled_project(repo)
-    doc = json.loads(repo.export_coco(p.id, tmp_path / "coco").read_text())
-    assert [c["name"] for c in doc["categories"]] == ["background", "cat", "dog"]
-    assert [c["id"] for c in doc["categories"]] == [1, 2, 3]
-    assert {i["id"] for i in doc["images"]} == {a.id, b.id}
-    for im in doc["images"]:
-        rebuilt = np.full((im["height"], im["width"]), N, np.uint8)
-        for ann in (x for x in doc["annotations"] if x["image_id"] == im["id"]):
-            m = coco.decode(ann["segmentation"])
-            assert isinstance(ann["segmentation"]["counts"], str)
-            assert ann["area"] == int(m.sum()) and ann["bbox"] == coco.bbox(m)
-            assert not (rebuilt[m] != N).any()  # one class per pixel
-            rebuilt[m] = ann["category_id"] - 1
-        np.testing.assert_array_equal(rebuilt, repo.label_map(im["id"]))
+    for with_background in (False, True):
+        path = repo.export_coco(p.id, tmp_path / f"coco-{with_background}", include_background=with_background)
+        doc = json.loads(path.read_text())
+        names = ["background", "cat", "dog"] if with_background else ["cat", "dog"]
+        assert [c["name"] for c in doc["categories"]] == names
+        assert [c["id"] for c in doc["categories"]] == [1, 2, 3][-len(names):]
+        assert {i["id"] for i in doc["images"]} == {a.id, b.id}
+        api = COCO(str(path))  # pycocotools reads the file as it is
+        for im in doc["images"]:
+            rebuilt = np.full((im["height"], im["width"]), N, np.uint8)
+            for ann in api.loadAnns(api.getAnnIds(imgIds=[im["id"]])):
+                m = api.annToMask(ann).astype(bool)
+                assert isinstance(ann["segmentation"]["counts"], str)
+                assert ann["area"] == int(m.sum())
+                rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+                assert ann["bbox"] == [cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1]
+                assert not (rebuilt[m] != N).any()  # one class per pixel
+                rebuilt[m] = ann["category_id"] - 1
+            expected = repo.label_map(im["id"])
+            if not with_background:
+                expected = np.where(expected == 0, N, expected)
+            np.testing.assert_array_equal(rebuilt, expected)
 
 
 def test_export_head_writes_the_one_head_format(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -147,7 +147,7 @@ def test_exports(labelled_ctx, sess):
     label_and_train(ctx, sess)
     masks = cbe.export_masks(ctx, sess, False)["export_files"][0]
     with zipfile.ZipFile(masks) as zf:
-        assert {"two.png", "classes.txt"} <= set(zf.namelist())
+        assert {"labels/two.png", "classes.txt", "ImageSets/Segmentation/trainval.txt"} <= set(zf.namelist())
     preds = cbe.export_masks(ctx, sess, True)["export_files"][0]
     assert "predictions" in Path(preds).name
     coco = json.loads(Path(cbe.export_coco(ctx, sess, True)["export_files"][0]).read_text())
