@@ -10,10 +10,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from core.imageio import IMAGE_SUFFIXES, SNIFF_BYTES, sniff_image
 from core.labels import VOC_CLASSES, LabelError, read_label_png, voc_palette
+from core.tiff import TiffError, TiffOptions, is_tiff, read_tiff, to_rgb8
+from core.tiff import planes_of as tiff_planes
+from core.tiff import scaling as tiff_scaling
 from core.voc import read_class_file
 
 from . import annotations
@@ -54,6 +58,52 @@ def _head(path: Path) -> bytes:
 
 def _hidden(parts: Iterable[str]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _add_image_or_tiff(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder) -> None:
+    """TIFF files wait for the end of the import (`_add_tiffs`): their intensity rule spans all of them."""
+    if is_tiff(data[:4]):
+        rb.tiffs.append((name, data, "unassigned"))
+    else:
+        _add_one(ctx, project_id, name, data, rb)
+
+
+def _add_tiffs(ctx: Ctx, project_id: int, rb: _ReportBuilder, options: TiffOptions | None) -> None:
+    """Every TIFF of the import: one image per plane (or the chosen plane), channels and intensities mapped
+    to 8-bit RGB by one rule for all of them (core.tiff), stored as PNG; the rule goes into the report."""
+    if not rb.tiffs:
+        return
+    options = options or TiffOptions()
+    stacks = []
+    for name, data, split in rb.tiffs:
+        try:
+            stacks.append((name, read_tiff(data, sanitize_filename(name)), split))
+        except TiffError as exc:
+            rb.failed.append((sanitize_filename(name), str(exc).removeprefix(f"{sanitize_filename(name)}: ")))
+    rb.tiffs.clear()
+    try:
+        scale = tiff_scaling([s for _, s, _ in stacks], options)
+    except TiffError as exc:
+        rb.failed.extend((sanitize_filename(n), str(exc)) for n, _, _ in stacks)
+        return
+    for name, stack, split in stacks:
+        try:
+            planes = tiff_planes(stack, options)
+            stem = sanitize_filename(name).rsplit(".", 1)[0] or "image"
+            for k in planes:
+                buf = io.BytesIO()
+                PILImage.fromarray(to_rgb8(stack.planes[k], scale)).save(buf, format="PNG")
+                _add_one(ctx, project_id, f"{stem}_plane{k:03d}.png" if stack.planes.shape[0] > 1 else f"{stem}.png",
+                         buf.getvalue(), rb, split)
+        except TiffError as exc:
+            rb.failed.append((sanitize_filename(name), str(exc)))
+            continue
+        if stack.planes.shape[0] > 1:
+            rb.notes.append(f"{sanitize_filename(name)}: {stack.planes.shape[0]} planes (axes {stack.axes}); "
+                            + (f"imported plane {options.plane}" if options.plane is not None
+                               else f"each imported as an image of its own ({len(planes)})"))
+    if stacks:
+        rb.notes.append(scale.describe())
 
 
 def _add_one(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder,
@@ -140,14 +190,16 @@ def _import_zip_into(ctx: Ctx, project_id: int, source: str | os.PathLike | byte
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
                 rb.failed.append((name, f"cannot unpack this zip member ({exc})"))
                 continue
-            _add_one(ctx, project_id, name, data, rb)
+            _add_image_or_tiff(ctx, project_id, name, data, rb)
 
 
-def import_zip(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes) -> ImportReport:
+def import_zip(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes,
+               tiff: TiffOptions | None = None) -> ImportReport:
     _check_project(ctx, project_id)
     rb = _ReportBuilder()
     label = "<zip>" if isinstance(source, bytes | bytearray) else sanitize_filename(os.fspath(source))
     _import_zip_into(ctx, project_id, source, rb, label)
+    _add_tiffs(ctx, project_id, rb, tiff)
     return rb.build()
 
 
@@ -199,7 +251,8 @@ def _read_file(path: Path, rb: _ReportBuilder) -> bytes | None:
         return None
 
 
-def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike | tuple[str, bytes]]) -> ImportReport:
+def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike | tuple[str, bytes]],
+                   tiff: TiffOptions | None = None) -> ImportReport:
     _check_project(ctx, project_id)
     rb = _ReportBuilder()
     for item in files:
@@ -220,12 +273,13 @@ def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike 
         elif not _is_image(name, bytes(data[:SNIFF_BYTES])):
             rb.skipped.append((sanitize_filename(name), "not an image"))
         else:
-            _add_one(ctx, project_id, name, bytes(data), rb)
+            _add_image_or_tiff(ctx, project_id, name, bytes(data), rb)
+    _add_tiffs(ctx, project_id, rb, tiff)
     return rb.build()
 
 
 def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursive: bool,
-                  roots: Roots = None) -> ImportReport:
+                  roots: Roots = None, tiff: TiffOptions | None = None) -> ImportReport:
     """With `roots`, nothing outside them is read or named: symlinked folders are not entered, and files
     whose target lies outside are counted without their names."""
     _check_project(ctx, project_id)
@@ -249,7 +303,8 @@ def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursiv
             continue
         data = _read_file(path, rb)
         if data is not None:
-            _add_one(ctx, project_id, path.name, data, rb)
+            _add_image_or_tiff(ctx, project_id, path.name, data, rb)
+    _add_tiffs(ctx, project_id, rb, tiff)
     if outside:
         rb.skipped.append((f"{outside} link(s)", "point outside the import folders; not read"))
     return rb.build()
@@ -322,7 +377,7 @@ def _find(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
 
 
 def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: str | os.PathLike | None,
-               roots: Roots = None) -> ImportReport:
+               roots: Roots = None, zero_is_unlabelled: bool = False) -> ImportReport:
     """With `roots`, every file read (images, masks, lists, classes.txt) must resolve inside them."""
     _check_project(ctx, project_id)
     roots = None if roots is None else _resolved(roots)
@@ -392,7 +447,12 @@ def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: s
                 if what == "ground truth":
                     annotations.set_ground_truth(ctx, image_id, mask, f"voc:{mask_path.name}", mapping)
                     rb.ground_truths += 1
-                elif (mask != 255).any():
+                    continue
+                if zero_is_unlabelled:  # napari / ilastik: 0 = unlabelled, k = class k - 1
+                    if (mask == 255).any():
+                        raise ValidationError("value 255 in a mask read with 0 = unlabelled (classes are 1..254)")
+                    mask = np.where(mask == 0, 255, mask - 1).astype(np.uint8)
+                if (mask != 255).any():
                     annotations.add_mask(ctx, image_id, mask, "import", f"voc:{mask_path.name}", mapping)
                     rb.annotations += 1
             except (LabelError, StorageError) as exc:

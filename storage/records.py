@@ -176,6 +176,7 @@ class ImportReport:
     classes_added: tuple[str, ...] = ()
     annotations: int = 0  # label PNGs imported as annotations of kind mask
     ground_truths: int = 0
+    notes: tuple[str, ...] = ()  # what the import decided for the user (TIFF planes, intensity scaling)
 
     @property
     def ok(self) -> bool:
@@ -202,9 +203,11 @@ class _ReportBuilder:
     classes_added: list[str] = field(default_factory=list)
     annotations: int = 0
     ground_truths: int = 0
+    notes: list[str] = field(default_factory=list)
+    tiffs: list[tuple[str, bytes, str]] = field(default_factory=list)  # (name, data, split), added at the end
 
     def build(self) -> ImportReport:
         return ImportReport(
             tuple(self.imported), tuple(self.duplicates), tuple(self.failed), tuple(self.skipped),
-            tuple(self.image_ids), tuple(self.classes_added), self.annotations, self.ground_truths,
+            tuple(self.image_ids), tuple(self.classes_added), self.annotations, self.ground_truths, tuple(self.notes),
         )

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from core.tiff import TiffOptions
+
 from . import annotations, archive, classes, exports, heads, images, imports, ops, projects
 from .cache import LabelCache
 from .context import Ctx
@@ -329,27 +331,32 @@ class Repository:
         return heads.list_training_runs(self._ctx, project_id)
 
     # ------------------------------------------------------------------ import / export
-    def import_uploads(self, project_id: int, files: Iterable[str | os.PathLike | tuple[str, bytes]]) -> ImportReport:
-        """Import uploaded files (paths or (name, bytes)); zip files are expanded."""
-        return imports.import_uploads(self._ctx, project_id, files)
+    def import_uploads(self, project_id: int, files: Iterable[str | os.PathLike | tuple[str, bytes]],
+                       tiff: TiffOptions | None = None) -> ImportReport:
+        """Import uploaded files (paths or (name, bytes)); zip files are expanded. TIFF files become one image
+        per plane by the rules of `core.tiff` (`tiff` changes them); the report's notes say what was done."""
+        return imports.import_uploads(self._ctx, project_id, files, tiff)
 
     def import_folder(self, project_id: int, folder: str | os.PathLike, recursive: bool = False,
-                      roots: Sequence[str | os.PathLike] | None = None) -> ImportReport:
+                      roots: Sequence[str | os.PathLike] | None = None, tiff: TiffOptions | None = None) -> ImportReport:
         """Import every image file in a folder (sub-folders too with recursive=True); others are skipped.
         With `roots` (see `resolve_import_path`), nothing outside those folders is read or named."""
-        return imports.import_folder(self._ctx, project_id, folder, recursive, roots)
+        return imports.import_folder(self._ctx, project_id, folder, recursive, roots, tiff)
 
-    def import_zip(self, project_id: int, source: str | os.PathLike | bytes) -> ImportReport:
+    def import_zip(self, project_id: int, source: str | os.PathLike | bytes,
+                   tiff: TiffOptions | None = None) -> ImportReport:
         """Import the images in a zip (nested folders allowed; non-images skipped; zip-slip safe; size-limited)."""
-        return imports.import_zip(self._ctx, project_id, source)
+        return imports.import_zip(self._ctx, project_id, source, tiff)
 
     def import_voc(self, project_id: int, root: str | os.PathLike,
                    labels_dir: str | os.PathLike | None = None,
-                   roots: Sequence[str | os.PathLike] | None = None) -> ImportReport:
+                   roots: Sequence[str | os.PathLike] | None = None, zero_is_unlabelled: bool = False) -> ImportReport:
         """Import a VOC-layout dataset: JPEGImages/, SegmentationClass/ (ground truth), optional labels_dir of
         palette PNGs (255 = unlabelled) imported as annotations of kind mask, classes.txt (else the 21 VOC
-        classes), ImageSets/Segmentation/{train,val}.txt -> split. Classes are matched by name (added if new)."""
-        return imports.import_voc(self._ctx, project_id, root, labels_dir, roots)
+        classes), ImageSets/Segmentation/{train,val}.txt -> split. Classes are matched by name (added if new).
+        `zero_is_unlabelled`: the label PNGs use napari's and ilastik's convention (0 = unlabelled, k = class
+        k - 1) instead of 255 = unlabelled."""
+        return imports.import_voc(self._ctx, project_id, root, labels_dir, roots, zero_is_unlabelled)
 
     def export_voc(self, project_id: int, dest: str | os.PathLike,
                    predictions: Mapping[int, np.ndarray] | None = None) -> Path:

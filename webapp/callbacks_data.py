@@ -26,6 +26,7 @@ def report_markdown(report: ImportReport, what: str) -> str:
     lines = [f"**{what}:** {md(report.summary())}"]
     if report.classes_added:
         lines.append("Classes added: " + md(", ".join(report.classes_added)))
+    lines += [f"- ℹ {md(note)}" for note in report.notes[:MAX_LISTED]]
     for name, reason in report.failed[:MAX_LISTED]:
         lines.append(f"- ✗ {md(name)}: {md(reason)}")
     if len(report.failed) > MAX_LISTED:

@@ -1,4 +1,5 @@
-"""Exports: palette PNG zip, COCO RLE (decoded back), head files, and the whole-project archive round trip."""
+"""Exports and exchange formats: VOC layout and COCO (both read back), TIFF and napari-style imports, head files,
+and the whole-project archive round trip."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PIL import Image
 from safetensors.numpy import save as st_save
 
 from core.labels import read_label_png, voc_palette
+from core.tiff import TiffOptions
 from storage import Repository, ValidationError
 
 from .conftest import class_ids, rgb_png
@@ -323,3 +325,46 @@ def test_projects(repo) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NotFoundError):
         repo.get_project(q.id)
     assert not [f for f in (repo.data_dir / "images").rglob("*.png")]
+
+
+def test_tiff_uploads_become_planes_with_one_intensity_rule(repo) -> None:  # type: ignore[no-untyped-def]
+    from tests.core.test_tiff import tiff_bytes
+
+    p = repo.create_project("tiffs")
+    stack = (np.arange(3 * 6 * 7, dtype=np.uint16).reshape(3, 6, 7) * 100).astype(np.uint16)
+    single = np.full((6, 7), 4100, np.uint16)
+    report = repo.import_uploads(p.id, [("stack.tif", tiff_bytes(stack, photometric="minisblack")),
+                                        ("one.tiff", tiff_bytes(single)),
+                                        ("bad.tif", b"II*\x00garbage")])
+    assert report.imported == ("stack_plane000.png", "stack_plane001.png", "stack_plane002.png", "one.png")
+    assert report.failed[0][0] == "bad.tif" and "not a readable TIFF" in report.failed[0][1]
+    assert any("3 planes" in n for n in report.notes) and any("whole import" in n for n in report.notes)
+    ims = {im.name: im for im in repo.list_images(p.id)}
+    one = repo.image_rgb(ims["one.png"].id)
+    first = repo.image_rgb(ims["stack_plane000.png"].id)
+    # One rule for the whole import: 4100 is also the stack's value at plane 0, (5, 6), and gets the same grey.
+    assert one.shape == (6, 7, 3) and len(np.unique(one)) == 1 and stack[0, 5, 6] == 4100
+    assert one[0, 0, 0] == first[5, 6, 0] and 0 < one[0, 0, 0] < 255
+
+    report = repo.import_uploads(p.id, [("stack2.tif", tiff_bytes(stack + 1, photometric="minisblack"))],
+                                 tiff=TiffOptions(plane=1))
+    assert report.imported == ("stack2_plane001.png",) and "imported plane 1" in report.notes[0]
+
+
+def test_voc_labels_with_zero_as_unlabelled(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.labels import write_label_png
+
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "JPEGImages" / "a.png").write_bytes(rgb_png(4, 5, 1))
+    (root / "classes.txt").write_text("background\ncat\n")
+    (root / "ilastik").mkdir()
+    mask = np.zeros((4, 5), np.uint8)
+    mask[0] = 2  # cat in napari's counting (1 = the first class)
+    mask[3] = 1
+    write_label_png(root / "ilastik" / "a.png", mask)
+    p = repo.create_project("napari")
+    report = repo.import_voc(p.id, root, "ilastik", zero_is_unlabelled=True)
+    assert report.annotations == 1
+    labels = repo.label_map(report.image_ids[0])
+    assert (labels[0] == 1).all() and (labels[3] == 0).all() and (labels[1:3] == N).all()
