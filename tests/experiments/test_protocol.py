@@ -27,14 +27,6 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def voc(tmp_path_factory) -> VocDataset:
     return VocDataset.open(make_tiny_voc(tmp_path_factory.mktemp("voc"), n_train=8, n_val=2))

@@ -1,18 +1,9 @@
 import json
 
 import pytest
-import torch
 
 from experiments.study import LabelKind, StudyError, markdown_table, parse_kind, tables
 from tests.experiments.test_labelgen import make_tiny_voc
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_parse_kind():

@@ -22,14 +22,6 @@ from tests.experiments.test_labelgen import make_tiny_voc  # noqa: E402
 TINY = "probeseg-test-tiny-clip"  # a small open_clip ViT (same code path as ViT-B-16, fast on a CPU)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     cfg = {
