@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-PARTS = ("trainer", "dense", "canvas", "features", "memory", "soak")
+PARTS = ("trainer", "dense", "canvas", "features", "memory", "soak", "active")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,14 @@ class BenchConfig:
     canvas_clients: int = 8
     canvas_concurrent_s: float = 60.0
     app_start_timeout_s: float = 240.0
+    # 7. active labelling (bench/active.py): simulated sessions on synthetic tokens and a VOC-layout folder
+    active_size: int = 224
+    active_dim: int = 384
+    active_separation: float = 6.0  # distance between class means of the synthetic tokens (noise 1)
+    active_train: int = 12
+    active_val: int = 6
+    active_budget: int = 80
+    active_seeds: tuple[int, ...] = (0, 1, 2)
     # 4. feature extraction
     backbone: str = "dinov2_vits14"
     long_side: int = 448
@@ -111,6 +119,10 @@ QUICK = replace(
     memory_lru_bytes=128 * 2**20,
     memory_diagnostic=False,
     soak_seconds=10.0,
+    active_train=6,
+    active_val=3,
+    active_budget=30,
+    active_seeds=(0,),
 )
 
 TINY = replace(
@@ -163,6 +175,12 @@ TINY = replace(
     soak_seconds=2.0,
     soak_kill_after=(2, 5, 10),
     memory_diagnostic=False,
+    active_size=56,
+    active_dim=32,
+    active_train=3,
+    active_val=1,
+    active_budget=4,
+    active_seeds=(0,),
 )
 
 PRESETS = {c.name: c for c in (FULL, QUICK, TINY)}

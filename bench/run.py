@@ -86,7 +86,7 @@ def run_benchmarks(
     cfg: BenchConfig, parts: list[str], out_dir: Path, echo: bool = True
 ) -> Report:
     """Run the chosen parts in one process and write report.json / report.md / report.txt to out_dir."""
-    from bench import canvas, features, memory, soak, trainer
+    from bench import active, canvas, features, memory, soak, trainer
 
     start = time.perf_counter()
     report = Report(machine=machine_info(), config=cfg.to_dict(), mode=cfg.name)
@@ -98,6 +98,7 @@ def run_benchmarks(
         "features": lambda: features.run_features(cfg, report),
         "memory": lambda: memory.run_memory(cfg, report),
         "soak": lambda: soak.run_soak(cfg, report),
+        "active": lambda: active.run_active(cfg, report),
     }
     for part in parts:
         log.info("== %s", part)

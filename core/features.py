@@ -97,6 +97,18 @@ def upsample_rows(grid_values: torch.Tensor, out_size: tuple[int, int], rows: sl
     return torch.einsum("rh,khw,Ww->krW", my, grid_values.float(), mx)
 
 
+def pixel_cells(n_pixels: int, n_cells: int) -> np.ndarray:
+    """Along one axis, the patch cell each pixel lies in: the cell whose span holds the pixel's centre in
+    the interpolation's coordinates, floor((d + 0.5) * n_cells / n_pixels) (the nearest token of
+    `_axis_weights`). Counting labelled pixels per patch and boxes around patches use this."""
+    return np.minimum(((np.arange(n_pixels) + 0.5) * (n_cells / n_pixels)).astype(np.int64), n_cells - 1)
+
+
+def cell_span(c0: int, c1: int, n_cells: int, n_pixels: int) -> tuple[int, int]:
+    """The pixels [p0, p1) whose cell (`pixel_cells`) is in [c0, c1)."""
+    return int(np.ceil(c0 * n_pixels / n_cells - 0.5)), int(np.ceil(c1 * n_pixels / n_cells - 0.5))
+
+
 def resized_size_for(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     """(H, W) -> backbone input size: aspect kept, long side ~= long_side, both multiples of 14."""
     H, W = size

@@ -1,4 +1,5 @@
-"""Pure functions over features, heads and label maps: class mapping, uncertainty, hot spots, refinement.
+"""Pure functions over features, heads and label maps: class mapping, mapped predictions, refinement
+(where labels are needed is core.active).
 
 No storage, no threads: the engine feeds these, tests call them directly.
 """
@@ -10,13 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from skimage.measure import label as connected_components
-from skimage.measure import regionprops
 
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
-from core.predict import Prediction, patch_probabilities, predict
+from core.predict import Prediction, predict
 from storage import ClassInfo
 
 
@@ -43,14 +42,6 @@ class HeadState:
         return lut
 
 
-@dataclass(frozen=True)
-class Hotspot:
-    """A region where the head is unsure: a box in image pixels and how much uncertainty it holds."""
-
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
-    score: float  # summed normalised entropy of its patches
-
-
 def at_size(feats: PatchFeatures, size: tuple[int, int] | None) -> PatchFeatures:
     """The same tokens mapped onto another pixel size (predictions at display size are cheap)."""
     if size is None or tuple(size) == tuple(feats.original_size):
@@ -63,41 +54,6 @@ def predict_mapped(state: HeadState, feats: PatchFeatures, lut: np.ndarray,
     """Prediction whose labels are current class indices (IGNORE where the predicted class was deleted)."""
     pred = predict(state.head, at_size(feats, size))
     return dataclasses.replace(pred, labels=lut[pred.labels])
-
-
-def patch_entropy(head: LinearHead, feats: PatchFeatures) -> np.ndarray:
-    """[h, w] normalised entropy (0..1) of the class distribution on the patch grid."""
-    p = patch_probabilities(head, feats).clamp_min(1e-12)
-    k = p.shape[0]
-    ent = -(p * p.log()).sum(0) / (np.log(k) if k > 1 else 1.0)
-    return ent.clamp(0, 1).numpy().astype(np.float32)
-
-
-def uncertainty_score(head: LinearHead, feats: PatchFeatures) -> float:
-    """One number per image for sorting ("label the most uncertain image next"): mean patch entropy."""
-    return float(patch_entropy(head, feats).mean())
-
-
-def hotspots(entropy_grid: np.ndarray, image_size: tuple[int, int], n: int = 3, quantile: float = 0.85,
-             min_entropy: float = 0.2) -> list[Hotspot]:
-    """The `n` connected regions of high patch entropy holding the most uncertainty, as image-pixel boxes:
-    where a few strokes would help the head most."""
-    grid = np.asarray(entropy_grid, np.float32)
-    if grid.size == 0 or float(grid.max()) < min_entropy:
-        return []
-    thresh = max(min_entropy, float(np.quantile(grid, quantile)))
-    mask = grid >= thresh
-    comps = connected_components(mask, connectivity=2)
-    h, w = grid.shape
-    H, W = image_size
-    spots = []
-    for region in regionprops(comps, intensity_image=grid):
-        r0, c0, r1, c1 = region.bbox
-        score = float(grid[comps == region.label].sum())
-        box = (int(c0 * W / w), int(r0 * H / h), int(np.ceil(c1 * W / w)), int(np.ceil(r1 * H / h)))
-        spots.append(Hotspot(box, score))
-    spots.sort(key=lambda s: -s.score)
-    return spots[:n]
 
 
 def refine_layer(scribbles: np.ndarray, pred: Prediction, threshold: float,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core import active
 from core.backbone import Backbone
 from core.cache import FeatureStore
 from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
@@ -20,7 +21,7 @@ from core.labels import IGNORE
 from core.predict import Prediction, patch_logits
 from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
-from engine.analysis import HeadState, Hotspot
+from engine.analysis import HeadState
 from engine.lru import LRU
 from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
@@ -130,7 +131,15 @@ class ProjectEngine:
             state = self.head(info.project_id)
             feats = self.store.cached(info.pixel_hash or info.content_hash)
             if state is not None and feats is not None:
-                self.repo.set_image_stats(image_id, analysis.uncertainty_score(state.head, feats), True)
+                self.repo.set_image_stats(image_id, self.label_need_score(state, image_id, feats), True)
+
+    def label_need(self, state: HeadState, image_id: int, feats: PatchFeatures) -> np.ndarray:
+        """[h, w] need of each patch of the image for labels (core.active's rule)."""
+        return active.label_need(state.head, feats, self.repo.label_map(image_id))
+
+    def label_need_score(self, state: HeadState, image_id: int, feats: PatchFeatures) -> float:
+        """The image's score for "most uncertain first" and "next most uncertain" (core.active.image_score)."""
+        return active.image_score(self.label_need(state, image_id, feats), feats.original_size)
 
     def has_features(self, image_id: int) -> bool:
         return self.store.contains(self._source(image_id).image_hash)
@@ -268,11 +277,25 @@ class ProjectEngine:
         key = (state.head_id, image_id, tuple(size) if size else None, lut.tobytes())
         return self._predictions.get_or_compute(key, lambda: analysis.predict_mapped(state, feats, lut, size))
 
-    def hotspots(self, project_id: int, image_id: int, size: tuple[int, int], n: int = 3) -> list[Hotspot]:
+    def hotspots(self, project_id: int, image_id: int, size: tuple[int, int], n: int = 3) -> list[active.Region]:
+        """The image's regions that need labels most (boxes at `size`), best first."""
         state, feats = self.head(project_id), self.features(image_id)
         if state is None or feats is None:
             return []
-        return analysis.hotspots(analysis.patch_entropy(state.head, feats), size, n)
+        return active.regions(self.label_need(state, image_id, feats), size, n)
+
+    def suggest(self, project_id: int, n: int = 5) -> list[active.Region]:
+        """The `n` regions across the project (one per image, images with features) that need labels most;
+        `key` is the image id, boxes are in image pixels. The same rule as the gallery's order."""
+        state = self.head(project_id)
+        if state is None:
+            return []
+        candidates = []
+        for info in self.repo.list_images(project_id):
+            feats = self.store.cached(info.pixel_hash or info.content_hash)
+            if feats is not None:
+                candidates.append((info.id, self.label_need(state, info.id, feats), (info.height, info.width)))
+        return active.suggest(candidates, n)
 
     def refine(self, project_id: int, image_id: int, threshold: float,
                allowed: np.ndarray | None = None) -> int:
@@ -348,7 +371,7 @@ class ProjectEngine:
         return 0 if state is None else jobs.update_stats(self, project_id, state, lambda: False)
 
     def most_uncertain(self, project_id: int, exclude: int | None = None) -> int | None:
-        """The image with the highest stored uncertainty score (ties: fewest labelled pixels)."""
+        """The image with the highest stored need score (core.active; ties: fewest labelled pixels)."""
         scored = [i for i in self.repo.list_images(project_id) if i.uncertainty is not None and i.id != exclude]
         if not scored:
             return None

@@ -157,7 +157,7 @@ def evaluate(engine: ProjectEngine, project_id: int, state: HeadState, stop: Sto
 
 
 def update_stats(engine: ProjectEngine, project_id: int, state: HeadState, stop: Stop) -> int:
-    """Store each image's uncertainty under the current head (images without features are skipped)."""
+    """Store each image's need for labels under the current head (images without features are skipped)."""
     n = 0
     for info in engine.repo.list_images(project_id):
         _check(stop)
@@ -166,7 +166,7 @@ def update_stats(engine: ProjectEngine, project_id: int, state: HeadState, stop:
         feats = engine.features(info.id)
         if feats is None:
             continue
-        engine.repo.set_image_stats(info.id, analysis.uncertainty_score(state.head, feats), True)
+        engine.repo.set_image_stats(info.id, engine.label_need_score(state, info.id, feats), True)
         n += 1
     return n
 

@@ -25,6 +25,10 @@ def build_canvas(ui: UI) -> None:
         ui.add(prev_btn=gr.Button("◀ Previous (p)", size="sm", elem_id="prev-btn"))
         ui.add(next_btn=gr.Button("Next (n) ▶", size="sm", elem_id="next-btn"))
         ui.add(uncertain_btn=gr.Button("Next most uncertain (u)", size="sm", elem_id="uncertain-btn"))
+        ui.add(suggest_btn=gr.Button("Suggest where to label (g)", size="sm", elem_id="suggest-btn"))
+    ui.add(suggestions=gr.Gallery(label="Where labels help most (click one to zoom there)", columns=5, height=170,
+                                  allow_preview=False, object_fit="contain", visible=False, elem_id="suggestions",
+                                  format="jpeg"))
     ui.add(info=gr.Markdown("", elem_id="image-info"))
     gr.Markdown("<span class='muted'>Keys: 1–9 class · b brush · e eraser · o points · h pan (or space / middle "
                 "button drag; wheel zooms; f fits) · [ ] size · Ctrl+Z undo · Ctrl+Shift+Z redo. Every edit is "
@@ -35,6 +39,6 @@ def build_gallery(ui: UI) -> None:
     with gr.Row(equal_height=True):
         ui.add(sort=gr.Dropdown(list(SORTS), value=SORTS[0], label="Sort images", scale=1, elem_id="sort"))
         gr.Markdown("<span class='muted'>Caption: name | labelled pixels per class | prediction | "
-                    "uncertainty (mean entropy; high = label it next).</span>")
+                    "need for labels (entropy where still unlabelled; high = label it next).</span>")
     ui.add(gallery=gr.Gallery(label="Images", show_label=False, columns=8, height=260, allow_preview=False, fit_columns=False,
                               object_fit="cover", elem_id="gallery", format="jpeg"))

@@ -33,6 +33,7 @@ SHORTCUTS_JS = """
     if (e.key === 'n') { done = click('#next-btn'); }
     else if (e.key === 'p') { done = click('#prev-btn'); }
     else if (e.key === 'u') { done = click('#uncertain-btn'); }
+    else if (e.key === 'g') { done = click('#suggest-btn'); }
     if (done) e.preventDefault();
   }, true);
 })();

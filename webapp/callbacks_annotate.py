@@ -10,11 +10,13 @@ import gradio as gr
 import numpy as np
 
 from storage import NotFoundError
-from webapp import imagepanel
+from webapp import imagepanel, render
 from webapp.callbacks_views import selected
 from webapp.canvas import canvas_value
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
+
+SUGGEST_SIDE = 200  # thumbnail size of a suggestion
 
 
 def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
@@ -28,10 +30,11 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
         ctx.engine.ensure_features([info.id], priority=True)
     sess.image_id = None if info is None else info.id
     select, sess.select_class = sess.select_class, None
+    focus, sess.focus = sess.focus, None
     sess.view_ready = False
     out = {
         "state": sess,
-        "canvas": canvas_value(ctx.project_name, info, classes, sess.nonce, select),
+        "canvas": canvas_value(ctx.project_name, info, classes, sess.nonce, select, focus),
         "title": imagepanel.image_title(ctx, sess, info),
         "info": imagepanel.image_status(ctx, info, classes),
         "gallery": gr.update(selected_index=selected(sess)),  # the highlight follows navigation
@@ -77,6 +80,34 @@ def next_uncertain(ctx: AppContext, sess: Session) -> dict:
     image_id = ctx.engine.most_uncertain(ctx.project_id, exclude=sess.image_id)
     if image_id is None:
         raise gr.Error("No uncertainty scores yet: label two classes and train, then every image gets a score.")
+    return show(ctx, sess, image_id)
+
+
+@ui_errors
+def suggest(ctx: AppContext, sess: Session, n: int = 5) -> dict:
+    """The regions across the project that need labels most (core.active: the gallery's order too), as
+    thumbnails with their box; picking one opens the image zoomed to it."""
+    found = ctx.engine.suggest(ctx.project_id, n)
+    if not found:
+        raise gr.Error("No suggestions yet: label two classes so a head is trained (or every region is labelled "
+                       "or already certain).")
+    sess.suggestions = [(int(r.key), r.box) for r in found]
+    items = []
+    for rank, r in enumerate(found, start=1):
+        info = ctx.repo.get_image(int(r.key))
+        thumb = ctx.engine.thumbnail(info.id, SUGGEST_SIDE)
+        scale = thumb.shape[1] / info.width
+        box = tuple(int(round(v * scale)) for v in r.box)
+        items.append((render.draw_boxes(thumb, [box]), f"{rank}. {info.name} · need {r.score:.1f}"))
+    return {"state": sess, "suggestions": gr.update(value=items, visible=True)}
+
+
+@ui_errors
+def pick_suggestion(ctx: AppContext, sess: Session, index: int | None) -> dict:
+    if index is None or not 0 <= index < len(sess.suggestions):
+        return {}
+    image_id, box = sess.suggestions[index]
+    sess.focus = box
     return show(ctx, sess, image_id)
 
 

@@ -81,8 +81,8 @@ def view_image(ctx: AppContext, sess: Session, mode: str, opacity: float, visibl
     if mode == UNC:
         spots = ctx.engine.hotspots(ctx.project_id, image_id, size)
         img = render.draw_boxes(render.heat_overlay(rgb, pred.entropy, "magma"), [s.box for s in spots])
-        where = (f"Boxes 1–{len(spots)} mark the most uncertain regions: a few strokes there help most."
-                 if spots else "No strongly uncertain region.")
+        where = (f"Boxes 1–{len(spots)} mark the unlabelled regions the head is least sure of: a few strokes "
+                 "there help most." if spots else "No strongly uncertain unlabelled region.")
         return img, f"Entropy of the prediction (bright = uncertain, mean {pred.uncertainty:.3f}). {where}", True
     return (render.tint(rgb, pred.labels, pal, float(opacity), _visible(classes, visible)),
             "Prediction overlay. " + _legend(classes), True)
@@ -107,7 +107,7 @@ def render_view(ctx: AppContext, sess: Session, mode: str, opacity: float, visib
 def caption(ctx: AppContext, info: ImageInfo, classes: list[ClassInfo]) -> str:
     """One short line under a thumbnail: labelled pixels and uncertainty (details are in the image info)."""
     labelled = f"{info.labelled_pixels:,} px" if info.labelled_pixels else "unlabelled"
-    unc = f" · unc {info.uncertainty:.2f}" if info.uncertainty is not None else ""
+    unc = f" · need {info.uncertainty:.1f}" if info.uncertainty is not None else ""
     return f"{info.name} · {labelled}{unc}"
 
 

@@ -74,16 +74,17 @@ def api_base(project_name: str) -> str:
 
 
 def canvas_value(project_name: str, image: ImageInfo | None, classes: list[ClassInfo], nonce: int = 0,
-                 select: int | None = None) -> str:
+                 select: int | None = None, focus: tuple[int, int, int, int] | None = None) -> str:
     """What the browser needs to show an image: the API base, the image, the class table. `nonce`
     changes force a reload of the same image's labels (after a refine, an import of masks, ...);
-    `select` is a class id the brush switches to (a class just added)."""
+    `select` is a class id the brush switches to (a class just added); `focus` a box (x0, y0, x1, y1,
+    image pixels) the view zooms to (a suggested region)."""
     return json.dumps({
         "api": api_base(project_name),
         "image": None if image is None else {"id": image.id, "name": image.name, "width": image.width,
                                              "height": image.height},
         "classes": [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index} for c in classes],
-        "nonce": nonce, "select": select,
+        "nonce": nonce, "select": select, "focus": None if focus is None else [int(v) for v in focus],
     })
 
 

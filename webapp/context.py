@@ -48,3 +48,5 @@ class Session:
     labels_version: int = -1  # label_version of the current image when the views were last drawn
     nonce: int = 0  # bumped to make the canvas reload the current image's labels
     select_class: int | None = None  # a class the canvas should switch to (a class just added)
+    suggestions: list[tuple[int, tuple[int, int, int, int]]] = field(default_factory=list)  # (image, box) shown
+    focus: tuple[int, int, int, int] | None = None  # a box the canvas zooms to when it opens the image

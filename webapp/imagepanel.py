@@ -29,7 +29,7 @@ def image_status(ctx: AppContext, info: ImageInfo | None, classes: list[ClassInf
     labelled = " · ".join(parts) if parts else "no labels yet"
     points = len(ctx.repo.points(info.id))
     pred = "prediction ✓" if info.has_prediction else "no prediction yet"
-    unc = f" · uncertainty {info.uncertainty:.3f}" if info.uncertainty is not None else ""
+    unc = f" · need for labels {info.uncertainty:.2f}" if info.uncertainty is not None else ""
     feats = ""
     if not ctx.engine.has_features(info.id):
         failure = ctx.engine.feature_failure(info.id)

@@ -102,6 +102,13 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on(ui.prev_btn.click, lambda c, s: cba.step(c, s, -1), ["state"], SHOW, view=True)
     on(ui.next_btn.click, lambda c, s: cba.step(c, s, +1), ["state"], SHOW, view=True)
     on(ui.uncertain_btn.click, cba.next_uncertain, ["state"], SHOW, view=True)
+    on(ui.suggest_btn.click, cba.suggest, ["state"], ["state", "suggestions"])
+
+    def suggestion_select(sess: Session, evt: gr.SelectData):
+        return bind(ctx, lambda c, s: cba.pick_suggestion(c, s, evt.index), SHOW)(sess)
+
+    ui.suggestions.select(suggestion_select, ui.pick(["state"]), ui.pick(SHOW)).then(
+        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden")
 
     def gallery_select(sess: Session, evt: gr.SelectData):
         return bind(ctx, lambda c, s: cba.pick_gallery(c, s, evt.index), SHOW)(sess)

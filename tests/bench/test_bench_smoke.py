@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory) -> tuple[Report, Path]:
     out = tmp_path_factory.mktemp("bench")
-    parts = ["trainer", "dense", "features", "memory", "soak"]
+    parts = ["trainer", "dense", "features", "memory", "soak", "active"]
     report = run_benchmarks(TINY, parts, out, echo=False)
     return report, out
 
@@ -38,9 +38,10 @@ def test_report_files_and_json_structure(tiny_report):
     assert data["mode"] == "tiny"
     for key in ("cpu_model", "logical_cores", "torch_version", "device", "load_average_end"):
         assert key in data["machine"]
-    assert data["config"]["parts"] == ["trainer", "dense", "features", "memory", "soak"]
+    assert data["config"]["parts"] == ["trainer", "dense", "features", "memory", "soak", "active"]
     keys = {s["key"] for s in data["sections"]}
-    assert {"retrain_time", "retrain_quality", "interactive", "dense", "soak", "features_cpu", "features_gpu", "memory"} <= keys
+    assert {"retrain_time", "retrain_quality", "interactive", "dense", "soak", "features_cpu", "features_gpu", "memory",
+            "active"} <= keys
     assert not any(k.endswith("_error") for k in keys), [s["skipped"] for s in data["sections"] if s["skipped"]]
     for s in data["sections"]:
         assert s["rows"] or s["skipped"], s["key"]
@@ -74,6 +75,11 @@ def test_tables_cover_the_configured_grid(tiny_report):
     assert refit["labelled_pixels"] == cold["labelled_pixels"]
     # Same problem (tiny's 20 L-BFGS iterations stop short of full convergence, hence the loose tolerance).
     assert refit["loss"] == pytest.approx(cold["loss"], rel=0.05)
+    active = next(s for s in report.sections if s.key == "active").records
+    assert [r["dataset"] for r in active] == ["synthetic tokens", "VOC layout (random ViT)"]
+    for r in active:
+        assert set(r["median_strokes_to_95"]) == {"random", "uncertainty", "error", "refine"}
+        assert 0 < r["full_label_miou"] <= 1
     mem = next(s for s in report.sections if s.key == "memory").records[0]
     assert mem["images"] == TINY.memory_images and mem["misses_serving"] == 0
     assert mem["lru_max_seen"] <= mem["lru_bound"]

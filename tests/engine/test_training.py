@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from core.active import regions
 from core.train import TrainingError
-from engine.analysis import hotspots, refine_layer
+from engine.analysis import refine_layer
 from engine.results import TrainOutcome
 from engine.training import Superseded, Trainer
 
@@ -81,13 +82,14 @@ def test_training_errors_reach_the_waiter():
         trainer.close()
 
 
-def test_hotspots_and_refine_layer():
+def test_regions_and_refine_layer():
     grid = np.zeros((6, 8), np.float32)
     grid[1:3, 5:7] = 0.9
     grid[4, 0] = 0.5
-    spots = hotspots(grid, (60, 80), n=3)
-    assert spots[0].box == (50, 10, 70, 30)
-    assert hotspots(np.zeros((6, 8), np.float32), (60, 80)) == []
+    spots = regions(grid, (60, 80), n=3)
+    assert spots[0].box == (50, 10, 70, 30) and spots[0].score == pytest.approx(3.6)
+    assert 10 <= spots[0].peak[0] < 30 and 50 <= spots[0].peak[1] < 70
+    assert regions(np.zeros((6, 8), np.float32), (60, 80)) == []
 
     from core.predict import Prediction
 

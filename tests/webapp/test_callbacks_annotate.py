@@ -142,3 +142,39 @@ def test_bind_runs_callbacks_under_the_session_lock_and_skips_missing_outputs(la
     values = handler(sess)
     assert len(values) == len(SHOW) + 1
     assert isinstance(values[-1], dict) and values[-1].get("__type__") == "update"  # gr.skip()
+
+
+def test_suggest_shows_needy_regions_and_opens_one_zoomed(labelled_ctx, sess):
+    ctx = labelled_ctx
+    from tests.images import png_bytes, two_colour
+
+    novel = two_colour(seed=5)
+    novel[:, 40:] = (30, 200, 40)  # a colour the head has never seen: it is unsure there
+    second = ctx.repo.add_image(ctx.project_id, png_bytes(novel), "second.png").id
+    open_first(ctx, sess)
+    with pytest.raises(gr.Error, match="No suggestions yet"):
+        cba.suggest(ctx, sess)
+    first = sess.image_id
+    paint(ctx, first, "red", *LEFT)
+    paint(ctx, first, "blue", *RIGHT)
+    cba.train(ctx, sess)
+    ctx.engine.features(second, wait=60)
+    out = cba.suggest(ctx, sess)
+    items = out["suggestions"]["value"]
+    assert out["suggestions"]["visible"] and 1 <= len(items) <= 5 and "need" in items[0][1]
+    assert len({image for image, _ in sess.suggestions}) == len(sess.suggestions)  # one region per image
+    image_id, box = sess.suggestions[0]
+    opened = cba.pick_suggestion(ctx, sess, 0)
+    assert sess.image_id == image_id and canvas(opened)["focus"] == list(box)
+    assert canvas(cba.refresh(ctx, sess))["focus"] is None  # the zoom is applied once, not on every redraw
+
+    # Labelling the whole first image: it needs nothing more, so "next most uncertain" leaves it.
+    full = np.ones((84, 112), np.uint8)
+    ctx.repo.add_mask(first, full)
+    ctx.engine.update_uncertainty(ctx.project_id)
+    assert ctx.repo.get_image(first).uncertainty == 0.0
+    sess.image_id = first
+    cba.next_uncertain(ctx, sess)
+    assert sess.image_id == second
+    cba.suggest(ctx, sess)
+    assert [image for image, _ in sess.suggestions] == [second]

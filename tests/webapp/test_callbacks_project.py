@@ -137,7 +137,7 @@ def test_every_view_renders(labelled_ctx, sess):
     tick = cbv.tick(ctx, sess, cbv.PRED, 0.5, None, 3, cbv.SORTS[0])
     assert "Last training" in tick["status"] and "view_img" not in tick  # nothing new to draw
     items = cbv.gallery(ctx, sess, cbv.SORTS[1])["gallery"]["value"]
-    assert "318 px" in items[0][1] and "unc " in items[0][1]  # compact: pixels and uncertainty
+    assert "318 px" in items[0][1] and "need " in items[0][1]  # compact: pixels and need for labels
 
 
 def test_exports(labelled_ctx, sess):

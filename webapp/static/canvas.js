@@ -76,7 +76,11 @@ function applyConfig() {
   const im = S.cfg.image;
   const same = prev && prev.image && im && prev.image.id === im.id && prev.nonce === S.cfg.nonce;
   if (!same) openImage();
-  else { recolourLabels(); paintPrediction(); }
+  else {
+    recolourLabels(); paintPrediction();
+    const f = S.cfg.focus;  // a new suggested region on the image already open: zoom there
+    if (f && JSON.stringify(f) !== JSON.stringify(prev.focus)) { S.focus = f; S.userView = false; fitView(); draw(); }
+  }
   setUrl();
   pump();
 }
@@ -148,7 +152,7 @@ $('.ps-clear').onclick = () => {
   if (!S.cfg.image) return;
   if (window.confirm(`Clear every label of ${S.cfg.image.name}? (Undo brings them back.)`)) history_('clear');
 };
-$('.ps-fit').onclick = () => { S.userView = false; fitView(); draw(); };
+$('.ps-fit').onclick = () => { S.userView = false; S.focus = null; fitView(); draw(); };
 
 // ------------------------------------------------------------------ image, labels, points
 async function fetchOk(url, opts) {
@@ -168,7 +172,7 @@ async function openImage() {
   const sc = Math.min(1, PRED_MAX / Math.max(S.W, S.H));
   S.predCanvas.width = Math.max(1, Math.round(S.W * sc)); S.predCanvas.height = Math.max(1, Math.round(S.H * sc));
   pc.clearRect(0, 0, S.predCanvas.width, S.predCanvas.height);
-  S.userView = false; resize();
+  S.userView = false; S.focus = S.cfg.focus || null; resize();
   const img = new Image();
   img.decoding = 'async';
   img.src = `${apiBase()}/images/${im.id}/file`;
@@ -455,8 +459,11 @@ function fitView() {
   const box = $('.ps-stage');
   const w = box.clientWidth, h = box.clientHeight;
   if (!S.W || !w) return;
-  const s = Math.min(w / S.W, h / S.H);
-  S.view = { s, x: (w - S.W * s) / 2, y: (h - S.H * s) / 2 };
+  // A suggested region (x0, y0, x1, y1) fills the view with a margin; otherwise the whole image.
+  const [x0, y0, x1, y1] = S.focus || [0, 0, S.W, S.H];
+  const bw = Math.max(1, x1 - x0), bh = Math.max(1, y1 - y0);
+  const s = Math.min(w / bw, h / bh) * (S.focus ? 0.8 : 1);
+  S.view = { s, x: w / 2 - (x0 + bw / 2) * s, y: h / 2 - (y0 + bh / 2) * s };
 }
 function draw() {
   if (S.drawQueued) return;
@@ -627,7 +634,7 @@ api.onKey = (e) => {
     if (S.tool === 'point') S.pointRadius = Math.max(1, S.pointRadius + d); else S.radius = Math.max(1, S.radius + d);
     buildToolbar(); draw(); return true;
   }
-  if (k === 'f') { S.userView = false; fitView(); draw(); return true; }
+  if (k === 'f') { S.userView = false; S.focus = null; fitView(); draw(); return true; }
   return false;
 };
 if (!window.__probesegCanvasKeys) {

@@ -1,0 +1,304 @@
+"""A simulated annotator: measure how many strokes a labelling strategy needs to reach a held-out mIoU.
+
+The annotator adds one label at a time the way a person does in the app: a short scribble (`stroke_px`
+centre-line pixels with a round brush of `width`) that stays inside one ground-truth region (it never crosses
+a boundary: the centre line walks inside the region eroded by the brush radius), and after each label the
+head is retrained as the app does (the same trainer, warm-started from the previous head, per-image work
+cached). Held-out mIoU is recorded after every action.
+
+Strategies (where the next stroke goes):
+- `random`: a uniformly random pixel of a class chosen in turn (classes stratified: a seeded shuffle of all
+  classes, repeated), in a random image that has it.
+- `uncertainty`: the peak of the best region by the app's rule (core.active) across all images.
+- `error`: an oracle: the deepest point of the largest wrongly predicted unlabelled region (the upper bound).
+- `refine`: like `error`, but the first time an image is visited once every class has a label, its
+  confident predictions are accepted first (one action, like the app's Refine).
+Until two classes are labelled there is no head; every strategy starts with `random` strokes then.
+
+Cost model (simulated seconds, documented so that curves can be read against time): a scribble costs
+`STROKE_S` plus `PIXEL_S` per centre-line pixel; accepting predictions costs `ACCEPT_S`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from core import active
+from core.config import TrainConfig
+from core.features import PatchFeatures
+from core.head import LinearHead
+from core.labels import IGNORE
+from core.metrics import ConfusionMatrix
+from core.predict import predict
+from core.train import LabelledImage, TrainingCache, TrainingError, train_head
+
+STRATEGIES = ("random", "uncertainty", "error", "refine")
+STROKE_S = 1.5  # reaching for the spot and pressing the pen
+PIXEL_S = 0.02  # drawing, per centre-line pixel (a 40-pixel stroke: 0.8 s)
+ACCEPT_S = 2.0  # looking over a prediction and accepting its confident part
+
+
+class SimulationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    budget: int = 100  # actions (strokes, accepts) per strategy
+    stroke_px: int = 40  # centre-line length of a scribble
+    width: int = 3  # brush diameter in pixels
+    accept_confidence: float = 0.9  # `refine`: predictions at least this confident are accepted
+    seed: int = 0
+    train: TrainConfig = TrainConfig()
+
+    def __post_init__(self):
+        if self.budget < 1 or self.stroke_px < 1 or self.width < 1:
+            raise SimulationError("budget, stroke length and brush width must be >= 1")
+
+
+@dataclass(frozen=True)
+class Sample:
+    features: PatchFeatures
+    gt: np.ndarray  # [H, W] uint8 class indices (255: void, never labelled or scored)
+
+
+@dataclass(frozen=True)
+class Point:
+    strokes: int  # actions so far
+    labelled_px: int
+    seconds: float
+    miou: float  # fraction
+
+
+@dataclass
+class _Image:
+    sample: Sample
+    labels: np.ndarray
+    visited: bool = False
+
+
+def score(head: LinearHead, val: Sequence[Sample], num_classes: int) -> float:
+    cm = ConfusionMatrix(num_classes)
+    for s in val:
+        cm.update(s.gt, predict(head, s.features).labels)
+    return float(cm.scores().miou or 0.0)
+
+
+def full_label_miou(train: Sequence[Sample], val: Sequence[Sample], num_classes: int,
+                    config: TrainConfig = TrainConfig(class_balance=False)) -> float:
+    """Held-out mIoU of a head trained on the full ground truth of the training images (dense masks)."""
+    head = train_head([LabelledImage(s.features, s.gt) for s in train], num_classes, config).head
+    return score(head, val, num_classes)
+
+
+def scribble(gt: np.ndarray, start: tuple[int, int], length: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """[H, W] bool brush stroke inside the ground-truth region holding `start` (never across its boundary)."""
+    cls = gt[start]
+    comps, _ = ndimage.label(gt == cls, structure=np.ones((3, 3), bool))
+    region = comps == comps[start]
+    radius = (width - 1) // 2
+    inner = ndimage.binary_erosion(region, iterations=radius, border_value=1) if radius else region
+    if not inner.any():
+        inner, radius = region, 0
+    ys, xs = np.nonzero(inner)
+    i = int(np.argmin((ys - start[0]) ** 2 + (xs - start[1]) ** 2))  # the nearest brush centre to `start`
+    y, x = int(ys[i]), int(xs[i])
+    line = np.zeros_like(region)
+    line[y, x] = True
+    angle = rng.uniform(0, 2 * np.pi)
+    for _ in range(length - 1):
+        for _attempt in range(8):  # a smooth walk: keep the direction, turn when the region ends
+            ny, nx = int(round(y + np.sin(angle))), int(round(x + np.cos(angle)))
+            if 0 <= ny < gt.shape[0] and 0 <= nx < gt.shape[1] and inner[ny, nx]:
+                break
+            angle = rng.uniform(0, 2 * np.pi)
+        else:
+            break
+        y, x = ny, nx
+        line[y, x] = True
+        angle += rng.normal(0, 0.3)
+    stroke = ndimage.binary_dilation(line, iterations=radius) if radius else line
+    return stroke & region
+
+
+class Annotator:
+    """One simulated session: `run(strategy)` -> the mIoU curve. Deterministic given the seed."""
+
+    def __init__(self, train: Sequence[Sample], val: Sequence[Sample], num_classes: int,
+                 config: SimConfig = SimConfig()):
+        if not train or not val:
+            raise SimulationError("a simulation needs training images and held-out images")
+        self.train, self.val, self.k, self.config = list(train), list(val), num_classes, config
+
+    def run(self, strategy: str, progress: Callable[[int], None] | None = None) -> list[Point]:
+        if strategy not in STRATEGIES:
+            raise SimulationError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+        rng = np.random.default_rng([self.config.seed, STRATEGIES.index(strategy)])
+        images = [_Image(s, np.full(s.gt.shape, IGNORE, np.uint8)) for s in self.train]
+        cache, head, seconds, curve = TrainingCache(), None, 0.0, []
+        order: list[int] = []
+        for step in range(1, self.config.budget + 1):
+            seconds += self._step(strategy, images, head, rng, order)
+            head = self._fit(images, head, cache)
+            miou = score(head, self.val, self.k) if head is not None else 0.0
+            curve.append(Point(step, int(sum(int((im.labels != IGNORE).sum()) for im in images)), round(seconds, 2),
+                               miou))
+            if progress is not None:
+                progress(step)
+        return curve
+
+    def _step(self, strategy: str, images: list[_Image], head: LinearHead | None, rng: np.random.Generator,
+              order: list[int]) -> float:
+        """One annotator action by `strategy`; returns its simulated seconds."""
+        if head is None or strategy == "random":
+            return self._stroke(images, self._random_start(images, rng, order), rng)
+        if strategy == "uncertainty":
+            return self._stroke(images, self._uncertain_start(images, head) or self._random_start(images, rng, order),
+                                rng)
+        target = self._largest_error(images, head)
+        if target is None:
+            return self._stroke(images, self._random_start(images, rng, order), rng)
+        im = images[target[0]]
+        if strategy == "refine" and not im.visited and self._all_classes(images):
+            im.visited = True
+            if self._accept(im, head):
+                return ACCEPT_S
+        return self._stroke(images, target, rng)
+
+    # -- where the next stroke goes ------------------------------------------------------------------
+    def _random_start(self, images: list[_Image], rng: np.random.Generator, order: list[int]) -> tuple[int, tuple]:
+        present = sorted({int(c) for im in images for c in np.unique(im.sample.gt) if c != IGNORE})
+        if not order:
+            order.extend(rng.permutation(present).tolist())
+        cls = order.pop(0)
+        having = [i for i, im in enumerate(images) if (im.sample.gt == cls).any()]
+        i = having[int(rng.integers(len(having)))]
+        ys, xs = np.nonzero((images[i].sample.gt == cls) & (images[i].labels == IGNORE))
+        if ys.size == 0:
+            ys, xs = np.nonzero(images[i].sample.gt == cls)
+        j = int(rng.integers(ys.size))
+        return i, (int(ys[j]), int(xs[j]))
+
+    def _uncertain_start(self, images: list[_Image], head: LinearHead) -> tuple[int, tuple] | None:
+        found = active.suggest(((i, active.label_need(head, im.sample.features, im.labels), im.labels.shape)
+                                for i, im in enumerate(images)), n=1)
+        if not found:
+            return None
+        i, (y, x) = found[0].key, found[0].peak
+        if images[i].sample.gt[y, x] == IGNORE:  # void in the ground truth: the nearest real pixel
+            ys, xs = np.nonzero(images[i].sample.gt != IGNORE)
+            j = int(np.argmin((ys - y) ** 2 + (xs - x) ** 2))
+            y, x = int(ys[j]), int(xs[j])
+        return i, (y, x)
+
+    def _largest_error(self, images: list[_Image], head: LinearHead) -> tuple[int, tuple] | None:
+        best, where = 0, None
+        for i, im in enumerate(images):
+            gt = im.sample.gt
+            wrong = (predict(head, im.sample.features).labels != gt) & (gt != IGNORE) & (im.labels == IGNORE)
+            comps, count = ndimage.label(wrong, structure=np.ones((3, 3), bool))
+            if not count:
+                continue
+            sizes = np.bincount(comps.reshape(-1))[1:]
+            label = int(sizes.argmax()) + 1
+            if sizes[label - 1] > best:
+                depth = ndimage.distance_transform_edt(comps == label)
+                best, where = int(sizes[label - 1]), (i, np.unravel_index(int(depth.argmax()), depth.shape))
+        if where is None:
+            return None
+        return where[0], (int(where[1][0]), int(where[1][1]))
+
+    # -- what a label does ---------------------------------------------------------------------------
+    def _stroke(self, images: list[_Image], target: tuple[int, tuple], rng: np.random.Generator) -> float:
+        i, start = target
+        im = images[i]
+        mask = scribble(im.sample.gt, start, self.config.stroke_px, self.config.width, rng)
+        im.labels[mask] = im.sample.gt[mask]
+        return STROKE_S + PIXEL_S * self.config.stroke_px
+
+    def _all_classes(self, images: list[_Image]) -> bool:
+        """Whether every class of the ground truth has a label: before that, accepting a prediction would
+        stamp the missing classes out (the head cannot predict what it has never seen)."""
+        labelled = {int(c) for im in images for c in np.unique(im.labels)}
+        return all(int(c) in labelled for im in images for c in np.unique(im.sample.gt) if c != IGNORE)
+
+    def _accept(self, im: _Image, head: LinearHead) -> bool:
+        pred = predict(head, im.sample.features)
+        take = (im.labels == IGNORE) & (pred.confidence >= self.config.accept_confidence)
+        im.labels[take] = pred.labels[take]
+        return bool(take.any())
+
+    def _fit(self, images: list[_Image], head: LinearHead | None, cache: TrainingCache) -> LinearHead | None:
+        data = [LabelledImage(im.sample.features, im.labels, key=str(i)) for i, im in enumerate(images)
+                if (im.labels != IGNORE).any()]
+        if len({int(c) for d in data for c in np.unique(d.labels) if c != IGNORE}) < 2:
+            return None
+        try:
+            return train_head(data, self.k, self.config.train, init=head, cache=cache).head
+        except TrainingError:
+            return head
+
+
+def strokes_to(curve: Sequence[Point], target: float) -> int | None:
+    """The first action count whose mIoU reaches `target` (None: the budget ran out first)."""
+    return next((p.strokes for p in curve if p.miou >= target), None)
+
+
+def simulate(train: Sequence[Sample], val: Sequence[Sample], num_classes: int, strategies: Sequence[str],
+             config: SimConfig = SimConfig(), progress: Callable[[str, int], None] | None = None) -> dict:
+    """Every strategy on the same images: {"full_label_miou", "strategies": {name: {"strokes_to_90",
+    "strokes_to_95", "curve": [...]}}, "config", "cost_model"} (mIoU as a fraction)."""
+    started = time.perf_counter()
+    full = full_label_miou(train, val, num_classes)
+    annotator = Annotator(train, val, num_classes, config)
+    out: dict = {"full_label_miou": full, "strategies": {}}
+    for name in strategies:
+        curve = annotator.run(name, None if progress is None else (lambda step, name=name: progress(name, step)))
+        out["strategies"][name] = {"strokes_to_90": strokes_to(curve, 0.9 * full),
+                                   "strokes_to_95": strokes_to(curve, 0.95 * full),
+                                   "curve": [asdict(p) for p in curve]}
+    out["config"] = {**asdict(config), "train": config.train.to_dict()}
+    out["cost_model"] = {"stroke_s": STROKE_S, "pixel_s": PIXEL_S, "accept_s": ACCEPT_S}
+    out["seconds"] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def plot_simulation(result: dict, path) -> None:
+    """mIoU against actions, labelled pixels and simulated seconds, one line per strategy (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110, sharey=True)
+    full = result["full_label_miou"]
+    for name, run in result["strategies"].items():
+        curve = run["curve"]
+        for ax, key in zip(axes, ("strokes", "labelled_px", "seconds"), strict=True):
+            ax.plot([p[key] for p in curve], [100 * p["miou"] for p in curve], lw=1.4, label=name)
+    for ax, label in zip(axes, ("strokes (annotator actions)", "labelled pixels", "simulated seconds"), strict=True):
+        ax.axhline(100 * full, color="k", lw=0.8, ls="--")
+        ax.axhline(95 * full, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out mIoU (%)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"simulated annotation: full ground truth {100 * full:.1f}% (dashed), 95% of it (dotted)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def table(result: dict) -> str:
+    """Markdown: strokes to 90 % and 95 % of the full-label mIoU, per strategy."""
+    rows = ["| strategy | strokes to 90 % | strokes to 95 % | final mIoU |", "| --- | --- | --- | --- |"]
+    for name, run in result["strategies"].items():
+        final = run["curve"][-1]["miou"] if run["curve"] else float("nan")
+        rows.append(f"| {name} | {run['strokes_to_90'] or '> budget'} | {run['strokes_to_95'] or '> budget'} | "
+                    f"{100 * final:.1f} % |")
+    return "\n".join(rows)
