@@ -107,3 +107,20 @@ def test_bad_inputs_give_one_clear_line(tiny_voc, env, capsys):
 
     assert main(["evaluate", "--data", str(voc), "--head", str(env / "nohead")]) == 1
     _one_line_error(capsys, "no head here")
+
+
+def test_simulate_writes_the_json_the_plot_and_the_table(tiny_voc, env, capsys):
+    voc, _ = tiny_voc
+    out = env / "sim"
+    assert main(["simulate", "--data", str(voc), "--strategy", "random", "error", "--budget", "3", "--stroke-px", "8",
+                 "--weights", "random", "--long-side", "56", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| strategy | strokes to 90 % | strokes to 95 % |" in printed and "| error |" in printed
+    result = json.loads((out / "simulation.json").read_text())
+    assert set(result) >= {"full_label_miou", "strategies"} and 0 <= result["full_label_miou"] <= 1
+    assert set(result["strategies"]) == {"random", "error"}
+    for run in result["strategies"].values():
+        assert set(run) == {"strokes_to_90", "strokes_to_95", "curve"}
+        assert [p["strokes"] for p in run["curve"]] == [1, 2, 3]
+        assert all(set(p) == {"strokes", "labelled_px", "seconds", "miou"} for p in run["curve"])
+    assert Image.open(out / "simulation.png").size[0] > 500
