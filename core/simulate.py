@@ -134,6 +134,9 @@ class Annotator:
         if not train or not val:
             raise SimulationError("a simulation needs training images and held-out images")
         self.train, self.val, self.k, self.config = list(train), list(val), num_classes, config
+        clusters = active.fit_clusters([s.features for s in self.train])  # as the app does for a project
+        self._assignments = [clusters.assign(s.features) for s in self.train]
+        self._clusters = len(clusters.centroids)
 
     def run(self, strategy: str, progress: Callable[[int], None] | None = None) -> list[Point]:
         if strategy not in STRATEGIES:
@@ -185,8 +188,10 @@ class Annotator:
         return i, (int(ys[j]), int(xs[j]))
 
     def _uncertain_start(self, images: list[_Image], head: LinearHead) -> tuple[int, tuple] | None:
-        found = active.suggest(((i, active.label_need(head, im.sample.features, im.labels), im.labels.shape)
-                                for i, im in enumerate(images)), n=1)
+        raw = [active.label_need(head, im.sample.features, im.labels) for im in images]
+        needs, _ = active.project_needs(raw, self._assignments, self._clusters)
+        found = active.suggest(((i, need, im.labels.shape) for i, (need, im) in enumerate(zip(needs, images,
+                                                                                            strict=True))), n=1)
         if not found:
             return None
         i, (y, x) = found[0].key, found[0].peak

@@ -23,6 +23,7 @@ from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState
 from engine.lru import LRU
+from engine.needs import LabelNeeds
 from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
 from engine.training import Trainer
@@ -56,6 +57,7 @@ class ProjectEngine:
         self._display: LRU[np.ndarray] = LRU(settings.display_cache)
         self._views: LRU[object] = LRU(16)
         self._eval: LRU[EvalResult] = LRU(8)
+        self.needs = LabelNeeds(repo, store, settings.seed)
 
     @classmethod
     def create(cls, repo: Repository, backbone: Backbone, cache_dir: str | os.PathLike | None,
@@ -131,15 +133,8 @@ class ProjectEngine:
             state = self.head(info.project_id)
             feats = self.store.cached(info.pixel_hash or info.content_hash)
             if state is not None and feats is not None:
-                self.repo.set_image_stats(image_id, self.label_need_score(state, image_id, feats), True)
-
-    def label_need(self, state: HeadState, image_id: int, feats: PatchFeatures) -> np.ndarray:
-        """[h, w] need of each patch of the image for labels (core.active's rule)."""
-        return active.label_need(state.head, feats, self.repo.label_map(image_id))
-
-    def label_need_score(self, state: HeadState, image_id: int, feats: PatchFeatures) -> float:
-        """The image's score for "most uncertain first" and "next most uncertain" (core.active.image_score)."""
-        return active.image_score(self.label_need(state, image_id, feats), feats.original_size)
+                need = self.needs.one(info.project_id, state, image_id, feats)
+                self.repo.set_image_stats(image_id, active.image_score(need, feats.original_size), True)
 
     def has_features(self, image_id: int) -> bool:
         return self.store.contains(self._source(image_id).image_hash)
@@ -282,7 +277,7 @@ class ProjectEngine:
         state, feats = self.head(project_id), self.features(image_id)
         if state is None or feats is None:
             return []
-        return active.regions(self.label_need(state, image_id, feats), size, n)
+        return active.regions(self.needs.one(project_id, state, image_id, feats), size, n)
 
     def suggest(self, project_id: int, n: int = 5) -> list[active.Region]:
         """The `n` regions across the project (one per image, images with features) that need labels most;
@@ -290,12 +285,8 @@ class ProjectEngine:
         state = self.head(project_id)
         if state is None:
             return []
-        candidates = []
-        for info in self.repo.list_images(project_id):
-            feats = self.store.cached(info.pixel_hash or info.content_hash)
-            if feats is not None:
-                candidates.append((info.id, self.label_need(state, info.id, feats), (info.height, info.width)))
-        return active.suggest(candidates, n)
+        needs = self.needs.all(project_id, state)
+        return active.suggest(((i, need, size) for i, (need, size) in needs.items()), n)
 
     def refine(self, project_id: int, image_id: int, threshold: float,
                allowed: np.ndarray | None = None) -> int:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import active
 from core.features import FEATURE_VERSION
 from core.head import head_to_bytes
 from core.labels import IGNORE
@@ -157,18 +158,14 @@ def evaluate(engine: ProjectEngine, project_id: int, state: HeadState, stop: Sto
 
 
 def update_stats(engine: ProjectEngine, project_id: int, state: HeadState, stop: Stop) -> int:
-    """Store each image's need for labels under the current head (images without features are skipped)."""
-    n = 0
-    for info in engine.repo.list_images(project_id):
+    """Store each image's need for labels under the current head (core.active; images without features
+    are skipped)."""
+    _check(stop)
+    needs = engine.needs.all(project_id, state)
+    for image_id, (need, size) in needs.items():
         _check(stop)
-        if not engine.has_features(info.id):
-            continue
-        feats = engine.features(info.id)
-        if feats is None:
-            continue
-        engine.repo.set_image_stats(info.id, engine.label_need_score(state, info.id, feats), True)
-        n += 1
-    return n
+        engine.repo.set_image_stats(image_id, active.image_score(need, size), True)
+    return len(needs)
 
 
 def outcome_from_info(info: HeadInfo) -> TrainOutcome:

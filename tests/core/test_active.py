@@ -37,3 +37,28 @@ def test_regions_rank_by_summed_need_and_suggestions_spread_over_images():
     assert [p.key for p in picks] == ["a", "b"]  # one per image: b's region beats a's second one
     assert all(isinstance(p, Region) for p in picks)
     assert suggest([("z", np.zeros((6, 8), np.float32), (60, 80))]) == []
+
+
+def test_a_kind_of_patch_unsure_all_over_the_project_outranks_a_rare_one():
+    import torch
+
+    from core.active import fit_clusters, project_needs
+    from core.features import PatchFeatures
+
+    def feats(kinds: np.ndarray) -> PatchFeatures:  # token = one-hot of the patch's kind
+        t = torch.zeros(3, *kinds.shape)
+        t[torch.from_numpy(kinds), torch.arange(kinds.shape[0])[:, None], torch.arange(kinds.shape[1])[None]] = 1
+        return PatchFeatures(t, (kinds.shape[0] * 14, kinds.shape[1] * 14), (60, 60))
+
+    kinds = [np.zeros((6, 6), np.int64) for _ in range(3)]
+    for k in kinds:
+        k[0:3, 0:3] = 1  # kind 1: in every image
+    kinds[0][3:6, 3:6] = 2  # kind 2: in one image only
+    fs = [feats(k) for k in kinds]
+    clusters = fit_clusters(fs, m=3)
+    raw = [np.where(k > 0, 0.9, 0.0).astype(np.float32) for k in kinds]  # the head is equally unsure of both
+    needs, totals = project_needs(raw, [clusters.assign(f) for f in fs], 3)
+    assert totals.max() == 1.0
+    best = regions(needs[0], (60, 60), n=2)
+    assert len(best) == 2 and best[0].box == (0, 0, 30, 30)  # the common kind first
+    assert best[0].score > best[1].score
