@@ -30,6 +30,7 @@ from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
 from core.lbfgs import Minimum
+from core.loss import masked_cross_entropy
 
 
 class TrainingError(ValueError):
@@ -467,9 +468,6 @@ def literal_loss(
         logits = head(im.features.tokens.float().unsqueeze(0))
         up = F.interpolate(logits, size=im.features.original_size, mode="bilinear", align_corners=False)
         target = torch.from_numpy(np.asarray(im.labels, dtype=np.int64)).unsqueeze(0)
-        ce = F.cross_entropy(up, target, weight=class_weight, ignore_index=IGNORE, reduction="none")
-        mask = target != IGNORE
-        w = class_weight[target.clamp(max=head.num_classes - 1)] if class_weight is not None else torch.ones_like(ce)
-        total = total + ce[mask].sum()
-        denom = denom + (w * mask).sum()
+        ce_sum, weight = masked_cross_entropy(up, target, class_weight)
+        total, denom = total + ce_sum, denom + weight
     return total / denom

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 from core.backbone import PATCH_SIZE, Backbone, _file_digest
 from core.features import PatchFeatures, preprocess
 from core.head import HeadMeta, LinearHead, save_head
-from core.labels import IGNORE
+from core.loss import masked_cross_entropy
 from core.metrics import ConfusionMatrix, SegmentationScores
 from experiments.checkpoints import (
     CHECKPOINT_FILE,
@@ -259,12 +259,9 @@ def _train(
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * lr_factor(config, it)
         logits = trainable(x)
-        ce_sum = F.cross_entropy(logits, y, ignore_index=IGNORE, reduction="sum")
+        ce_sum, labelled = masked_cross_entropy(logits, y)  # Eq. 1, unweighted (the paper's recipe)
         counts = all_sum(
-            torch.tensor(
-                [float(ce_sum.detach()), float((y != IGNORE).sum())], dtype=torch.float64, device=device
-            ),
-            ctx,
+            torch.tensor([float(ce_sum.detach()), float(labelled)], dtype=torch.float64, device=device), ctx
         ).cpu()
         total_px = max(counts[1].item(), 1.0)
         if not math.isfinite(counts[0].item()):
