@@ -356,11 +356,6 @@ class ProjectEngine:
         result = jobs.evaluate(self, project_id, state, stop)
         return self._eval.put(key, result) if result is not None else None
 
-    def update_uncertainty(self, project_id: int) -> int:
-        """Recompute and store the uncertainty score of every image with features; returns how many."""
-        state = self.head(project_id)
-        return 0 if state is None else jobs.update_stats(self, project_id, state, lambda: False)
-
     def most_uncertain(self, project_id: int, exclude: int | None = None) -> int | None:
         """The image with the highest stored need score (core.active; ties: fewest labelled pixels)."""
         scored = [i for i in self.repo.list_images(project_id) if i.uncertainty is not None and i.id != exclude]

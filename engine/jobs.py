@@ -100,7 +100,7 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
                       generation)
     engine.set_head(project_id, state)
     outcome = TrainOutcome(
-        generation=generation, head_id=info.id, run_id=None, seconds=result.seconds, loss=result.loss,
+        generation=generation, head_id=info.id, seconds=result.seconds, loss=result.loss,
         iterations=result.iterations, pixel_counts=pixel_counts, trained_pixels=result.trained_pixels,
         images=len(images), finished_at=time.time(),
     )
@@ -173,7 +173,7 @@ def outcome_from_info(info: HeadInfo) -> TrainOutcome:
     train = dict(info.meta.get("train") or {})
     miou = info.metrics.get("miou") if info.metrics else None
     return TrainOutcome(
-        generation=0, head_id=info.id, run_id=None, seconds=float(train.get("seconds", 0.0)),
+        generation=0, head_id=info.id, seconds=float(train.get("seconds", 0.0)),
         loss=float(train.get("loss", float("nan"))), iterations=int(train.get("iterations", 0)),
         pixel_counts=dict(train.get("pixel_counts") or {}), trained_pixels=int(train.get("trained_pixels", 0)),
         images=int(train.get("images", 0)), miou=miou, finished_at=info.created_at.timestamp(),

@@ -32,11 +32,10 @@ class FeatureProgress:
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """One finished training: the stored head and run, and what the UI shows about it."""
+    """One finished training: the stored head and what the UI shows about it."""
 
     generation: int
     head_id: int | None
-    run_id: int | None
     seconds: float
     loss: float
     iterations: int

@@ -206,15 +206,6 @@ def _lut(class_map: Mapping[str, int | None], code_of: Mapping[int, int]) -> np.
     return lut
 
 
-def raster_to_ids(raster: np.ndarray, class_map: Mapping[str, int | None]) -> np.ndarray:
-    """Class-indexed raster + {str(value): class_id} -> int32 class ids (-1 where unmapped)."""
-    lut = np.full(256, -1, dtype=np.int32)
-    for key, cid in class_map.items():
-        if cid is not None:
-            lut[int(key)] = int(cid)
-    return lut[np.asarray(raster, dtype=np.uint8)]
-
-
 def value_counts(arr: np.ndarray, n: int) -> np.ndarray:
     """How often each value 0..n-1 occurs in a uint8 array (a few comparisons beat bincount's int64 copy)."""
     if n > 16:

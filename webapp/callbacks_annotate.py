@@ -41,7 +41,6 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
     }
     if info is not None:
         out["split"] = info.split
-        sess.labels_version = info.label_version
     return out
 
 
@@ -52,16 +51,6 @@ def _reopen(ctx: AppContext, sess: Session, reload_labels: bool = False) -> dict
         return show(ctx, sess, sess.image_id)
     except NotFoundError:
         return show(ctx, sess, None)  # deleted meanwhile (another session): show the first image
-
-
-@ui_errors
-def open_image(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
-    return show(ctx, sess, image_id)
-
-
-@ui_errors
-def refresh(ctx: AppContext, sess: Session) -> dict:
-    return _reopen(ctx, sess)
 
 
 @ui_errors

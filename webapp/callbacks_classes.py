@@ -149,6 +149,3 @@ def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassig
     return class_outputs(ctx, sess, target)
 
 
-@ui_errors
-def refresh(ctx: AppContext, sess: Session) -> dict:
-    return class_outputs(ctx, sess, None)

@@ -45,7 +45,6 @@ class Session:
     head_id: int | None = None  # head the views were last drawn with
     view_ready: bool = False  # False while the current view waits for features or a head
     order: list[int] = field(default_factory=list)  # image ids in gallery order
-    labels_version: int = -1  # label_version of the current image when the views were last drawn
     nonce: int = 0  # bumped to make the canvas reload the current image's labels
     select_class: int | None = None  # a class the canvas should switch to (a class just added)
     suggestions: list[tuple[int, tuple[int, int, int, int]]] = field(default_factory=list)  # (image, box) shown

@@ -16,7 +16,7 @@ from engine.training import Superseded, Trainer
 
 
 def outcome(gen: int) -> TrainOutcome:
-    return TrainOutcome(gen, gen, None, 0.0, 0.0, 1, {}, 1, 1)
+    return TrainOutcome(gen, gen, 0.0, 0.0, 1, {}, 1, 1)
 
 
 class FakeRun:

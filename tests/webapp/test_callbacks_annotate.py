@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core.labels import IGNORE
+from engine import jobs
 from tests.webapp.conftest import paint
 from webapp import callbacks_annotate as cba
 from webapp import callbacks_classes as cbc
@@ -51,7 +52,7 @@ def test_the_canvas_gets_the_image_and_the_class_table(labelled_ctx, sess):
     assert all(c["color"].startswith("#") and len(c["color"]) == 7 for c in value["classes"])
     # labels stored by the API show up in the image's status line
     paint(ctx, sess.image_id, "red", *LEFT)
-    again = cba.refresh(ctx, sess)
+    again = cba.show(ctx, sess, sess.image_id)
     assert "red: 180" in again["info"]
 
 
@@ -124,7 +125,7 @@ def test_refine_and_navigation(labelled_ctx, sess):
     cba.step(ctx, sess, +1)
     assert sess.image_id == first
     ctx.engine.features(second.id, wait=60)
-    ctx.engine.update_uncertainty(ctx.project_id)
+    jobs.update_stats(ctx.engine, ctx.project_id, ctx.engine.head(ctx.project_id), lambda: False)
     cba.next_uncertain(ctx, sess)
     assert sess.image_id == second.id
 
@@ -138,7 +139,7 @@ def test_the_status_timer_runs_only_while_there_is_background_work(labelled_ctx,
 
 
 def test_bind_runs_callbacks_under_the_session_lock_and_skips_missing_outputs(labelled_ctx, sess):
-    handler = bind(labelled_ctx, cba.refresh, SHOW + ["view_img"])
+    handler = bind(labelled_ctx, lambda c, s: cba.show(c, s, s.image_id), SHOW + ["view_img"])
     values = handler(sess)
     assert len(values) == len(SHOW) + 1
     assert isinstance(values[-1], dict) and values[-1].get("__type__") == "update"  # gr.skip()
@@ -166,12 +167,12 @@ def test_suggest_shows_needy_regions_and_opens_one_zoomed(labelled_ctx, sess):
     image_id, box = sess.suggestions[0]
     opened = cba.pick_suggestion(ctx, sess, 0)
     assert sess.image_id == image_id and canvas(opened)["focus"] == list(box)
-    assert canvas(cba.refresh(ctx, sess))["focus"] is None  # the zoom is applied once, not on every redraw
+    assert canvas(cba.show(ctx, sess, sess.image_id))["focus"] is None  # the zoom is applied once, not on every redraw
 
     # Labelling the whole first image: it needs nothing more, so "next most uncertain" leaves it.
     full = np.ones((84, 112), np.uint8)
     ctx.repo.add_mask(first, full)
-    ctx.engine.update_uncertainty(ctx.project_id)
+    jobs.update_stats(ctx.engine, ctx.project_id, ctx.engine.head(ctx.project_id), lambda: False)
     assert ctx.repo.get_image(first).uncertainty == 0.0
     sess.image_id = first
     cba.next_uncertain(ctx, sess)
