@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+
+from core.features import pixel_cells, upsample_rows
 
 K_MIN, K_MAX = 2, 12
 
@@ -71,11 +72,9 @@ def _flat(tokens: np.ndarray) -> np.ndarray:
 
 
 def _upsample_nearest(grid: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
-    # Patch cell i covers rows [i*H/h, (i+1)*H/h), i.e. row r belongs to cell floor(r*h/H); exact in integers.
+    """Each pixel shows the cluster of its patch (core.features.pixel_cells, the one mapping)."""
     (h, w), (H, W) = grid.shape, out_size
-    rows = (np.arange(H) * h) // H
-    cols = (np.arange(W) * w) // W
-    return grid[rows[:, None], cols[None, :]]
+    return grid[pixel_cells(H, h)[:, None], pixel_cells(W, w)[None, :]]
 
 
 def kmeans_images(
@@ -127,9 +126,9 @@ def pca_rgb_images(tokens_list: Sequence[np.ndarray], out_sizes: Sequence[tuple[
     out, start = [], 0
     for t, (H, W) in zip(arrays, out_sizes, strict=True):
         h, w = t.shape[1:]
-        grid = torch.from_numpy(scaled[start : start + h * w].T.reshape(1, 3, h, w).copy())
+        grid = torch.from_numpy(scaled[start : start + h * w].T.reshape(3, h, w).copy())
         start += h * w
-        up = F.interpolate(grid, size=(int(H), int(W)), mode="bilinear", align_corners=False)[0]
+        up = upsample_rows(grid, (int(H), int(W)), slice(0, int(H)))  # bilinear, the one mapping
         out.append(np.rint(up.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8))
     return out
 

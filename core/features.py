@@ -1,9 +1,17 @@
 """Images to patch tokens, and the ONE mapping between the patch grid and image pixels.
 
-The grid of h x w patch tokens covers the whole original image (H x W). A pixel's feature is the bilinear
-interpolation of the tokens, exactly as `F.interpolate(tokens, size=(H, W), mode="bilinear",
-align_corners=False)` would compute it. Training gathers features at labelled pixels with `sample`,
-prediction upsamples logits with `upsample_rows`; both use `interp_matrix`, so they cannot disagree.
+The grid of h x w patch tokens covers the whole original image (H x W). A pixel's feature (or logit) is the
+bilinear interpolation of the tokens, exactly as `F.interpolate(tokens, size=(H, W), mode="bilinear",
+align_corners=False)` computes it. Everything that maps between patches and pixels goes through here:
+- `_axis_weights` is the rule itself (PyTorch's source-index formula); `PatchFeatures.corner_indices` gives each
+  labelled pixel's 4 tokens and weights from it: the trainer's gather (core.train, core.mixing) uses those;
+- `interp_matrix` / `upsample_rows` apply it to whole images in bands (prediction, PCA views), and
+  `upsample_logits` is the same rule on batched tensors with autograd (the literal Eq. 1, the SGD protocol,
+  the ONNX graph);
+- `pixel_cells` / `cell_span` say which patch a pixel lies in (labelled share per patch, region boxes, the
+  K-means views);
+- the browser's overlay (webapp/static/canvas.js, `axis`) re-implements `_axis_weights` in JavaScript, and a
+  browser test checks it against `predict`.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from core.backbone import Backbone
@@ -85,6 +94,12 @@ def interp_matrix(n_in: int, n_out: int, rows: slice | None = None) -> torch.Ten
     np.add.at(m, (r, i0), w0)
     np.add.at(m, (r, i1), w1)
     return torch.from_numpy(m)
+
+
+def upsample_logits(grid_values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B, K, h, w] -> [B, K, H, W] by the same bilinear rule, differentiable (training on full-resolution
+    logits, the ONNX export); `upsample_rows` is the banded form for prediction."""
+    return F.interpolate(grid_values, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def upsample_rows(grid_values: torch.Tensor, out_size: tuple[int, int], rows: slice) -> torch.Tensor:

@@ -21,11 +21,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.atomic import atomic_path
 from core.backbone import PATCH_SIZE, Backbone, meta_position_embedding
+from core.features import upsample_logits
 from core.head import HeadMeta, LinearHead, feature_recipe
 
 OPSET = 18
@@ -92,7 +92,7 @@ class _Segmenter(nn.Module):
         b, _, height, width = image.shape
         tokens = self.model.forward_features(image)[:, self.model.num_prefix_tokens :]
         tokens = tokens.transpose(1, 2).reshape(b, -1, height // PATCH_SIZE, width // PATCH_SIZE)
-        return F.interpolate(self.head(tokens), size=(height, width), mode="bilinear", align_corners=False)
+        return upsample_logits(self.head(tokens), (height, width))
 
 
 def export_onnx(

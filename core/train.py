@@ -22,11 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core import lbfgs, mixing
 from core.config import TrainConfig  # noqa: F401 (re-exported)
-from core.features import PatchFeatures
+from core.features import PatchFeatures, upsample_logits
 from core.head import LinearHead
 from core.labels import IGNORE
 from core.lbfgs import Minimum
@@ -466,7 +465,7 @@ def literal_loss(
     denom = torch.zeros(())
     for im in images:
         logits = head(im.features.tokens.float().unsqueeze(0))
-        up = F.interpolate(logits, size=im.features.original_size, mode="bilinear", align_corners=False)
+        up = upsample_logits(logits, im.features.original_size)
         target = torch.from_numpy(np.asarray(im.labels, dtype=np.int64)).unsqueeze(0)
         ce_sum, weight = masked_cross_entropy(up, target, class_weight)
         total, denom = total + ce_sum, denom + weight

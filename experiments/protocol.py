@@ -38,12 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from core.backbone import PATCH_SIZE, Backbone, _file_digest
-from core.features import PatchFeatures, preprocess
+from core.features import PatchFeatures, preprocess, upsample_logits
 from core.head import HeadMeta, LinearHead, save_head
 from core.loss import masked_cross_entropy
 from core.metrics import ConfusionMatrix, SegmentationScores
@@ -94,7 +93,7 @@ class Segmenter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.tokens(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return upsample_logits(logits, x.shape[-2:])
 
 
 def lr_factor(config: ProtocolConfig, it: int) -> float:

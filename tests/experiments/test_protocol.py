@@ -154,14 +154,13 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str, cfg: dict
 def test_ddp_two_processes_match_one(voc, backbone, tmp_path):
     cfg = ProtocolConfig(iterations=4, **TINY)
     single, _, _ = train_protocol(voc, None, "train", backbone, cfg, tmp_path / "single", progress=False)
-    # fork where available: the children start with everything imported (spawn re-imports torch and timm)
-    method = "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else "spawn"
+    # spawn, not fork: a forked child cannot run autograd once this process has (any earlier test may have)
     torch.multiprocessing.start_processes(
         _ddp_worker,
         args=(2, _free_port(), str(voc.root), str(tmp_path / "ddp"), asdict(cfg)),
         nprocs=2,
         join=True,
-        start_method=method,
+        start_method="spawn",
     )
     ddp, meta = load_head(tmp_path / "ddp")
     assert meta.train["world_size"] == 2
