@@ -56,6 +56,16 @@ class ConfusionMatrix:
         return SegmentationScores.from_confusion(self.matrix)
 
 
+def class_iou(tp: np.ndarray, gt_total: np.ndarray, pred_total: np.ndarray) -> tuple[np.ndarray, float]:
+    """The ONE IoU: per class tp / (gt + pred - tp), NaN where the union is empty, and their mean over the
+    classes with a non-empty union (NaN when there is none)."""
+    tp, gt_total, pred_total = (np.asarray(v, dtype=np.float64) for v in (tp, gt_total, pred_total))
+    union = gt_total + pred_total - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+    return iou, float(iou[union > 0].mean()) if (union > 0).any() else math.nan
+
+
 def _nan_to_none(x: float) -> float | None:
     return None if math.isnan(x) else x  # strict JSON has no NaN
 
@@ -75,15 +85,14 @@ class SegmentationScores:
         if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
             raise ValueError(f"confusion matrix must be square, got shape {cm.shape}")
         tp, gt_total, pred_total = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
-        union = gt_total + pred_total - tp
+        iou, miou = class_iou(tp, gt_total, pred_total)
         with np.errstate(divide="ignore", invalid="ignore"):
-            iou = np.where(union > 0, tp / union, np.nan)
             acc = np.where(gt_total > 0, tp / gt_total, np.nan)
         total = cm.sum()
         # Guard the means explicitly: np.nanmean of an all-NaN vector warns.
         return cls(
             per_class_iou=tuple(float(v) for v in iou),
-            miou=float(iou[union > 0].mean()) if (union > 0).any() else math.nan,
+            miou=miou,
             pixel_accuracy=float(tp.sum() / total) if total > 0 else math.nan,
             mean_class_accuracy=float(acc[gt_total > 0].mean()) if (gt_total > 0).any() else math.nan,
         )

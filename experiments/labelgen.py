@@ -41,6 +41,7 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from core.labels import IGNORE, write_label_png
+from core.metrics import class_iou
 from experiments.config import (  # noqa: F401  (re-exported: the generators' settings)
     KINDS,
     LabelGenError,
@@ -353,11 +354,8 @@ class LabelQuality:
         return self
 
     def miou(self) -> float:
-        cm = self.matrix
-        tp = np.diag(cm[:, : self.k]).astype(np.float64)
-        union = cm.sum(1) + cm[:, : self.k].sum(0) - tp
-        valid = union > 0
-        return float((tp[valid] / union[valid]).mean()) if valid.any() else math.nan
+        cm = self.matrix  # unlabelled pixels (last column) count in the ground-truth total only: misses
+        return class_iou(np.diag(cm[:, : self.k]), cm.sum(1), cm[:, : self.k].sum(0))[1]
 
     def summary(self) -> dict:
         cm = self.matrix
