@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.tiff import TiffError, TiffOptions
 from storage import SPLITS, ImportReport, ValidationError, resolve_import_path
 from webapp import callbacks_annotate as annotate
 from webapp import callbacks_classes, imagepanel
@@ -71,13 +72,28 @@ def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str
     return out
 
 
+def tiff_options(plane: str | None, channels: str | None, low: float | None, high: float | None) -> TiffOptions:
+    """The TIFF settings of the Images tab as a TiffOptions (the one place they are parsed)."""
+    try:
+        return TiffOptions(
+            plane=int(plane) if str(plane or "").strip() else None,
+            channels=tuple(int(c) for c in str(channels).replace(" ", "").split(",")) if str(channels or "").strip()
+            else None,
+            low=0.5 if low is None else float(low), high=99.5 if high is None else float(high))
+    except ValueError as exc:
+        msg = str(exc) if isinstance(exc, TiffError) else "plane and channels take whole numbers, e.g. 0 or 2,0,1"
+        raise gr.Error(f"TIFF settings: {html.escape(msg)}") from None
+
+
 @ui_errors
-def upload(ctx: AppContext, sess: Session, files, sort: str) -> dict:
+def upload(ctx: AppContext, sess: Session, files, sort: str, plane: str | None = None, channels: str | None = None,
+           low: float | None = None, high: float | None = None) -> dict:
     paths = _paths(files)
     if not paths:
         return {}
+    tiff = tiff_options(plane, channels, low, high)
     try:
-        report = ctx.repo.import_uploads(ctx.project_id, paths)
+        report = ctx.repo.import_uploads(ctx.project_id, paths, tiff)
     finally:
         _discard_uploads(ctx, paths)  # imported (or refused): the temporary copies are not needed any more
     return after_import(ctx, sess, report, "Upload", sort) | {"upload_files": None, "upload_dir": None}
@@ -120,17 +136,36 @@ def _server_folder(ctx: AppContext, folder: str) -> Path:
 
 
 @ui_errors
-def import_folder(ctx: AppContext, sess: Session, folder: str, sort: str) -> dict:
-    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=ctx.import_roots)
+def import_folder(ctx: AppContext, sess: Session, folder: str, sort: str, plane: str | None = None,
+                  channels: str | None = None, low: float | None = None, high: float | None = None) -> dict:
+    tiff = tiff_options(plane, channels, low, high)
+    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=ctx.import_roots,
+                                    tiff=tiff)
     return after_import(ctx, sess, report, "Folder import", sort)
 
 
 @ui_errors
-def import_voc(ctx: AppContext, sess: Session, folder: str, labels_dir: str, sort: str) -> dict:
+def import_voc(ctx: AppContext, sess: Session, folder: str, labels_dir: str, sort: str,
+               zero_is_unlabelled: bool = False) -> dict:
     root = _server_folder(ctx, folder)
     labels = _server_folder(ctx, str(root / labels_dir.strip())) if labels_dir and labels_dir.strip() else None
-    report = ctx.repo.import_voc(ctx.project_id, root, labels, roots=ctx.import_roots)
+    report = ctx.repo.import_voc(ctx.project_id, root, labels, roots=ctx.import_roots,
+                                 zero_is_unlabelled=bool(zero_is_unlabelled))
     return after_import(ctx, sess, report, "VOC import", sort)
+
+
+@ui_errors
+def import_coco(ctx: AppContext, sess: Session, folder: str, coco_file: str, as_ground_truth: bool, sort: str) -> dict:
+    images = _server_folder(ctx, folder)
+    if not str(coco_file or "").strip():
+        raise gr.Error("Enter the path of the COCO JSON file (inside the server's import folders).")
+    try:
+        path = resolve_import_path(coco_file.strip(), ctx.import_roots, forbidden=[ctx.repo.data_dir])
+    except ValidationError as exc:
+        raise gr.Error(html.escape(str(exc))) from None
+    report = ctx.repo.import_coco(ctx.project_id, path, images, as_ground_truth=bool(as_ground_truth),
+                                  roots=ctx.import_roots)
+    return after_import(ctx, sess, report, "COCO import", sort)
 
 
 @ui_errors

@@ -125,12 +125,16 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
 
     # images
     import_out = CLASS_OUT + gallery_out + ["import_report", "upload_files", "upload_dir", "timer"]
-    on(ui.upload_files.upload, cbd.upload, ["state", "upload_files", "sort"], import_out, view=True)
-    on(ui.upload_dir.upload, cbd.upload, ["state", "upload_dir", "sort"], import_out, view=True)
+    tiff_in = ["tiff_plane", "tiff_channels", "tiff_low", "tiff_high"]
+    on(ui.upload_files.upload, cbd.upload, ["state", "upload_files", "sort", *tiff_in], import_out, view=True)
+    on(ui.upload_dir.upload, cbd.upload, ["state", "upload_dir", "sort", *tiff_in], import_out, view=True)
     on(ui.samples_btn.click, cbd.load_samples, ["state", "sort"], import_out, view=True)
-    on(ui.import_folder_btn.click, cbd.import_folder, ["state", "server_folder", "sort"], import_out, view=True)
-    on(ui.import_voc_btn.click, cbd.import_voc, ["state", "server_folder", "voc_labels", "sort"], import_out,
+    on(ui.import_folder_btn.click, cbd.import_folder, ["state", "server_folder", "sort", *tiff_in], import_out,
        view=True)
+    on(ui.import_voc_btn.click, cbd.import_voc, ["state", "server_folder", "voc_labels", "sort", "voc_zero_unlabelled"],
+       import_out, view=True)
+    on(ui.import_coco_btn.click, cbd.import_coco, ["state", "server_folder", "coco_file", "coco_as_gt", "sort"],
+       import_out, view=True)
     on(ui.split.input, cbd.set_split, ["state", "split"], ["title"])
     on(ui.delete_image_btn.click, cbd.delete_image, ["state", "sort"], SHOW + gallery_out, view=True,
        js=confirm_js("Delete the current image and all its labels? This cannot be undone."))

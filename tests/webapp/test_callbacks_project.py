@@ -249,3 +249,53 @@ def test_uploads_are_received_in_the_data_folder_and_deleted_once_imported(ctx, 
     cbd.upload(ctx2, sess, [str(up)], cbv.SORTS[0])
     assert [i.name for i in ctx.images()] == ["photo.png"]
     assert not up.exists() and not up.parent.exists() and folder.is_dir()
+
+
+def test_tiff_settings_coco_and_napari_imports_from_the_images_tab(ctx, sess, tmp_path: Path, tiny_voc):
+    import io
+    import json
+
+    import numpy as np
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, (np.arange(3 * 20 * 30).reshape(3, 20, 30) * 20).astype(np.uint16),
+                     photometric="minisblack")
+    stack = tmp_path / "stack.tif"
+    stack.write_bytes(buf.getvalue())
+    with pytest.raises(gr.Error, match="whole numbers"):
+        cbd.upload(ctx, sess, [str(stack)], cbv.SORTS[0], plane="first")
+    with pytest.raises(gr.Error, match="percentiles"):
+        cbd.upload(ctx, sess, [str(stack)], cbv.SORTS[0], low=90, high=10)
+    out = cbd.upload(ctx, sess, [str(stack)], cbv.SORTS[0], plane="2", channels="", low=1, high=99)
+    assert [i.name for i in ctx.images()] == ["stack_plane002.png"]
+    assert "imported plane 2" in out["import_report"] and "whole import" in out["import_report"]
+
+    # COCO: a file inside the import root, its images in the folder typed above
+    root, labels = tiny_voc
+    names = sorted(p.name for p in (root / "JPEGImages").iterdir())
+    from PIL import Image
+
+    w, h = Image.open(root / "JPEGImages" / names[0]).size
+    doc = {"images": [{"id": 1, "file_name": names[0], "width": w, "height": h}],
+           "categories": [{"id": 1, "name": "red"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}]}
+    (tmp_path / "coco.json").write_text(json.dumps(doc))
+    with pytest.raises(gr.Error, match="COCO JSON file"):
+        cbd.import_coco(ctx, sess, str(root / "JPEGImages"), "", False, cbv.SORTS[0])
+    out = cbd.import_coco(ctx, sess, str(root / "JPEGImages"), str(tmp_path / "coco.json"), True, cbv.SORTS[0])
+    assert "1 imported" in out["import_report"] and "red" in {c.name for c in ctx.classes()}
+
+    # napari / ilastik masks: 0 = unlabelled
+    napari = tmp_path / "napari"
+    napari.mkdir()
+    from core.labels import read_label_png, write_label_png
+
+    for p in labels.iterdir():
+        m = read_label_png(p)
+        write_label_png(napari / p.name, np.where(m == 255, 0, m + 1).astype(np.uint8))
+    q = ctx.repo.create_project("napari")
+    report = ctx.repo.import_voc(q.id, root, napari, zero_is_unlabelled=True)
+    first = report.image_ids[0]
+    stem = ctx.repo.get_image(first).name.rsplit(".", 1)[0]
+    np.testing.assert_array_equal(ctx.repo.label_map(first), read_label_png(labels / f"{stem}.png"))
