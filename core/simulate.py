@@ -286,6 +286,7 @@ def plot_simulation(result: dict, path) -> None:
         curve = run["curve"]
         for ax, key in zip(axes, ("strokes", "labelled_px", "seconds"), strict=True):
             ax.plot([p[key] for p in curve], [100 * p["miou"] for p in curve], lw=1.4, label=name)
+    axes[1].set_xscale("symlog", linthresh=1000)  # accepting predictions adds 100x the pixels of a stroke
     for ax, label in zip(axes, ("strokes (annotator actions)", "labelled pixels", "simulated seconds"), strict=True):
         ax.axhline(100 * full, color="k", lw=0.8, ls="--")
         ax.axhline(95 * full, color="grey", lw=0.8, ls=":")
