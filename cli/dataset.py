@@ -96,7 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--strategy", nargs="+", default=["random", "uncertainty", "error", "refine"],
                    choices=["random", "uncertainty", "error", "refine"], help="strategies to run (default all four)")
     m.add_argument("--budget", type=int, default=100, help="actions per strategy (default 100)")
-    m.add_argument("--stroke-px", type=int, default=40, help="centre-line pixels of one scribble (default 40)")
+    m.add_argument("--stroke-px", type=int, default=40,
+                   help="centre-line pixels of one scribble (default 40; 1 simulates clicks)")
     m.add_argument("--seed", type=int, default=0, help="seed of the simulated annotator (default 0)")
     m.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     m.add_argument("--out", required=True, type=Path, help="folder for simulation.json and simulation.png")

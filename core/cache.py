@@ -1,7 +1,7 @@
 """The feature store: patch tokens cached on disk (float16 safetensors) and in a byte-bounded LRU.
 
 Key = (image pixel hash, backbone, weights identity, input size, FEATURE_VERSION). Writes are atomic
-(temp file + os.replace), so two processes computing the same key both end with one valid file.
+(core.atomic: temp file, fsync, rename), so two processes computing the same key both end with one valid file.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from core.atomic import atomic_path
 from core.features import FeatureExtractor, PatchFeatures
 from core.imageio import pixel_hash
 
@@ -71,20 +71,13 @@ class FeatureStore:
         path = self._path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            meta = {
-                "resized_size": json.dumps(list(feats.resized_size)),
-                "original_size": json.dumps(list(feats.original_size)),
-                "identity": self.extractor.identity,
-            }
-            save_file({"tokens": feats.tokens.contiguous()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        meta = {
+            "resized_size": json.dumps(list(feats.resized_size)),
+            "original_size": json.dumps(list(feats.original_size)),
+            "identity": self.extractor.identity,
+        }
+        with atomic_path(path) as tmp:
+            save_file({"tokens": feats.tokens.contiguous()}, str(tmp), metadata=meta)
 
     # -- LRU --------------------------------------------------------------------------------------
     @staticmethod

@@ -2,7 +2,8 @@
 
 The annotator adds one label at a time the way a person does in the app: a short scribble (`stroke_px`
 centre-line pixels with a round brush of `width`) that stays inside one ground-truth region (it never crosses
-a boundary: the centre line walks inside the region eroded by the brush radius), and after each label the
+a boundary: the centre line walks inside the region eroded by the brush radius; `stroke_px=1, width=1` makes
+every label a click), and after each label the
 head is retrained as the app does (the same trainer, warm-started from the previous head, per-image work
 cached). Held-out mIoU is recorded after every action.
 
