@@ -100,26 +100,44 @@ class TiffScaling:
                 f"{self.options.high:g} percentiles of each shown channel over all images ({spans})")
 
 
-def scaling(stacks: Sequence[TiffStack], options: TiffOptions) -> TiffScaling:
-    """The one intensity map of an import (see the module docstring)."""
-    if all(s.planes.dtype == np.uint8 for s in stacks):
-        return TiffScaling(None, options)
-    rng = np.random.default_rng(0)
-    samples: dict[int, list[np.ndarray]] = {}
-    for s in stacks:
-        planes = s.planes if options.plane is None else s.planes[options.plane : options.plane + 1]
-        for pos, c in enumerate(channel_indices(s.planes.shape[-1], options)):
+class ScalingBuilder:
+    """Collects a bounded sample of each shown channel's values, one stack at a time (so an import of many
+    large TIFFs never holds more than one decoded stack), then gives the import's one intensity map."""
+
+    def __init__(self, options: TiffOptions):
+        self.options = options
+        self.samples: dict[int, list[np.ndarray]] = {}
+        self.only_8bit = True
+        self._rng = np.random.default_rng(0)
+
+    def add(self, stack: TiffStack) -> None:
+        self.only_8bit &= stack.planes.dtype == np.uint8
+        o = self.options
+        planes = stack.planes if o.plane is None else stack.planes[o.plane : o.plane + 1]
+        for pos, c in enumerate(channel_indices(stack.planes.shape[-1], o)):
             values = planes[..., c].reshape(-1)
             if values.size > MAX_SAMPLE:
-                values = values[rng.integers(0, values.size, MAX_SAMPLE)]
-            samples.setdefault(pos, []).append(values.astype(np.float64))
-    ranges = []
-    for pos in sorted(samples):
-        values = np.concatenate(samples[pos])
-        values = values[np.isfinite(values)]
-        lo, hi = (np.percentile(values, [options.low, options.high]) if values.size else (0.0, 1.0))
-        ranges.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
-    return TiffScaling(tuple(ranges), options)
+                values = values[self._rng.integers(0, values.size, MAX_SAMPLE)]
+            self.samples.setdefault(pos, []).append(values.astype(np.float64))
+
+    def build(self) -> TiffScaling:
+        if self.only_8bit:
+            return TiffScaling(None, self.options)
+        ranges = []
+        for pos in sorted(self.samples):
+            values = np.concatenate(self.samples[pos])
+            values = values[np.isfinite(values)]
+            lo, hi = np.percentile(values, [self.options.low, self.options.high]) if values.size else (0.0, 1.0)
+            ranges.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
+        return TiffScaling(tuple(ranges), self.options)
+
+
+def scaling(stacks: Sequence[TiffStack], options: TiffOptions) -> TiffScaling:
+    """The one intensity map of stacks already in memory (see the module docstring)."""
+    builder = ScalingBuilder(options)
+    for s in stacks:
+        builder.add(s)
+    return builder.build()
 
 
 def to_rgb8(plane: np.ndarray, scale: TiffScaling) -> np.ndarray:

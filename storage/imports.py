@@ -6,7 +6,7 @@ import io
 import logging
 import os
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session
 
 from core.imageio import IMAGE_SUFFIXES, SNIFF_BYTES, sniff_image
 from core.labels import VOC_CLASSES, LabelError, read_label_png, voc_palette
-from core.tiff import TiffError, TiffOptions, is_tiff, read_tiff, to_rgb8
+from core.tiff import ScalingBuilder, TiffError, TiffOptions, is_tiff, read_tiff, to_rgb8
 from core.tiff import planes_of as tiff_planes
-from core.tiff import scaling as tiff_scaling
 from core.voc import read_class_file
 
 from . import annotations
@@ -60,50 +59,58 @@ def _hidden(parts: Iterable[str]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def _add_image_or_tiff(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder) -> None:
-    """TIFF files wait for the end of the import (`_add_tiffs`): their intensity rule spans all of them."""
+def _add_image_or_tiff(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder,
+                       reread: Callable[[], bytes] | None = None) -> None:
+    """TIFF files wait for the end of the import (`_add_tiffs`): their intensity rule spans all of them.
+    `reread` gets the bytes again then (a file is read twice rather than held in memory)."""
     if is_tiff(data[:4]):
-        rb.tiffs.append((name, data, "unassigned"))
+        rb.tiffs.append((name, reread or (lambda: data), "unassigned"))
     else:
         _add_one(ctx, project_id, name, data, rb)
 
 
 def _add_tiffs(ctx: Ctx, project_id: int, rb: _ReportBuilder, options: TiffOptions | None) -> None:
     """Every TIFF of the import: one image per plane (or the chosen plane), channels and intensities mapped
-    to 8-bit RGB by one rule for all of them (core.tiff), stored as PNG; the rule goes into the report."""
+    to 8-bit RGB by one rule for all of them (core.tiff), stored as PNG; the rule goes into the report.
+    Two passes, one decoded stack in memory at a time: the first samples intensities, the second converts."""
     if not rb.tiffs:
         return
     options = options or TiffOptions()
-    stacks = []
-    for name, data, split in rb.tiffs:
+    builder, readable = ScalingBuilder(options), []
+    for name, read, split in rb.tiffs:
+        safe = sanitize_filename(name)
         try:
-            stacks.append((name, read_tiff(data, sanitize_filename(name)), split))
-        except TiffError as exc:
-            rb.failed.append((sanitize_filename(name), str(exc).removeprefix(f"{sanitize_filename(name)}: ")))
+            builder.add(read_tiff(read(), safe))
+            readable.append((name, read, split))
+        except (TiffError, OSError) as exc:
+            rb.failed.append((safe, str(exc).removeprefix(f"{safe}: ")))
     rb.tiffs.clear()
-    try:
-        scale = tiff_scaling([s for _, s, _ in stacks], options)
-    except TiffError as exc:
-        rb.failed.extend((sanitize_filename(n), str(exc)) for n, _, _ in stacks)
+    if not readable:
         return
-    for name, stack, split in stacks:
+    try:
+        scale = builder.build()
+    except TiffError as exc:
+        rb.failed.extend((sanitize_filename(n), str(exc)) for n, _, _ in readable)
+        return
+    for name, read, split in readable:
+        safe = sanitize_filename(name)
         try:
+            stack = read_tiff(read(), safe)
             planes = tiff_planes(stack, options)
-            stem = sanitize_filename(name).rsplit(".", 1)[0] or "image"
+            stem = safe.rsplit(".", 1)[0] or "image"
             for k in planes:
                 buf = io.BytesIO()
                 PILImage.fromarray(to_rgb8(stack.planes[k], scale)).save(buf, format="PNG")
                 _add_one(ctx, project_id, f"{stem}_plane{k:03d}.png" if stack.planes.shape[0] > 1 else f"{stem}.png",
                          buf.getvalue(), rb, split)
-        except TiffError as exc:
-            rb.failed.append((sanitize_filename(name), str(exc)))
+        except (TiffError, OSError) as exc:
+            rb.failed.append((safe, str(exc)))
             continue
         if stack.planes.shape[0] > 1:
-            rb.notes.append(f"{sanitize_filename(name)}: {stack.planes.shape[0]} planes (axes {stack.axes}); "
+            rb.notes.append(f"{safe}: {stack.planes.shape[0]} planes (axes {stack.axes}); "
                             + (f"imported plane {options.plane}" if options.plane is not None
                                else f"each imported as an image of its own ({len(planes)})"))
-    if stacks:
-        rb.notes.append(scale.describe())
+    rb.notes.append(scale.describe())
 
 
 def _add_one(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder,
@@ -268,6 +275,9 @@ def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike 
             if read is None:
                 continue
             data = read
+            if is_tiff(data[:4]):
+                rb.tiffs.append((name, path.read_bytes, "unassigned"))  # read again when converted
+                continue
         if name.lower().endswith(".zip"):
             _import_zip_into(ctx, project_id, bytes(data), rb, sanitize_filename(name))
         elif not _is_image(name, bytes(data[:SNIFF_BYTES])):
@@ -303,7 +313,7 @@ def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursiv
             continue
         data = _read_file(path, rb)
         if data is not None:
-            _add_image_or_tiff(ctx, project_id, path.name, data, rb)
+            _add_image_or_tiff(ctx, project_id, path.name, data, rb, path.read_bytes)
     _add_tiffs(ctx, project_id, rb, tiff)
     if outside:
         rb.skipped.append((f"{outside} link(s)", "point outside the import folders; not read"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -204,7 +205,7 @@ class _ReportBuilder:
     annotations: int = 0
     ground_truths: int = 0
     notes: list[str] = field(default_factory=list)
-    tiffs: list[tuple[str, bytes, str]] = field(default_factory=list)  # (name, data, split), added at the end
+    tiffs: list[tuple[str, Callable[[], bytes], str]] = field(default_factory=list)  # (name, bytes, split): at the end
 
     def build(self) -> ImportReport:
         return ImportReport(
