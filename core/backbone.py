@@ -119,9 +119,16 @@ class Backbone:
         batch = batch.to(self.device, non_blocking=True)
         dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            tokens = self.model.forward_features(batch)
-        tokens = tokens[:, self.model.num_prefix_tokens :].float()
-        return tokens.transpose(1, 2).reshape(b, -1, h // PATCH_SIZE, w // PATCH_SIZE)
+            return vit_tokens(self.model, batch).float()
+
+
+def vit_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The ONE token extraction: [B, 3, H, W] -> [B, C, H/14, W/14], the last block's patch tokens after the
+    final norm with CLS and register tokens dropped. No grad mode of its own: the SGD protocol fine-tunes
+    through it, `Backbone.patch_tokens` wraps it in inference mode, the ONNX export traces it."""
+    b, _, h, w = x.shape
+    tokens = model.forward_features(x)[:, model.num_prefix_tokens :]
+    return tokens.transpose(1, 2).reshape(b, -1, h // PATCH_SIZE, w // PATCH_SIZE)
 
 
 def resize_pos_embed(

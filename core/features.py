@@ -143,10 +143,12 @@ def preprocess(rgb: np.ndarray, long_side: int) -> torch.Tensor:
         raise ValueError(f"expected an HxWx3 uint8 RGB array, got {rgb.shape} {rgb.dtype}; use core.imageio.load_rgb")
     rh, rw = resized_size_for(rgb.shape[:2], long_side)
     img = Image.fromarray(rgb).resize((rw, rh), Image.Resampling.BICUBIC)
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return normalise(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1))
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """The ONE input normalisation: RGB [3, H, W] in 0..1 -> (x - ImageNet mean) / std."""
+    return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 class FeatureExtractor:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from core.atomic import atomic_path
-from core.backbone import PATCH_SIZE, Backbone, meta_position_embedding
+from core.backbone import PATCH_SIZE, Backbone, meta_position_embedding, vit_tokens
 from core.features import upsample_logits
 from core.head import HeadMeta, LinearHead, feature_recipe
 
@@ -89,10 +89,7 @@ class _Segmenter(nn.Module):
         self.model, self.head = model, head
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        b, _, height, width = image.shape
-        tokens = self.model.forward_features(image)[:, self.model.num_prefix_tokens :]
-        tokens = tokens.transpose(1, 2).reshape(b, -1, height // PATCH_SIZE, width // PATCH_SIZE)
-        return upsample_logits(self.head(tokens), (height, width))
+        return upsample_logits(self.head(vit_tokens(self.model, image)), image.shape[-2:])
 
 
 def export_onnx(

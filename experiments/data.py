@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DistributedSampler, Sampler
 
-from core.config import IMAGENET_MEAN, IMAGENET_STD
+from core.config import IMAGENET_MEAN
+from core.features import normalise
 from core.labels import IGNORE
 from experiments.config import ProtocolConfig, ProtocolError
 from experiments.distributed import DistContext
@@ -58,9 +59,7 @@ def augment(
     y[:rh, :rw] = torch.from_numpy(lab[y0 : y0 + c, x0 : x0 + c].astype(np.int64))
     if flip:
         x, y = x.flip(-1), y.flip(-1)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x.float() / 255.0 - mean) / std, y
+    return normalise(x.float() / 255.0), y
 
 
 class CropDataset(torch.utils.data.Dataset):

@@ -41,7 +41,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from core.backbone import PATCH_SIZE, Backbone, _file_digest
+from core.backbone import Backbone, _file_digest, vit_tokens
 from core.features import PatchFeatures, preprocess, upsample_logits
 from core.head import HeadMeta, LinearHead, save_head
 from core.loss import masked_cross_entropy
@@ -65,13 +65,6 @@ BACKBONE_FILE = "backbone.safetensors"
 
 # ----------------------------------------------------------------------------------------------------------
 # model
-
-
-def vit_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Patch tokens with gradient (for fine-tuning): [B, 3, H, W] -> [B, C, H/14, W/14]."""
-    b, _, h, w = x.shape
-    tokens = model.forward_features(x)[:, model.num_prefix_tokens :]
-    return tokens.transpose(1, 2).reshape(b, -1, h // PATCH_SIZE, w // PATCH_SIZE)
 
 
 class Segmenter(nn.Module):
