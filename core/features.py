@@ -71,6 +71,31 @@ class PatchFeatures:
         return (flat[idx] * wts.unsqueeze(-1)).sum(1)
 
 
+@dataclass(frozen=True)
+class TokenMoments:
+    """Sums over patch tokens from which a set's mean and std follow: the ONE feature standardisation (the
+    head's mean/std buffers), for the fast trainer (per image, cached between fits) and the SGD protocol."""
+
+    s1: torch.Tensor  # [C] float64 sum
+    s2: torch.Tensor  # [C] float64 sum of squares
+    n: int  # tokens
+
+    @classmethod
+    def of(cls, tokens: torch.Tensor) -> TokenMoments:
+        """tokens: [C, N] float32. Sums in float32 (a few thousand terms), totals in float64; the sum of
+        squares as a squared norm (one pass, no [C, N] temporary)."""
+        s2 = torch.linalg.vector_norm(tokens.float(), dim=1).double().square()
+        return cls(tokens.float().sum(1).double(), s2, int(tokens.shape[1]))
+
+    def __add__(self, other: TokenMoments) -> TokenMoments:
+        return TokenMoments(self.s1 + other.s1, self.s2 + other.s2, self.n + other.n)
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 [C] mean and (population) std."""
+        mean = self.s1 / self.n
+        return mean.float(), (self.s2 / self.n - mean**2).clamp(min=0).sqrt().float()
+
+
 def _axis_weights(dst: np.ndarray, n_in: int, n_out: int):
     """PyTorch's bilinear source index rule (align_corners=False, output size given): for output
     coordinate d the source is (d + 0.5) * n_in / n_out - 0.5, clamped at 0 below, with the upper

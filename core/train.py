@@ -25,7 +25,7 @@ import torch
 
 from core import lbfgs, mixing
 from core.config import TrainConfig  # noqa: F401 (re-exported)
-from core.features import PatchFeatures, upsample_logits
+from core.features import PatchFeatures, TokenMoments, upsample_logits
 from core.head import LinearHead
 from core.labels import IGNORE
 from core.lbfgs import Minimum
@@ -94,22 +94,6 @@ def _stratified_sample(y: np.ndarray, cap: int, seed: Sequence[int]) -> tuple[np
 
 
 @dataclass(frozen=True)
-class _ImageStats:
-    """Sums over one image's tokens, from which the training set's mean and std follow."""
-
-    s1: torch.Tensor  # [C] float64
-    s2: torch.Tensor  # [C] float64
-    n: int
-
-    @classmethod
-    def of(cls, tokens: torch.Tensor) -> _ImageStats:
-        """tokens: [C, h*w] float32. Per-image sums in float32 (a few thousand terms), totals in float64; the
-        sum of squares as a squared norm (one pass, no [C, h*w] temporary)."""
-        s2 = torch.linalg.vector_norm(tokens, dim=1).double().square()
-        return cls(tokens.sum(1).double(), s2, int(tokens.shape[1]))
-
-
-@dataclass(frozen=True)
 class _Chunk:
     """One image's labelled pixels: its feature rows (see PixelSet) and each pixel's 4 references into them."""
 
@@ -130,15 +114,15 @@ class TrainingCache:
 
     def __init__(self, max_bytes: int = 256 * 2**20):
         self.max_bytes = max_bytes
-        self._stats: dict[str, _ImageStats] = {}
+        self._stats: dict[str, TokenMoments] = {}
         self._chunks: dict[str, tuple[tuple, _Chunk | None]] = {}
         self._bytes = 0
 
-    def stats(self, key: str, features: PatchFeatures, tokens: Callable[[], torch.Tensor]) -> _ImageStats:
+    def stats(self, key: str, features: PatchFeatures, tokens: Callable[[], torch.Tensor]) -> TokenMoments:
         hit = self._stats.get(key)
         h, w = features.grid
         if hit is None or hit.n != h * w or hit.s1.numel() != features.dim:
-            hit = self._stats[key] = _ImageStats.of(tokens())
+            hit = self._stats[key] = TokenMoments.of(tokens())
         return hit
 
     def chunk(self, key: str, version: tuple, make: Callable[[], _Chunk | None]) -> _Chunk | None:
@@ -186,8 +170,8 @@ class PixelSetBuilder:
         self.cache = cache
         self._chunks: list[_Chunk] = []
         self._dim: int | None = None
-        self._s1 = self._s2 = None
-        self._n_tok = self._images = 0
+        self._moments: TokenMoments | None = None
+        self._images = 0
 
     def add(self, features: PatchFeatures, labels: np.ndarray, name: str = "", key: str | None = None) -> None:
         """Add one image. With a `key` and a cache, its statistics and gathered pixels are reused from
@@ -197,8 +181,6 @@ class PixelSetBuilder:
         labels = np.asarray(labels)
         if self._dim is None:
             self._dim = features.dim
-            self._s1 = torch.zeros(features.dim, dtype=torch.float64)
-            self._s2 = torch.zeros(features.dim, dtype=torch.float64)
         elif features.dim != self._dim:
             raise TrainingError(f"{name} has {features.dim}-d features, others {self._dim}-d: mixed backbones")
         if labels.shape != features.original_size:
@@ -214,10 +196,8 @@ class PixelSetBuilder:
                 converted.append(features.tokens.float().reshape(features.dim, -1))
             return converted[0]
 
-        stats = self.cache.stats(key, features, tokens) if cached else _ImageStats.of(tokens())
-        self._s1 += stats.s1
-        self._s2 += stats.s2
-        self._n_tok += stats.n
+        stats = self.cache.stats(key, features, tokens) if cached else TokenMoments.of(tokens())
+        self._moments = stats if self._moments is None else self._moments + stats
         flat = np.flatnonzero(labels.ravel() != IGNORE)  # flat indices are ~20x faster than 2-D nonzero
         if cached:
             digest = hashlib.sha1(np.ascontiguousarray(labels).data, usedforsecurity=False).digest()
@@ -267,8 +247,7 @@ class PixelSetBuilder:
     def build(self) -> PixelSet:
         if not self._chunks:
             raise TrainingError("no labelled pixels: draw scribbles or points (or import masks) before training")
-        mean = self._s1 / self._n_tok
-        std = (self._s2 / self._n_tok - mean**2).clamp(min=0).sqrt()
+        mean, std = self._moments.mean_std()
         y_all = torch.cat([c.y for c in self._chunks])
         weight = torch.cat([c.w for c in self._chunks])
         counts = np.sum([c.counts for c in self._chunks], axis=0)
@@ -278,8 +257,8 @@ class PixelSetBuilder:
             rows=torch.cat([c.rows for c in self._chunks]),
             y=y_all,
             weight=weight,
-            mean=mean.float(),
-            std=std.float(),
+            mean=mean,
+            std=std,
             pixel_counts={c: int(n) for c, n in enumerate(counts) if n > 0},
             mix=None if all(c.block.identity_like for c in self._chunks) else mixing.stack([c.block for c in self._chunks]),
         )

@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from core.backbone import Backbone, _file_digest, vit_tokens
-from core.features import PatchFeatures, preprocess, upsample_logits
+from core.features import PatchFeatures, TokenMoments, preprocess, upsample_logits
 from core.head import HeadMeta, LinearHead, save_head
 from core.loss import masked_cross_entropy
 from core.metrics import ConfusionMatrix, SegmentationScores
@@ -111,20 +111,15 @@ def feature_statistics(
     """Mean and std of patch tokens over a seeded sample of training images at the inference size."""
     n = len(data)
     pick = sorted(np.random.default_rng(seed).choice(n, size=min(count, n), replace=False).tolist())
-    s1 = s2 = None
-    tokens_seen = 0
+    moments = None
     for i in pick:
         rgb, _ = data.load(i)
         x = preprocess(rgb, long_side).unsqueeze(0).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             t = vit_tokens(model, x).float()
-        flat = t[0].reshape(t.shape[1], -1).double()
-        s1 = flat.sum(1) if s1 is None else s1 + flat.sum(1)
-        s2 = (flat**2).sum(1) if s2 is None else s2 + (flat**2).sum(1)
-        tokens_seen += flat.shape[1]
-    mean = s1 / tokens_seen
-    std = (s2 / tokens_seen - mean**2).clamp(min=0).sqrt()
-    return mean.float(), std.float()
+        one = TokenMoments.of(t[0].reshape(t.shape[1], -1).cpu())
+        moments = one if moments is None else moments + one
+    return moments.mean_std()
 
 
 # ----------------------------------------------------------------------------------------------------------
