@@ -10,8 +10,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from safetensors.torch import save_file
 from core.atomic import atomic_path
 from core.features import FeatureExtractor, PatchFeatures
 from core.imageio import pixel_hash
+from core.lru import LRU
 
 
 class FeatureStore:
@@ -37,9 +36,7 @@ class FeatureStore:
         self.extractor = extractor
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_memory_bytes = int(max_memory_bytes)
-        self._lru: OrderedDict[str, PatchFeatures] = OrderedDict()
-        self._lru_bytes = 0
-        self._lock = threading.Lock()
+        self._lru: LRU[PatchFeatures] = LRU(max_bytes=self.max_memory_bytes, size=self._nbytes)
         self.hits = self.misses = 0
 
     # -- keys and files -------------------------------------------------------------------------
@@ -85,29 +82,17 @@ class FeatureStore:
         return feats.tokens.numel() * feats.tokens.element_size()
 
     def _remember(self, key: str, feats: PatchFeatures) -> None:
-        with self._lock:
-            if key in self._lru:
-                self._lru.move_to_end(key)
-                return
-            size = self._nbytes(feats)
-            if size > self.max_memory_bytes:
-                return
-            self._lru[key] = feats
-            self._lru_bytes += size
-            while self._lru_bytes > self.max_memory_bytes:
-                _, old = self._lru.popitem(last=False)
-                self._lru_bytes -= self._nbytes(old)
+        if self._lru.get(key) is None:  # (a hit only refreshes the entry)
+            self._lru.put(key, feats)
 
     @property
     def memory_bytes(self) -> int:
-        return self._lru_bytes
+        return self._lru.nbytes
 
     def _lookup(self, key: str) -> PatchFeatures | None:
-        with self._lock:
-            feats = self._lru.get(key)
-            if feats is not None:
-                self._lru.move_to_end(key)
-                return feats
+        feats = self._lru.get(key)
+        if feats is not None:
+            return feats
         feats = self._read(key)
         if feats is not None:
             self._remember(key, feats)
@@ -117,9 +102,8 @@ class FeatureStore:
     def contains(self, image_hash: str) -> bool:
         """Whether features for this image exist (memory or disk), without reading them."""
         key = self.key(image_hash)
-        with self._lock:
-            if key in self._lru:
-                return True
+        if key in self._lru:
+            return True
         path = self._path(key)
         return path is not None and path.is_file()
 

@@ -30,6 +30,7 @@ from core.head import LinearHead
 from core.labels import IGNORE
 from core.lbfgs import Minimum
 from core.loss import masked_cross_entropy
+from core.lru import LRU
 
 
 class TrainingError(ValueError):
@@ -115,8 +116,7 @@ class TrainingCache:
     def __init__(self, max_bytes: int = 256 * 2**20):
         self.max_bytes = max_bytes
         self._stats: dict[str, TokenMoments] = {}
-        self._chunks: dict[str, tuple[tuple, _Chunk | None]] = {}
-        self._bytes = 0
+        self._chunks: LRU[tuple[tuple, _Chunk | None]] = LRU(max_bytes=max_bytes, size=lambda vc: _nbytes(vc[1]))
 
     def stats(self, key: str, features: PatchFeatures, tokens: Callable[[], torch.Tensor]) -> TokenMoments:
         hit = self._stats.get(key)
@@ -129,22 +129,11 @@ class TrainingCache:
         hit = self._chunks.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
-        self._drop(key)
-        chunk = make()
-        self._chunks[key] = (version, chunk)
-        self._bytes += _nbytes(chunk)
-        while self._bytes > self.max_bytes and len(self._chunks) > 1:
-            self._drop(next(iter(self._chunks)))
-        return chunk
+        return self._chunks.put(key, (version, make()))[1]
 
     def forget(self, key: str) -> None:
         self._stats.pop(key, None)
-        self._drop(key)
-
-    def _drop(self, key: str) -> None:
-        old = self._chunks.pop(key, None)
-        if old is not None:
-            self._bytes -= _nbytes(old[1])
+        self._chunks.pop(key)
 
 
 def _nbytes(chunk: _Chunk | None) -> int:

@@ -18,11 +18,11 @@ from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
 from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
 from core.head import check_feature_version, head_from_bytes
 from core.labels import IGNORE
+from core.lru import LRU
 from core.predict import Prediction, patch_logits
 from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState
-from engine.lru import LRU
 from engine.needs import LabelNeeds
 from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings

@@ -88,3 +88,22 @@ def test_two_processes_writing_the_same_key(tmp_path):
     assert sums[0] == sums[1]
     files = [p for p in Path(tmp_path).rglob("*") if p.is_file()]
     assert len(files) == 1 and files[0].suffix == ".safetensors"  # no temp files left behind
+
+
+def test_the_one_lru_bounds_count_and_bytes():
+    from core.lru import LRU
+
+    by_count = LRU(capacity=2)
+    for k in "abc":
+        by_count.put(k, k.upper())
+    assert by_count.get("a") is None and by_count.get("b") == "B" and len(by_count) == 2
+    by_bytes = LRU(max_bytes=10, size=len)
+    by_bytes.put("x", "12345")
+    by_bytes.put("y", "123456")  # 11 bytes: the least recently used goes
+    assert by_bytes.get("x") is None and by_bytes.nbytes == 6
+    by_bytes.put("z", "x" * 11)  # larger than the bound on its own: not kept
+    assert "z" not in by_bytes and by_bytes.get("y") == "123456"
+    by_bytes.put("y", "1")  # replacing an entry updates the byte count
+    assert by_bytes.nbytes == 1 and by_bytes.pop("y") == "1" and by_bytes.nbytes == 0
+    by_count.discard(lambda k: k == "b")
+    assert len(by_count) == 1 and by_count.get_or_compute("q", lambda: "Q") == "Q"
