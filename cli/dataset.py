@@ -290,11 +290,11 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 def run_predict(args: argparse.Namespace) -> int:
     from core import coco
+    from core.atomic import atomic_write
     from core.head import load_head
     from core.imageio import load_rgb
     from core.labels import write_label_png
     from core.predict import predict
-    from storage.files import atomic_write
 
     files = _image_files(args.images)
     head, meta = load_head(args.head)

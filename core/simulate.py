@@ -138,6 +138,7 @@ class Annotator:
         clusters = active.fit_clusters([s.features for s in self.train])  # as the app does for a project
         self._assignments = [clusters.assign(s.features) for s in self.train]
         self._clusters = len(clusters.centroids)
+        self._classes = sorted({int(c) for s in self.train for c in np.unique(s.gt)} - {IGNORE})  # in the GT
 
     def run(self, strategy: str, progress: Callable[[int], None] | None = None) -> list[Point]:
         if strategy not in STRATEGIES:
@@ -176,9 +177,8 @@ class Annotator:
 
     # -- where the next stroke goes ------------------------------------------------------------------
     def _random_start(self, images: list[_Image], rng: np.random.Generator, order: list[int]) -> tuple[int, tuple]:
-        present = sorted({int(c) for im in images for c in np.unique(im.sample.gt) if c != IGNORE})
         if not order:
-            order.extend(rng.permutation(present).tolist())
+            order.extend(rng.permutation(self._classes).tolist())
         cls = order.pop(0)
         having = [i for i, im in enumerate(images) if (im.sample.gt == cls).any()]
         i = having[int(rng.integers(len(having)))]
@@ -231,7 +231,7 @@ class Annotator:
         """Whether every class of the ground truth has a label: before that, accepting a prediction would
         stamp the missing classes out (the head cannot predict what it has never seen)."""
         labelled = {int(c) for im in images for c in np.unique(im.labels)}
-        return all(int(c) in labelled for im in images for c in np.unique(im.sample.gt) if c != IGNORE)
+        return labelled.issuperset(self._classes)
 
     def _accept(self, im: _Image, head: LinearHead) -> bool:
         pred = predict(head, im.sample.features)

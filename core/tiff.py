@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,14 +129,6 @@ class ScalingBuilder:
             lo, hi = np.percentile(values, [self.options.low, self.options.high]) if values.size else (0.0, 1.0)
             ranges.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
         return TiffScaling(tuple(ranges), self.options)
-
-
-def scaling(stacks: Sequence[TiffStack], options: TiffOptions) -> TiffScaling:
-    """The one intensity map of stacks already in memory (see the module docstring)."""
-    builder = ScalingBuilder(options)
-    for s in stacks:
-        builder.add(s)
-    return builder.build()
 
 
 def to_rgb8(plane: np.ndarray, scale: TiffScaling) -> np.ndarray:

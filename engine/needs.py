@@ -63,8 +63,3 @@ class LabelNeeds:
         if fitted is None or totals is None:
             return raw
         return active.weighted(raw, fitted[1].assign(feats), totals)
-
-    def forget(self, project_id: int) -> None:
-        with self._lock:
-            self._clusters.pop(project_id, None)
-            self._totals.pop(project_id, None)

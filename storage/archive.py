@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.atomic import atomic_path
 from core.labels import read_label_png
 
 from . import annotations
@@ -24,7 +25,7 @@ from .archive_schema import validate
 from .context import Ctx
 from .convert import get_or_404, project_classes
 from .errors import ConflictError, ImportLimitError, ValidationError
-from .files import atomic_path, sha256_bytes
+from .files import sha256_bytes
 from .heads import check_safetensors
 from .images import prepare, remove_unreferenced_files
 from .imports import read_member

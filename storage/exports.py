@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from core import coco
+from core.atomic import atomic_path, atomic_write
 from core.labels import IGNORE, label_to_png_bytes
 
 from .annotations import ground_truth, label_maps
 from .classes import list_classes
 from .context import Ctx
 from .errors import ValidationError
-from .files import atomic_path, atomic_write, sanitize_filename, unique_name
+from .files import sanitize_filename, unique_name
 from .heads import get_head, head_weights
 from .images import image_bytes, image_rgb, list_images
 from .projects import get_project

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from core.atomic import atomic_path, atomic_write  # noqa: F401 (re-exported: storage's writers use these)
+from core.atomic import atomic_write
 
 _MAX_NAME_BYTES = 200
 _UNSAFE = re.compile(r'[<>:"|?*]')

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from core.tiff import TiffError, TiffOptions, channel_indices, planes_of, read_tiff, scaling, to_rgb8
+from core.tiff import ScalingBuilder, TiffError, TiffOptions, channel_indices, planes_of, read_tiff, to_rgb8
 
 
 def tiff_bytes(arr: np.ndarray, **kwargs) -> bytes:
@@ -33,6 +33,13 @@ def test_a_stack_is_planes_and_channels_follow_the_rule():
         channel_indices(5, TiffOptions(channels=(7,)))
     with pytest.raises(TiffError, match="not a readable TIFF"):
         read_tiff(b"II*\x00broken", "x.tif")
+
+
+def scaling(stacks, options):
+    builder = ScalingBuilder(options)
+    for s in stacks:
+        builder.add(s)
+    return builder.build()
 
 
 def test_sixteen_bit_images_share_one_intensity_map():
