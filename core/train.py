@@ -142,6 +142,19 @@ def _nbytes(chunk: _Chunk | None) -> int:
     return sum(t.numel() * t.element_size() for t in (chunk.rows, chunk.y, chunk.w)) + chunk.block.nbytes
 
 
+def _label_digest(labels: np.ndarray, flat: np.ndarray) -> bytes:
+    """A digest that changes whenever the label map does: of the labelled pixels' positions and classes when
+    that is less to read than the map (strokes: a refit hashes 16 maps in microseconds, not milliseconds)."""
+    h = hashlib.sha1(usedforsecurity=False)
+    if flat.nbytes + flat.size < labels.nbytes:
+        h.update(flat.tobytes())
+        h.update(np.ascontiguousarray(labels.ravel()[flat]).tobytes())
+    else:
+        h.update(b"map")
+        h.update(np.ascontiguousarray(labels).data)
+    return h.digest()
+
+
 class PixelSetBuilder:
     """Accumulates labelled pixels image by image, so callers can stream features through it instead of
     holding every image's tokens in memory (only the tokens a labelled pixel touches are kept)."""
@@ -189,8 +202,8 @@ class PixelSetBuilder:
         self._moments = stats if self._moments is None else self._moments + stats
         flat = np.flatnonzero(labels.ravel() != IGNORE)  # flat indices are ~20x faster than 2-D nonzero
         if cached:
-            digest = hashlib.sha1(np.ascontiguousarray(labels).data, usedforsecurity=False).digest()
-            version = (digest, labels.shape, features.dim, self._share(flat.size), self.config.seed, self.num_classes)
+            version = (_label_digest(labels, flat), labels.shape, features.dim, self._share(flat.size),
+                       self.config.seed, self.num_classes)
             chunk = self.cache.chunk(key, version, lambda: self._gather(features, tokens(), labels, flat, name, key))
         else:
             chunk = self._gather(features, tokens(), labels, flat, name, key)
@@ -219,8 +232,8 @@ class PixelSetBuilder:
         touched[corner.ravel()] = True
         used = np.flatnonzero(touched)
         if pick.size <= used.size:  # the pixels' own features: sum over the corners k of w_k x token_k
-            corners = tokens.index_select(1, idx.T.reshape(-1)).view(-1, 4, pick.size)  # [C, 4, n]
-            rows, block = (corners * wts.T).sum(1).T, mixing.Block.identity(pick.size)
+            corners = tokens.index_select(1, idx.view(-1)).T.contiguous().view(pick.size, 4, -1)  # [n, 4, C]
+            rows, block = torch.bmm(wts[:, None, :], corners)[:, 0], mixing.Block.identity(pick.size)
         else:
             local = (np.cumsum(touched) - 1)[corner]  # token index -> its row among the used ones
             rows = tokens.index_select(1, torch.from_numpy(used)).T

@@ -116,6 +116,21 @@ def test_a_cache_reuses_unchanged_images_and_gives_the_same_problem():
     assert again.pixel_counts == fresh.pixel_counts
 
 
+@pytest.mark.parametrize("density", [0.05, 1.0])  # strokes (digest of positions and classes), dense masks
+def test_a_cache_sees_a_relabelled_pixel(density):
+    """Same labelled positions, one pixel's class changed: the cached chunk must not be reused."""
+    images, _ = _problem(seed=8, density=density)
+    keyed = [LabelledImage(im.features, im.labels, key=f"img{i}") for i, im in enumerate(images)]
+    cache = TrainingCache()
+    train_head(keyed, 4, cache=cache)
+    relabelled = keyed[0].labels.copy()
+    y, x = np.argwhere(relabelled != IGNORE)[0]
+    relabelled[y, x] = (relabelled[y, x] + 1) % 4
+    keyed[0] = LabelledImage(keyed[0].features, relabelled, key="img0")
+    cached, fresh = gather(keyed, 4, cache=cache), gather(keyed, 4)
+    assert torch.equal(cached.y, fresh.y) and torch.equal(cached.rows, fresh.rows)
+
+
 def test_should_stop_cancels_a_fit():
     images, _ = _problem(seed=6)
     with pytest.raises(TrainingCancelled):
