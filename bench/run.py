@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.config import PARTS, PRESETS, BenchConfig
 from bench.report import Report, json_safe, results_markdown, seconds
 from bench.timing import load_average, machine_info
+from core.errors import InputError, UserError
 
 log = logging.getLogger("bench")
 
@@ -78,7 +79,7 @@ def parse_parts(text: str) -> list[str]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
-        raise ValueError(f"unknown benchmark part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+        raise InputError(f"unknown benchmark part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     return [p for p in PARTS if p in parts]
 
 
@@ -204,7 +205,7 @@ def run_check(args: argparse.Namespace) -> int:
         return 0
     reference = data.get("check", {}).get("cpu_figures_s")
     if not reference:
-        raise ValueError(f"{RESULTS_JSON} has no recorded figures; run `python -m bench --check --record` first")
+        raise InputError(f"{RESULTS_JSON} has no recorded figures; run `python -m bench --check --record` first")
     worse = []
     for name, now in figures.items():
         ref = reference.get(name)
@@ -227,6 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         return run(args)
-    except (ValueError, OSError) as exc:
+    except (UserError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from cli.commands import help_of
 from cli.protocol_args import add_protocol_arguments
 from core.config import TrainConfig
+from core.errors import InputError
 
 if TYPE_CHECKING:  # the run functions import these (torch, timm) when they run: `--help` needs none of them
     from core.cache import FeatureStore
@@ -228,14 +229,14 @@ def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
         elif meta.weights_id.startswith("hub"):
             weights = "hub"
         else:
-            raise ValueError(
+            raise InputError(
                 f"the head was trained with backbone weights {meta.weights_id}; pass the same file with --weights PATH"
             )
     if args.backbone and args.backbone != meta.backbone:
-        raise ValueError(f"the head was trained on {meta.backbone} features, not {args.backbone}; drop --backbone")
+        raise InputError(f"the head was trained on {meta.backbone} features, not {args.backbone}; drop --backbone")
     store = _open_store(meta.backbone, weights, args, meta.long_side)
     if store.extractor.backbone.weights_id != meta.weights_id:
-        raise ValueError(
+        raise InputError(
             f"the head was trained on features of weights {meta.weights_id} but these are "
             f"{store.extractor.backbone.weights_id}; use the same --weights as for training"
         )
@@ -302,7 +303,7 @@ def run_predict(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
-        raise ValueError("two input images share a file name stem; their predictions would overwrite each other")
+        raise InputError("two input images share a file name stem; their predictions would overwrite each other")
     colours = {c.get("index"): c.get("colour") for c in meta.extra.get("classes", [])}  # a web-app export's
     classes = [coco.CocoClass(i, name, colours.get(i)) for i, name in enumerate(meta.classes)]
     info = {"description": f"probeseg predictions of {meta.backbone} head {args.head}", "head": str(args.head)}

@@ -14,6 +14,7 @@ import os
 
 from cli.commands import help_of
 from cli.protocol_args import add_protocol_arguments, protocol_config_from_args
+from core.errors import InputError
 from experiments.config import (
     DEFAULT_MODEL,
     DEFAULT_TAG,
@@ -278,7 +279,7 @@ def _weights_for(specs: list[str], backbones: list[str]):
             default = spec
     unknown = set(per) - set(backbones)
     if unknown:
-        raise ValueError(f"--weights names {', '.join(sorted(unknown))}, which is not in --backbones")
+        raise InputError(f"--weights names {', '.join(sorted(unknown))}, which is not in --backbones")
     return lambda name: per.get(name, default)
 
 

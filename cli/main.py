@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module with `register(subparsers)`, listed in `cli.commands`; this file
 imports only the module of the command that runs (so `--help` needs neither torch nor gradio) and turns the
-clear exceptions raised by core/storage into one-line messages (no tracebacks for bad input).
+user errors raised by core/storage (`core.errors.UserError`) into one-line messages; any other exception is
+a bug, written with its traceback to a log file that the message names.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sys
 
 from cli.commands import COMMANDS
+from core.errors import UserError
 
 
 def version() -> str:
@@ -96,21 +98,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (KeyError, IndexError) as exc:  # bugs: their text is a bare repr, never a message for the user
+    except (UserError, OSError) as exc:  # written for the user (a missing or unreadable file included)
         if verbose:
             raise
-        print(f"internal error ({type(exc).__name__}); run again with -v for the traceback and report it",
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug, whatever its type: its text is no advice, its traceback is kept
+        if verbose:
+            raise
+        print(f"internal error ({type(exc).__name__}), logged to {_log_internal()}; please report it",
               file=sys.stderr)
         return 1
-    except (ValueError, LookupError, RuntimeError, OSError) as exc:
-        if verbose:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        from storage.errors import StorageError  # imported here: storage pulls in SQLAlchemy
 
-        if verbose or not isinstance(exc, StorageError):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+
+def _log_internal() -> str:
+    """Write the exception being handled, with its traceback, to a log file; returns the file's path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="probeseg-internal-error-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"probeseg {' '.join(sys.argv[1:])}\n")
+        traceback.print_exc(file=f)
+    return path

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.config import PATCH_SIZE
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,11 @@ def _registry() -> dict[str, BackboneSpec]:
 BACKBONES: dict[str, BackboneSpec] = _registry()
 
 
-class UnknownBackboneError(ValueError):
+class UnknownBackboneError(UserError, ValueError):
     pass
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserError, RuntimeError):
     pass
 
 

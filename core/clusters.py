@@ -13,6 +13,7 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
+from core.errors import InputError
 from core.features import pixel_cells, upsample_rows
 
 K_MIN, K_MAX = 2, 12
@@ -82,11 +83,11 @@ def kmeans_images(
 ) -> list[ClusterResult]:
     """One K-means over all images' tokens, so a cluster id means the same thing in every image."""
     if not isinstance(k, int | np.integer) or not K_MIN <= k <= K_MAX:
-        raise ValueError(f"k must be an integer within {K_MIN}..{K_MAX}, got {k}")
+        raise InputError(f"k must be an integer within {K_MIN}..{K_MAX}, got {k}")
     arrays = _check_tokens(tokens_list, out_sizes)
     x = np.concatenate([_flat(t) for t in arrays])
     if k > len(x):
-        raise ValueError(f"k = {k} is more than the {len(x)} patch tokens to cluster")
+        raise InputError(f"k = {k} is more than the {len(x)} patch tokens to cluster")
     # L2-normalise: DINO features are compared by cosine similarity, and on the unit sphere Euclidean
     # K-means ranks distances exactly as cosine does.
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

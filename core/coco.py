@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from core.errors import UserError
 from core.labels import IGNORE
 
 
-class CocoError(ValueError):
+class CocoError(UserError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
+from core.errors import UserError
 from core.features import FEATURE_VERSION, IMAGENET_MEAN, IMAGENET_STD
 from core.labels import IGNORE
 
@@ -24,7 +25,7 @@ WEIGHTS_FILE = "head.safetensors"
 META_FILE = "head.json"
 
 
-class HeadFileError(ValueError):
+class HeadFileError(UserError, ValueError):
     pass
 
 
@@ -138,7 +139,7 @@ def write_head(out_dir: str | os.PathLike, weights: bytes, meta: HeadMeta) -> Pa
     CLI's train and the web app's export both write it)."""
     head = head_from_bytes(weights)
     if len(meta.classes) != head.num_classes:
-        raise ValueError(f"{len(meta.classes)} class names for a head with {head.num_classes} outputs")
+        raise HeadFileError(f"{len(meta.classes)} class names for a head with {head.num_classes} outputs")
     meta = HeadMeta(**{**asdict(meta), "weights_sha256": hashlib.sha256(weights).hexdigest(),
                         "features": meta.features or feature_recipe(meta.backbone, meta.long_side)})
     out = Path(out_dir)

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from core.errors import UserError
+
 # Above this many pixels we refuse to decode: a 60-megapixel photo is fine, a 1-gigapixel bomb is not.
 MAX_PIXELS = 120_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -23,7 +25,7 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image could not be read; the message names the file and what to do."""
 
 

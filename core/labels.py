@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.errors import UserError
+
 IGNORE = 255  # unlabelled / ignored pixel in every label map
 
 VOC_CLASSES = (
@@ -17,7 +19,7 @@ VOC_CLASSES = (
 )
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A label map is unreadable or inconsistent; the message names the file and the fix."""
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import InputError
 from core.labels import IGNORE
 
 
@@ -27,7 +28,7 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.n
     p = pred[keep].astype(np.int64, copy=False)
     if g.size and (g.min() < 0 or g.max() >= num_classes):
         bad = g[(g < 0) | (g >= num_classes)][0]
-        raise ValueError(f"ground truth value {bad} is not a class index 0..{num_classes - 1} nor {IGNORE}")
+        raise InputError(f"ground truth value {bad} is not a class index 0..{num_classes - 1} nor {IGNORE}")
     if p.size and (p.min() < 0 or p.max() >= num_classes):
         bad = p[(p < 0) | (p >= num_classes)][0]
         raise ValueError(f"prediction value {bad} is not a class index 0..{num_classes - 1}")

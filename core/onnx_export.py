@@ -25,6 +25,7 @@ from torch import nn
 
 from core.atomic import atomic_path
 from core.backbone import PATCH_SIZE, Backbone, meta_position_embedding, vit_tokens
+from core.errors import UserError
 from core.features import upsample_logits
 from core.head import HeadMeta, LinearHead, feature_recipe
 
@@ -32,7 +33,7 @@ OPSET = 18
 METADATA_KEY = "probeseg"
 
 
-class OnnxExportError(ValueError):
+class OnnxExportError(UserError, ValueError):
     pass
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from core.cache import FeatureStore
+from core.errors import InputError
 from core.features import PatchFeatures, upsample_rows
 from core.head import LinearHead
 
@@ -37,7 +38,7 @@ def patch_logits(head: LinearHead, feats: PatchFeatures) -> torch.Tensor:
     align_corners=False, `upsample_rows`) before the argmax, so a client that receives them (a few KB)
     and applies the same rule draws the same boundary as the full-resolution prediction."""
     if head.dim != feats.dim:
-        raise ValueError(
+        raise InputError(
             f"head expects {head.dim}-d features but the image has {feats.dim}-d: the head was trained "
             "with another backbone; retrain it or pick the matching backbone"
         )

@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from core import active
 from core.config import TrainConfig
+from core.errors import UserError
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
@@ -44,7 +45,7 @@ PIXEL_S = 0.02  # drawing, per centre-line pixel (a 40-pixel stroke: 0.8 s)
 ACCEPT_S = 2.0  # looking over a prediction and accepting its confident part
 
 
-class SimulationError(ValueError):
+class SimulationError(UserError, ValueError):
     pass
 
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import UserError
+
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 MAX_SAMPLE = 1_000_000  # values per channel and image that the percentiles are estimated from
 
 
-class TiffError(ValueError):
+class TiffError(UserError, ValueError):
     pass
 
 

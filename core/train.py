@@ -25,6 +25,7 @@ import torch
 
 from core import lbfgs, mixing
 from core.config import TrainConfig  # noqa: F401 (re-exported)
+from core.errors import UserError
 from core.features import PatchFeatures, TokenMoments, upsample_logits
 from core.head import LinearHead
 from core.labels import IGNORE
@@ -33,7 +34,7 @@ from core.loss import masked_cross_entropy
 from core.lru import LRU
 
 
-class TrainingError(ValueError):
+class TrainingError(UserError, ValueError):
     pass
 
 

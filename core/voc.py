@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from core.imageio import IMAGE_SUFFIXES, load_rgb
 from core.labels import VOC_CLASSES, LabelError, check_label_values, read_label_png
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     pass
 
 

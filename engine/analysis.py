@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.errors import InputError
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
@@ -64,7 +65,7 @@ def refine_layer(scribbles: np.ndarray, pred: Prediction, threshold: float,
     if scribbles.shape != pred.labels.shape:
         raise ValueError(f"scribble layer {scribbles.shape} and prediction {pred.labels.shape} differ in size")
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"confidence threshold must be within 0..1, got {threshold}")
+        raise InputError(f"confidence threshold must be within 0..1, got {threshold}")
     fill = (scribbles == IGNORE) & (pred.confidence >= threshold) & (pred.labels != IGNORE)
     if allowed is not None:
         ok = np.zeros(256, bool)

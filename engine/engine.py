@@ -28,7 +28,7 @@ from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome
 from engine.settings import EngineSettings
 from engine.training import Trainer
 from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
-from storage import ImageInfo, NotFoundError, Repository
+from storage import ImageInfo, ImportReport, NotFoundError, OpResult, Repository
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,13 @@ class ProjectEngine:
         gen = self.trainer.request(project_id, immediate=True)
         return self.trainer.wait(project_id, gen, timeout)
 
+    def wait_settled(self, project_id: int, generation: int | None = None, timeout: float | None = 60.0) -> None:
+        """Block until the training of `generation` (default: the newest request) and the work after it
+        (evaluation, the run record, per-image statistics) are stored: what a script or a test awaits
+        instead of polling. Raises TrainingTimeout."""
+        gen = self.trainer.latest_request(project_id) if generation is None else generation
+        self.trainer.wait_settled(project_id, gen, timeout)
+
     def await_auto_train(self, project_id: int, timeout: float = 5.0) -> bool:
         """Block until the newest training request has finished (or timed out, failed, was superseded
         and finished); True when a head from it or a newer request is ready. Lets the UI return the new
@@ -288,17 +295,49 @@ class ProjectEngine:
         needs = self.needs.all(project_id, state)
         return active.suggest(((i, need, size) for i, (need, size) in needs.items()), n)
 
+    # ------------------------------------------------------------------ label edits
+    # Every change to a project's labels goes through one of these: each commits it through the repository
+    # and then schedules the retrain, so "edit, then retrain" has one owner (the UI and the API call these,
+    # never the repository's label writes followed by a training request of their own).
+
+    def apply_op(self, project_id: int, image_id: int, op: object, author: str,
+                 train: bool = True) -> tuple[OpResult, int]:
+        """Commit one canvas operation (storage.ops) and start a fit at once (no debounce) when it changed
+        labels; returns the committed result and the training generation (0 = none requested)."""
+        res = self.repo.apply_op(image_id, op, author=author)
+        gen = self.request_train(project_id, immediate=True) if train and res.applied and not res.duplicate else 0
+        return res, gen
+
     def refine(self, project_id: int, image_id: int, threshold: float,
                allowed: np.ndarray | None = None) -> int:
-        """Store confident predictions (>= threshold) as scribbles where the image has none; returns the
-        number of pixels added (0 stores nothing). Undo removes them again."""
+        """Store confident predictions (>= threshold) as scribbles where the image has none, and retrain;
+        returns the number of pixels added (0 stores nothing). Undo removes them again."""
         pred = self.prediction(project_id, image_id, wait=30.0)
         if pred is None:
-            raise ValueError("no prediction to refine yet: label two classes and train first")
+            raise TrainingError("no prediction to refine yet: label two classes and train first")
         layer, added = analysis.refine_layer(self.repo.scribble_layer(image_id), pred, threshold, allowed)
         if added:
             self.repo.save_scribbles(image_id, layer, author="refine")
+            self.request_train(project_id)
         return added
+
+    def move_class(self, project_id: int, class_id: int, index: int) -> None:
+        """Move a class to another index; the head's outputs follow the new order after the retrain."""
+        self.repo.move_class(class_id, index)
+        self.request_train(project_id)
+
+    def delete_class(self, project_id: int, class_id: int, mode: str | None, reassign_to: int | None) -> None:
+        """Delete a class (`mode`: see Repository.delete_class); retrain when labels changed class or went."""
+        self.repo.delete_class(class_id, mode, reassign_to)
+        if mode is not None:
+            self.request_train(project_id)
+
+    def imported(self, project_id: int, report: ImportReport) -> None:
+        """After an import: features for the new images, and a retrain when label masks came with them."""
+        if report.image_ids:
+            self.ensure_features(report.image_ids)
+        if report.annotations:
+            self.request_train(project_id)
 
     def display_rgb(self, image_id: int, max_side: int) -> np.ndarray:
         """The image downscaled so its longer side is at most max_side (cached)."""
@@ -370,10 +409,14 @@ class ProjectEngine:
         return np.asarray(img)
 
     def delete_image(self, image_id: int) -> None:
+        """Delete an image with its labels; retrain when it had any (the head must not keep them)."""
+        info = self.repo.get_image(image_id)
         try:
             self.repo.delete_image(image_id)
         finally:
             self.forget_image(image_id)
+        if info.labelled_pixels:
+            self.request_train(info.project_id)
 
     def image_exists(self, image_id: int) -> bool:
         try:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.errors import UserError
 from core.train import TrainingError
 from engine.results import TrainOutcome, TrainStatus
 
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 class Superseded(Exception):
     """A newer request arrived while this training was running: its result would be stale."""
+
+
+class TrainingTimeout(UserError, TimeoutError):
+    """A wait for a fit ran out; the fit itself goes on."""
 
 
 # run(project_id, generation, should_stop) -> (outcome, post-processing callable or None)
@@ -36,6 +41,7 @@ class _ProjectState:
     immediate: bool = False
     running: int = 0  # generation being trained, 0 = none
     completed: int = 0  # highest generation that finished (with a head or an error)
+    settled: int = 0  # highest generation whose work after training (evaluation, statistics) is done too
     last: TrainOutcome | None = None
     error: str | None = None
     error_generation: int = 0
@@ -78,7 +84,7 @@ class Trainer:
         with self._cond:
             st = self._state(project_id)
             if not self._cond.wait_for(lambda: st.completed >= generation or self._stop, timeout):
-                raise TimeoutError(f"training did not finish within {timeout:.0f} s; it goes on in the background")
+                raise TrainingTimeout(f"training did not finish within {timeout:.0f} s; it goes on in the background")
             if st.error is not None and st.error_generation >= generation and (
                 st.last is None or st.error_generation > st.last.generation
             ):
@@ -86,6 +92,15 @@ class Trainer:
             if st.last is None:
                 raise TrainingError("training was stopped")
             return st.last
+
+    def wait_settled(self, project_id: int, generation: int, timeout: float | None = None) -> None:
+        """Wait until `generation` (or a newer one) has finished and so has the work after it: the
+        evaluation, the run record and the per-image statistics are stored. Never raises a training
+        error (see `wait` for that); raises TrainingTimeout."""
+        with self._cond:
+            st = self._state(project_id)
+            if not self._cond.wait_for(lambda: st.settled >= generation or self._stop, timeout):
+                raise TrainingTimeout(f"the work after training did not finish within {timeout:.0f} s")
 
     def status(self, project_id: int) -> TrainStatus:
         with self._cond:
@@ -158,15 +173,15 @@ class Trainer:
                 st.last = outcome
                 st.completed = max(st.completed, gen)
         except Superseded:
-            pass  # the newer request is pending; the loop picks it up
-        except TrainingError as exc:
+            return  # the newer request is pending; the loop picks it up
+        except UserError as exc:
             with self._cond:
                 st.error, st.error_generation = str(exc), gen
                 st.completed = max(st.completed, gen)
-        except Exception as exc:  # never let the trainer thread die
+        except Exception:  # a bug: logged with its traceback; never let the trainer thread die
             log.exception("training of project %s failed", pid)
             with self._cond:
-                st.error, st.error_generation = f"internal error during training ({type(exc).__name__}: {exc})", gen
+                st.error, st.error_generation = "internal error during training (the details are in the server log)", gen
                 st.completed = max(st.completed, gen)
         finally:
             with self._cond:
@@ -179,3 +194,6 @@ class Trainer:
                 pass
             except Exception:
                 log.exception("post-training update of project %s failed", pid)
+        with self._cond:
+            st.settled = max(st.settled, gen)
+            self._cond.notify_all()

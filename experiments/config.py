@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from core.config import PATCH_SIZE
+from core.errors import UserError
 
 SCHEDULES = ("constant", "poly", "cosine")
 KINDS = ("scribble", "point", "noisy", "zeroshot")
@@ -16,7 +17,7 @@ KINDS = ("scribble", "point", "noisy", "zeroshot")
 # the training protocol
 
 
-class ProtocolError(ValueError):
+class ProtocolError(UserError, ValueError):
     pass
 
 
@@ -80,7 +81,7 @@ class ProtocolConfig:
 # label generators
 
 
-class LabelGenError(ValueError):
+class LabelGenError(UserError, ValueError):
     pass
 
 
@@ -161,7 +162,7 @@ TEMPLATES: tuple[str, ...] = (
 )
 
 
-class ZeroShotError(ValueError):
+class ZeroShotError(UserError, ValueError):
     pass
 
 

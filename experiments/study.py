@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from core.errors import UserError
 from experiments.labelgen import (
     NoisyConfig,
     PointConfig,
@@ -55,7 +56,7 @@ PAPER_LABEL_QUALITY = {"noisy@63.6": 63.6, "noisy@69.4": 69.4}
 DINOV2_LINEAR_VOC = {"dinov2_vits14": 81.1, "dinov2_vitb14": 82.5}
 
 
-class StudyError(ValueError):
+class StudyError(UserError, ValueError):
     pass
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from core.errors import UserError
 
-class StorageError(Exception):
-    """Base class of every error raised by `storage`."""
+
+class StorageError(UserError):
+    """Base class of every error raised by `storage` for the user (see core.errors)."""
 
 
 class NotFoundError(StorageError, LookupError):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.labels import IGNORE
+from storage.errors import ValidationError
 
 NONE = IGNORE  # code of 'no label'
 
@@ -194,7 +195,7 @@ def _table(folded: Folded) -> tuple[tuple[int, ...], dict[int, int]]:
         ids.update(int(v) for v in ev.class_map.values() if v is not None)
     table = tuple(sorted(ids))
     if len(table) > NONE:
-        raise ValueError(f"an image cannot use more than {NONE} classes")
+        raise ValidationError(f"an image cannot use more than {NONE} classes")
     return table, {cid: code for code, cid in enumerate(table)}
 
 
@@ -266,7 +267,7 @@ def paint_on_top(labels: Labels, ev: Event, before: Folded) -> Labels | None:
         return None
     if int(ev.class_id) not in table:
         if len(table) >= NONE:
-            raise ValueError(f"an image cannot use more than {NONE} classes")
+            raise ValidationError(f"an image cannot use more than {NONE} classes")
         table = table + (int(ev.class_id),)
     code = table.index(int(ev.class_id))
     codes = codes.copy()

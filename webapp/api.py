@@ -39,9 +39,10 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.errors import UserError
 from core.labels import label_to_png_bytes
 from engine.results import GridScores
-from storage import ConflictError, DatabaseBusyError, NotFoundError, StorageError, ValidationError
+from storage import ConflictError, DatabaseBusyError, NotFoundError, ValidationError
 from webapp.auth import Backoff, logged_in
 from webapp.context import AppContext
 
@@ -78,7 +79,7 @@ def _status_of(exc: BaseException) -> tuple[int, str]:
         return 409, str(exc)
     if isinstance(exc, DatabaseBusyError):
         return 503, str(exc)
-    if isinstance(exc, StorageError | ValueError):
+    if isinstance(exc, UserError):
         return 422 if isinstance(exc, ValidationError) else 400, str(exc)
     if isinstance(exc, SQLAlchemyError):
         log.exception("database error in the API")
@@ -200,8 +201,7 @@ class Api:
                 raise HTTPException(422, "no files: send one or more in the multipart field `files`")
             def store():  # type: ignore[no-untyped-def]  # in a thread: an import must not stall the event loop
                 report = _guard(lambda: ctx.repo.import_uploads(pid, files))
-                if report.image_ids:
-                    ctx.engine.ensure_features(report.image_ids)
+                ctx.engine.imported(pid, report)
                 return report, [_guard(lambda i=i: ctx.repo.get_image(i)) for i in report.image_ids]
 
             report, infos = await asyncio.to_thread(store)
@@ -227,11 +227,7 @@ class Api:
 
             def commit():  # type: ignore[no-untyped-def]
                 pid, _info = self.image(project, image_id)
-                res = _guard(lambda: ctx.repo.apply_op(image_id, body, author=self.author(request)))
-                gen = 0
-                if res.applied and not res.duplicate and train:
-                    gen = ctx.engine.request_train(pid, immediate=True)  # the fit starts now, no debounce
-                return res, gen
+                return _guard(lambda: ctx.engine.apply_op(pid, image_id, body, self.author(request), train=train))
 
             res, gen = await asyncio.to_thread(commit)
             return {"op_id": res.op_id, "seq": res.seq, "duplicate": res.duplicate, "applied": res.applied,

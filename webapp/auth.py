@@ -16,6 +16,8 @@ import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from core.errors import InputError
+
 log = logging.getLogger(__name__)
 
 FREE_FAILURES = 3  # wrong passwords in a row before attempts are slowed down
@@ -67,13 +69,13 @@ def read_auth_file(path: str | os.PathLike) -> str:
         mode = p.stat().st_mode
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"--auth-file {p}: cannot read it ({exc.strerror or exc})") from None
+        raise InputError(f"--auth-file {p}: cannot read it ({exc.strerror or exc})") from None
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ValueError(f"--auth-file {p} can be read by other users (mode {stat.filemode(mode)}); "
+        raise InputError(f"--auth-file {p} can be read by other users (mode {stat.filemode(mode)}); "
                          f"make it private with `chmod 600 {p}`")
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
     if ":" not in line:
-        raise ValueError(f"--auth-file {p}: expected one line user:password")
+        raise InputError(f"--auth-file {p}: expected one line user:password")
     return line
 
 

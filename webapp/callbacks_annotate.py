@@ -130,5 +130,4 @@ def refine(ctx: AppContext, sess: Session, threshold: float, visible: list[str] 
         gr.Info(f"No unlabelled pixel is predicted with confidence ≥ {threshold:.2f}; lower the threshold.")
         return {}
     gr.Info(f"Added {added:,} labelled pixels from the prediction; erase or paint over the mistakes.")
-    ctx.engine.request_train(ctx.project_id)
     return _reopen(ctx, sess, reload_labels=True)

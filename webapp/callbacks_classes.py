@@ -116,8 +116,7 @@ def move(ctx: AppContext, sess: Session, value: str | None, delta: int) -> dict:
     target = index + int(delta)
     if not 0 <= target < len(classes):
         return {}
-    ctx.repo.move_class(cid, target)
-    ctx.engine.request_train(ctx.project_id)  # the head's outputs follow the new order after retraining
+    ctx.engine.move_class(ctx.project_id, cid, target)
     return class_outputs(ctx, sess, cid)
 
 
@@ -141,9 +140,8 @@ def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassig
         if target == cid:
             raise gr.Error("Choose another class than the one being deleted.")
     api_mode = None if not usage.in_use else ("reassign" if mode == REASSIGN else "delete_labels")
-    ctx.repo.delete_class(cid, api_mode, target)
+    ctx.engine.delete_class(ctx.project_id, cid, api_mode, target)
     if usage.in_use:
-        ctx.engine.request_train(ctx.project_id)
         sess.nonce += 1  # the canvas reloads the labels that changed class or went away
     gr.Info(f"Deleted class '{html.escape(c.name)}'.")
     return class_outputs(ctx, sess, target)

@@ -51,9 +51,9 @@ def _paths(files: Sequence | str | None) -> list[str]:
 
 
 def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str, sort: str) -> dict:
-    """Queue features, tell the user, refresh the gallery, open the first new image if none is open."""
-    if report.image_ids:
-        ctx.engine.ensure_features(report.image_ids)
+    """Queue features (and a retrain for imported labels), tell the user, refresh the gallery, open the first
+    new image if none is open."""
+    ctx.engine.imported(ctx.project_id, report)
     if report.failed and not report.image_ids:
         gr.Warning(f"{what}: nothing imported. " + "; ".join(f"{n}: {r}" for n, r in report.failed[:3]))
     elif report.failed:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
+from core.errors import InputError
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -36,16 +38,16 @@ class ServeConfig:
             return None
         user, sep, password = self.auth.partition(":")
         if not sep or not user or not password:
-            raise ValueError("--auth (or PROBESEG_AUTH) must look like user:password")
+            raise InputError("--auth (or PROBESEG_AUTH) must look like user:password")
         return user, password
 
     def validate(self) -> ServeConfig:
         if not 0 < int(self.port) < 65536:
-            raise ValueError(f"--port must be within 1..65535, got {self.port}")
+            raise InputError(f"--port must be within 1..65535, got {self.port}")
         if not 14 <= int(self.long_side) <= 4096:
-            raise ValueError(f"--long-side must be within 14..4096, got {self.long_side}")
+            raise InputError(f"--long-side must be within 14..4096, got {self.long_side}")
         if not self.project.strip():
-            raise ValueError("--project must not be empty")
+            raise InputError("--project must not be empty")
         self.auth_pair()
         return self
 

@@ -10,16 +10,11 @@ from typing import TypeVar
 
 import gradio as gr
 
-from storage import StorageError
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable)
-
-# Errors whose message is written for the user (they say what went wrong and how to fix it). KeyError and
-# IndexError are bugs, whose text is a bare repr ("'file'"): they are internal errors.
-USER_ERRORS = (StorageError, ValueError, LookupError, TimeoutError)
-BUGS = (KeyError, IndexError, UnicodeError)
 
 
 def user_message(exc: BaseException) -> str:
@@ -28,8 +23,8 @@ def user_message(exc: BaseException) -> str:
 
 
 def ui_errors(fn: F) -> F:
-    """Decorator for callbacks: user errors become `gr.Error(message)`; anything else is logged with its
-    traceback on the server and shown as a short internal-error message."""
+    """Decorator for callbacks: user errors (`core.errors.UserError`) become `gr.Error(message)`; anything
+    else is a bug, logged with its traceback on the server and shown as a short internal-error message."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -37,9 +32,7 @@ def ui_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except BUGS:  # before USER_ERRORS: KeyError and IndexError are LookupErrors
-            _internal(fn)
-        except USER_ERRORS as exc:
+        except UserError as exc:
             raise gr.Error(user_message(exc), print_exception=False) from None
         except Exception:
             _internal(fn)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from core.errors import InputError
 from core.labels import IGNORE
 from storage import ClassInfo
 
@@ -24,7 +25,7 @@ def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     if len(c) == 3:
         c = "".join(ch * 2 for ch in c)
     if len(c) != 6:
-        raise ValueError(f"not a colour: {colour!r} (expected #rrggbb)")
+        raise InputError(f"not a colour: {colour!r} (expected #rrggbb)")
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from core.errors import UserError
+
 SAMPLE_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 
 
 def sample_dir() -> Path:
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise LookupError("sample images come from scikit-image, which is not installed: pip install scikit-image")
+        raise UserError("sample images come from scikit-image, which is not installed: pip install scikit-image")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
@@ -20,5 +22,5 @@ def sample_files() -> list[tuple[str, bytes]]:
     folder = sample_dir()
     found = [(name, (folder / name).read_bytes()) for name in SAMPLE_FILES if (folder / name).is_file()]
     if not found:
-        raise LookupError(f"no sample images found in {folder}; upload your own images instead")
+        raise UserError(f"no sample images found in {folder}; upload your own images instead")
     return found

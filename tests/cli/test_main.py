@@ -74,3 +74,34 @@ def test_the_wheel_holds_every_package_its_data_and_the_probeseg_command(tmp_pat
     assert "probeseg = cli.main:main" in entry
     assert "Requires-Dist: torch" in meta and "Provides-Extra: clip" in meta
     assert "Requires-Dist: open_clip_torch" not in meta.split("Provides-Extra: clip")[0]  # only with [clip]
+
+
+@pytest.mark.parametrize("exc", [KeyError("file"), ValueError("operands could not be broadcast")])
+def test_a_bug_is_an_internal_error_logged_with_its_traceback(exc, tmp_path, monkeypatch, capsys):
+    import cli.dataset
+
+    def broken(args):
+        raise exc
+
+    monkeypatch.setattr(cli.dataset, "run_evaluate", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    assert main(["evaluate", "--data", str(tmp_path), "--head", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"internal error ({type(exc).__name__}), logged to " in err and "broadcast" not in err
+    log = Path(err.split("logged to ")[1].split(";")[0])
+    assert log.parent == tmp_path and "Traceback" in log.read_text() and "def broken" not in err
+
+
+def test_a_user_error_is_one_line(tmp_path, monkeypatch, capsys):
+    import cli.dataset
+    from core.errors import InputError
+
+    def refusing(args):
+        raise InputError("--labels DIR holds no label maps; point it at the folder of PNGs")
+
+    monkeypatch.setattr(cli.dataset, "run_evaluate", refusing)
+    assert main(["evaluate", "--data", str(tmp_path), "--head", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "error: --labels DIR holds no label maps; point it at the folder of PNGs\n"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -65,10 +63,8 @@ def test_train_predict_and_bookkeeping(repo, project, engine):
     assert small.labels.shape == (42, 56)
     info = repo.latest_head(project.id)
     assert info.id == outcome.head_id and info.meta["class_ids"] == [c.id for c in repo.list_classes(project.id)]
-    deadline = time.monotonic() + 30  # the run record and uncertainty scores follow right after
-    while time.monotonic() < deadline and not (repo.list_training_runs(project.id)
-                                               and repo.get_image(other.id).uncertainty is not None):
-        time.sleep(0.05)
+    engine.wait_settled(project.id, timeout=120)  # the run record and uncertainty scores follow the head
+    assert repo.get_image(other.id).uncertainty is not None
     run = repo.list_training_runs(project.id)[-1]
     assert run.head_id == outcome.head_id and run.labelled_pixels == sum(outcome.pixel_counts.values())
     assert repo.get_image(other.id).has_prediction
@@ -131,9 +127,7 @@ def test_evaluation_against_ground_truth(repo, project, engine):
     result = engine.evaluate(project.id)
     assert result.split == "val" and result.images == 1
     assert result.scores.miou > 0.9
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not repo.list_training_runs(project.id):
-        time.sleep(0.05)
+    engine.wait_settled(project.id, timeout=120)
     assert repo.list_training_runs(project.id)[-1].metrics["miou"] > 0.9
 
 

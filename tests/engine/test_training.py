@@ -99,3 +99,43 @@ def test_regions_and_refine_layer():
     scribbles = np.array([[255, 255], [255, 0]], np.uint8)
     out, added = refine_layer(scribbles, pred, 0.9)
     assert added == 2 and out.tolist() == [[0, 255], [1, 0]]  # the user's own label (0) is kept
+
+
+def test_the_work_after_training_can_be_awaited():
+    released, done = threading.Event(), []
+
+    def run(pid, gen, stop):
+        def post(stop_post):
+            released.wait(30)  # evaluation and statistics take a while
+            done.append(gen)
+
+        return outcome(gen), post
+
+    trainer = Trainer(run, debounce_s=0.0)
+    try:
+        gen = trainer.request(3, immediate=True)
+        assert trainer.wait(3, gen, timeout=10).generation == gen  # the head is there ...
+        assert done == []  # ... but not the work after it
+        with pytest.raises(TimeoutError):
+            trainer.wait_settled(3, gen, timeout=0.2)
+        released.set()
+        trainer.wait_settled(3, gen, timeout=30)
+        assert done == [gen]
+    finally:
+        released.set()
+        trainer.close()
+
+
+def test_a_bug_in_training_reaches_the_waiter_as_an_internal_error_without_its_text():
+    def run(pid, gen, stop):
+        raise KeyError("secret-internal-name")
+
+    trainer = Trainer(run, debounce_s=0.0)
+    try:
+        gen = trainer.request(4, immediate=True)
+        with pytest.raises(TrainingError, match="internal error") as err:
+            trainer.wait(4, gen, timeout=10)
+        assert "secret-internal-name" not in str(err.value)
+        trainer.wait_settled(4, gen, timeout=10)  # a failed fit has nothing after it: settled at once
+    finally:
+        trainer.close()

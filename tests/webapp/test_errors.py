@@ -8,6 +8,8 @@ import logging
 import gradio as gr
 import pytest
 
+from core.errors import InputError
+from core.train import TrainingError
 from storage import ValidationError
 from webapp.errors import ui_errors
 
@@ -20,12 +22,16 @@ def _raising(exc: BaseException):
     return callback
 
 
-def test_user_errors_keep_their_message():
+@pytest.mark.parametrize("exc", [ValidationError("photo.png: the file is empty"),
+                                 TrainingError("photo.png: the file is empty"), InputError("photo.png: the file is empty")])
+def test_user_errors_keep_their_message(exc):
     with pytest.raises(gr.Error, match="Photo.png: the file is empty"):
-        _raising(ValidationError("photo.png: the file is empty"))()
+        _raising(exc)()
 
 
 @pytest.mark.parametrize("exc", [KeyError("file"), IndexError("list index out of range"),
+                                 ValueError("operands could not be broadcast together with shapes (3,) (4,)"),
+                                 LookupError("no such thing"),
                                  RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database "
                                               "[SQL: INSERT INTO annotation ...]")])
 def test_bugs_are_internal_errors_without_internals(exc, caplog):
@@ -33,5 +39,5 @@ def test_bugs_are_internal_errors_without_internals(exc, caplog):
         _raising(exc)()
     text = err.value.message
     assert text.startswith("Internal error") and "saved" not in text
-    assert "'file'" not in text and "SQL" not in text and "sqlite" not in text
+    assert "'file'" not in text and "SQL" not in text and "sqlite" not in text and "broadcast" not in text
     assert any(r.exc_info for r in caplog.records)  # the traceback is in the server log
