@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-from core.config import PATCH_SIZE
+from core.config import PATCH_SIZE, TrainConfig
 from core.errors import UserError
 
 SCHEDULES = ("constant", "poly", "cosine")
@@ -27,7 +27,11 @@ class ProtocolConfig:
     batch_size: int = 10  # global batch, split evenly over DistributedDataParallel processes
     lr: float = 0.001  # head learning rate
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    # The objective, by default the interactive trainer's (core.train, TrainConfig): class-balanced Eq. 1
+    # plus an L2 penalty on the head's weights (not its bias). --no-class-balance --weight-decay 0 is the
+    # paper's literal Eq. 1.
+    weight_decay: float = TrainConfig.weight_decay
+    class_balance: bool = TrainConfig.class_balance
     schedule: str = "constant"  # constant | poly (power 0.9) | cosine
     crop: int = 448  # square training crop, a multiple of 14
     base_long_side: int = 448  # scale 1.0 resizes the image's long side to this; also the inference size
@@ -72,6 +76,8 @@ class ProtocolConfig:
             )
         if self.lr <= 0 or self.backbone_lr < 0:
             raise ProtocolError("learning rates must be positive")
+        if self.weight_decay < 0:
+            raise ProtocolError(f"--weight-decay must be >= 0, got {self.weight_decay}")
 
     def to_dict(self) -> dict:
         return asdict(self)

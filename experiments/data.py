@@ -75,13 +75,14 @@ class CropDataset(torch.utils.data.Dataset):
         return len(self.ids)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        image_id = self.ids[i]
-        rgb = self.dataset.image(image_id)
+        rgb = self.dataset.image(self.ids[i])
+        return rgb, self.labels_only(i, rgb.shape[:2])
+
+    def labels_only(self, i: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Image i's label map (checked against `size` when given), without decoding the image."""
         if self.labels_dir is None:
-            labels = self.dataset.ground_truth(image_id, rgb.shape[:2])
-        else:
-            labels = self.dataset.labels(self.labels_dir, image_id, rgb.shape[:2])
-        return rgb, labels
+            return self.dataset.ground_truth(self.ids[i], size)
+        return self.dataset.labels(self.labels_dir, self.ids[i], size)
 
     def __getitem__(self, key: int):
         rgb, labels = self.load(key % len(self.ids))

@@ -2,13 +2,17 @@
 
 SGD with momentum 0.9, learning rate 0.001, batch 10, 20,000 iterations; every batch is freshly augmented
 (random scale, 448 x 448 crop, horizontal flip, colour jitter) and run through the backbone (bf16 on CUDA).
-The loss is Eq. 1 literally: the head's logits bilinearly upsampled to the crop, pixel-wise cross-entropy
-over the labelled pixels (255 = unlabelled is masked out), averaged over the labelled pixels of the batch.
+The loss is Eq. 1: the head's logits bilinearly upsampled to the crop, pixel-wise cross-entropy over the
+labelled pixels (255 = unlabelled is masked out), averaged (class-weighted) over the labelled pixels of the
+batch.
 The backbone is frozen (the paper's method) unless `finetune` is set (Table 4's "Tuning" column), in which
 case it trains too, with its own smaller learning rate, and is saved next to the head.
 
-The paper gives no schedule, weight decay or jitter strengths; the defaults here (constant learning rate, no
-weight decay, scale 0.5-2.0 around a 448-pixel long side, torchvision-style jitter 0.4/0.4/0.4/0.1 with
+The objective is by default the interactive trainer's (core.train): Eq. 1 with each class weighted by
+total / (classes present x its labelled pixels), counted once over the training labels, plus weight decay
+1e-3 on the head's weights (not its bias); `--no-class-balance --weight-decay 0` is the paper's literal,
+unweighted Eq. 1. The paper gives no schedule, weight decay or jitter strengths; the defaults here (constant
+learning rate, scale 0.5-2.0 around a 448-pixel long side, torchvision-style jitter 0.4/0.4/0.4/0.1 with
 probability 0.8) are stated so they can be changed. The head standardises its input features with statistics
 of the frozen backbone's tokens on up to `stats_images` training images (a fixed affine map: it does not
 change what a linear head can express, only how well SGD is conditioned).
@@ -44,8 +48,10 @@ from torch.utils.data import DataLoader
 from core.backbone import Backbone, _file_digest, vit_tokens
 from core.features import PatchFeatures, TokenMoments, preprocess, upsample_logits
 from core.head import HeadMeta, LinearHead, save_head
+from core.labels import IGNORE
 from core.loss import masked_cross_entropy
 from core.metrics import ConfusionMatrix, SegmentationScores
+from core.train import class_weights
 from experiments.checkpoints import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -122,6 +128,18 @@ def feature_statistics(
     return moments.mean_std()
 
 
+def _class_weight(data: CropDataset, num_classes: int, device: torch.device) -> torch.Tensor:
+    """core.train's class-balance weights from the labelled pixels of every training label map (one pass
+    over the label files; the images are not decoded)."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i in range(len(data)):
+        labels = data.labels_only(i)
+        counts += np.bincount(labels[labels != IGNORE].ravel(), minlength=num_classes)[:num_classes]
+    if not counts.any():
+        raise ProtocolError("the training labels hold no labelled pixel; check --labels and the split")
+    return torch.from_numpy(class_weights(counts)).to(device)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # training
 
@@ -176,7 +194,11 @@ def _train(
     head = LinearHead(backbone.spec.embed_dim, num_classes).to(device)
     segmenter = Segmenter(model, head, config.finetune, config.amp)
 
-    params = [{"params": list(head.parameters()), "lr": config.lr, "base_lr": config.lr}]
+    # Weight decay on the head's weights only, as core.train's penalty (the bias is free there too).
+    params = [
+        {"params": [head.conv.weight], "lr": config.lr, "base_lr": config.lr, "weight_decay": config.weight_decay},
+        {"params": [head.conv.bias], "lr": config.lr, "base_lr": config.lr, "weight_decay": 0.0},
+    ]
     if config.finetune:
         params.append(
             {
@@ -185,9 +207,8 @@ def _train(
                 "base_lr": config.backbone_lr,
             }
         )
-    optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=0.0)
+    class_weight = _class_weight(data, num_classes, device) if config.class_balance else None
 
     ckpt_path = out / CHECKPOINT_FILE
     start_iter, history = 0, []
@@ -246,7 +267,7 @@ def _train(
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * lr_factor(config, it)
         logits = trainable(x)
-        ce_sum, labelled = masked_cross_entropy(logits, y)  # Eq. 1, unweighted (the paper's recipe)
+        ce_sum, labelled = masked_cross_entropy(logits, y, class_weight)  # Eq. 1 (see the module docstring)
         counts = all_sum(
             torch.tensor([float(ce_sum.detach()), float(labelled)], dtype=torch.float64, device=device), ctx
         ).cpu()
