@@ -246,7 +246,7 @@ def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
 def run_evaluate(args: argparse.Namespace) -> int:
     from core.head import load_head
     from core.metrics import ConfusionMatrix
-    from core.predict import predict
+    from core.predict import Predictor
     from core.voc import DatasetError, VocDataset
 
     ds = VocDataset.open(args.data)
@@ -260,9 +260,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     store = _store_for_head(args, meta)
     cm = ConfusionMatrix(len(ds.classes))
     items = [(i, (lambda i=i: ds.image(i))) for i in ids]
+    predictor = Predictor()
     for image_id, rgb, feats in _features_in_batches(store, items, f"evaluating {args.split}"):
         gt = ds.ground_truth(image_id, size=rgb.shape[:2])
-        cm.update(gt, predict(head, feats).labels)
+        predictor.set_features(feats)
+        cm.update(gt, predictor.predict(head).labels)
     scores = cm.scores()
     print(scores.format_table(list(ds.classes)))
     out = args.json or (args.head / f"eval-{args.split}.json")
@@ -295,7 +297,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from core.head import load_head
     from core.imageio import load_rgb
     from core.labels import write_label_png
-    from core.predict import predict
+    from core.predict import Predictor
 
     files = _image_files(args.images)
     head, meta = load_head(args.head)
@@ -309,8 +311,10 @@ def run_predict(args: argparse.Namespace) -> int:
     info = {"description": f"probeseg predictions of {meta.backbone} head {args.head}", "head": str(args.head)}
     builder = coco.CocoBuilder(classes, info, include_background=args.coco_background) if args.coco else None
     items = [(f, (lambda f=f: load_rgb(f))) for f in files]
+    predictor = Predictor()
     for n, (path, rgb, feats) in enumerate(_features_in_batches(store, items, "predicting"), start=1):
-        labels = predict(head, feats).labels
+        predictor.set_features(feats)
+        labels = predictor.predict(head).labels
         write_label_png(args.out / f"{path.stem}.png", labels)
         if builder is not None:
             builder.add({"id": n, "file_name": path.name, "height": rgb.shape[0], "width": rgb.shape[1]}, labels)

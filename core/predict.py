@@ -6,6 +6,7 @@ bands of rows, so memory stays bounded for 60-megapixel images.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -72,22 +73,39 @@ def predict(head: LinearHead, feats: PatchFeatures, band_bytes: int = BAND_BYTES
 
 
 class Predictor:
-    """Set an image once (its features are fetched from the store or computed), then predict many times
-    with whichever head is current. Mirrors segment-anything's SamPredictor."""
+    """Set an image once, then predict many times with whichever head is current (segment-anything's
+    SamPredictor): the features are the expensive part, a head is cheap. The one prediction path of the
+    CLI, the engine (the app and the API) and the exports. The image comes as RGB, whose features the
+    store fetches or computes, or as features computed elsewhere (a batched extraction, the engine's cache)."""
 
-    def __init__(self, store: FeatureStore):
+    def __init__(self, store: FeatureStore | None = None):
         self.store = store
         self._features: PatchFeatures | None = None
 
     def set_image(self, rgb: np.ndarray, image_hash: str | None = None) -> PatchFeatures:
+        if self.store is None:
+            raise RuntimeError("this Predictor has no FeatureStore: build it as Predictor(store) to set RGB "
+                               "images, or pass features with set_features")
         self._features = self.store.get(rgb, image_hash)
         return self._features
+
+    def set_features(self, features: PatchFeatures) -> None:
+        self._features = features
 
     @property
     def features(self) -> PatchFeatures:
         if self._features is None:
-            raise RuntimeError("no image set: call predictor.set_image(rgb) before predict()")
+            raise RuntimeError("no image set: call predictor.set_image(rgb) or set_features(...) before predict()")
         return self._features
 
-    def predict(self, head: LinearHead) -> Prediction:
-        return predict(head, self.features)
+    def predict(self, head: LinearHead, size: tuple[int, int] | None = None) -> Prediction:
+        """Labels, confidence and entropy at the image's size, or at `size` (H, W; e.g. a display size:
+        the same patch grid mapped onto fewer pixels, so it costs less)."""
+        feats = self.features
+        if size is not None and tuple(size) != tuple(feats.original_size):
+            feats = dataclasses.replace(feats, original_size=(int(size[0]), int(size[1])))
+        return predict(head, feats)
+
+    def patch_logits(self, head: LinearHead) -> torch.Tensor:
+        """[K, h, w] scores on the patch grid (what a client upsamples by the same rule; see patch_logits)."""
+        return patch_logits(head, self.features)

@@ -16,7 +16,7 @@ from core.errors import InputError
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
-from core.predict import Prediction, predict
+from core.predict import Prediction, Predictor
 from storage import ClassInfo
 
 
@@ -43,17 +43,12 @@ class HeadState:
         return lut
 
 
-def at_size(feats: PatchFeatures, size: tuple[int, int] | None) -> PatchFeatures:
-    """The same tokens mapped onto another pixel size (predictions at display size are cheap)."""
-    if size is None or tuple(size) == tuple(feats.original_size):
-        return feats
-    return dataclasses.replace(feats, original_size=(int(size[0]), int(size[1])))
-
-
 def predict_mapped(state: HeadState, feats: PatchFeatures, lut: np.ndarray,
                    size: tuple[int, int] | None = None) -> Prediction:
     """Prediction whose labels are current class indices (IGNORE where the predicted class was deleted)."""
-    pred = predict(state.head, at_size(feats, size))
+    predictor = Predictor()
+    predictor.set_features(feats)
+    pred = predictor.predict(state.head, size)
     return dataclasses.replace(pred, labels=lut[pred.labels])
 
 

@@ -19,7 +19,7 @@ from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
 from core.head import check_feature_version, head_from_bytes
 from core.labels import IGNORE
 from core.lru import LRU
-from core.predict import Prediction, patch_logits
+from core.predict import Prediction, Predictor
 from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState
@@ -260,7 +260,9 @@ class ProjectEngine:
             return None
         lut = state.lut(self.repo.list_classes(project_id))
         index = tuple(None if lut[ch] == IGNORE else int(lut[ch]) for ch in range(len(state.class_ids)))
-        logits = patch_logits(state.head, feats).numpy().astype(np.float32, copy=False)
+        predictor = Predictor()
+        predictor.set_features(feats)
+        logits = predictor.patch_logits(state.head).numpy().astype(np.float32, copy=False)
         return GridScores(state.head_id, logits, index, tuple(feats.original_size), state.generation, counter,
                           state.interim)
 

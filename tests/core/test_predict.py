@@ -62,6 +62,19 @@ def test_predictor_requires_set_image_first(random_backbone):
     assert predictor.predict(LinearHead(384, 2)).labels.shape == (30, 40) and feats.dim == 384
 
 
+def test_predictor_on_given_features_at_any_size():
+    head, feats = _head_and_feats()
+    predictor = Predictor()
+    with pytest.raises(RuntimeError, match="FeatureStore"):
+        predictor.set_image(np.zeros((30, 40, 3), np.uint8))
+    predictor.set_features(feats)
+    full = predictor.predict(head)
+    np.testing.assert_array_equal(full.labels, predict(head, feats).labels)
+    small = predictor.predict(head, (feats.original_size[0] // 2, feats.original_size[1] // 3))
+    assert small.labels.shape == (feats.original_size[0] // 2, feats.original_size[1] // 3)
+    torch.testing.assert_close(predictor.patch_logits(head), head(feats.tokens.float()[None])[0])
+
+
 def test_head_files_round_trip(tmp_path):
     head, feats = _head_and_feats()
     head.set_statistics(torch.arange(6.0), torch.full((6,), 2.0))
