@@ -33,14 +33,18 @@ MEANINGFUL_MIOU = 0.3  # below this full-label mIoU the stroke counts measure no
 
 
 def synthetic_dataset(cfg: BenchConfig) -> tuple[list[simulate.Sample], list[simulate.Sample]]:
-    model = synth.TokenModel.create(cfg.num_classes, cfg.active_dim, cfg.seed + 500, separation=cfg.active_separation)
+    model = synth.TokenModel.create(
+        cfg.num_classes, cfg.active_dim, cfg.seed + 500, separation=cfg.active_separation
+    )
 
     def samples(n: int, offset: int) -> list[simulate.Sample]:
         out = []
         for i in range(n):
             seed = cfg.seed + offset + i
             gt = synth.make_gt(cfg.active_size, cfg.active_size, cfg.num_classes, seed)
-            out.append(simulate.Sample(synth.synthetic_tokens(gt, model, seed, long_side=cfg.active_size), gt))
+            out.append(
+                simulate.Sample(synth.synthetic_tokens(gt, model, seed, long_side=cfg.active_size), gt)
+            )
         return out
 
     return samples(cfg.active_train, 600), samples(cfg.active_val, 700)
@@ -56,13 +60,18 @@ def voc_dataset(cfg: BenchConfig, root: Path) -> tuple[list[simulate.Sample], li
     (root / "JPEGImages").mkdir(parents=True)
     (root / "SegmentationClass").mkdir()
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-    splits = {"train": range(cfg.active_train), "val": range(cfg.active_train, cfg.active_train + cfg.active_val)}
+    splits = {
+        "train": range(cfg.active_train),
+        "val": range(cfg.active_train, cfg.active_train + cfg.active_val),
+    }
     for split, ids in splits.items():
         for i in ids:
             scene = synth.make_scene(cfg.active_size, cfg.active_size, cfg.num_classes, cfg.seed + 800 + i)
             Image.fromarray(scene.rgb).save(root / "JPEGImages" / f"img{i:03d}.png")
             write_label_png(root / "SegmentationClass" / f"img{i:03d}.png", scene.gt)
-        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"img{i:03d}\n" for i in ids))
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
+            "".join(f"img{i:03d}\n" for i in ids)
+        )
     (root / "classes.txt").write_text("".join(f"class{c}\n" for c in range(cfg.num_classes)))
     ds = VocDataset.open(root)
     backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
@@ -71,8 +80,10 @@ def voc_dataset(cfg: BenchConfig, root: Path) -> tuple[list[simulate.Sample], li
     def samples(split: str) -> list[simulate.Sample]:
         ids = ds.ids(split)
         rgbs = [ds.image(i) for i in ids]
-        return [simulate.Sample(f, ds.ground_truth(i, rgb.shape[:2]))
-                for i, rgb, f in zip(ids, rgbs, store.get_many(rgbs), strict=True)]
+        return [
+            simulate.Sample(f, ds.ground_truth(i, rgb.shape[:2]))
+            for i, rgb, f in zip(ids, rgbs, store.get_many(rgbs), strict=True)
+        ]
 
     return samples("train"), samples("val")
 
@@ -83,43 +94,79 @@ def _median_strokes(runs: list[dict], strategy: str, budget: int) -> float:
 
 def run_active(cfg: BenchConfig, report: Report) -> None:
     section = report.section(
-        "active", f"Active labelling: strokes to 95 % of full-label mIoU (median of {len(cfg.active_seeds)} annotator "
+        "active",
+        f"Active labelling: strokes to 95 % of full-label mIoU (median of {len(cfg.active_seeds)} annotator "
         f"seeds, budget {cfg.active_budget})",
-        ["dataset", "full-label mIoU", *simulate.STRATEGIES, "uncertainty / random", "uncertainty / error"])
+        ["dataset", "full-label mIoU", *simulate.STRATEGIES, "uncertainty / random", "uncertainty / error"],
+    )
     figures: dict = {"datasets": {}}
     with tempfile.TemporaryDirectory(prefix="bench-active-") as tmp:
-        datasets = {"synthetic tokens": synthetic_dataset(cfg), "VOC layout (random ViT)": voc_dataset(cfg, Path(tmp))}
+        datasets = {
+            "synthetic tokens": synthetic_dataset(cfg),
+            "VOC layout (random ViT)": voc_dataset(cfg, Path(tmp)),
+        }
         for name, (train, val) in datasets.items():
             runs = []
             for seed in cfg.active_seeds:
                 config = simulate.SimConfig(budget=cfg.active_budget, seed=seed)
                 runs.append(simulate.simulate(train, val, cfg.num_classes, simulate.STRATEGIES, config))
-                log.info("   %s seed %d: %s", name, seed, {k: v["strokes_to_95"] for k, v in runs[-1]["strategies"].items()})
+                log.info(
+                    "   %s seed %d: %s",
+                    name,
+                    seed,
+                    {k: v["strokes_to_95"] for k, v in runs[-1]["strategies"].items()},
+                )
             med = {s: _median_strokes(runs, s, cfg.active_budget) for s in simulate.STRATEGIES}
             full = statistics.median(r["full_label_miou"] for r in runs)
             vs_random, vs_error = med["uncertainty"] / med["random"], med["uncertainty"] / med["error"]
-            section.add_row([name, f"{100 * full:.1f} %", *(f"{med[s]:g}" for s in simulate.STRATEGIES),
-                             f"{vs_random:.2f}", f"{vs_error:.2f}"],
-                            {"dataset": name, "full_label_miou": full, "median_strokes_to_95": med,
-                             "per_seed": [{k: v["strokes_to_95"] for k, v in r["strategies"].items()} for r in runs]})
+            section.add_row(
+                [
+                    name,
+                    f"{100 * full:.1f} %",
+                    *(f"{med[s]:g}" for s in simulate.STRATEGIES),
+                    f"{vs_random:.2f}",
+                    f"{vs_error:.2f}",
+                ],
+                {
+                    "dataset": name,
+                    "full_label_miou": full,
+                    "median_strokes_to_95": med,
+                    "per_seed": [{k: v["strokes_to_95"] for k, v in r["strategies"].items()} for r in runs],
+                },
+            )
             # Features that cannot segment (random ViT weights: a full-label mIoU near chance) reach "95 % of
             # full" in a stroke or two whatever the strategy: no verdict on them.
             meaningful = full >= MEANINGFUL_MIOU
             why = "" if meaningful else f"; full-label mIoU {100 * full:.0f} %: too low for a verdict"
-            report.target(f"uncertainty vs random, {name}", "<= 0.5x the strokes to 95 %", f"{vs_random:.2f}x",
-                          vs_random <= 0.5 if meaningful else None,
-                          f"{med['uncertainty']:g} vs {med['random']:g} strokes{why}")
-            report.target(f"uncertainty vs error oracle, {name}", "<= 1.5x the strokes to 95 %", f"{vs_error:.2f}x",
-                          vs_error <= 1.5 if meaningful else None,
-                          f"{med['uncertainty']:g} vs {med['error']:g} strokes{why}")
-            figures["datasets"][name] = {"median_strokes_to_95": med, "full_label_miou": full,
-                                         "simulation": runs[0]}
+            report.target(
+                f"uncertainty vs random, {name}",
+                "<= 0.5x the strokes to 95 %",
+                f"{vs_random:.2f}x",
+                vs_random <= 0.5 if meaningful else None,
+                f"{med['uncertainty']:g} vs {med['random']:g} strokes{why}",
+            )
+            report.target(
+                f"uncertainty vs error oracle, {name}",
+                "<= 1.5x the strokes to 95 %",
+                f"{vs_error:.2f}x",
+                vs_error <= 1.5 if meaningful else None,
+                f"{med['uncertainty']:g} vs {med['error']:g} strokes{why}",
+            )
+            figures["datasets"][name] = {
+                "median_strokes_to_95": med,
+                "full_label_miou": full,
+                "simulation": runs[0],
+            }
         if cfg.name == "full":
             simulate.plot_simulation(figures["datasets"]["synthetic tokens"]["simulation"], PLOT)
-            section.notes.append(f"![simulated annotation sessions]({PLOT.name}) (synthetic tokens, seed "
-                                 f"{cfg.active_seeds[0]})")
-    section.notes.append("random: a random pixel of each class in turn; uncertainty: the app's rule (core.active: "
-                         "entropy where unlabelled, weighted by how common that kind of patch is among unsure ones, "
-                         "blobs before boundary strips; best region across images); error: the largest wrong region "
-                         "(an oracle); refine: error, plus accepting each image's confident predictions once")
+            section.notes.append(
+                f"![simulated annotation sessions]({PLOT.name}) (synthetic tokens, seed "
+                f"{cfg.active_seeds[0]})"
+            )
+    section.notes.append(
+        "random: a random pixel of each class in turn; uncertainty: the app's rule (core.active: "
+        "entropy where unlabelled, weighted by how common that kind of patch is among unsure ones, "
+        "blobs before boundary strips; best region across images); error: the largest wrong region "
+        "(an oracle); refine: error, plus accepting each image's confident predictions once"
+    )
     report.figures["active"] = json.loads(json.dumps(figures, default=float))

@@ -43,8 +43,19 @@ class AppProcess:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = data_dir.parent / "app.log"
         cmd = [
-            sys.executable, "app.py", "serve", "--weights", "random", "--backbone", cfg.backbone,
-            "--port", str(self.port), "--data-dir", str(data_dir), "--long-side", str(cfg.long_side),
+            sys.executable,
+            "app.py",
+            "serve",
+            "--weights",
+            "random",
+            "--backbone",
+            cfg.backbone,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            "--long-side",
+            str(cfg.long_side),
         ]
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())

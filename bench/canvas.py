@@ -41,8 +41,16 @@ from bench.timing import load_average, percentile
 log = logging.getLogger("bench")
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = 180_000
 
 
@@ -54,7 +62,9 @@ def prepare(cfg: BenchConfig, data: Path, n_images: int, labelled: int) -> list[
     from storage import Repository
 
     k = min(cfg.num_classes, 3)
-    scenes = [synth.make_scene(cfg.canvas_size, cfg.canvas_size, k, cfg.seed + 900 + i) for i in range(n_images)]
+    scenes = [
+        synth.make_scene(cfg.canvas_size, cfg.canvas_size, k, cfg.seed + 900 + i) for i in range(n_images)
+    ]
     with Repository.open(data) as repo:
         p = repo.create_project("default")
         ids = [repo.list_classes(p.id)[0].id] + [repo.add_class(p.id, f"class {j}").id for j in range(1, k)]
@@ -63,10 +73,19 @@ def prepare(cfg: BenchConfig, data: Path, n_images: int, labelled: int) -> list[
         for i, (image_id, sc) in enumerate(zip(images[1:], scenes[1:], strict=True)):
             rows = _label_rows(sc.gt, per_image, seed=cfg.seed + i)
             for j, (r, c0, c1, cls) in enumerate(rows):
-                repo.apply_op(image_id, {"op_id": f"pre-{i}-{j}", "kind": "stroke", "class_id": ids[cls],
-                                         "radius": 0, "points": [[c0, r], [c1, r]]})
-        engine = ProjectEngine.create(repo, load_backbone(cfg.backbone, weights="random"), data / "features",
-                                      long_side=cfg.long_side)
+                repo.apply_op(
+                    image_id,
+                    {
+                        "op_id": f"pre-{i}-{j}",
+                        "kind": "stroke",
+                        "class_id": ids[cls],
+                        "radius": 0,
+                        "points": [[c0, r], [c1, r]],
+                    },
+                )
+        engine = ProjectEngine.create(
+            repo, load_backbone(cfg.backbone, weights="random"), data / "features", long_side=cfg.long_side
+        )
         try:
             for image_id in images:
                 engine.features(image_id, wait=None)
@@ -97,7 +116,9 @@ def _label_rows(gt: np.ndarray, total: int, seed: int) -> list[tuple[int, int, i
     return out
 
 
-def _stroke_in(gt: np.ndarray, cls: int, rng: np.random.Generator, length: int = 40) -> list[tuple[float, float]]:
+def _stroke_in(
+    gt: np.ndarray, cls: int, rng: np.random.Generator, length: int = 40
+) -> list[tuple[float, float]]:
     """A short straight stroke (image pixels) well inside a region of class `cls`."""
     from scipy import ndimage
 
@@ -116,8 +137,9 @@ def _stroke_in(gt: np.ndarray, cls: int, rng: np.random.Generator, length: int =
     return [(float(xs[0]), float(ys[0]))]
 
 
-def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, strokes: int,
-                    toggles: bool) -> dict:
+def browser_session(
+    cfg: BenchConfig, work: Path, n_images: int, labelled: int, strokes: int, toggles: bool
+) -> dict:
     from playwright.sync_api import sync_playwright
 
     data = work / "data"
@@ -126,18 +148,31 @@ def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, 
     try:
         app.wait_ready(cfg.app_start_timeout_s)
         with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM,
-                                                       headless=True, args=FLAGS,
-                                                       viewport={"width": 1366, "height": 768})
+            ctx = p.chromium.launch_persistent_context(
+                str(work / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1366, "height": 768},
+            )
             ctx.set_default_timeout(TIMEOUT_MS)
-            ctx.route("**/*", lambda route: route.continue_()
-                      if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")) else route.abort())
+            ctx.route(
+                "**/*",
+                lambda route: (
+                    route.continue_()
+                    if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+                    else route.abort()
+                ),
+            )
             page = ctx.new_page()
             page.goto(app.url + "?image=1", wait_until="load")
-            page.wait_for_function("() => window.__probeseg && window.__probeseg.state.W > 0 && "
-                                   "window.__probeseg.state.labelIdx")
+            page.wait_for_function(
+                "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx"
+            )
             wire: list[tuple[str, int]] = []  # (url, bytes) of finished API requests
-            page.on("requestfinished", lambda r: wire.append((r.url, _sizes(r))) if "/api/" in r.url else None)
+            page.on(
+                "requestfinished", lambda r: wire.append((r.url, _sizes(r))) if "/api/" in r.url else None
+            )
             rng = np.random.default_rng(cfg.seed)
             gt = scenes[0].gt
             warm = cfg.canvas_warmup_strokes
@@ -154,19 +189,37 @@ def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, 
                     page.wait_for_function("() => window.__probeseg.state.queue.length === 0")
                     continue
                 try:
-                    page.wait_for_function(f"() => window.__probeseg.strokes.length === {n + 1} && "
-                                           "window.__probeseg.strokes.every((s) => s.t_paint)")
+                    page.wait_for_function(
+                        f"() => window.__probeseg.strokes.length === {n + 1} && "
+                        "window.__probeseg.strokes.every((s) => s.t_paint)"
+                    )
                 except Exception as exc:  # say what the page saw: the bench's own bug or the app's
                     page.screenshot(path="/tmp/canvas-timeout.png")
                     v = page.evaluate("() => window.__probeseg.state.view")
-                    sx, sy = box["x"] + v["x"] + (pts[0][0] + 0.5) * v["s"], box["y"] + v["y"] + (pts[0][1] + 0.5) * v["s"]
-                    log.error("at %s: %s; box %s view %s", (sx, sy), page.evaluate(
-                        f"() => {{ const e = document.elementFromPoint({sx}, {sy}); return e && (e.tagName + '.' + e.className); }}"), box, v)
-                    seen = page.evaluate("() => JSON.stringify({n: window.__probeseg.strokes.length, tool: window.__probeseg.state.tool, strokes: window.__probeseg.strokes.slice(-2), "
-                                         "unsaved: window.__probeseg.state.queue.length, "
-                                         "refused: window.__probeseg.state.refused})")
-                    raise RuntimeError(f"stroke {n} at {pts}: no overlay within the timeout; the page saw {seen}; "
-                                       f"app log: {app.tail(600)}") from exc
+                    sx, sy = (
+                        box["x"] + v["x"] + (pts[0][0] + 0.5) * v["s"],
+                        box["y"] + v["y"] + (pts[0][1] + 0.5) * v["s"],
+                    )
+                    log.error(
+                        "at %s: %s; box %s view %s",
+                        (sx, sy),
+                        page.evaluate(
+                            f"() => {{ const e = document.elementFromPoint({sx}, {sy}); "
+                            "return e && (e.tagName + '.' + e.className); }"
+                        ),
+                        box,
+                        v,
+                    )
+                    seen = page.evaluate(
+                        "() => JSON.stringify({n: window.__probeseg.strokes.length, "
+                        "tool: window.__probeseg.state.tool, strokes: window.__probeseg.strokes.slice(-2), "
+                        "unsaved: window.__probeseg.state.queue.length, "
+                        "refused: window.__probeseg.state.refused})"
+                    )
+                    raise RuntimeError(
+                        f"stroke {n} at {pts}: no overlay within the timeout; the page saw {seen}; "
+                        f"app log: {app.tail(600)}"
+                    ) from exc
                 page.wait_for_timeout(cfg.canvas_pause_ms)
             page.wait_for_timeout(1500)
             marks.append(len(wire))
@@ -182,7 +235,7 @@ def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, 
             ctx.close()
     finally:
         app.stop()
-    stroke_bytes = sum(b for url, b in wire[marks[0]:marks[1]]) / max(1, strokes)
+    stroke_bytes = sum(b for url, b in wire[marks[0] : marks[1]]) / max(1, strokes)
     out = {
         "ack_ms": [r["t_ack"] - r["t_up"] for r in recs],
         "overlay_ms": [r["t_paint"] - r["t_up"] for r in recs],
@@ -196,7 +249,9 @@ def browser_session(cfg: BenchConfig, work: Path, n_images: int, labelled: int, 
 
 def _sizes(request) -> int:
     s = request.sizes()
-    return int(s["requestBodySize"] + s["requestHeadersSize"] + s["responseBodySize"] + s["responseHeadersSize"])
+    return int(
+        s["requestBodySize"] + s["requestHeadersSize"] + s["responseBodySize"] + s["responseHeadersSize"]
+    )
 
 
 def _drag(page, box: dict, view: dict, pts: list[tuple[float, float]]) -> None:
@@ -245,8 +300,13 @@ def concurrent_clients(cfg: BenchConfig, work: Path) -> dict:
             with httpx.Client(timeout=60) as c:
                 while time.monotonic() < stop_at:
                     cls = int(rng.integers(0, gt.max() + 1))
-                    op = {"op_id": f"c{n}-{uuid.uuid4().hex}", "kind": "stroke", "class_id": classes[cls]["id"],
-                          "radius": 3, "points": [list(p) for p in _stroke_in(gt, cls, rng, 20)]}
+                    op = {
+                        "op_id": f"c{n}-{uuid.uuid4().hex}",
+                        "kind": "stroke",
+                        "class_id": classes[cls]["id"],
+                        "radius": 3,
+                        "points": [list(p) for p in _stroke_in(gt, cls, rng, 20)],
+                    }
                     t0 = time.perf_counter()
                     for attempt in range(20):  # a canvas retries the same op_id until it is acknowledged
                         try:
@@ -276,8 +336,13 @@ def concurrent_clients(cfg: BenchConfig, work: Path) -> dict:
         stored = set()
         for image in {i for i, _ in acked}:
             stored |= _op_ids(repo, image)
-    return {"acked": len(acked), "lost": sum(1 for _, o in acked if o not in stored), "errors": len(errors),
-            "error_kinds": sorted(set(errors))[:5], "ms": lat}
+    return {
+        "acked": len(acked),
+        "lost": sum(1 for _, o in acked if o not in stored),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "ms": lat,
+    }
 
 
 def _op_ids(repo, image_id: int) -> set[str]:
@@ -285,16 +350,33 @@ def _op_ids(repo, image_id: int) -> set[str]:
 
     from storage.models import Annotation
 
-    return set(repo._ctx.db.read(lambda s: list(s.scalars(
-        select(Annotation.op_id).where(Annotation.image_id == image_id, Annotation.op_id.is_not(None))))))
+    return set(
+        repo._ctx.db.read(
+            lambda s: list(
+                s.scalars(
+                    select(Annotation.op_id).where(
+                        Annotation.image_id == image_id, Annotation.op_id.is_not(None)
+                    )
+                )
+            )
+        )
+    )
 
 
 def run_canvas(cfg: BenchConfig, report: Report) -> None:
-    section = report.section("canvas", f"Annotation canvas in Chromium and 8 API clients ({cfg.backbone}, random "
-                             f"weights, {cfg.canvas_size}x{cfg.canvas_size} images, features cached)",
-                             ["quantity", "value"])
-    names = ("operation acknowledged p50", "stroke to overlay p50 / p95 (3 images)",
-             "stroke to overlay p50 (20 images, ~100k px)", "toggle repaint", "concurrent clients")
+    section = report.section(
+        "canvas",
+        f"Annotation canvas in Chromium and 8 API clients ({cfg.backbone}, random "
+        f"weights, {cfg.canvas_size}x{cfg.canvas_size} images, features cached)",
+        ["quantity", "value"],
+    )
+    names = (
+        "operation acknowledged p50",
+        "stroke to overlay p50 / p95 (3 images)",
+        "stroke to overlay p50 (20 images, ~100k px)",
+        "toggle repaint",
+        "concurrent clients",
+    )
     try:
         import playwright  # noqa: F401
     except ImportError:
@@ -308,8 +390,14 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
     load_start = load_average()
     try:
         small = browser_session(cfg, work / "small", cfg.canvas_images, 0, cfg.canvas_strokes, toggles=True)
-        large = browser_session(cfg, work / "large", cfg.canvas_images_large, cfg.canvas_labelled_pixels,
-                                max(3, cfg.canvas_strokes // 2), toggles=False)
+        large = browser_session(
+            cfg,
+            work / "large",
+            cfg.canvas_images_large,
+            cfg.canvas_labelled_pixels,
+            max(3, cfg.canvas_strokes // 2),
+            toggles=False,
+        )
         conc = concurrent_clients(cfg, work / "concurrent")
     except ApiUnavailable as exc:
         section.skipped = f"the app did not start: {exc}"
@@ -323,52 +411,93 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         return percentile(xs, q) if xs else float("nan")
 
     fig = {
-        "op_ack_p50_ms": p(small["ack_ms"], 50), "op_ack_p95_ms": p(small["ack_ms"], 95),
+        "op_ack_p50_ms": p(small["ack_ms"], 50),
+        "op_ack_p95_ms": p(small["ack_ms"], 95),
         "browser_stroke_to_overlay_p50_ms": p(small["overlay_ms"], 50),
         "browser_stroke_to_overlay_p95_ms": p(small["overlay_ms"], 95),
         "browser_stroke_to_overlay_p50_ms_20_images": p(large["overlay_ms"], 50),
         "browser_stroke_to_overlay_p95_ms_20_images": p(large["overlay_ms"], 95),
-        "toggle_repaint_ms": p(small["toggle_ms"], 50), "toggle_repaint_max_ms": max(small["toggle_ms"] or [0]),
+        "toggle_repaint_ms": p(small["toggle_ms"], 50),
+        "toggle_repaint_max_ms": max(small["toggle_ms"] or [0]),
         "toggle_server_calls": small["toggle_server_calls"],
-        "bytes_per_stroke": small["bytes_per_stroke"], "previous_editor_bytes_per_stroke": small["old_bytes_per_stroke"],
-        "concurrent_acked_ops": conc["acked"], "concurrent_lost_ops": conc["lost"], "concurrent_errors": conc["errors"],
-        "concurrent_op_p50_ms": p(conc["ms"], 50), "concurrent_op_p95_ms": p(conc["ms"], 95),
-        "strokes": len(small["overlay_ms"]), "strokes_20_images": len(large["overlay_ms"]),
-        "load_average_start": load_start, "load_average_end": load_average(),
+        "bytes_per_stroke": small["bytes_per_stroke"],
+        "previous_editor_bytes_per_stroke": small["old_bytes_per_stroke"],
+        "concurrent_acked_ops": conc["acked"],
+        "concurrent_lost_ops": conc["lost"],
+        "concurrent_errors": conc["errors"],
+        "concurrent_op_p50_ms": p(conc["ms"], 50),
+        "concurrent_op_p95_ms": p(conc["ms"], 95),
+        "strokes": len(small["overlay_ms"]),
+        "strokes_20_images": len(large["overlay_ms"]),
+        "load_average_start": load_start,
+        "load_average_end": load_average(),
     }
     report.figures["canvas"] = fig
     rows = [
-        ("operation acknowledged (committed) p50 / p95", f"{fig['op_ack_p50_ms']:.0f} / {fig['op_ack_p95_ms']:.0f} ms"),
-        ("stroke to overlay painted p50 / p95, 3 images",
-         f"{fig['browser_stroke_to_overlay_p50_ms']:.0f} / {fig['browser_stroke_to_overlay_p95_ms']:.0f} ms"),
-        (f"the same, {cfg.canvas_images_large} images, {cfg.canvas_labelled_pixels:,} px labelled",
-         f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} / "
-         f"{fig['browser_stroke_to_overlay_p95_ms_20_images']:.0f} ms"),
-        ("opacity / class-toggle repaint p50 (max)",
-         f"{fig['toggle_repaint_ms']:.1f} ms ({fig['toggle_repaint_max_ms']:.1f}), {fig['toggle_server_calls']} server calls"),
-        ("bytes on the wire per stroke (op + ack + predictions)",
-         f"{fig['bytes_per_stroke'] / 1024:.1f} KiB vs {fig['previous_editor_bytes_per_stroke'] / 1024:.0f} KiB "
-         f"(previous editor's three PNGs): {fig['previous_editor_bytes_per_stroke'] / max(1, fig['bytes_per_stroke']):.0f}x less"),
-        (f"{cfg.canvas_clients} API clients for {cfg.canvas_concurrent_s:.0f} s",
-         f"{conc['acked']} ops acknowledged, {conc['lost']} lost, {conc['errors']} errors; per op p50 "
-         f"{fig['concurrent_op_p50_ms']:.0f} / p95 {fig['concurrent_op_p95_ms']:.0f} ms"),
+        (
+            "operation acknowledged (committed) p50 / p95",
+            f"{fig['op_ack_p50_ms']:.0f} / {fig['op_ack_p95_ms']:.0f} ms",
+        ),
+        (
+            "stroke to overlay painted p50 / p95, 3 images",
+            f"{fig['browser_stroke_to_overlay_p50_ms']:.0f} / {fig['browser_stroke_to_overlay_p95_ms']:.0f} ms",
+        ),
+        (
+            f"the same, {cfg.canvas_images_large} images, {cfg.canvas_labelled_pixels:,} px labelled",
+            f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} / "
+            f"{fig['browser_stroke_to_overlay_p95_ms_20_images']:.0f} ms",
+        ),
+        (
+            "opacity / class-toggle repaint p50 (max)",
+            f"{fig['toggle_repaint_ms']:.1f} ms ({fig['toggle_repaint_max_ms']:.1f}), "
+            f"{fig['toggle_server_calls']} server calls",
+        ),
+        (
+            "bytes on the wire per stroke (op + ack + predictions)",
+            f"{fig['bytes_per_stroke'] / 1024:.1f} KiB vs {fig['previous_editor_bytes_per_stroke'] / 1024:.0f} KiB "
+            "(previous editor's three PNGs): "
+            f"{fig['previous_editor_bytes_per_stroke'] / max(1, fig['bytes_per_stroke']):.0f}x less",
+        ),
+        (
+            f"{cfg.canvas_clients} API clients for {cfg.canvas_concurrent_s:.0f} s",
+            f"{conc['acked']} ops acknowledged, {conc['lost']} lost, {conc['errors']} errors; per op p50 "
+            f"{fig['concurrent_op_p50_ms']:.0f} / p95 {fig['concurrent_op_p95_ms']:.0f} ms",
+        ),
         ("load average (start -> end)", f"{load_start} -> {fig['load_average_end']}"),
     ]
     for q, v in rows:
         section.add_row([q, v])
     section.records.append(fig)
-    section.notes.append("The first overlay after a stroke comes from an early iterate of the running fit (anytime "
-                         "L-BFGS); the converged head follows within the fit's time and repaints the overlay.")
+    section.notes.append(
+        "The first overlay after a stroke comes from an early iterate of the running fit (anytime "
+        "L-BFGS); the converged head follows within the fit's time and repaints the overlay."
+    )
     if conc["error_kinds"]:
         section.notes.append("concurrent errors: " + "; ".join(conc["error_kinds"]))
     t = report.target
     t(names[0], "<= 60 ms", f"{fig['op_ack_p50_ms']:.0f} ms", fig["op_ack_p50_ms"] <= 60)
     ok = fig["browser_stroke_to_overlay_p50_ms"] <= 150 and fig["browser_stroke_to_overlay_p95_ms"] <= 300
-    t(names[1], "<= 150 / 300 ms", f"{fig['browser_stroke_to_overlay_p50_ms']:.0f} / "
-      f"{fig['browser_stroke_to_overlay_p95_ms']:.0f} ms", ok)
-    t(names[2], "<= 600 ms", f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} ms",
-      fig["browser_stroke_to_overlay_p50_ms_20_images"] <= 600)
-    t(names[3], "<= 30 ms, no server call", f"{fig['toggle_repaint_max_ms']:.1f} ms max, "
-      f"{fig['toggle_server_calls']} calls", fig["toggle_repaint_max_ms"] <= 30 and fig["toggle_server_calls"] == 0)
-    t(names[4], "0 lost, 0 errors", f"{conc['lost']} lost, {conc['errors']} errors",
-      conc["lost"] == 0 and conc["errors"] == 0)
+    t(
+        names[1],
+        "<= 150 / 300 ms",
+        f"{fig['browser_stroke_to_overlay_p50_ms']:.0f} / {fig['browser_stroke_to_overlay_p95_ms']:.0f} ms",
+        ok,
+    )
+    t(
+        names[2],
+        "<= 600 ms",
+        f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} ms",
+        fig["browser_stroke_to_overlay_p50_ms_20_images"] <= 600,
+    )
+    t(
+        names[3],
+        "<= 30 ms, no server call",
+        f"{fig['toggle_repaint_max_ms']:.1f} ms max, {fig['toggle_server_calls']} calls",
+        fig["toggle_repaint_max_ms"] <= 30 and fig["toggle_server_calls"] == 0,
+    )
+    t(
+        names[4],
+        "0 lost, 0 errors",
+        f"{conc['lost']} lost, {conc['errors']} errors",
+        conc["lost"] == 0 and conc["errors"] == 0,
+    )

@@ -49,8 +49,13 @@ def _run_cpu(cfg: BenchConfig, report: Report) -> None:
     size = cfg.canvas_size
     images = make_images(cfg.feature_images, size, cfg.num_classes, cfg.seed + 300)
     backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
-    extractor = FeatureExtractor(backbone, FeatureConfig(long_side=cfg.long_side, batch_size=cfg.feature_batch))
-    batches = [torch.stack([preprocess(im, cfg.long_side) for im in chunk]) for chunk in _chunks(images, cfg.feature_batch)]
+    extractor = FeatureExtractor(
+        backbone, FeatureConfig(long_side=cfg.long_side, batch_size=cfg.feature_batch)
+    )
+    batches = [
+        torch.stack([preprocess(im, cfg.long_side) for im in chunk])
+        for chunk in _chunks(images, cfg.feature_batch)
+    ]
     model = backbone.model
     root = Path(tempfile.mkdtemp(prefix="bench-features-"))
     counter = iter(range(10**9))
@@ -108,28 +113,80 @@ def _run_cpu(cfg: BenchConfig, report: Report) -> None:
         f"{cfg.long_side}, batches of {cfg.feature_batch}",
         ["path", f"time for {n} images", "images/s", "n", "other load", "vs bare forward"],
     )
-    s.add_row(["bare timm forward_features (preprocessed batch)", seconds(t_bare.median), ips_bare, t_bare.n,
-               _cores(t_bare.other_cores), "1.00x"],
-              {"path": "bare", "time": t_bare.to_dict(), "images_per_s": ips_bare})
-    s.add_row(["project: FeatureStore.get_many (misses, cache writes)", seconds(t_proj.median), ips_proj, t_proj.n,
-               _cores(t_proj.other_cores), f"{overhead:.2f}x"], {"path": "project", "time": t_proj.to_dict(), "images_per_s": ips_proj, "overhead": overhead})
-    for name, t in (("  of which: Backbone.patch_tokens on the same batches", t_wrap), ("  of which: pixel hashes", t_hash), ("  of which: preprocessing (resize, normalise)", t_pre),
-                    ("  of which: float16 safetensors writes", t_write)):
-        s.add_row([name, seconds(t.median), n / t.median, t.n, _cores(t.other_cores), f"{t.median / t_bare.median:.2f}x"],
-                  {"path": name.strip(), "time": t.to_dict()})
-    s.add_row(["cache hit from disk (fresh store)", seconds(t_disk.median), n / t_disk.median, t_disk.n,
-               _cores(t_disk.other_cores), f"{t_disk.median / t_bare.median:.2f}x"], {"path": "disk_hit", "time": t_disk.to_dict()})
-    s.add_row(["cache hit from memory (LRU)", seconds(t_mem.median), n / t_mem.median, t_mem.n,
-               _cores(t_mem.other_cores), f"{t_mem.median / t_bare.median:.3f}x"], {"path": "memory_hit", "time": t_mem.to_dict()})
+    s.add_row(
+        [
+            "bare timm forward_features (preprocessed batch)",
+            seconds(t_bare.median),
+            ips_bare,
+            t_bare.n,
+            _cores(t_bare.other_cores),
+            "1.00x",
+        ],
+        {"path": "bare", "time": t_bare.to_dict(), "images_per_s": ips_bare},
+    )
+    s.add_row(
+        [
+            "project: FeatureStore.get_many (misses, cache writes)",
+            seconds(t_proj.median),
+            ips_proj,
+            t_proj.n,
+            _cores(t_proj.other_cores),
+            f"{overhead:.2f}x",
+        ],
+        {"path": "project", "time": t_proj.to_dict(), "images_per_s": ips_proj, "overhead": overhead},
+    )
+    for name, t in (
+        ("  of which: Backbone.patch_tokens on the same batches", t_wrap),
+        ("  of which: pixel hashes", t_hash),
+        ("  of which: preprocessing (resize, normalise)", t_pre),
+        ("  of which: float16 safetensors writes", t_write),
+    ):
+        s.add_row(
+            [
+                name,
+                seconds(t.median),
+                n / t.median,
+                t.n,
+                _cores(t.other_cores),
+                f"{t.median / t_bare.median:.2f}x",
+            ],
+            {"path": name.strip(), "time": t.to_dict()},
+        )
+    s.add_row(
+        [
+            "cache hit from disk (fresh store)",
+            seconds(t_disk.median),
+            n / t_disk.median,
+            t_disk.n,
+            _cores(t_disk.other_cores),
+            f"{t_disk.median / t_bare.median:.2f}x",
+        ],
+        {"path": "disk_hit", "time": t_disk.to_dict()},
+    )
+    s.add_row(
+        [
+            "cache hit from memory (LRU)",
+            seconds(t_mem.median),
+            n / t_mem.median,
+            t_mem.n,
+            _cores(t_mem.other_cores),
+            f"{t_mem.median / t_bare.median:.3f}x",
+        ],
+        {"path": "memory_hit", "time": t_mem.to_dict()},
+    )
     s.notes.append(
         "All paths run the same model on the same images; the bare forward is given the batches already "
-        "preprocessed, the project path starts from uint8 RGB. The three timed paths are run alternately (one warm-up each, "
+        "preprocessed, the project path starts from uint8 RGB. The three timed paths are run alternately "
+        "(one warm-up each, "
         f"then {cfg.feature_repeats} timed rounds), so load changes on this shared machine hit both alike; 'other "
         "load' = CPU cores other processes kept busy meanwhile. Cache file size: "
         f"{fmt(file_bytes / 2**10)} KiB per image."
     )
     report.target(
-        "extractor overhead vs bare timm forward", "<= 1.3x", f"{overhead:.2f}x", overhead <= 1.3,
+        "extractor overhead vs bare timm forward",
+        "<= 1.3x",
+        f"{overhead:.2f}x",
+        overhead <= 1.3,
         "" if overhead <= 1.3 else f"missed by {overhead - 1.3:.2f}x; see the breakdown rows in 4a",
     )
 
@@ -172,10 +229,14 @@ def _run_gpu(cfg: BenchConfig, report: Report) -> None:
             "no CUDA device in this run (this session had no GPU machine); the GPU path runs when "
             "torch.cuda.is_available()"
         )
-        report.target("GPU throughput (vits14, vitb14 at 448)", "measured", "-", None, "no CUDA device in this run")
+        report.target(
+            "GPU throughput (vits14, vitb14 at 448)", "measured", "-", None, "no CUDA device in this run"
+        )
         return
     dev = torch.device("cuda")
-    s.notes.append(f"GPU: {torch.cuda.get_device_name(0)}; random weights (throughput does not depend on them).")
+    s.notes.append(
+        f"GPU: {torch.cuda.get_device_name(0)}; random weights (throughput does not depend on them)."
+    )
     side = cfg.gpu_long_side
     for name in cfg.gpu_backbones:
         bb = load_backbone(name, weights="random", device=dev)
@@ -190,9 +251,19 @@ def _run_gpu(cfg: BenchConfig, report: Report) -> None:
             step()
         t, _ = measure(lambda step=step: [step() for _ in range(cfg.gpu_iters)], 3)
         ips = cfg.gpu_batch * cfg.gpu_iters / t.median
-        s.add_row([name, cfg.gpu_batch, ips, flops / 1e9, ips * flops / 1e12, t.n],
-                  {"backbone": name, "batch": cfg.gpu_batch, "images_per_s": ips, "flops_per_image": flops,
-                   "tflops": ips * flops / 1e12, "time": t.to_dict()})
-        report.target(f"GPU throughput {name}", "measured", f"{ips:,.0f} img/s, {ips * flops / 1e12:.1f} TFLOP/s", True)
+        s.add_row(
+            [name, cfg.gpu_batch, ips, flops / 1e9, ips * flops / 1e12, t.n],
+            {
+                "backbone": name,
+                "batch": cfg.gpu_batch,
+                "images_per_s": ips,
+                "flops_per_image": flops,
+                "tflops": ips * flops / 1e12,
+                "time": t.to_dict(),
+            },
+        )
+        report.target(
+            f"GPU throughput {name}", "measured", f"{ips:,.0f} img/s, {ips * flops / 1e12:.1f} TFLOP/s", True
+        )
         del bb, batch
         torch.cuda.empty_cache()

@@ -40,7 +40,13 @@ def _child(folder: str, kind: str, trees: int, seed: int, jobs: int, conn) -> No
 
 
 def fit_and_predict(
-    kind: str, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, trees: int, seed: int, timeout_s: float,
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    trees: int,
+    seed: int,
+    timeout_s: float,
     jobs: int = -1,
 ) -> dict:
     """Fit `kind` on (x, y) in a spawned process (`jobs` workers) and predict x_val. Returns {"fit_s",

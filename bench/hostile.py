@@ -34,13 +34,19 @@ def _rgb(h: int = 24, w: int = 32, seed: int = 0) -> Image.Image:
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
 
 
 def _png_claiming(w: int, h: int, idat: bytes = b"") -> bytes:
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat or zlib.compress(b"\x00" * 64))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", idat or zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
 
 
 @functools.cache
@@ -143,9 +149,16 @@ HOSTILE: dict[str, tuple[str, Callable[[], bytes]]] = {
     "very-long-name": ("x" * 300 + ".png", lambda: _save(_rgb(10, 10, 11), "PNG")),
     "unicode-name": ("猫🐱\u202eevil\u0301.png", lambda: _save(_rgb(10, 10, 12), "PNG")),
     "control-chars-name": ("a\x00b\x1b[31mred\n.png", lambda: _save(_rgb(10, 10, 13), "PNG")),
-    "zip-slip": ("slip.zip", lambda: _zip({"../../outside.png": _save(_rgb(8, 8, 14), "PNG"),
-                                          "/abs/evil.png": _save(_rgb(8, 8, 15), "PNG")})),
+    "zip-slip": (
+        "slip.zip",
+        lambda: _zip(
+            {"../../outside.png": _save(_rgb(8, 8, 14), "PNG"), "/abs/evil.png": _save(_rgb(8, 8, 15), "PNG")}
+        ),
+    ),
     "zip-bomb": ("bomb.zip", _zip_bomb),
-    "nested-zip": ("nested.zip", lambda: _zip({"inner.zip": _zip({"deep.png": _save(_rgb(8, 8, 16), "PNG")})})),
+    "nested-zip": (
+        "nested.zip",
+        lambda: _zip({"inner.zip": _zip({"deep.png": _save(_rgb(8, 8, 16), "PNG")})}),
+    ),
     "corrupt-zip": ("broken.zip", lambda: b"PK\x03\x04" + b"\x00" * 100),
 }

@@ -40,15 +40,40 @@ def _run_child(cfg: BenchConfig, extra_env: dict | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     out = root / "result.json"
     cmd = [
-        sys.executable, "-m", "bench.memory", "--images", str(cfg.memory_images), "--size", str(cfg.memory_size),
-        "--lru-bytes", str(cfg.memory_lru_bytes), "--backbone", cfg.backbone, "--long-side", str(cfg.long_side),
-        "--train-images", str(cfg.memory_train_images), "--classes", str(cfg.num_classes), "--seed", str(cfg.seed),
-        "--cache-dir", str(root / "cache"), "--out", str(out),
+        sys.executable,
+        "-m",
+        "bench.memory",
+        "--images",
+        str(cfg.memory_images),
+        "--size",
+        str(cfg.memory_size),
+        "--lru-bytes",
+        str(cfg.memory_lru_bytes),
+        "--backbone",
+        cfg.backbone,
+        "--long-side",
+        str(cfg.long_side),
+        "--train-images",
+        str(cfg.memory_train_images),
+        "--classes",
+        str(cfg.num_classes),
+        "--seed",
+        str(cfg.seed),
+        "--cache-dir",
+        str(root / "cache"),
+        "--out",
+        str(out),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | (extra_env or {})
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env,
-                              cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            env=env,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         if proc.returncode != 0 or not out.is_file():
             raise RuntimeError(f"memory child failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         return json.loads(out.read_text())
@@ -77,7 +102,10 @@ def run_memory(cfg: BenchConfig, report: Report) -> None:
         ("largest LRU byte count seen", mib(r["lru_max_seen"])),
         ("LRU bound held after every access", "yes" if r["lru_held"] else "NO"),
         ("images resident in the LRU at the end", f"{r['lru_entries_end']:,} of {n:,}"),
-        ("cache bytes per image on disk (safetensors, float16)", f"{r['disk_bytes_per_image'] / 2**10:,.1f} KiB"),
+        (
+            "cache bytes per image on disk (safetensors, float16)",
+            f"{r['disk_bytes_per_image'] / 2**10:,.1f} KiB",
+        ),
         ("cache bytes per image in memory (token tensor)", f"{r['memory_bytes_per_image'] / 2**10:,.1f} KiB"),
         ("backbone runs while serving (must be 0)", str(r["misses_serving"])),
         ("serve one image (features + full-res prediction), median", seconds(r["serve_median_s"])),
@@ -86,8 +114,12 @@ def run_memory(cfg: BenchConfig, report: Report) -> None:
         ("peak RSS while filling the cache", mib(r["rss_peak_fill"])),
     ]
     if diag is not None:
-        rows.append(("diagnostic: peak RSS - baseline with MALLOC_MMAP_THRESHOLD_=131072",
-                     mib(diag["rss_peak_serving"] - diag["rss_baseline"])))
+        rows.append(
+            (
+                "diagnostic: peak RSS - baseline with MALLOC_MMAP_THRESHOLD_=131072",
+                mib(diag["rss_peak_serving"] - diag["rss_baseline"]),
+            )
+        )
     for name, value in rows:
         s.add_row([name, value])
     s.records.append(r)
@@ -108,17 +140,27 @@ def run_memory(cfg: BenchConfig, report: Report) -> None:
         )
     growth = r["rss_peak_serving"] - r["rss_baseline"]
     dgrowth = diag["rss_peak_serving"] - diag["rss_baseline"] if diag is not None else None
-    report.target("LRU byte bound holds", "never above bound", mib(r["lru_max_seen"]) + " max", r["lru_held"],
-                  f"bound {mib(r['lru_bound'])}")
+    report.target(
+        "LRU byte bound holds",
+        "never above bound",
+        mib(r["lru_max_seen"]) + " max",
+        r["lru_held"],
+        f"bound {mib(r['lru_bound'])}",
+    )
     # Judged as the server runs: webapp/server.py pins glibc's mmap threshold at start (the diagnostic child).
     served, served_growth = (diag, dgrowth) if diag is not None else (r, growth)
     limit = 1.25 * r["lru_bound"]
     report.target(
-        f"peak RSS serving {n:,} cached images", "growth <= LRU bound + 25% (server's allocator setting)",
-        mib(served["rss_peak_serving"]), served_growth <= limit,
+        f"peak RSS serving {n:,} cached images",
+        "growth <= LRU bound + 25% (server's allocator setting)",
+        mib(served["rss_peak_serving"]),
+        served_growth <= limit,
         f"growth over baseline {mib(served_growth)} (limit {mib(limit)})"
-        + (f"; without the pinned mmap threshold the growth is {mib(growth)}" if diag is not None else
-           "; measured without the server's pinned mmap threshold (diagnostic child off)"),
+        + (
+            f"; without the pinned mmap threshold the growth is {mib(growth)}"
+            if diag is not None
+            else "; measured without the server's pinned mmap threshold (diagnostic child off)"
+        ),
     )
 
 
@@ -182,7 +224,9 @@ def child(args: argparse.Namespace) -> dict:
         reset = True
     except OSError:
         reset = False
-    store = FeatureStore(FeatureExtractor(backbone, fcfg), cache_dir=args.cache_dir, max_memory_bytes=args.lru_bytes)
+    store = FeatureStore(
+        FeatureExtractor(backbone, fcfg), cache_dir=args.cache_dir, max_memory_bytes=args.lru_bytes
+    )
     baseline, _ = rss_bytes()
     # A head trained on the first few images, as a project would have.
     labelled = []

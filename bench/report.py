@@ -131,7 +131,9 @@ class Report:
             out.append("")
         out.append("== Targets" + ("" if self.mode == "full" else f" ({SCALED_NOTE})"))
         rows = [[t.name, t.goal, t.measured, self.verdict(t), t.detail] for t in self.targets]
-        out.extend("   " + line for line in _aligned(["target", "goal", "measured", "verdict", "detail"], rows))
+        out.extend(
+            "   " + line for line in _aligned(["target", "goal", "measured", "verdict", "detail"], rows)
+        )
         return "\n".join(out)
 
     def to_markdown(self, title: str = "probeseg benchmarks") -> str:
@@ -143,13 +145,18 @@ class Report:
             f"{' (uncommitted changes)' if m.get('git_dirty') else ''}, took {fmt(self.seconds)} s ({parts})."
         )
         lines += ["", "## Machine", ""]
-        lines.append(f"- CPU: {m.get('cpu_model')}, {m.get('logical_cores')} logical cores, torch threads {m.get('torch_threads')}")
+        lines.append(
+            f"- CPU: {m.get('cpu_model')}, {m.get('logical_cores')} logical cores, "
+            f"torch threads {m.get('torch_threads')}"
+        )
         total = m.get("memory_total_bytes")
         if total:
             lines.append(f"- Memory: {total / 2**30:.1f} GiB")
         lines.append(f"- torch {m.get('torch_version')}, Python {m.get('python')}, {m.get('platform')}")
         gpu = m.get("gpu")
-        lines.append(f"- Device: {m.get('device')}" + (f" (GPU: {gpu})" if gpu else " (no CUDA GPU in this run)"))
+        lines.append(
+            f"- Device: {m.get('device')}" + (f" (GPU: {gpu})" if gpu else " (no CUDA GPU in this run)")
+        )
         lines.append(
             f"- Load average at start {m.get('load_average_start')}, at end {m.get('load_average_end')} "
             "(other jobs share this machine; every comparison is a ratio measured in the same run)"
@@ -190,9 +197,13 @@ def sections_markdown(sections: list[Section], level: str = "##") -> list[str]:
 def results_markdown(data: dict[str, Any], order: tuple[str, ...], notes: str = "") -> str:
     """bench/RESULTS.md from bench/RESULTS.json: every part as of its latest full run, with that run's
     date, commit, machine and load (parts may come from different runs), then the hand-written notes."""
-    lines = ["# probeseg benchmark results", "",
-             "Each part as of its latest full-size run (`python -m bench [--parts ...]`); this file is generated from "
-             "bench/RESULTS.json, and the hand-written reading at the end comes from bench/NOTES.md.", ""]
+    lines = [
+        "# probeseg benchmark results",
+        "",
+        "Each part as of its latest full-size run (`python -m bench [--parts ...]`); this file is generated from "
+        "bench/RESULTS.json, and the hand-written reading at the end comes from bench/NOTES.md.",
+        "",
+    ]
     parts = [p for p in order if p in data]
     rows = []
     for part in parts:
@@ -202,14 +213,20 @@ def results_markdown(data: dict[str, Any], order: tuple[str, ...], notes: str = 
     for part in parts:
         entry = data[part]
         m = entry.get("machine", {})
-        lines += ["", f"## Part `{part}`", "",
-                  f"Run {m.get('date_utc')} at commit `{m.get('git_commit')}`"
-                  f"{' (uncommitted changes)' if m.get('git_dirty') else ''}, took {fmt(entry.get('seconds'))} s on "
-                  f"{m.get('cpu_model')} ({m.get('logical_cores')} logical cores, torch threads "
-                  f"{m.get('torch_threads')}, torch {m.get('torch_version')}, device {m.get('device')}); load average "
-                  f"{m.get('load_average_start')} at the start, {m.get('load_average_end')} at the end."]
-        sections = [Section(**{k: v for k, v in sec.items() if k in Section.__dataclass_fields__})
-                    for sec in entry.get("sections", [])]
+        lines += [
+            "",
+            f"## Part `{part}`",
+            "",
+            f"Run {m.get('date_utc')} at commit `{m.get('git_commit')}`"
+            f"{' (uncommitted changes)' if m.get('git_dirty') else ''}, took {fmt(entry.get('seconds'))} s on "
+            f"{m.get('cpu_model')} ({m.get('logical_cores')} logical cores, torch threads "
+            f"{m.get('torch_threads')}, torch {m.get('torch_version')}, device {m.get('device')}); load average "
+            f"{m.get('load_average_start')} at the start, {m.get('load_average_end')} at the end.",
+        ]
+        sections = [
+            Section(**{k: v for k, v in sec.items() if k in Section.__dataclass_fields__})
+            for sec in entry.get("sections", [])
+        ]
         lines += sections_markdown(sections, "###")
     if notes.strip():
         lines += ["", notes.strip()]

@@ -44,16 +44,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write this run's Markdown report here (a full-size run always updates bench/RESULTS.json and "
         "RESULTS.md for the parts it ran)",
     )
-    p.add_argument("--no-results", action="store_true", help="do not update bench/RESULTS.md and RESULTS.json")
+    p.add_argument(
+        "--no-results", action="store_true", help="do not update bench/RESULTS.md and RESULTS.json"
+    )
     p.add_argument(
         "--check",
         action="store_true",
         help="regression check: a quick trainer run compared with the figures recorded in bench/RESULTS.json; "
         f"prints every CPU-time figure more than {CHECK_TOLERANCE * 100:.0f}%% worse and exits 1 if there is one",
     )
-    p.add_argument("--record", action="store_true", help="with --check: record this run's figures as the reference")
-    p.add_argument("--render", action="store_true",
-                   help="only rewrite bench/RESULTS.md from bench/RESULTS.json and bench/NOTES.md (no benchmark)")
+    p.add_argument(
+        "--record", action="store_true", help="with --check: record this run's figures as the reference"
+    )
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite bench/RESULTS.md from bench/RESULTS.json and bench/NOTES.md (no benchmark)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,9 +90,7 @@ def parse_parts(text: str) -> list[str]:
     return [p for p in PARTS if p in parts]
 
 
-def run_benchmarks(
-    cfg: BenchConfig, parts: list[str], out_dir: Path, echo: bool = True
-) -> Report:
+def run_benchmarks(cfg: BenchConfig, parts: list[str], out_dir: Path, echo: bool = True) -> Report:
     """Run the chosen parts in one process and write report.json / report.md / report.txt to out_dir."""
     from bench import active, canvas, features, memory, soak, trainer
 
@@ -205,7 +210,9 @@ def run_check(args: argparse.Namespace) -> int:
         return 0
     reference = data.get("check", {}).get("cpu_figures_s")
     if not reference:
-        raise InputError(f"{RESULTS_JSON} has no recorded figures; run `python -m bench --check --record` first")
+        raise InputError(
+            f"{RESULTS_JSON} has no recorded figures; run `python -m bench --check --record` first"
+        )
     worse = []
     for name, now in figures.items():
         ref = reference.get(name)

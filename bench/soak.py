@@ -24,9 +24,12 @@ from bench.report import Report
 def run_soak(cfg: BenchConfig, report: Report) -> None:
     from storage import Repository, StorageError
 
-    s = report.section("soak", f"6. Reliability soak ({len(HOSTILE)} kinds of hostile file, {cfg.soak_writers} "
-                       f"concurrent writers for {cfg.soak_seconds:.0f} s, SIGKILL at {len(cfg.soak_kill_after)} moments)",
-                       ["check", "count", "detail"])
+    s = report.section(
+        "soak",
+        f"6. Reliability soak ({len(HOSTILE)} kinds of hostile file, {cfg.soak_writers} "
+        f"concurrent writers for {cfg.soak_seconds:.0f} s, SIGKILL at {len(cfg.soak_kill_after)} moments)",
+        ["check", "count", "detail"],
+    )
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         root = Path(tmp)
         repo = Repository.open(root / "hostile")
@@ -53,42 +56,88 @@ def run_soak(cfg: BenchConfig, report: Report) -> None:
         internal += sum(bool(INTERNALS.search(m)) for _, m in (*folder_report.failed, *folder_report.skipped))
         integrity = _integrity(root / "hostile" / "probeseg.db")
         repo.close()
-        s.add_row(["hostile uploads imported / refused in words", f"{imported} / {refused}",
-                   f"{len(HOSTILE)} kinds (tests assert which must import)"])
-        s.add_row(["messages showing internals (reprs, tracebacks)", internal, "upload and folder import reports"])
+        s.add_row(
+            [
+                "hostile uploads imported / refused in words",
+                f"{imported} / {refused}",
+                f"{len(HOSTILE)} kinds (tests assert which must import)",
+            ]
+        )
+        s.add_row(
+            ["messages showing internals (reprs, tracebacks)", internal, "upload and folder import reports"]
+        )
         s.add_row(["uploads ending in an unexpected exception", crashed, ""])
-        s.add_row(["folder import of the same files", f"{len(folder_report.imported)} imported",
-                   f"{len(folder_report.failed)} refused, {len(folder_report.skipped)} skipped, "
-                   f"{len(folder_report.duplicates)} duplicates"])
+        s.add_row(
+            [
+                "folder import of the same files",
+                f"{len(folder_report.imported)} imported",
+                f"{len(folder_report.failed)} refused, {len(folder_report.skipped)} skipped, "
+                f"{len(folder_report.duplicates)} duplicates",
+            ]
+        )
         s.add_row(["database integrity after the hostile files", integrity, "PRAGMA integrity_check"])
 
         acked, errors, lost, extra, conc_integrity = _concurrent(cfg, root / "concurrent")
-        s.add_row([f"{cfg.soak_writers} writers for {cfg.soak_seconds:.0f} s: acknowledged writes", acked,
-                   "annotations (points and scribble layers) on 6 shared images"])
-        s.add_row(["... errors / lost acknowledged / unacknowledged extras", f"{errors} / {lost} / {extra}",
-                   f"integrity {conc_integrity}"])
+        s.add_row(
+            [
+                f"{cfg.soak_writers} writers for {cfg.soak_seconds:.0f} s: acknowledged writes",
+                acked,
+                "annotations (points and scribble layers) on 6 shared images",
+            ]
+        )
+        s.add_row(
+            [
+                "... errors / lost acknowledged / unacknowledged extras",
+                f"{errors} / {lost} / {extra}",
+                f"integrity {conc_integrity}",
+            ]
+        )
         kill_lost = 0
         for n in cfg.soak_kill_after:
             got, missing, ok = _kill_after(root / f"kill{n}", n)
             kill_lost += missing
-            s.add_row([f"SIGKILL of a writer after {n} acknowledged writes", f"{got} acknowledged, {missing} lost",
-                       f"integrity {ok}"])
+            s.add_row(
+                [
+                    f"SIGKILL of a writer after {n} acknowledged writes",
+                    f"{got} acknowledged, {missing} lost",
+                    f"integrity {ok}",
+                ]
+            )
         server_lost = 0
         try:
             for n, got, missing, ok in _kill_server(cfg, root / "server"):
                 server_lost += missing
-                s.add_row([f"SIGKILL of the web server after {n} acknowledged edits", f"{got} acknowledged, "
-                           f"{missing} lost", f"integrity {ok}; edits = classes added through the app's API"])
+                s.add_row(
+                    [
+                        f"SIGKILL of the web server after {n} acknowledged edits",
+                        f"{got} acknowledged, {missing} lost",
+                        f"integrity {ok}; edits = classes added through the app's API",
+                    ]
+                )
         except Exception as exc:  # noqa: BLE001 - reported, not hidden
             server_lost = -1
             s.notes.append(f"web-server kill test did not run: {type(exc).__name__}: {exc}")
-    report.target("hostile files: clear answers", "0 internals, 0 crashes", f"{internal} / {crashed}",
-                  internal == 0 and crashed == 0 and integrity == "ok")
-    report.target(f"{cfg.soak_writers} concurrent writers, {cfg.soak_seconds:.0f} s", "0 errors, 0 lost",
-                  f"{errors} errors, {lost} lost of {acked}", errors == 0 and lost == 0 and extra == 0)
-    report.target("SIGKILL during writes (3 moments)", "0 acknowledged writes lost", f"{kill_lost} lost", kill_lost == 0)
-    report.target("SIGKILL of the web server (3 moments)", "0 acknowledged edits lost",
-                  "not run" if server_lost < 0 else f"{server_lost} lost", None if server_lost < 0 else server_lost == 0)
+    report.target(
+        "hostile files: clear answers",
+        "0 internals, 0 crashes",
+        f"{internal} / {crashed}",
+        internal == 0 and crashed == 0 and integrity == "ok",
+    )
+    report.target(
+        f"{cfg.soak_writers} concurrent writers, {cfg.soak_seconds:.0f} s",
+        "0 errors, 0 lost",
+        f"{errors} errors, {lost} lost of {acked}",
+        errors == 0 and lost == 0 and extra == 0,
+    )
+    report.target(
+        "SIGKILL during writes (3 moments)", "0 acknowledged writes lost", f"{kill_lost} lost", kill_lost == 0
+    )
+    report.target(
+        "SIGKILL of the web server (3 moments)",
+        "0 acknowledged edits lost",
+        "not run" if server_lost < 0 else f"{server_lost} lost",
+        None if server_lost < 0 else server_lost == 0,
+    )
 
 
 def _integrity(db: Path) -> str:
@@ -109,8 +158,19 @@ def _concurrent(cfg: BenchConfig, data: Path) -> tuple[int, int, int, int, str]:
     start = time.time() + 4.0
     stop = start + cfg.soak_seconds
     n_proc = cfg.soak_writers // 2
-    procs = [writers.spawn("stress", str(data), "", str(100 + w), str(start), str(stop), ",".join(map(str, images)),
-                    ",".join(map(str, classes))) for w in range(n_proc)]
+    procs = [
+        writers.spawn(
+            "stress",
+            str(data),
+            "",
+            str(100 + w),
+            str(start),
+            str(stop),
+            ",".join(map(str, images)),
+            ",".join(map(str, classes)),
+        )
+        for w in range(n_proc)
+    ]
     results: dict[int, tuple[list[int], list[str]]] = {}
 
     def run(w: int) -> None:
@@ -149,8 +209,12 @@ def _kill_after(data: Path, n: int) -> tuple[int, int, str]:
         history = {h.id for h in again.history(image.id)}
         images = {i.id for i in again.list_images(p.id)}
         np.asarray(again.label_map(image.id))
-    lost = sum(1 for a in acked if (a.startswith("ann") and int(a.split()[1]) not in history)
-               or (a.startswith("img") and int(a.split()[1]) not in images))
+    lost = sum(
+        1
+        for a in acked
+        if (a.startswith("ann") and int(a.split()[1]) not in history)
+        or (a.startswith("img") and int(a.split()[1]) not in images)
+    )
     return len(acked), lost, _integrity(data / "probeseg.db")
 
 
@@ -170,7 +234,9 @@ def _kill_server(cfg: BenchConfig, data: Path):
             with httpx.Client(timeout=120) as client:
                 for i in range(n):
                     name = f"soak {moment}-{i}"
-                    client.post(f"{app.url}api/v1/projects/default/classes", json={"name": name}).raise_for_status()
+                    client.post(
+                        f"{app.url}api/v1/projects/default/classes", json={"name": name}
+                    ).raise_for_status()
                     added.append(name)
             os.kill(app.proc.pid, signal.SIGKILL)
             app.proc.wait(30)

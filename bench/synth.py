@@ -102,7 +102,9 @@ def point_labels(gt: np.ndarray, num_points: int, seed: int, margin: int = 4) ->
     return labels
 
 
-def scribble_centres(gt: np.ndarray, strokes_per_class: int, seed: int, steps: int = 80, margin: int = 3) -> np.ndarray:
+def scribble_centres(
+    gt: np.ndarray, strokes_per_class: int, seed: int, steps: int = 80, margin: int = 3
+) -> np.ndarray:
     """Centre lines of brush strokes: per class, random walks with momentum (2 px steps) that stop when they
     leave the class region eroded by `margin` pixels (users scribble inside objects). [H, W] bool."""
     rng = np.random.default_rng(seed)
@@ -126,7 +128,9 @@ def scribble_centres(gt: np.ndarray, strokes_per_class: int, seed: int, steps: i
     return centres
 
 
-def scribble_labels(gt: np.ndarray, count: int, seed: int, strokes_per_class: int = 3, margin: int = 3) -> np.ndarray:
+def scribble_labels(
+    gt: np.ndarray, count: int, seed: int, strokes_per_class: int = 3, margin: int = 3
+) -> np.ndarray:
     """Exactly `count` labelled pixels (at most the image) as brush strokes: the pixels nearest to the stroke
     centre lines, inside the eroded class regions first, i.e. a round brush whose radius grows with the
     budget (1-px lines for small budgets, thick strokes filling the regions' interiors for large ones).
@@ -175,7 +179,13 @@ class TokenModel:
 
     @classmethod
     def create(
-        cls, num_classes: int, dim: int, seed: int, separation: float = 2.0, noise: float = 1.0, nuisance: float = 1.0
+        cls,
+        num_classes: int,
+        dim: int,
+        seed: int,
+        separation: float = 2.0,
+        noise: float = 1.0,
+        nuisance: float = 1.0,
     ) -> TokenModel:
         g = torch.Generator().manual_seed(seed)
         # Scaled so the distance between two class means is ~separation whatever the dimension; the noise is
@@ -209,4 +219,6 @@ def synthetic_tokens(gt: np.ndarray, model: TokenModel, seed: int, long_side: in
     kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
     kernel = kernel.expand(model.dim, 1, 3, 3).contiguous()
     tokens = F.conv2d(F.pad(tokens.unsqueeze(0), (1, 1, 1, 1), mode="replicate"), kernel, groups=model.dim)[0]
-    return PatchFeatures(tokens=tokens.contiguous(), resized_size=(h * PATCH, w * PATCH), original_size=(H, W))
+    return PatchFeatures(
+        tokens=tokens.contiguous(), resized_size=(h * PATCH, w * PATCH), original_size=(H, W)
+    )

@@ -96,7 +96,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, float | None, Any]:
     return wall, cpu, other_cores_since(before), result
 
 
-def measure(fn: Callable[[], Any], repeats: int, warmup: bool = True, budget_s: float | None = None) -> tuple[Timing, Any]:
+def measure(
+    fn: Callable[[], Any], repeats: int, warmup: bool = True, budget_s: float | None = None
+) -> tuple[Timing, Any]:
     """Run fn once to warm up (caches, allocator, lazy init), then up to `repeats` timed runs; stop early
     (after at least one) once the timed runs have used `budget_s`. Returns the timing and the last result."""
     timing = Timing(warmup=warmup)
@@ -129,8 +131,15 @@ class Comparison:
         return _spread(self.ratios)
 
     def to_dict(self) -> dict:
-        return {"a": self.a.to_dict(), "b": self.b.to_dict(), "cpu_ratio": self.ratio, "ratio_spread": self.spread,
-                "rounds": len(self.ratios), "ratios": [round(r, 3) for r in self.ratios], "stable": self.stable}
+        return {
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "cpu_ratio": self.ratio,
+            "ratio_spread": self.spread,
+            "rounds": len(self.ratios),
+            "ratios": [round(r, 3) for r in self.ratios],
+            "stable": self.stable,
+        }
 
 
 def interleave(

@@ -134,7 +134,9 @@ def literal_train(images: Sequence[LabelledImage], num_classes: int, config: Tra
     return LiteralResult(head.eval().requires_grad_(False), final, found.iterations, found.evaluations)
 
 
-def literal_loss_of(head: LinearHead, images: Sequence[LabelledImage], num_classes: int, balance: bool) -> float:
+def literal_loss_of(
+    head: LinearHead, images: Sequence[LabelledImage], num_classes: int, balance: bool
+) -> float:
     _, _, cw = _statistics_and_class_weights(images, num_classes, balance)
     with torch.no_grad():
         return float(literal_loss(head, images, cw))
@@ -149,7 +151,9 @@ def run_forest(images: Sequence[LabelledImage], val: ValSet, cfg: BenchConfig, t
     start, cpu0 = time.perf_counter(), time.process_time()
     x, y = pixel_features(images)
     sample_wall, sample_cpu = time.perf_counter() - start, time.process_time() - cpu0
-    out = forest.fit_and_predict("rf", x, y, val.x.numpy(), cfg.forest_trees, cfg.seed, timeout_s, jobs=cfg.threads)
+    out = forest.fit_and_predict(
+        "rf", x, y, val.x.numpy(), cfg.forest_trees, cfg.seed, timeout_s, jobs=cfg.threads
+    )
     if "fit_s" in out:
         out["wall_s"] = sample_wall + out["fit_s"]
         out["cpu_s"] = sample_cpu + out["fit_cpu_s"]
@@ -174,7 +178,9 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def profile_trainer(images: Sequence[LabelledImage], num_classes: int, config: TrainConfig, repeats: int = 3) -> dict:
+def profile_trainer(
+    images: Sequence[LabelledImage], num_classes: int, config: TrainConfig, repeats: int = 3
+) -> dict:
     """Where the trainer's time goes: gather vs optimisation (medians), and the top torch ops of one
     optimisation by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
@@ -195,8 +201,14 @@ def profile_trainer(images: Sequence[LabelledImage], num_classes: int, config: T
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     top = [(e.key, e.self_cpu_time_total / total, e.count) for e in events[:6]]
-    return {"gather_s": t_gather.median, "optimise_s": t_opt.median, "iterations": res.iterations,
-            "pixels": px.num_pixels, "rows": int(px.rows.shape[0]), "top_ops": top}
+    return {
+        "gather_s": t_gather.median,
+        "optimise_s": t_opt.median,
+        "iterations": res.iterations,
+        "pixels": px.num_pixels,
+        "rows": int(px.rows.shape[0]),
+        "top_ops": top,
+    }
 
 
 def profile_note(prof: dict, what: str) -> str:
@@ -232,7 +244,9 @@ def _synthetic_features(cfg: BenchConfig, gts: Sequence[np.ndarray], dim: int) -
 
 
 def _compare(cfg: BenchConfig, a, b):
-    return interleave(a, b, cfg.compare_min_rounds, cfg.compare_max_rounds, cfg.compare_budget_s, cfg.spread_goal)
+    return interleave(
+        a, b, cfg.compare_min_rounds, cfg.compare_max_rounds, cfg.compare_budget_s, cfg.spread_goal
+    )
 
 
 def run_retrain(cfg: BenchConfig, report: Report) -> None:
@@ -250,14 +264,36 @@ def _run_retrain(cfg: BenchConfig, report: Report) -> None:
         "retrain_time",
         f"1a. Head retrain time vs labelled pixels (CPU time, {cfg.threads} thread(s); ratios = baseline / "
         "trainer, interleaved)",
-        ["dim", "labelled px", "trainer CPU", "spread", "wall", "n", "other load", "literal Eq.1 CPU", "ratio",
-         "rounds", f"RF-{cfg.forest_trees} CPU", "ratio", "rounds"],
+        [
+            "dim",
+            "labelled px",
+            "trainer CPU",
+            "spread",
+            "wall",
+            "n",
+            "other load",
+            "literal Eq.1 CPU",
+            "ratio",
+            "rounds",
+            f"RF-{cfg.forest_trees} CPU",
+            "ratio",
+            "rounds",
+        ],
     )
     quality = report.section(
         "retrain_quality",
         "1b. Validation mIoU and final loss on the same data",
-        ["dim", "labelled px", "mIoU trainer", "mIoU literal", "mIoU RF", "loss trainer", "loss literal",
-         "literal(trainer head)", "iters trainer/literal"],
+        [
+            "dim",
+            "labelled px",
+            "mIoU trainer",
+            "mIoU literal",
+            "mIoU RF",
+            "loss trainer",
+            "loss literal",
+            "literal(trainer head)",
+            "iters trainer/literal",
+        ],
     )
     grid = synth.token_grid_size((s, s), cfg.long_side)
     times.notes += [
@@ -271,7 +307,8 @@ def _run_retrain(cfg: BenchConfig, report: Report) -> None:
         "Trainer = core.train.train_head with TrainConfig(max_iter="
         f"{cfg.max_iter}) and otherwise the app's defaults: every labelled pixel up to the {TrainConfig.max_pixels:,}-"
         "pixel cap, a class-stratified sample of that many above it (so the 1,000,000 px cell trains on a sample, "
-        "as the app does), timed from LabelledImages (gather included), without a TrainingCache. Literal Eq. 1 = the same optimiser "
+        "as the app does), timed from LabelledImages (gather included), without a TrainingCache. "
+        "Literal Eq. 1 = the same optimiser "
         "(core.train.minimize_lbfgs: iterations, tolerances, weight decay, class weights, feature standardisation) "
         f"minimising core.train.literal_loss by autograd. RF-{cfg.forest_trees} = RandomForestClassifier("
         f"n_estimators={cfg.forest_trees}, n_jobs={cfg.threads}) on the bilinearly interpolated features at every "
@@ -304,7 +341,9 @@ def _run_retrain(cfg: BenchConfig, report: Report) -> None:
             labels = synth.labels_with_count(train_gts, n_px, cfg.seed + n_px)
             images = [LabelledImage(f, lab) for f, lab in zip(feats[: cfg.train_images], labels, strict=True)]
             actual = int(sum((lab != IGNORE).sum() for lab in labels))
-            tcfg = TrainConfig(max_iter=cfg.max_iter, seed=cfg.seed)  # the app's settings: dense masks sampled
+            tcfg = TrainConfig(
+                max_iter=cfg.max_iter, seed=cfg.seed
+            )  # the app's settings: dense masks sampled
 
             def fit(images=images, tcfg=tcfg):
                 return train_head(images, k, tcfg)
@@ -313,29 +352,45 @@ def _run_retrain(cfg: BenchConfig, report: Report) -> None:
             t_train, res = measure(fit, cfg.repeats, True, cfg.cell_budget_s)
             # Profiles where the targets are judged: the 100k cell, and the smallest (fixed costs dominate).
             key_cell = dim == (384 if 384 in cfg.dims else cfg.dims[0]) and n_px in (
-                100_000 if 100_000 in cfg.pixel_counts else max(cfg.pixel_counts), min(cfg.pixel_counts))
+                100_000 if 100_000 in cfg.pixel_counts else max(cfg.pixel_counts),
+                min(cfg.pixel_counts),
+            )
             if key_cell:
                 prof = profile_trainer(images, k, tcfg)
                 times.notes.append(profile_note(prof, f"the trainer at {actual:,} px, {dim}-d"))
             rec = {
-                "dim": dim, "labelled_pixels": actual, "trainer": t_train.to_dict(), "trainer_loss": res.loss,
-                "trainer_iterations": res.iterations, "miou_trainer": head_miou(res.head, val),
+                "dim": dim,
+                "labelled_pixels": actual,
+                "trainer": t_train.to_dict(),
+                "trainer_loss": res.loss,
+                "trainer_iterations": res.iterations,
+                "miou_trainer": head_miou(res.head, val),
             }
             lit = None
             if (dim, n_px) in cfg.literal_cells:
                 log.info("literal Eq. 1 (interleaved): dim %d, %d labelled px", dim, actual)
-                cmp, _, lit = _compare(cfg, fit, lambda images=images, tcfg=tcfg: literal_train(images, k, tcfg))
+                cmp, _, lit = _compare(
+                    cfg, fit, lambda images=images, tcfg=tcfg: literal_train(images, k, tcfg)
+                )
                 rec.update(
-                    literal=cmp.to_dict(), literal_loss=lit.loss, literal_iterations=lit.iterations,
-                    literal_evaluations=lit.evaluations, miou_literal=head_miou(lit.head, val),
+                    literal=cmp.to_dict(),
+                    literal_loss=lit.loss,
+                    literal_iterations=lit.iterations,
+                    literal_evaluations=lit.evaluations,
+                    miou_literal=head_miou(lit.head, val),
                     literal_ratio=cmp.ratio,
                     literal_loss_of_trainer_head=literal_loss_of(res.head, images, k, tcfg.class_balance),
                 )
-            projected = last_forest[2] * (n_px / last_forest[0]) * (dim / last_forest[1]) if last_forest else 0.0
+            projected = (
+                last_forest[2] * (n_px / last_forest[0]) * (dim / last_forest[1]) if last_forest else 0.0
+            )
             if projected > cfg.forest_budget_s or actual * dim * 4 > FOREST_MAX_BYTES:
-                rec["rf_skipped"] = (f"projected >= {projected:.0f} s CPU from the previous size, budget "
-                                     f"{cfg.forest_budget_s:.0f} s" if projected > cfg.forest_budget_s
-                                     else f"{actual * dim * 4 / 2**30:.1f} GiB of features")
+                rec["rf_skipped"] = (
+                    f"projected >= {projected:.0f} s CPU from the previous size, budget "
+                    f"{cfg.forest_budget_s:.0f} s"
+                    if projected > cfg.forest_budget_s
+                    else f"{actual * dim * 4 / 2**30:.1f} GiB of features"
+                )
             else:
                 log.info("random forest (interleaved): dim %d, %d labelled px", dim, actual)
                 out: dict = {}
@@ -353,25 +408,44 @@ def _run_retrain(cfg: BenchConfig, report: Report) -> None:
                     last_forest = (n_px, dim, cmp.b.cpu)
                 except _ForestFailed as failed:
                     why = failed.args[0]
-                    rec["rf_skipped"] = (f"stopped after {why['timeout_s']:.0f} s" if "timeout_s" in why
-                                         else why.get("error", "failed"))
+                    rec["rf_skipped"] = (
+                        f"stopped after {why['timeout_s']:.0f} s"
+                        if "timeout_s" in why
+                        else why.get("error", "failed")
+                    )
                     last_forest = (n_px, dim, why.get("timeout_s", math.inf))
             times.add_row(
                 [
-                    dim, actual, seconds(t_train.cpu), _pct_spread(t_train.cpu_spread), seconds(t_train.median),
-                    t_train.n, _cores(t_train.other_cores), *_baseline_cells(rec, "literal"), *_baseline_cells(rec, "rf"),
+                    dim,
+                    actual,
+                    seconds(t_train.cpu),
+                    _pct_spread(t_train.cpu_spread),
+                    seconds(t_train.median),
+                    t_train.n,
+                    _cores(t_train.other_cores),
+                    *_baseline_cells(rec, "literal"),
+                    *_baseline_cells(rec, "rf"),
                 ],
                 rec,
             )
             quality.add_row(
                 [
-                    dim, actual, _pct(rec["miou_trainer"]), _pct(rec.get("miou_literal")), _pct(rec.get("miou_rf")),
-                    f"{res.loss:.5f}", f"{rec['literal_loss']:.5f}" if lit else "-",
+                    dim,
+                    actual,
+                    _pct(rec["miou_trainer"]),
+                    _pct(rec.get("miou_literal")),
+                    _pct(rec.get("miou_rf")),
+                    f"{res.loss:.5f}",
+                    f"{rec['literal_loss']:.5f}" if lit else "-",
                     f"{rec['literal_loss_of_trainer_head']:.5f}" if lit else "-",
                     f"{res.iterations}/{lit.iterations}" if lit else f"{res.iterations}/-",
                 ]
             )
-    skipped = [f"{r['dim']}-d {r['labelled_pixels']:,} px: {r['rf_skipped']}" for r in times.records if "rf_skipped" in r]
+    skipped = [
+        f"{r['dim']}-d {r['labelled_pixels']:,} px: {r['rf_skipped']}"
+        for r in times.records
+        if "rf_skipped" in r
+    ]
     if skipped:
         times.notes.append("Skipped forest fits: " + "; ".join(skipped) + ".")
     _retrain_targets(cfg, report, times.records)
@@ -394,7 +468,11 @@ def _baseline_cells(rec: dict, kind: str) -> list[str]:
         return ["skip" if f"{kind}_skipped" in rec else "-", "-", "-"]
     c = rec[kind]
     rounds = f"{c['rounds']}" + ("" if c["stable"] else "!")
-    return [seconds(c["b"]["cpu_median_s"]), f"{ratio(c['cpu_ratio'])} ±{_pct_spread(c['ratio_spread'])}", rounds]
+    return [
+        seconds(c["b"]["cpu_median_s"]),
+        f"{ratio(c['cpu_ratio'])} ±{_pct_spread(c['ratio_spread'])}",
+        rounds,
+    ]
 
 
 def _pct(x: float | None) -> str:
@@ -403,30 +481,46 @@ def _pct(x: float | None) -> str:
 
 def _retrain_targets(cfg: BenchConfig, report: Report, records: list[dict]) -> None:
     def find(dim: int, n: int) -> dict | None:
-        return next((r for r in records if r["dim"] == dim and abs(r["labelled_pixels"] - n) <= n // 100), None)
+        return next(
+            (r for r in records if r["dim"] == dim and abs(r["labelled_pixels"] - n) <= n // 100), None
+        )
 
     dim0 = 384 if 384 in cfg.dims else cfg.dims[0]
     for n, limit in ((100_000, 0.3), (1_000_000, 3.0)):
         rec = find(dim0, n)
         if rec:
             t = rec["trainer"]["cpu_median_s"]
-            report.target(f"retrain {n:,} px, {dim0}-d", f"<= {seconds(limit)} CPU", seconds(t), t <= limit,
-                          "" if t <= limit else f"missed by {seconds(t - limit)} ({t / limit:.2f}x the target)")
+            report.target(
+                f"retrain {n:,} px, {dim0}-d",
+                f"<= {seconds(limit)} CPU",
+                seconds(t),
+                t <= limit,
+                "" if t <= limit else f"missed by {seconds(t - limit)} ({t / limit:.2f}x the target)",
+            )
     # Literal Eq. 1: every cell where it ran must be >= 20x slower with the same loss.
     for r in (r for r in records if "literal" in r):
         rel = abs(r["literal_loss"] - r["trainer_loss"]) / max(abs(r["literal_loss"]), 1e-12)
-        exact = abs(r["literal_loss_of_trainer_head"] - r["trainer_loss"]) / max(abs(r["trainer_loss"]), 1e-12)
+        exact = abs(r["literal_loss_of_trainer_head"] - r["trainer_loss"]) / max(
+            abs(r["trainer_loss"]), 1e-12
+        )
         # The issue's exactness bar is at 100k px; on small problems the two runs of the same optimiser stop a
         # few iterations apart (ftol), so their cross-entropies agree to about 1e-4.
         tol = 1e-5 if r["labelled_pixels"] >= 100_000 else 1e-4
         met = r["literal_ratio"] >= 20 and rel <= tol
-        detail = (f"loss {r['trainer_loss']:.6f} vs {r['literal_loss']:.6f} (rel. diff {rel:.1e}; exactness check "
-                  f"{exact:.1e}); ratio spread {_pct_spread(r['literal']['ratio_spread'])} over "
-                  f"{r['literal']['rounds']} rounds")
+        detail = (
+            f"loss {r['trainer_loss']:.6f} vs {r['literal_loss']:.6f} (rel. diff {rel:.1e}; exactness check "
+            f"{exact:.1e}); ratio spread {_pct_spread(r['literal']['ratio_spread'])} over "
+            f"{r['literal']['rounds']} rounds"
+        )
         if r["literal_ratio"] < 20:
             detail += f"; speed-up short of 20x by {20 / r['literal_ratio']:.1f}x"
-        report.target(f"vs literal Eq. 1, {r['labelled_pixels']:,} px, {r['dim']}-d",
-                      f">= 20x faster (CPU), same loss to {tol:.0e}", ratio(r["literal_ratio"]), met, detail)
+        report.target(
+            f"vs literal Eq. 1, {r['labelled_pixels']:,} px, {r['dim']}-d",
+            f">= 20x faster (CPU), same loss to {tol:.0e}",
+            ratio(r["literal_ratio"]),
+            met,
+            detail,
+        )
     # Random forest: at every cell where it ran.
     for r in (r for r in records if "rf" in r):
         not_lower = r["miou_trainer"] >= r["miou_rf"] - 1e-9
@@ -434,8 +528,13 @@ def _retrain_targets(cfg: BenchConfig, report: Report, records: list[dict]) -> N
         detail = f"mIoU {100 * r['miou_trainer']:.1f} vs RF {100 * r['miou_rf']:.1f}"
         if r["rf_ratio"] < 10:
             detail += f"; speed-up short of 10x by {10 / r['rf_ratio']:.1f}x"
-        report.target(f"vs RF-{cfg.forest_trees}, {r['labelled_pixels']:,} px, {r['dim']}-d",
-                      ">= 10x faster (CPU), mIoU not lower", ratio(r["rf_ratio"]), met, detail)
+        report.target(
+            f"vs RF-{cfg.forest_trees}, {r['labelled_pixels']:,} px, {r['dim']}-d",
+            ">= 10x faster (CPU), mIoU not lower",
+            ratio(r["rf_ratio"]),
+            met,
+            detail,
+        )
 
 
 def _one_more_stroke(labels: np.ndarray, gt: np.ndarray, pixels: int, seed: int) -> np.ndarray:
@@ -472,36 +571,78 @@ def _run_interactive(cfg: BenchConfig, report: Report) -> None:
     for dim in cfg.dims:
         feats = _synthetic_features(cfg, gts, dim)
         labels = synth.labels_with_count(gts, n_px, cfg.seed + 7)
-        images = [LabelledImage(f, lab, key=f"img{i}") for i, (f, lab) in enumerate(zip(feats, labels, strict=True))]
+        images = [
+            LabelledImage(f, lab, key=f"img{i}") for i, (f, lab) in enumerate(zip(feats, labels, strict=True))
+        ]
         changed = list(images)
-        changed[0] = LabelledImage(feats[0], _one_more_stroke(labels[0], gts[0], cfg.interactive_stroke_pixels,
-                                                              cfg.seed + 11), key="img0")
+        changed[0] = LabelledImage(
+            feats[0],
+            _one_more_stroke(labels[0], gts[0], cfg.interactive_stroke_pixels, cfg.seed + 11),
+            key="img0",
+        )
         tcfg = TrainConfig(max_iter=cfg.max_iter, seed=cfg.seed)
-        t_first, first = measure(lambda images=images, tcfg=tcfg: train_head(images, k, tcfg), cfg.repeats, True,
-                                 cfg.cell_budget_s)
+        t_first, first = measure(
+            lambda images=images, tcfg=tcfg: train_head(images, k, tcfg), cfg.repeats, True, cfg.cell_budget_s
+        )
         timing = Timing()
         refit = None
         for i in range(cfg.repeats + 1):  # the first round warms up
             cache = TrainingCache()
             prev = train_head(images, k, tcfg, cache=cache)
-            wall, cpu, other, refit = timed(lambda prev=prev, cache=cache, changed=changed, tcfg=tcfg:
-                                            train_head(changed, k, tcfg, init=prev.head, cache=cache))
+            wall, cpu, other, refit = timed(
+                lambda prev=prev, cache=cache, changed=changed, tcfg=tcfg: train_head(
+                    changed, k, tcfg, init=prev.head, cache=cache
+                )
+            )
             if i:
                 timing.add(wall, cpu, other)
-        t_cold, cold = measure(lambda changed=changed, tcfg=tcfg: train_head(changed, k, tcfg), cfg.repeats, True,
-                               cfg.cell_budget_s)
-        for name, t, r in (("first fit", t_first, first), ("refit after one stroke", timing, refit),
-                           ("same problem, no cache, cold", t_cold, cold)):
-            section.add_row([dim, name, seconds(t.cpu), _pct_spread(t.cpu_spread), seconds(t.median), t.n,
-                             r.iterations, f"{r.loss:.6f}"],
-                            {"dim": dim, "fit": name, "time": t.to_dict(), "iterations": r.iterations, "loss": r.loss,
-                             "labelled_pixels": sum(r.pixel_counts.values())})
+        t_cold, cold = measure(
+            lambda changed=changed, tcfg=tcfg: train_head(changed, k, tcfg),
+            cfg.repeats,
+            True,
+            cfg.cell_budget_s,
+        )
+        for name, t, r in (
+            ("first fit", t_first, first),
+            ("refit after one stroke", timing, refit),
+            ("same problem, no cache, cold", t_cold, cold),
+        ):
+            section.add_row(
+                [
+                    dim,
+                    name,
+                    seconds(t.cpu),
+                    _pct_spread(t.cpu_spread),
+                    seconds(t.median),
+                    t.n,
+                    r.iterations,
+                    f"{r.loss:.6f}",
+                ],
+                {
+                    "dim": dim,
+                    "fit": name,
+                    "time": t.to_dict(),
+                    "iterations": r.iterations,
+                    "loss": r.loss,
+                    "labelled_pixels": sum(r.pixel_counts.values()),
+                },
+            )
         limit = 0.05 if dim <= 384 else 0.08
-        report.target(f"first fit, {n_px:,} px, {dim}-d", f"<= {seconds(limit)} CPU", seconds(t_first.cpu),
-                      t_first.cpu <= limit, "" if t_first.cpu <= limit else f"{t_first.cpu / limit:.2f}x the target")
-        report.target(f"refit after one stroke, {dim}-d", "<= 30 ms CPU", seconds(timing.cpu), timing.cpu <= 0.03,
-                      f"{refit.iterations} iterations warm vs {cold.iterations} cold; loss {refit.loss:.6f} vs "
-                      f"{cold.loss:.6f} cold")
+        report.target(
+            f"first fit, {n_px:,} px, {dim}-d",
+            f"<= {seconds(limit)} CPU",
+            seconds(t_first.cpu),
+            t_first.cpu <= limit,
+            "" if t_first.cpu <= limit else f"{t_first.cpu / limit:.2f}x the target",
+        )
+        report.target(
+            f"refit after one stroke, {dim}-d",
+            "<= 30 ms CPU",
+            seconds(timing.cpu),
+            timing.cpu <= 0.03,
+            f"{refit.iterations} iterations warm vs {cold.iterations} cold; loss {refit.loss:.6f} vs "
+            f"{cold.loss:.6f} cold",
+        )
 
 
 # -- part 2 ------------------------------------------------------------------------------------------
@@ -517,7 +658,9 @@ def run_dense(cfg: BenchConfig, report: Report) -> None:
         f = synth.synthetic_tokens(gt, model, cfg.seed + 9000 + i, cfg.long_side)
         feats.append(type(f)(f.tokens.half(), f.resized_size, f.original_size))
     val = _val_set(feats[cfg.dense_images :], gts[cfg.dense_images :], cfg.val_pixels_per_image, cfg.seed + 2)
-    images = [LabelledImage(f, gt) for f, gt in zip(feats[: cfg.dense_images], gts[: cfg.dense_images], strict=True)]
+    images = [
+        LabelledImage(f, gt) for f, gt in zip(feats[: cfg.dense_images], gts[: cfg.dense_images], strict=True)
+    ]
     total = cfg.dense_images * s * s
     section = report.section(
         "dense",
@@ -537,10 +680,24 @@ def run_dense(cfg: BenchConfig, report: Report) -> None:
         ("every pixel", t_f, r_f, m_f),
     ):
         section.add_row(
-            [name, r.trained_pixels, seconds(t.median), t.n, _cores(t.other_cores), _pct(m), f"{r.loss:.5f}",
-             r.iterations],
-            {"variant": name, "trained_pixels": r.trained_pixels, "time": t.to_dict(), "miou": m, "loss": r.loss,
-             "iterations": r.iterations},
+            [
+                name,
+                r.trained_pixels,
+                seconds(t.median),
+                t.n,
+                _cores(t.other_cores),
+                _pct(m),
+                f"{r.loss:.5f}",
+                r.iterations,
+            ],
+            {
+                "variant": name,
+                "trained_pixels": r.trained_pixels,
+                "time": t.to_dict(),
+                "miou": m,
+                "loss": r.loss,
+                "iterations": r.iterations,
+            },
         )
     section.notes.append(
         "Dense masks are the synthetic scenes' ground truth (every pixel labelled); features as in part 1. The "
@@ -551,11 +708,17 @@ def run_dense(cfg: BenchConfig, report: Report) -> None:
     section.notes.append(profile_note(prof, "the sampled run"))
     t = t_s.median
     report.target(
-        f"{cfg.dense_images} dense {s}x{s} masks", "< 5 s", seconds(t), t < 5.0,
+        f"{cfg.dense_images} dense {s}x{s} masks",
+        "< 5 s",
+        seconds(t),
+        t < 5.0,
         "" if t < 5.0 else f"missed by {t - 5.0:.2f} s",
     )
     diff = 100 * (m_s - m_f)
     report.target(
-        "dense: sampled vs every pixel mIoU", "within 0.5 points", f"{diff:+.2f} points", abs(diff) <= 0.5,
+        "dense: sampled vs every pixel mIoU",
+        "within 0.5 points",
+        f"{diff:+.2f} points",
+        abs(diff) <= 0.5,
         f"{100 * m_s:.2f} vs {100 * m_f:.2f}; every-pixel training took {seconds(t_f.median)}",
     )

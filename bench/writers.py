@@ -20,7 +20,9 @@ from PIL import Image
 
 def png(seed: int, size: int = 8) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+        buf, "PNG"
+    )
     return buf.getvalue()
 
 
@@ -40,12 +42,21 @@ def write_forever(data_dir: str, db_url: str, project_id: int, image_id: int, cl
         elif i % 7 == 0:
             ack = f"img {repo.add_image(project_id, png(1000 + i), f'k{i}.png').id}"
         else:
-            ack = f"ann {repo.add_point(image_id, class_id, i % info.width, (i // info.width) % info.height, 1, author=f'w{i}').id}"
+            x, y = i % info.width, (i // info.width) % info.height
+            ack = f"ann {repo.add_point(image_id, class_id, x, y, 1, author=f'w{i}').id}"
         print(ack, flush=True)
 
 
-def stress(data_dir: str, db_url: str, worker: int, start: float, stop: float, image_ids: list[int],
-           class_ids: list[int], out: object = None) -> tuple[list[int], list[str]]:
+def stress(
+    data_dir: str,
+    db_url: str,
+    worker: int,
+    start: float,
+    stop: float,
+    image_ids: list[int],
+    class_ids: list[int],
+    out: object = None,
+) -> tuple[list[int], list[str]]:
     """Add annotations from `start` to `stop` (wall clock). Returns (acknowledged annotation ids, errors)."""
     from storage import Repository
 
@@ -68,8 +79,14 @@ def stress(data_dir: str, db_url: str, worker: int, start: float, stop: float, i
                 raster[1, :] = [(worker // k**i) % k for i in range(16)]
                 ann = repo.save_scribbles(image_id, raster, author=f"stress{worker}")
             else:
-                ann = repo.add_point(image_id, int(rng.choice(class_ids)), float(rng.integers(0, 16)),
-                                     float(rng.integers(0, 16)), float(rng.integers(0, 3)), author=f"stress{worker}")
+                ann = repo.add_point(
+                    image_id,
+                    int(rng.choice(class_ids)),
+                    float(rng.integers(0, 16)),
+                    float(rng.integers(0, 16)),
+                    float(rng.integers(0, 3)),
+                    author=f"stress{worker}",
+                )
             acked.append(ann.id)
             if isinstance(out, io.TextIOBase):
                 print(f"ann {ann.id}", file=out, flush=True)
@@ -97,8 +114,14 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     """`python -m bench.writers ARGS` in a child process (its own database connection, no DATABASE_URL)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "bench.writers", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.writers", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_after(proc: subprocess.Popen[str], n: int, timeout_s: float = 120.0) -> tuple[list[str], str]:
@@ -124,8 +147,9 @@ def main(argv: list[str]) -> None:
     elif cmd == "stress":
         ids = [int(x) for x in args[5].split(",")]
         classes = [int(x) for x in args[6].split(",")]
-        _acked, errors = stress(args[0], args[1], int(args[2]), float(args[3]), float(args[4]), ids, classes,
-                                out=sys.stdout)
+        _acked, errors = stress(
+            args[0], args[1], int(args[2]), float(args[3]), float(args[4]), ids, classes, out=sys.stdout
+        )
         print(f"done {len(errors)}", flush=True)
     elif cmd == "open":
         open_only(args[0], args[1])

@@ -12,13 +12,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cli.dataset", "train a head on a VOC-layout dataset with imperfect labels"),
     "evaluate": ("cli.dataset", "per-class IoU and mIoU of a head on a dataset split"),
     "predict": ("cli.dataset", "write palette PNG predictions for images"),
-    "simulate": ("cli.dataset", "simulated annotation sessions: strokes each labelling strategy needs to reach a "
-                 "held-out mIoU"),
+    "simulate": (
+        "cli.dataset",
+        "simulated annotation sessions: strokes each labelling strategy needs to reach a held-out mIoU",
+    ),
     "export-onnx": ("cli.dataset", "write a trained head (with its backbone, or alone) as one ONNX graph"),
-    "make-labels": ("cli.experiments", "make imperfect labels (scribble, point, noisy, zeroshot) for a VOC-layout "
-                    "dataset"),
-    "study": ("cli.experiments", "run a grid of paper-protocol trainings and tabulate validation mIoU like the paper"),
-    "bench": ("cli.bench", "benchmarks: retrain speed, dense masks, stroke latency, feature throughput, memory"),
+    "make-labels": (
+        "cli.experiments",
+        "make imperfect labels (scribble, point, noisy, zeroshot) for a VOC-layout dataset",
+    ),
+    "study": (
+        "cli.experiments",
+        "run a grid of paper-protocol trainings and tabulate validation mIoU like the paper",
+    ),
+    "bench": (
+        "cli.bench",
+        "benchmarks: retrain speed, dense masks, stroke latency, feature throughput, memory",
+    ),
 }
 
 

@@ -30,7 +30,9 @@ def default_cache_dir() -> Path:
 
 
 def _add_backbone_args(p: argparse.ArgumentParser, weights_default: str | None) -> None:
-    p.add_argument("--backbone", default=None, help="dinov2_vits14 (CPU default), dinov2_vitb14 (GPU default), ...")
+    p.add_argument(
+        "--backbone", default=None, help="dinov2_vits14 (CPU default), dinov2_vitb14 (GPU default), ..."
+    )
     p.add_argument(
         "--weights",
         default=weights_default,
@@ -38,25 +40,41 @@ def _add_backbone_args(p: argparse.ArgumentParser, weights_default: str | None) 
         + ("" if weights_default else "; default: the weights the head was trained with"),
     )
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default ~/.cache/probeseg/features)")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="feature cache (default ~/.cache/probeseg/features)"
+    )
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
     p.add_argument("--batch-size", type=int, default=None, help="images per backbone forward (default 8)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help=help_of("train"))
-    t.add_argument("--data", required=True, type=Path, help="dataset folder (JPEGImages/, ImageSets/Segmentation/)")
+    t.add_argument(
+        "--data", required=True, type=Path, help="dataset folder (JPEGImages/, ImageSets/Segmentation/)"
+    )
     t.add_argument("--labels", required=True, type=Path, help="folder of label PNGs, 255 = unlabelled")
-    t.add_argument("--label-kind", required=True, choices=LABEL_KINDS,
-                   help="what the label PNGs are: sparse scribbles or points (class-balanced loss) or dense masks")
+    t.add_argument(
+        "--label-kind",
+        required=True,
+        choices=LABEL_KINDS,
+        help="what the label PNGs are: sparse scribbles or points (class-balanced loss) or dense masks",
+    )
     t.add_argument("--out", required=True, type=Path, help="folder to write head.safetensors + head.json")
-    t.add_argument("--split", default="train", help="ImageSets/Segmentation/SPLIT.txt to train on (default train)")
+    t.add_argument(
+        "--split", default="train", help="ImageSets/Segmentation/SPLIT.txt to train on (default train)"
+    )
     t.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     _add_backbone_args(t, "hub")
-    t.add_argument("--max-iter", type=int, default=TrainConfig.max_iter,
-                   help=f"L-BFGS iterations (default {TrainConfig.max_iter})")
+    t.add_argument(
+        "--max-iter",
+        type=int,
+        default=TrainConfig.max_iter,
+        help=f"L-BFGS iterations (default {TrainConfig.max_iter})",
+    )
     t.add_argument("--weight-decay", type=float, default=None, help=f"default {TrainConfig.weight_decay}")
-    t.add_argument("--max-pixels", type=int, default=TrainConfig.max_pixels, help="sampling cap for dense masks")
+    t.add_argument(
+        "--max-pixels", type=int, default=TrainConfig.max_pixels, help="sampling cap for dense masks"
+    )
     t.add_argument(
         "--class-balance",
         action=argparse.BooleanOptionalAction,
@@ -68,10 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train)
 
     e = sub.add_parser("evaluate", help=help_of("evaluate"))
-    e.add_argument("--data", required=True, type=Path, help="dataset folder (JPEGImages/, SegmentationClass/)")
+    e.add_argument(
+        "--data", required=True, type=Path, help="dataset folder (JPEGImages/, SegmentationClass/)"
+    )
     e.add_argument("--head", required=True, type=Path, help="folder written by train")
     e.add_argument("--split", default="val", help="split to score (default val)")
-    e.add_argument("--json", type=Path, default=None, help="where to write the scores (default HEAD/eval-SPLIT.json)")
+    e.add_argument(
+        "--json", type=Path, default=None, help="where to write the scores (default HEAD/eval-SPLIT.json)"
+    )
     _add_backbone_args(e, None)
     e.set_defaults(func=run_evaluate)
 
@@ -79,41 +101,73 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", required=True, type=Path, help="folder written by train")
     p.add_argument("--images", required=True, nargs="+", type=Path, help="a folder of images or image files")
     p.add_argument("--out", required=True, type=Path, help="folder for the prediction PNGs (one per image)")
-    p.add_argument("--coco", type=Path, default=None,
-                   help="also write the predictions to this COCO JSON file (one RLE annotation per image and class)")
-    p.add_argument("--coco-background", action="store_true",
-                   help="with --coco: make the background class a COCO category too (default: objects only)")
+    p.add_argument(
+        "--coco",
+        type=Path,
+        default=None,
+        help="also write the predictions to this COCO JSON file (one RLE annotation per image and class)",
+    )
+    p.add_argument(
+        "--coco-background",
+        action="store_true",
+        help="with --coco: make the background class a COCO category too (default: objects only)",
+    )
     _add_backbone_args(p, None)
     p.set_defaults(func=run_predict)
 
-    m = sub.add_parser("simulate", help=help_of("simulate"),
-                       description="A simulated annotator labels the training split one scribble at a time (never "
-                       "across a ground-truth boundary), the head is retrained after each as in the app, and held-out "
-                       "mIoU is recorded: DIR/simulation.json, DIR/simulation.png and a table of the strokes each "
-                       "strategy needs to reach 90 % and 95 % of the mIoU of training on the full ground truth.")
-    m.add_argument("--data", required=True, type=Path, help="dataset folder (JPEGImages/, SegmentationClass/)")
+    m = sub.add_parser(
+        "simulate",
+        help=help_of("simulate"),
+        description="A simulated annotator labels the training split one scribble at a time (never "
+        "across a ground-truth boundary), the head is retrained after each as in the app, and held-out "
+        "mIoU is recorded: DIR/simulation.json, DIR/simulation.png and a table of the strokes each "
+        "strategy needs to reach 90 % and 95 % of the mIoU of training on the full ground truth.",
+    )
+    m.add_argument(
+        "--data", required=True, type=Path, help="dataset folder (JPEGImages/, SegmentationClass/)"
+    )
     m.add_argument("--split", default="train", help="split the annotator labels (default train)")
-    m.add_argument("--val-split", default="val", help="held-out split scored after every stroke (default val)")
-    m.add_argument("--strategy", nargs="+", default=["random", "uncertainty", "error", "refine"],
-                   choices=["random", "uncertainty", "error", "refine"], help="strategies to run (default all four)")
+    m.add_argument(
+        "--val-split", default="val", help="held-out split scored after every stroke (default val)"
+    )
+    m.add_argument(
+        "--strategy",
+        nargs="+",
+        default=["random", "uncertainty", "error", "refine"],
+        choices=["random", "uncertainty", "error", "refine"],
+        help="strategies to run (default all four)",
+    )
     m.add_argument("--budget", type=int, default=100, help="actions per strategy (default 100)")
-    m.add_argument("--stroke-px", type=int, default=40,
-                   help="centre-line pixels of one scribble (default 40; 1 simulates clicks)")
+    m.add_argument(
+        "--stroke-px",
+        type=int,
+        default=40,
+        help="centre-line pixels of one scribble (default 40; 1 simulates clicks)",
+    )
     m.add_argument("--seed", type=int, default=0, help="seed of the simulated annotator (default 0)")
     m.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     m.add_argument("--out", required=True, type=Path, help="folder for simulation.json and simulation.png")
     _add_backbone_args(m, "hub")
     m.set_defaults(func=run_simulate)
 
-    x = sub.add_parser("export-onnx", help=help_of("export-onnx"),
-                       description="One ONNX graph: a normalised float32 image [1, 3, H, W] (H, W multiples of 14, "
-                       "dynamic) to class logits [1, K, H, W]; with --head-only, tokens [1, C, h, w] to logits "
-                       "[1, K, h, w]. The preprocessing and classes are in the model's metadata (key 'probeseg').")
-    x.add_argument("--head", required=True, type=Path, help="folder written by train (or a web-app head export)")
+    x = sub.add_parser(
+        "export-onnx",
+        help=help_of("export-onnx"),
+        description="One ONNX graph: a normalised float32 image [1, 3, H, W] (H, W multiples of 14, "
+        "dynamic) to class logits [1, K, H, W]; with --head-only, tokens [1, C, h, w] to logits "
+        "[1, K, h, w]. The preprocessing and classes are in the model's metadata (key 'probeseg').",
+    )
+    x.add_argument(
+        "--head", required=True, type=Path, help="folder written by train (or a web-app head export)"
+    )
     x.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
     x.add_argument("--head-only", action="store_true", help="only the 1x1 head on patch tokens (no backbone)")
-    x.add_argument("--max-side", type=int, default=2044,
-                   help="largest input height or width in pixels the graph accepts, a multiple of 14 (default 2044)")
+    x.add_argument(
+        "--max-side",
+        type=int,
+        default=2044,
+        help="largest input height or width in pixels the graph accepts, a multiple of 14 (default 2044)",
+    )
     _add_backbone_args(x, None)
     x.set_defaults(func=run_export_onnx)
 
@@ -128,7 +182,9 @@ def _open_store(name: str | None, weights: str, args: argparse.Namespace, long_s
     backbone = load_backbone(name, weights, device)
     note = "  (RANDOM WEIGHTS: for testing only)" if backbone.is_random else ""
     print(f"backbone: {name} [{backbone.weights_id}] on {device}{note}")
-    extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side, batch_size=args.batch_size or 8))
+    extractor = FeatureExtractor(
+        backbone, FeatureConfig(long_side=long_side, batch_size=args.batch_size or 8)
+    )
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return FeatureStore(extractor, cache_dir=cache, max_memory_bytes=64 * 2**20)
 
@@ -172,10 +228,14 @@ def run_train(args: argparse.Namespace) -> int:
     # Sparse label sets often cover only part of a split: images without a label file are skipped, loudly.
     missing = [i for i in ids if not (args.labels / f"{i}.png").is_file()]
     if len(missing) == len(ids):
-        raise DatasetError(f"{args.labels}: none of the {len(ids)} images of split {args.split!r} has a label PNG there")
+        raise DatasetError(
+            f"{args.labels}: none of the {len(ids)} images of split {args.split!r} has a label PNG there"
+        )
     if missing:
-        print(f"warning: {len(missing)} of {len(ids)} images have no label file in {args.labels} and are skipped "
-              f"(first: {missing[0]}.png)")
+        print(
+            f"warning: {len(missing)} of {len(ids)} images have no label file in {args.labels} and are skipped "
+            f"(first: {missing[0]}.png)"
+        )
         ids = [i for i in ids if i not in set(missing)]
     # Pass 1: read every label map once (cheap) to validate it and count pixels for the sampling cap.
     total = 0
@@ -233,7 +293,9 @@ def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
                 f"the head was trained with backbone weights {meta.weights_id}; pass the same file with --weights PATH"
             )
     if args.backbone and args.backbone != meta.backbone:
-        raise InputError(f"the head was trained on {meta.backbone} features, not {args.backbone}; drop --backbone")
+        raise InputError(
+            f"the head was trained on {meta.backbone} features, not {args.backbone}; drop --backbone"
+        )
     store = _open_store(meta.backbone, weights, args, meta.long_side)
     if store.extractor.backbone.weights_id != meta.weights_id:
         raise InputError(
@@ -268,7 +330,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     scores = cm.scores()
     print(scores.format_table(list(ds.classes)))
     out = args.json or (args.head / f"eval-{args.split}.json")
-    report = {"split": args.split, "images": len(ids), "data": str(args.data), **scores.to_dict(list(ds.classes))}
+    report = {
+        "split": args.split,
+        "images": len(ids),
+        "data": str(args.data),
+        **scores.to_dict(list(ds.classes)),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"scores written to {out}")
@@ -305,10 +372,15 @@ def run_predict(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
-        raise InputError("two input images share a file name stem; their predictions would overwrite each other")
+        raise InputError(
+            "two input images share a file name stem; their predictions would overwrite each other"
+        )
     colours = {c.get("index"): c.get("colour") for c in meta.extra.get("classes", [])}  # a web-app export's
     classes = [coco.CocoClass(i, name, colours.get(i)) for i, name in enumerate(meta.classes)]
-    info = {"description": f"probeseg predictions of {meta.backbone} head {args.head}", "head": str(args.head)}
+    info = {
+        "description": f"probeseg predictions of {meta.backbone} head {args.head}",
+        "head": str(args.head),
+    }
     builder = coco.CocoBuilder(classes, info, include_background=args.coco_background) if args.coco else None
     items = [(f, (lambda f=f: load_rgb(f))) for f in files]
     predictor = Predictor()
@@ -317,7 +389,9 @@ def run_predict(args: argparse.Namespace) -> int:
         labels = predictor.predict(head).labels
         write_label_png(args.out / f"{path.stem}.png", labels)
         if builder is not None:
-            builder.add({"id": n, "file_name": path.name, "height": rgb.shape[0], "width": rgb.shape[1]}, labels)
+            builder.add(
+                {"id": n, "file_name": path.name, "height": rgb.shape[0], "width": rgb.shape[1]}, labels
+            )
     print(f"wrote {len(files)} palette PNGs to {args.out}")
     if builder is not None:
         atomic_write(args.coco, json.dumps(builder.document()).encode("utf-8"))
@@ -336,13 +410,17 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     def samples(split: str) -> list:
         items = [(i, (lambda i=i: ds.image(i))) for i in ds.ids(split)]
-        return [simulate.Sample(feats, ds.ground_truth(i, size=rgb.shape[:2]))
-                for i, rgb, feats in _features_in_batches(store, items, f"features {split}")]
+        return [
+            simulate.Sample(feats, ds.ground_truth(i, size=rgb.shape[:2]))
+            for i, rgb, feats in _features_in_batches(store, items, f"features {split}")
+        ]
 
     train, val = samples(args.split), samples(args.val_split)
     config = simulate.SimConfig(budget=args.budget, stroke_px=args.stroke_px, seed=args.seed)
     with tqdm(total=args.budget * len(args.strategy), desc="simulating", unit="stroke") as bar:
-        result = simulate.simulate(train, val, len(ds.classes), args.strategy, config, lambda _name, _step: bar.update())
+        result = simulate.simulate(
+            train, val, len(ds.classes), args.strategy, config, lambda _name, _step: bar.update()
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "simulation.json").write_text(json.dumps(result, indent=1))
     simulate.plot_simulation(result, args.out / "simulation.png")
@@ -360,7 +438,9 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     backbone = None if args.head_only else _store_for_head(args, meta).extractor.backbone
     path = export_onnx(head, meta, args.out, backbone, head_only=args.head_only, max_side=args.max_side)
     what = "head" if args.head_only else f"{meta.backbone} + head"
-    print(f"wrote {what} ({len(meta.classes)} classes) as ONNX to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(
+        f"wrote {what} ({len(meta.classes)} classes) as ONNX to {path} ({path.stat().st_size / 2**20:.1f} MiB)"
+    )
     return 0
 
 

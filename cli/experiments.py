@@ -83,7 +83,8 @@ def _add_clip_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--clip-pretrained",
         default=DEFAULT_TAG,
-        help=f"open_clip pretrained tag for --clip-weights hub; openai also means QuickGELU for a local file (default {DEFAULT_TAG})",
+        help="open_clip pretrained tag for --clip-weights hub; openai also means QuickGELU for a local file "
+        f"(default {DEFAULT_TAG})",
     )
     g.add_argument(
         "--clip-weights",

@@ -57,7 +57,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"probeseg {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
-        if name in sub.choices or importlib.util.find_spec(module) is None:  # registered, or not in this build
+        if (
+            name in sub.choices or importlib.util.find_spec(module) is None
+        ):  # registered, or not in this build
             continue
         if command in COMMANDS and COMMANDS[command][0] == module:
             importlib.import_module(module).register(sub)  # adds every command of that module
@@ -74,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        print(f"{_prog()}: error: invalid choice: '{argv[0]}' (choose from {', '.join(COMMANDS)}){hint}",
-              file=sys.stderr)
+        print(
+            f"{_prog()}: error: invalid choice: '{argv[0]}' (choose from {', '.join(COMMANDS)}){hint}",
+            file=sys.stderr,
+        )
         return 2
     if not argv or argv[0] not in COMMANDS:
         if wants_help:
@@ -106,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, whatever its type: its text is no advice, its traceback is kept
         if verbose:
             raise
-        print(f"internal error ({type(exc).__name__}), logged to {_log_internal()}; please report it",
-              file=sys.stderr)
+        print(
+            f"internal error ({type(exc).__name__}), logged to {_log_internal()}; please report it",
+            file=sys.stderr,
+        )
         return 1
 
 

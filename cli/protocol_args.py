@@ -56,12 +56,23 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, with_protocol_flag: 
     )
     _add(parser, g, "--lr", type=float, default=d.lr, help=f"head learning rate (default {d.lr})")
     _add(parser, g, "--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    _add(parser, g, "--weight-decay", type=float, default=d.weight_decay,
-         help=f"L2 penalty on the head's weights, not its bias (default {d.weight_decay:g}, the interactive "
-              "trainer's; 0 with --no-class-balance is the paper's literal Eq. 1)")
-    _add(parser, g, "--no-class-balance", action="store_true",
-         help="plain Eq. 1: every labelled pixel counts the same (default: each class weighted by 1 / its "
-              "labelled pixels over the training labels, as the interactive trainer does)")
+    _add(
+        parser,
+        g,
+        "--weight-decay",
+        type=float,
+        default=d.weight_decay,
+        help=f"L2 penalty on the head's weights, not its bias (default {d.weight_decay:g}, the interactive "
+        "trainer's; 0 with --no-class-balance is the paper's literal Eq. 1)",
+    )
+    _add(
+        parser,
+        g,
+        "--no-class-balance",
+        action="store_true",
+        help="plain Eq. 1: every labelled pixel counts the same (default: each class weighted by 1 / its "
+        "labelled pixels over the training labels, as the interactive trainer does)",
+    )
     _add(
         parser,
         g,

@@ -87,8 +87,9 @@ class PatchClusters:
         return (x @ self.centroids.T).argmax(1).reshape(feats.grid)
 
 
-def fit_clusters(features: Sequence[PatchFeatures], m: int = CLUSTERS, sample: int = CLUSTER_SAMPLE,
-                 seed: int = 0) -> PatchClusters:
+def fit_clusters(
+    features: Sequence[PatchFeatures], m: int = CLUSTERS, sample: int = CLUSTER_SAMPLE, seed: int = 0
+) -> PatchClusters:
     """Cluster a seeded sample of at most `sample` patches of the given images into `m` kinds."""
     import warnings
 
@@ -107,7 +108,9 @@ def fit_clusters(features: Sequence[PatchFeatures], m: int = CLUSTERS, sample: i
     with warnings.catch_warnings():  # fewer distinct patches than clusters (tiny or flat images): fine
         warnings.simplefilter("ignore", ConvergenceWarning)
         km = KMeans(n_clusters=m, n_init=1, random_state=seed).fit(x)
-    centroids = km.cluster_centers_ / np.maximum(np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12)
+    centroids = km.cluster_centers_ / np.maximum(
+        np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12
+    )
     return PatchClusters(centroids.astype(np.float32))
 
 
@@ -124,16 +127,22 @@ def weighted(need: np.ndarray, assignment: np.ndarray, totals: np.ndarray | None
     return need if totals is None else need * np.sqrt(totals[assignment]).astype(np.float32)
 
 
-def project_needs(raw: Sequence[np.ndarray], assignments: Sequence[np.ndarray],
-                  m: int) -> tuple[list[np.ndarray], np.ndarray]:
+def project_needs(
+    raw: Sequence[np.ndarray], assignments: Sequence[np.ndarray], m: int
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Steps 1-2 over a project: the weighted need of every image (given each one's plain need and cluster
     assignment) and the cluster totals used."""
     totals = cluster_totals(raw, assignments, m)
     return [weighted(n, a, totals) for n, a in zip(raw, assignments, strict=True)], totals
 
 
-def regions(need: np.ndarray, image_size: tuple[int, int], n: int = 3, quantile: float = QUANTILE,
-            min_need: float = MIN_NEED) -> list[Region]:
+def regions(
+    need: np.ndarray,
+    image_size: tuple[int, int],
+    n: int = 3,
+    quantile: float = QUANTILE,
+    min_need: float = MIN_NEED,
+) -> list[Region]:
     """The `n` regions of an image with the highest summed need, best first (step 3 included)."""
     grid = np.asarray(need, np.float32)
     if grid.size == 0 or float(grid.max()) < min_need:
@@ -168,12 +177,12 @@ def image_score(need: np.ndarray, image_size: tuple[int, int]) -> float:
     return best[0].score if best else 0.0
 
 
-def suggest(images: Iterable[tuple[object, np.ndarray, tuple[int, int]]], n: int = 5,
-            per_image: int = 1) -> list[Region]:
+def suggest(
+    images: Iterable[tuple[object, np.ndarray, tuple[int, int]]], n: int = 5, per_image: int = 1
+) -> list[Region]:
     """The `n` best regions across images given as (key, need grid, image size), at most `per_image` each."""
     found: list[Region] = []
     for key, need, size in images:
         found += [Region(r.box, r.score, r.peak, key) for r in regions(need, size, n=per_image)]
     found.sort(key=lambda r: -r.score)
     return found[:n]
-

@@ -145,8 +145,9 @@ def resize_pos_embed(
         return pos_embed
     square = patch.float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
     if offset:
-        resized = F.interpolate(square, scale_factor=((h + offset) / m, (w + offset) / m), mode="bicubic",
-                                antialias=antialias)
+        resized = F.interpolate(
+            square, scale_factor=((h + offset) / m, (w + offset) / m), mode="bicubic", antialias=antialias
+        )
     else:
         resized = F.interpolate(square, size=(h, w), mode="bicubic", antialias=antialias)
     if resized.shape[-2:] != (h, w):  # cannot happen for offsets in (0, 1); a guard against misuse
@@ -159,8 +160,13 @@ def meta_position_embedding(model: nn.Module, grid: tuple[int, int]) -> torch.Te
     """The model's position embedding at `grid` by Meta's rule: [1, P + h*w, C] (P = 1 CLS slot for the plain
     models, 0 for `_reg`)."""
     spec = model.probeseg_spec
-    return resize_pos_embed(model.pos_embed, grid, offset=spec.interpolate_offset,
-                            antialias=spec.interpolate_antialias, num_prefix=0 if model.no_embed_class else 1)
+    return resize_pos_embed(
+        model.pos_embed,
+        grid,
+        offset=spec.interpolate_offset,
+        antialias=spec.interpolate_antialias,
+        num_prefix=0 if model.no_embed_class else 1,
+    )
 
 
 def _meta_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -183,8 +189,9 @@ def create_model(spec: BackboneSpec, pretrained: bool = False, **timm_kwargs) ->
     """The timm model of `spec` with Meta's position-embedding rule (see BackboneSpec). `timm_kwargs`
     override timm's architecture arguments (tests use `depth=1` to check every size cheaply)."""
     # dynamic_img_size: the position embedding is resized to any input grid, so images keep aspect.
-    model = timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True,
-                              **timm_kwargs)
+    model = timm.create_model(
+        spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True, **timm_kwargs
+    )
     model.probeseg_spec = spec
     model.probeseg_position = meta_position_embedding
     model._pos_embed = types.MethodType(_meta_pos_embed, model)
@@ -265,12 +272,18 @@ def _from_hub(spec: BackboneSpec) -> nn.Module:
             load_weights_file(model, cached, spec)
             return model
     if not constants.HF_HUB_OFFLINE and not _reachable(constants.ENDPOINT):
-        raise WeightsUnavailableError(_hub_help(
-            spec, f"{constants.ENDPOINT} cannot be reached and the weights are not in the Hugging Face cache"))
+        raise WeightsUnavailableError(
+            _hub_help(
+                spec,
+                f"{constants.ENDPOINT} cannot be reached and the weights are not in the Hugging Face cache",
+            )
+        )
     try:
         return create_model(spec, pretrained=True)
     except Exception as exc:  # offline, not cached, proxy errors: all end the same way for the user
-        raise WeightsUnavailableError(_hub_help(spec, f"{type(exc).__name__}: {exc}".splitlines()[0])) from None
+        raise WeightsUnavailableError(
+            _hub_help(spec, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        ) from None
 
 
 def _reachable(url: str, timeout_s: float = 3.0) -> bool:
@@ -283,8 +296,9 @@ def _reachable(url: str, timeout_s: float = 3.0) -> bool:
         return True
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
-                                      timeout=timeout_s):
+        with socket.create_connection(
+            (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=timeout_s
+        ):
             return True
     except OSError:
         return False

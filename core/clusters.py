@@ -22,8 +22,18 @@ K_MIN, K_MAX = 2, 12
 # keeps its colour across images, runs and values of k.
 CLUSTER_PALETTE = np.array(
     [
-        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-        (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40), (0, 0, 128),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (0, 128, 128),
+        (170, 110, 40),
+        (0, 0, 128),
     ],
     dtype=np.uint8,
 )
@@ -50,7 +60,9 @@ def overlay(image_rgb: np.ndarray, colour_map: np.ndarray, alpha: float = 0.5) -
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _check_tokens(tokens_list: Sequence[np.ndarray], out_sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+def _check_tokens(
+    tokens_list: Sequence[np.ndarray], out_sizes: Sequence[tuple[int, int]]
+) -> list[np.ndarray]:
     if len(tokens_list) == 0:
         raise ValueError("no token grids given")
     if len(out_sizes) != len(tokens_list):
@@ -60,7 +72,9 @@ def _check_tokens(tokens_list: Sequence[np.ndarray], out_sizes: Sequence[tuple[i
         if t.ndim != 3 or t.shape[1] == 0 or t.shape[2] == 0:
             raise ValueError(f"tokens of image {i} must be shaped [C, h, w], got {t.shape}")
         if t.shape[0] != arrays[0].shape[0]:
-            raise ValueError(f"tokens of image {i} have {t.shape[0]} channels, image 0 has {arrays[0].shape[0]}")
+            raise ValueError(
+                f"tokens of image {i} have {t.shape[0]} channels, image 0 has {arrays[0].shape[0]}"
+            )
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"output size of image {i} must be (H, W) with H, W >= 1, got {size}")
         if not np.isfinite(t).all():
@@ -112,7 +126,9 @@ def kmeans_image(tokens: np.ndarray, k: int, out_size: tuple[int, int], seed: in
     return kmeans_images([tokens], k, [out_size], seed)[0]
 
 
-def pca_rgb_images(tokens_list: Sequence[np.ndarray], out_sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+def pca_rgb_images(
+    tokens_list: Sequence[np.ndarray], out_sizes: Sequence[tuple[int, int]]
+) -> list[np.ndarray]:
     """First 3 principal components as RGB, with one PCA and one colour scaling shared by all images."""
     arrays = _check_tokens(tokens_list, out_sizes)
     x = np.concatenate([_flat(t) for t in arrays])

@@ -48,8 +48,10 @@ def _rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
             return mask_utils.frPyObjects(segmentation, *segmentation["size"])
         if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str | bytes):
             counts = segmentation["counts"]
-            return {"size": list(segmentation["size"]),
-                    "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            return {
+                "size": list(segmentation["size"]),
+                "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+            }
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise CocoError(f"unreadable segmentation ({exc})") from None
     raise CocoError("a segmentation must be a list of polygons or an RLE dict with 'size' and 'counts'")
@@ -87,8 +89,12 @@ class CocoBuilder:
     """Collects images and their label maps (one at a time, so a large prediction run keeps only RLEs in
     memory) into a COCO document: one annotation per image and class present; unlabelled pixels have none."""
 
-    def __init__(self, classes: Sequence[CocoClass], info: Mapping[str, Any], include_background: bool = False):
-        self.classes = [c for c in classes if c.index != IGNORE and (include_background or not is_background(c.name))]
+    def __init__(
+        self, classes: Sequence[CocoClass], info: Mapping[str, Any], include_background: bool = False
+    ):
+        self.classes = [
+            c for c in classes if c.index != IGNORE and (include_background or not is_background(c.name))
+        ]
         self.info = dict(info)
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
@@ -96,27 +102,53 @@ class CocoBuilder:
     def add(self, image: Mapping[str, Any], labels: np.ndarray) -> None:
         """`image`: at least id, file_name, width, height (more fields are kept); `labels`: HxW class indices."""
         if tuple(labels.shape) != (int(image["height"]), int(image["width"])):
-            raise CocoError(f"{image['file_name']}: label map is {labels.shape[1]}x{labels.shape[0]} but the image "
-                            f"is {image['width']}x{image['height']}")
+            raise CocoError(
+                f"{image['file_name']}: label map is {labels.shape[1]}x{labels.shape[0]} but the image "
+                f"is {image['width']}x{image['height']}"
+            )
         self.images.append(dict(image))
         present = np.bincount(np.asarray(labels, np.uint8).reshape(-1), minlength=256)
         for c in self.classes:
             if present[c.index]:
                 seg = encode(labels == c.index)
-                self.annotations.append({"id": len(self.annotations) + 1, "image_id": int(image["id"]),
-                                         "category_id": c.index + 1, "segmentation": seg, "area": area(seg),
-                                         "bbox": bbox(seg), "iscrowd": 0})
+                self.annotations.append(
+                    {
+                        "id": len(self.annotations) + 1,
+                        "image_id": int(image["id"]),
+                        "category_id": c.index + 1,
+                        "segmentation": seg,
+                        "area": area(seg),
+                        "bbox": bbox(seg),
+                        "iscrowd": 0,
+                    }
+                )
 
     def document(self) -> dict[str, Any]:
         return {
-            "info": self.info, "licenses": [], "images": self.images, "annotations": self.annotations,
-            "categories": [{"id": c.index + 1, "name": c.name, "supercategory": "",
-                            **({"color": c.colour} if c.colour else {}), **dict(c.extra or {})} for c in self.classes],
+            "info": self.info,
+            "licenses": [],
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": [
+                {
+                    "id": c.index + 1,
+                    "name": c.name,
+                    "supercategory": "",
+                    **({"color": c.colour} if c.colour else {}),
+                    **dict(c.extra or {}),
+                }
+                for c in self.classes
+            ],
         }
 
 
-def label_map(anns: Sequence[Mapping[str, Any]], height: int, width: int, class_of: Mapping[int, int],
-              fill: int = IGNORE) -> np.ndarray:
+def label_map(
+    anns: Sequence[Mapping[str, Any]],
+    height: int,
+    width: int,
+    class_of: Mapping[int, int],
+    fill: int = IGNORE,
+) -> np.ndarray:
     """HxW uint8 label map of one image's annotations: category id -> class index by `class_of`; larger
     objects first, so a smaller one lying on top of another keeps its pixels. Pixels of no annotation: `fill`."""
     out = np.full((height, width), fill, np.uint8)

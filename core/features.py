@@ -184,7 +184,9 @@ def preprocess(rgb: np.ndarray, long_side: int) -> torch.Tensor:
     The same tensor as Meta's eval recipe (torchvision Resize(bicubic) on the PIL image, ToTensor,
     Normalize): PIL's full bicubic filter, no `reducing_gap` shortcut, which changes large photos."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 RGB array, got {rgb.shape} {rgb.dtype}; use core.imageio.load_rgb")
+        raise ValueError(
+            f"expected an HxWx3 uint8 RGB array, got {rgb.shape} {rgb.dtype}; use core.imageio.load_rgb"
+        )
     rh, rw = resized_size_for(rgb.shape[:2], long_side)
     img = Image.fromarray(rgb).resize((rw, rh), Image.Resampling.BICUBIC)
     return normalise(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1))
@@ -205,13 +207,17 @@ class FeatureExtractor:
     @property
     def identity(self) -> str:
         """What the features depend on besides the pixels (part of the cache key)."""
-        return (f"{self.backbone.spec.name}|{self.backbone.weights_id}|long_side={self.config.long_side}"
-                f"|features=v{FEATURE_VERSION}")
+        return (
+            f"{self.backbone.spec.name}|{self.backbone.weights_id}|long_side={self.config.long_side}"
+            f"|features=v{FEATURE_VERSION}"
+        )
 
     def extract(self, rgb: np.ndarray) -> PatchFeatures:
         return self.extract_many([rgb])[0]
 
-    def extract_many(self, images: Sequence[np.ndarray], progress: Iterable | None = None) -> list[PatchFeatures]:
+    def extract_many(
+        self, images: Sequence[np.ndarray], progress: Iterable | None = None
+    ) -> list[PatchFeatures]:
         """Features for many images, batched by input size. `progress`, if given, is called with the
         number of images finished after each batch (a tqdm.update or gr.Progress adapter)."""
         out: list[PatchFeatures | None] = [None] * len(images)

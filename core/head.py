@@ -80,7 +80,9 @@ class HeadMeta:
     feature_version: int = FEATURE_VERSION  # core.features.FEATURE_VERSION of the training features
     features: dict = field(default_factory=dict)  # how to compute its input without probeseg (feature_recipe)
     weights_sha256: str = ""  # of head.safetensors, checked on load (an altered file is refused)
-    extra: dict = field(default_factory=dict)  # whatever else the writer recorded (the web app: class colours...)
+    extra: dict = field(
+        default_factory=dict
+    )  # whatever else the writer recorded (the web app: class colours...)
 
 
 def feature_recipe(backbone: str, long_side: int) -> dict:
@@ -91,10 +93,11 @@ def feature_recipe(backbone: str, long_side: int) -> dict:
         "timm_model": get_spec(backbone).timm_name,
         "patch_size": PATCH_SIZE,
         "resize": f"PIL bicubic (no reducing_gap), aspect kept, longer side ~{long_side} px, each side rounded "
-                  f"to a multiple of {PATCH_SIZE}",
-        "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD),  # on RGB in 0..1
+        f"to a multiple of {PATCH_SIZE}",
+        "image_mean": list(IMAGENET_MEAN),
+        "image_std": list(IMAGENET_STD),  # on RGB in 0..1
         "tokens": "the last block's patch tokens after the final norm (no class or register tokens), "
-                  "[C, h, w]; the head standardises them with its own mean/std buffers",
+        "[C, h, w]; the head standardises them with its own mean/std buffers",
         "upsampling": "logits on the patch grid, bilinear to the image size (align_corners=False), then argmax",
         "ignore_index": IGNORE,
         "weights": "safetensors: conv.weight [K, C, 1, 1], conv.bias [K], mean [C], std [C]",
@@ -120,7 +123,9 @@ def head_from_bytes(data: bytes) -> LinearHead:
     try:
         state = load_bytes(data)  # the safetensors library's own checks: a truncated file is refused here
     except Exception as exc:  # SafetensorError is not exported under a stable name
-        raise HeadFileError(f"not a readable safetensors file ({exc}); it may be truncated: export or train it again") from None
+        raise HeadFileError(
+            f"not a readable safetensors file ({exc}); it may be truncated: export or train it again"
+        ) from None
     try:
         k, c = state["conv.weight"].shape[:2]
         head = LinearHead(c, k)
@@ -140,8 +145,13 @@ def write_head(out_dir: str | os.PathLike, weights: bytes, meta: HeadMeta) -> Pa
     head = head_from_bytes(weights)
     if len(meta.classes) != head.num_classes:
         raise HeadFileError(f"{len(meta.classes)} class names for a head with {head.num_classes} outputs")
-    meta = HeadMeta(**{**asdict(meta), "weights_sha256": hashlib.sha256(weights).hexdigest(),
-                        "features": meta.features or feature_recipe(meta.backbone, meta.long_side)})
+    meta = HeadMeta(
+        **{
+            **asdict(meta),
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "features": meta.features or feature_recipe(meta.backbone, meta.long_side),
+        }
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS_FILE).write_bytes(weights)
@@ -153,7 +163,9 @@ def load_head(head_dir: str | os.PathLike) -> tuple[LinearHead, HeadMeta]:
     d = Path(head_dir)
     wfile, mfile = d / WEIGHTS_FILE, d / META_FILE
     if not wfile.is_file() or not mfile.is_file():
-        raise HeadFileError(f"{d}: no head here (expected {WEIGHTS_FILE} and {META_FILE}); train one with `train --out {d}`")
+        raise HeadFileError(
+            f"{d}: no head here (expected {WEIGHTS_FILE} and {META_FILE}); train one with `train --out {d}`"
+        )
     try:
         stored = json.loads(mfile.read_text())
         stored.setdefault("feature_version", 1)  # heads of the first release did not record it
@@ -165,8 +177,10 @@ def load_head(head_dir: str | os.PathLike) -> tuple[LinearHead, HeadMeta]:
     check_feature_version(meta.feature_version, str(mfile))
     data = wfile.read_bytes()
     if meta.weights_sha256 and hashlib.sha256(data).hexdigest() != meta.weights_sha256:
-        raise HeadFileError(f"{wfile}: does not match the sha256 recorded in {mfile.name}: the file was altered or "
-                            "replaced; keep the two files of one head together (or train or export it again)")
+        raise HeadFileError(
+            f"{wfile}: does not match the sha256 recorded in {mfile.name}: the file was altered or "
+            "replaced; keep the two files of one head together (or train or export it again)"
+        )
     try:
         head = head_from_bytes(data)
     except HeadFileError as exc:

@@ -55,12 +55,16 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
     except FileNotFoundError:
         raise ImageReadError(f"{name}: file not found") from None
     except Image.UnidentifiedImageError:
-        raise ImageReadError(f"{name}: not an image in a format probeseg reads "
-                             f"({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})") from None
+        raise ImageReadError(
+            f"{name}: not an image in a format probeseg reads "
+            f"({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         truncated = "truncated" in str(exc).lower()
-        raise ImageReadError(f"{name}: the image data is {'truncated' if truncated else 'corrupt'}; re-export or "
-                             "re-download the file") from None
+        raise ImageReadError(
+            f"{name}: the image data is {'truncated' if truncated else 'corrupt'}; re-export or "
+            "re-download the file"
+        ) from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

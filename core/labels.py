@@ -14,8 +14,27 @@ from core.errors import UserError
 IGNORE = 255  # unlabelled / ignored pixel in every label map
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -77,7 +96,9 @@ def read_label_png(source: str | os.PathLike | bytes, name: str | None = None) -
     if img.mode in ("I;16", "I"):
         arr = np.array(img)
         if arr.max(initial=0) > 255:
-            raise LabelError(f"{label}: label values above 255 found; labels must be class indices 0..254 or 255")
+            raise LabelError(
+                f"{label}: label values above 255 found; labels must be class indices 0..254 or 255"
+            )
         return arr.astype(np.uint8)
     rgb = np.array(img.convert("RGB"), dtype=np.uint8)
     pal = voc_palette().astype(np.int32)

@@ -97,9 +97,15 @@ class Minimum:
     evaluations: int
 
 
-def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, max_iter: int = 100,
-                   ftol: float = 1e-7, gtol: float = 1e-9, memory: int = 20,
-                   callback: Callable[[np.ndarray, int], None] | None = None) -> Minimum:
+def minimize_lbfgs(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    max_iter: int = 100,
+    ftol: float = 1e-7,
+    gtol: float = 1e-9,
+    memory: int = 20,
+    callback: Callable[[np.ndarray, int], None] | None = None,
+) -> Minimum:
     """Minimise a smooth convex `fun(x) -> (loss, gradient)` from x0, deterministically. Stops after
     `max_iter` iterations, when an iteration lowers the loss by at most `ftol` x max(|loss|, 1), or when no
     gradient entry exceeds `gtol` in size. An exception raised by `fun` (cancellation) ends the

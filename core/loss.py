@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from core.labels import IGNORE
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
-                         class_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits [B, K, H, W] at the labels' resolution, targets [B, H, W] (IGNORE = unlabelled, masked out)
     -> (sum over labelled pixels of the class-weighted cross-entropy, sum of those pixels' weights). The
     loss is their ratio; returning both lets a caller average over several images or processes."""

@@ -13,8 +13,12 @@ V = TypeVar("V")
 
 
 class LRU(Generic[V]):
-    def __init__(self, capacity: int | None = None, max_bytes: int | None = None,
-                 size: Callable[[V], int] = lambda _v: 0):
+    def __init__(
+        self,
+        capacity: int | None = None,
+        max_bytes: int | None = None,
+        size: Callable[[V], int] = lambda _v: 0,
+    ):
         """`capacity`: most entries (None: no count bound); `max_bytes`: most summed `size` (None: none).
         An entry larger than `max_bytes` on its own is not kept."""
         self.capacity = None if capacity is None else max(1, int(capacity))
@@ -54,7 +58,8 @@ class LRU(Generic[V]):
             self._data[key] = (value, n)
             self._bytes += n
             while (self.capacity is not None and len(self._data) > self.capacity) or (
-                    self.max_bytes is not None and self._bytes > self.max_bytes):
+                self.max_bytes is not None and self._bytes > self.max_bytes
+            ):
                 _, (_v, dropped) = self._data.popitem(last=False)
                 self._bytes -= dropped
         return value

@@ -49,7 +49,9 @@ class ConfusionMatrix:
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if other.num_classes != self.num_classes:
-            raise ValueError(f"cannot merge confusion matrices of {self.num_classes} and {other.num_classes} classes")
+            raise ValueError(
+                f"cannot merge confusion matrices of {self.num_classes} and {other.num_classes} classes"
+            )
         self.matrix += other.matrix
         return self
 
@@ -125,6 +127,9 @@ class SegmentationScores:
 
         lines = [f"{'class':<{width}}  {'IoU %':>7}", "-" * (width + 9)]
         lines += [f"{n:<{width}}  {pct(v)}" for n, v in zip(names, self.per_class_iou, strict=True)]
-        lines += ["-" * (width + 9), f"{'mIoU':<{width}}  {pct(self.miou)}",
-                  f"{'pixel accuracy':<{width}}  {pct(self.pixel_accuracy)}"]
+        lines += [
+            "-" * (width + 9),
+            f"{'mIoU':<{width}}  {pct(self.miou)}",
+            f"{'pixel accuracy':<{width}}  {pct(self.pixel_accuracy)}",
+        ]
         return "\n".join(lines)

@@ -81,10 +81,16 @@ def stack(blocks: Sequence[Block]) -> tuple[torch.Tensor, torch.Tensor]:
         col = np.concatenate([col_of(b) + col_offset[i] for i, b in enumerate(blocks)])
         val = np.concatenate([val_of(b) for b in blocks])
         index = np.int32 if max(n, r, col.size) < 2**31 else np.int64
-        return torch.from_numpy(crow.astype(index)), torch.from_numpy(col.astype(index)), torch.from_numpy(val)
+        return (
+            torch.from_numpy(crow.astype(index)),
+            torch.from_numpy(col.astype(index)),
+            torch.from_numpy(val),
+        )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR is beta" is not news for the user
         s = torch.sparse_csr_tensor(*part(lambda b: b.crow, lambda b: b.col, lambda b: b.val, r_off), (n, r))
-        s_t = torch.sparse_csr_tensor(*part(lambda b: b.crow_t, lambda b: b.col_t, lambda b: b.val_t, n_off), (r, n))
+        s_t = torch.sparse_csr_tensor(
+            *part(lambda b: b.crow_t, lambda b: b.col_t, lambda b: b.val_t, n_off), (r, n)
+        )
     return s, s_t

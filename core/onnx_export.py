@@ -57,8 +57,11 @@ def axis_tables(model: nn.Module, max_grid: int) -> torch.Tensor:
     prefix = 0 if model.no_embed_class else 1
     m = int(round((pos.shape[1] - prefix) ** 0.5))
     rows = torch.eye(m).repeat_interleave(m, dim=0)  # [M*M, M]: cell (y, x) -> e_y
-    probe = SimpleNamespace(pos_embed=torch.cat([torch.zeros(1, prefix, m), rows[None]], dim=1),
-                            no_embed_class=model.no_embed_class, probeseg_spec=model.probeseg_spec)
+    probe = SimpleNamespace(
+        pos_embed=torch.cat([torch.zeros(1, prefix, m), rows[None]], dim=1),
+        no_embed_class=model.no_embed_class,
+        probeseg_spec=model.probeseg_spec,
+    )
     table = torch.zeros(max_grid, max_grid, m)
     with torch.no_grad():
         for n in range(1, max_grid + 1):
@@ -124,8 +127,18 @@ def export_onnx(
         h, w = torch.export.Dim("h", min=1, max=max_grid), torch.export.Dim("w", min=1, max=max_grid)
         dynamic = {"image": {2: PATCH_SIZE * h, 3: PATCH_SIZE * w}}
     with atomic_path(out) as tmp, torch.no_grad():
-        torch.onnx.export(module, (example,), str(tmp), dynamo=True, input_names=[name], output_names=["logits"],
-                          dynamic_shapes=dynamic, opset_version=OPSET, verbose=False, external_data=False)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(tmp),
+            dynamo=True,
+            input_names=[name],
+            output_names=["logits"],
+            dynamic_shapes=dynamic,
+            opset_version=OPSET,
+            verbose=False,
+            external_data=False,
+        )
         graph = onnx.load(str(tmp))
         graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(onnx_metadata(meta, head_only, max_side)))
         onnx.save(graph, str(tmp))
@@ -138,12 +151,20 @@ def onnx_metadata(meta: HeadMeta, head_only: bool, max_side: int) -> dict:
     if head_only:
         io = {"input": "tokens [1, C, h, w] float32 (see features.tokens)", "output": "logits [1, K, h, w]"}
     else:
-        io = {"input": f"image [1, 3, H, W] float32, RGB in 0..1 minus image_mean, divided by image_std; H and W "
-                       f"multiples of {PATCH_SIZE}, at most {max_side}",
-              "output": "logits [1, K, H, W] (argmax over K: the class index)"}
+        io = {
+            "input": f"image [1, 3, H, W] float32, RGB in 0..1 minus image_mean, divided by image_std; H and W "
+            f"multiples of {PATCH_SIZE}, at most {max_side}",
+            "output": "logits [1, K, H, W] (argmax over K: the class index)",
+        }
     return {
-        "format": "probeseg-onnx", "graph": "head" if head_only else "backbone+head", **io,
-        "backbone": meta.backbone, "weights_id": meta.weights_id, "feature_version": meta.feature_version,
-        "long_side": meta.long_side, "classes": list(meta.classes), "class_details": meta.extra.get("classes"),  # colours and ids, from a web-app export
+        "format": "probeseg-onnx",
+        "graph": "head" if head_only else "backbone+head",
+        **io,
+        "backbone": meta.backbone,
+        "weights_id": meta.weights_id,
+        "feature_version": meta.feature_version,
+        "long_side": meta.long_side,
+        "classes": list(meta.classes),
+        "class_details": meta.extra.get("classes"),  # colours and ids, from a web-app export
         "features": recipe,
     }

@@ -84,8 +84,10 @@ class Predictor:
 
     def set_image(self, rgb: np.ndarray, image_hash: str | None = None) -> PatchFeatures:
         if self.store is None:
-            raise RuntimeError("this Predictor has no FeatureStore: build it as Predictor(store) to set RGB "
-                               "images, or pass features with set_features")
+            raise RuntimeError(
+                "this Predictor has no FeatureStore: build it as Predictor(store) to set RGB "
+                "images, or pass features with set_features"
+            )
         self._features = self.store.get(rgb, image_hash)
         return self._features
 
@@ -95,7 +97,9 @@ class Predictor:
     @property
     def features(self) -> PatchFeatures:
         if self._features is None:
-            raise RuntimeError("no image set: call predictor.set_image(rgb) or set_features(...) before predict()")
+            raise RuntimeError(
+                "no image set: call predictor.set_image(rgb) or set_features(...) before predict()"
+            )
         return self._features
 
     def predict(self, head: LinearHead, size: tuple[int, int] | None = None) -> Prediction:

@@ -91,14 +91,20 @@ def score(head: LinearHead, val: Sequence[Sample], num_classes: int) -> float:
     return float(cm.scores().miou or 0.0)
 
 
-def full_label_miou(train: Sequence[Sample], val: Sequence[Sample], num_classes: int,
-                    config: TrainConfig = TrainConfig(class_balance=False)) -> float:
+def full_label_miou(
+    train: Sequence[Sample],
+    val: Sequence[Sample],
+    num_classes: int,
+    config: TrainConfig = TrainConfig(class_balance=False),
+) -> float:
     """Held-out mIoU of a head trained on the full ground truth of the training images (dense masks)."""
     head = train_head([LabelledImage(s.features, s.gt) for s in train], num_classes, config).head
     return score(head, val, num_classes)
 
 
-def scribble(gt: np.ndarray, start: tuple[int, int], length: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def scribble(
+    gt: np.ndarray, start: tuple[int, int], length: int, width: int, rng: np.random.Generator
+) -> np.ndarray:
     """[H, W] bool brush stroke inside the ground-truth region holding `start` (never across its boundary)."""
     cls = gt[start]
     comps, _ = ndimage.label(gt == cls, structure=np.ones((3, 3), bool))
@@ -131,8 +137,13 @@ def scribble(gt: np.ndarray, start: tuple[int, int], length: int, width: int, rn
 class Annotator:
     """One simulated session: `run(strategy)` -> the mIoU curve. Deterministic given the seed."""
 
-    def __init__(self, train: Sequence[Sample], val: Sequence[Sample], num_classes: int,
-                 config: SimConfig = SimConfig()):
+    def __init__(
+        self,
+        train: Sequence[Sample],
+        val: Sequence[Sample],
+        num_classes: int,
+        config: SimConfig = SimConfig(),
+    ):
         if not train or not val:
             raise SimulationError("a simulation needs training images and held-out images")
         self.train, self.val, self.k, self.config = list(train), list(val), num_classes, config
@@ -152,20 +163,30 @@ class Annotator:
             seconds += self._step(strategy, images, head, rng, order)
             head = self._fit(images, head, cache)
             miou = score(head, self.val, self.k) if head is not None else 0.0
-            curve.append(Point(step, int(sum(int((im.labels != IGNORE).sum()) for im in images)), round(seconds, 2),
-                               miou))
+            curve.append(
+                Point(
+                    step, int(sum(int((im.labels != IGNORE).sum()) for im in images)), round(seconds, 2), miou
+                )
+            )
             if progress is not None:
                 progress(step)
         return curve
 
-    def _step(self, strategy: str, images: list[_Image], head: LinearHead | None, rng: np.random.Generator,
-              order: list[int]) -> float:
+    def _step(
+        self,
+        strategy: str,
+        images: list[_Image],
+        head: LinearHead | None,
+        rng: np.random.Generator,
+        order: list[int],
+    ) -> float:
         """One annotator action by `strategy`; returns its simulated seconds."""
         if head is None or strategy == "random":
             return self._stroke(images, self._random_start(images, rng, order), rng)
         if strategy == "uncertainty":
-            return self._stroke(images, self._uncertain_start(images, head) or self._random_start(images, rng, order),
-                                rng)
+            return self._stroke(
+                images, self._uncertain_start(images, head) or self._random_start(images, rng, order), rng
+            )
         target = self._largest_error(images, head)
         if target is None:
             return self._stroke(images, self._random_start(images, rng, order), rng)
@@ -177,7 +198,9 @@ class Annotator:
         return self._stroke(images, target, rng)
 
     # -- where the next stroke goes ------------------------------------------------------------------
-    def _random_start(self, images: list[_Image], rng: np.random.Generator, order: list[int]) -> tuple[int, tuple]:
+    def _random_start(
+        self, images: list[_Image], rng: np.random.Generator, order: list[int]
+    ) -> tuple[int, tuple]:
         if not order:
             order.extend(rng.permutation(self._classes).tolist())
         cls = order.pop(0)
@@ -192,8 +215,9 @@ class Annotator:
     def _uncertain_start(self, images: list[_Image], head: LinearHead) -> tuple[int, tuple] | None:
         raw = [active.label_need(head, im.sample.features, im.labels) for im in images]
         needs, _ = active.project_needs(raw, self._assignments, self._clusters)
-        found = active.suggest(((i, need, im.labels.shape) for i, (need, im) in enumerate(zip(needs, images,
-                                                                                            strict=True))), n=1)
+        found = active.suggest(
+            ((i, need, im.labels.shape) for i, (need, im) in enumerate(zip(needs, images, strict=True))), n=1
+        )
         if not found:
             return None
         i, (y, x) = found[0].key, found[0].peak
@@ -241,8 +265,11 @@ class Annotator:
         return bool(take.any())
 
     def _fit(self, images: list[_Image], head: LinearHead | None, cache: TrainingCache) -> LinearHead | None:
-        data = [LabelledImage(im.sample.features, im.labels, key=str(i)) for i, im in enumerate(images)
-                if (im.labels != IGNORE).any()]
+        data = [
+            LabelledImage(im.sample.features, im.labels, key=str(i))
+            for i, im in enumerate(images)
+            if (im.labels != IGNORE).any()
+        ]
         if len({int(c) for d in data for c in np.unique(d.labels) if c != IGNORE}) < 2:
             return None
         try:
@@ -256,8 +283,14 @@ def strokes_to(curve: Sequence[Point], target: float) -> int | None:
     return next((p.strokes for p in curve if p.miou >= target), None)
 
 
-def simulate(train: Sequence[Sample], val: Sequence[Sample], num_classes: int, strategies: Sequence[str],
-             config: SimConfig = SimConfig(), progress: Callable[[str, int], None] | None = None) -> dict:
+def simulate(
+    train: Sequence[Sample],
+    val: Sequence[Sample],
+    num_classes: int,
+    strategies: Sequence[str],
+    config: SimConfig = SimConfig(),
+    progress: Callable[[str, int], None] | None = None,
+) -> dict:
     """Every strategy on the same images: {"full_label_miou", "strategies": {name: {"strokes_to_90",
     "strokes_to_95", "curve": [...]}}, "config", "cost_model"} (mIoU as a fraction)."""
     started = time.perf_counter()
@@ -265,10 +298,14 @@ def simulate(train: Sequence[Sample], val: Sequence[Sample], num_classes: int, s
     annotator = Annotator(train, val, num_classes, config)
     out: dict = {"full_label_miou": full, "strategies": {}}
     for name in strategies:
-        curve = annotator.run(name, None if progress is None else (lambda step, name=name: progress(name, step)))
-        out["strategies"][name] = {"strokes_to_90": strokes_to(curve, 0.9 * full),
-                                   "strokes_to_95": strokes_to(curve, 0.95 * full),
-                                   "curve": [asdict(p) for p in curve]}
+        curve = annotator.run(
+            name, None if progress is None else (lambda step, name=name: progress(name, step))
+        )
+        out["strategies"][name] = {
+            "strokes_to_90": strokes_to(curve, 0.9 * full),
+            "strokes_to_95": strokes_to(curve, 0.95 * full),
+            "curve": [asdict(p) for p in curve],
+        }
     out["config"] = {**asdict(config), "train": config.train.to_dict()}
     out["cost_model"] = {"stroke_s": STROKE_S, "pixel_s": PIXEL_S, "accept_s": ACCEPT_S}
     out["seconds"] = round(time.perf_counter() - started, 2)
@@ -289,14 +326,18 @@ def plot_simulation(result: dict, path) -> None:
         for ax, key in zip(axes, ("strokes", "labelled_px", "seconds"), strict=True):
             ax.plot([p[key] for p in curve], [100 * p["miou"] for p in curve], lw=1.4, label=name)
     axes[1].set_xscale("symlog", linthresh=1000)  # accepting predictions adds 100x the pixels of a stroke
-    for ax, label in zip(axes, ("strokes (annotator actions)", "labelled pixels", "simulated seconds"), strict=True):
+    for ax, label in zip(
+        axes, ("strokes (annotator actions)", "labelled pixels", "simulated seconds"), strict=True
+    ):
         ax.axhline(100 * full, color="k", lw=0.8, ls="--")
         ax.axhline(95 * full, color="grey", lw=0.8, ls=":")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out mIoU (%)")
     axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"simulated annotation: full ground truth {100 * full:.1f}% (dashed), 95% of it (dotted)", fontsize=10)
+    fig.suptitle(
+        f"simulated annotation: full ground truth {100 * full:.1f}% (dashed), 95% of it (dotted)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -307,6 +348,8 @@ def table(result: dict) -> str:
     rows = ["| strategy | strokes to 90 % | strokes to 95 % | final mIoU |", "| --- | --- | --- | --- |"]
     for name, run in result["strategies"].items():
         final = run["curve"][-1]["miou"] if run["curve"] else float("nan")
-        rows.append(f"| {name} | {run['strokes_to_90'] or '> budget'} | {run['strokes_to_95'] or '> budget'} | "
-                    f"{100 * final:.1f} % |")
+        rows.append(
+            f"| {name} | {run['strokes_to_90'] or '> budget'} | {run['strokes_to_95'] or '> budget'} | "
+            f"{100 * final:.1f} % |"
+        )
     return "\n".join(rows)

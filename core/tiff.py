@@ -35,7 +35,9 @@ def is_tiff(head: bytes) -> bool:
 @dataclass(frozen=True)
 class TiffOptions:
     plane: int | None = None  # None: every plane is an image; k: only plane k of each file
-    channels: tuple[int, ...] | None = None  # channel indices shown as R, G, B (one: grey); None: the rule above
+    channels: tuple[int, ...] | None = (
+        None  # channel indices shown as R, G, B (one: grey); None: the rule above
+    )
     low: float = 0.5  # percentile mapped to 0 (non-8-bit data)
     high: float = 99.5  # percentile mapped to 255
 
@@ -80,8 +82,10 @@ def channel_indices(num_channels: int, options: TiffOptions) -> tuple[int, ...]:
     if options.channels is not None:
         bad = [c for c in options.channels if not 0 <= c < num_channels]
         if bad:
-            raise TiffError(f"channel {bad[0]} does not exist: the image has {num_channels} channel(s) (0.."
-                            f"{num_channels - 1})")
+            raise TiffError(
+                f"channel {bad[0]} does not exist: the image has {num_channels} channel(s) (0.."
+                f"{num_channels - 1})"
+            )
         return tuple(options.channels)
     return tuple(range(min(num_channels, 3)))
 
@@ -97,8 +101,10 @@ class TiffScaling:
         if self.ranges is None:
             return "8-bit TIFF data kept as it is"
         spans = ", ".join(f"{lo:g}..{hi:g}" for lo, hi in self.ranges)
-        return (f"TIFF intensities scaled to 0..255 by one rule for the whole import: the {self.options.low:g} and "
-                f"{self.options.high:g} percentiles of each shown channel over all images ({spans})")
+        return (
+            f"TIFF intensities scaled to 0..255 by one rule for the whole import: the {self.options.low:g} and "
+            f"{self.options.high:g} percentiles of each shown channel over all images ({spans})"
+        )
 
 
 class ScalingBuilder:
@@ -128,7 +134,9 @@ class ScalingBuilder:
         for pos in sorted(self.samples):
             values = np.concatenate(self.samples[pos])
             values = values[np.isfinite(values)]
-            lo, hi = np.percentile(values, [self.options.low, self.options.high]) if values.size else (0.0, 1.0)
+            lo, hi = (
+                np.percentile(values, [self.options.low, self.options.high]) if values.size else (0.0, 1.0)
+            )
             ranges.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
         return TiffScaling(tuple(ranges), self.options)
 

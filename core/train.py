@@ -117,7 +117,9 @@ class TrainingCache:
     def __init__(self, max_bytes: int = 256 * 2**20):
         self.max_bytes = max_bytes
         self._stats: dict[str, TokenMoments] = {}
-        self._chunks: LRU[tuple[tuple, _Chunk | None]] = LRU(max_bytes=max_bytes, size=lambda vc: _nbytes(vc[1]))
+        self._chunks: LRU[tuple[tuple, _Chunk | None]] = LRU(
+            max_bytes=max_bytes, size=lambda vc: _nbytes(vc[1])
+        )
 
     def stats(self, key: str, features: PatchFeatures, tokens: Callable[[], torch.Tensor]) -> TokenMoments:
         hit = self._stats.get(key)
@@ -176,7 +178,9 @@ class PixelSetBuilder:
         self._moments: TokenMoments | None = None
         self._images = 0
 
-    def add(self, features: PatchFeatures, labels: np.ndarray, name: str = "", key: str | None = None) -> None:
+    def add(
+        self, features: PatchFeatures, labels: np.ndarray, name: str = "", key: str | None = None
+    ) -> None:
         """Add one image. With a `key` and a cache, its statistics and gathered pixels are reused from
         earlier fits while its labels are unchanged."""
         name = name or f"image {self._images}"
@@ -185,7 +189,9 @@ class PixelSetBuilder:
         if self._dim is None:
             self._dim = features.dim
         elif features.dim != self._dim:
-            raise TrainingError(f"{name} has {features.dim}-d features, others {self._dim}-d: mixed backbones")
+            raise TrainingError(
+                f"{name} has {features.dim}-d features, others {self._dim}-d: mixed backbones"
+            )
         if labels.shape != features.original_size:
             raise TrainingError(
                 f"{name}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but the image is "
@@ -203,9 +209,17 @@ class PixelSetBuilder:
         self._moments = stats if self._moments is None else self._moments + stats
         flat = np.flatnonzero(labels.ravel() != IGNORE)  # flat indices are ~20x faster than 2-D nonzero
         if cached:
-            version = (_label_digest(labels, flat), labels.shape, features.dim, self._share(flat.size),
-                       self.config.seed, self.num_classes)
-            chunk = self.cache.chunk(key, version, lambda: self._gather(features, tokens(), labels, flat, name, key))
+            version = (
+                _label_digest(labels, flat),
+                labels.shape,
+                features.dim,
+                self._share(flat.size),
+                self.config.seed,
+                self.num_classes,
+            )
+            chunk = self.cache.chunk(
+                key, version, lambda: self._gather(features, tokens(), labels, flat, name, key)
+            )
         else:
             chunk = self._gather(features, tokens(), labels, flat, name, key)
         if chunk is not None:
@@ -216,8 +230,15 @@ class PixelSetBuilder:
         cap, total = self.config.max_pixels, self.total_labelled
         return max(1, int(cap * labelled / total)) if total and total > cap else labelled
 
-    def _gather(self, features: PatchFeatures, tokens: torch.Tensor, labels: np.ndarray, flat: np.ndarray,
-                name: str, key: str | None) -> _Chunk | None:
+    def _gather(
+        self,
+        features: PatchFeatures,
+        tokens: torch.Tensor,
+        labels: np.ndarray,
+        flat: np.ndarray,
+        name: str,
+        key: str | None,
+    ) -> _Chunk | None:
         if flat.size == 0:
             return None
         y = labels.ravel()[flat].astype(np.int64)
@@ -249,7 +270,9 @@ class PixelSetBuilder:
 
     def build(self) -> PixelSet:
         if not self._chunks:
-            raise TrainingError("no labelled pixels: draw scribbles or points (or import masks) before training")
+            raise TrainingError(
+                "no labelled pixels: draw scribbles or points (or import masks) before training"
+            )
         mean, std = self._moments.mean_std()
         y_all = torch.cat([c.y for c in self._chunks])
         weight = torch.cat([c.w for c in self._chunks])
@@ -263,7 +286,9 @@ class PixelSetBuilder:
             mean=mean,
             std=std,
             pixel_counts={c: int(n) for c, n in enumerate(counts) if n > 0},
-            mix=None if all(c.block.identity_like for c in self._chunks) else mixing.stack([c.block for c in self._chunks]),
+            mix=None
+            if all(c.block.identity_like for c in self._chunks)
+            else mixing.stack([c.block for c in self._chunks]),
         )
 
 
@@ -332,7 +357,9 @@ class Objective:
 def pixel_loss(head: LinearHead, px: PixelSet) -> torch.Tensor:
     """Weighted mean cross-entropy over labelled pixels (Eq. 1 with its mask) of `head`."""
     with torch.no_grad():
-        return Objective(px, head.mean, head.std)(head.conv.weight.view(head.num_classes, -1), head.conv.bias, grad=False)
+        return Objective(px, head.mean, head.std)(
+            head.conv.weight.view(head.num_classes, -1), head.conv.bias, grad=False
+        )
 
 
 def _transfer(prev: LinearHead, head: LinearHead) -> None:
@@ -347,8 +374,12 @@ def _transfer(prev: LinearHead, head: LinearHead) -> None:
         head.conv.bias[:k] = b_new
 
 
-def minimize_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, config: TrainConfig,
-                   callback: Callable[[np.ndarray, int], None] | None = None) -> Minimum:
+def minimize_lbfgs(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    config: TrainConfig,
+    callback: Callable[[np.ndarray, int], None] | None = None,
+) -> Minimum:
     """The trainer's optimiser (`core.lbfgs`) with the config's iteration cap and tolerance; the benchmarks'
     literal Eq. 1 baseline uses exactly this too, so only the loss differs."""
     return lbfgs.minimize_lbfgs(fun, x0, max_iter=config.max_iter, ftol=config.tolerance, callback=callback)

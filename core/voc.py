@@ -1,10 +1,10 @@
 """A dataset in PASCAL VOC layout, the paper's setting.
 
-    DATA/JPEGImages/<id>.jpg                  images
-    DATA/SegmentationClass/<id>.png           ground truth (palette PNG, 255 = ignore)
-    DATA/ImageSets/Segmentation/{train,val}.txt
-    DATA/classes.txt                          optional: one class name per line (index = line number)
-    LABELS/<id>.png                           imperfect labels (palette PNG, 255 = unlabelled)
+DATA/JPEGImages/<id>.jpg                  images
+DATA/SegmentationClass/<id>.png           ground truth (palette PNG, 255 = ignore)
+DATA/ImageSets/Segmentation/{train,val}.txt
+DATA/classes.txt                          optional: one class name per line (index = line number)
+LABELS/<id>.png                           imperfect labels (palette PNG, 255 = unlabelled)
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class VocDataset:
             path = self.root / "JPEGImages" / f"{image_id}{suffix}"
             if path.is_file():
                 return path
-        raise DatasetError(f"{self.root / 'JPEGImages' / image_id}.jpg: image listed in the split but missing")
+        raise DatasetError(
+            f"{self.root / 'JPEGImages' / image_id}.jpg: image listed in the split but missing"
+        )
 
     def image(self, image_id: str) -> np.ndarray:
         return load_rgb(self.image_path(image_id))
@@ -94,7 +96,9 @@ class VocDataset:
     def ground_truth(self, image_id: str, size: tuple[int, int] | None = None) -> np.ndarray:
         return self.read_labels(self.root / "SegmentationClass" / f"{image_id}.png", size)
 
-    def labels(self, labels_dir: str | os.PathLike, image_id: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    def labels(
+        self, labels_dir: str | os.PathLike, image_id: str, size: tuple[int, int] | None = None
+    ) -> np.ndarray:
         return self.read_labels(Path(labels_dir) / f"{image_id}.png", size)
 
     def read_labels(self, path: Path, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -43,8 +43,9 @@ class HeadState:
         return lut
 
 
-def predict_mapped(state: HeadState, feats: PatchFeatures, lut: np.ndarray,
-                   size: tuple[int, int] | None = None) -> Prediction:
+def predict_mapped(
+    state: HeadState, feats: PatchFeatures, lut: np.ndarray, size: tuple[int, int] | None = None
+) -> Prediction:
     """Prediction whose labels are current class indices (IGNORE where the predicted class was deleted)."""
     predictor = Predictor()
     predictor.set_features(feats)
@@ -52,13 +53,16 @@ def predict_mapped(state: HeadState, feats: PatchFeatures, lut: np.ndarray,
     return dataclasses.replace(pred, labels=lut[pred.labels])
 
 
-def refine_layer(scribbles: np.ndarray, pred: Prediction, threshold: float,
-                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+def refine_layer(
+    scribbles: np.ndarray, pred: Prediction, threshold: float, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Turn confident predictions into labels: returns the new scribble layer and how many pixels were
     added. Existing scribbles win (the user's own strokes are never overwritten); only pixels with
     confidence >= threshold, of allowed classes (a boolean array over class indices), are filled."""
     if scribbles.shape != pred.labels.shape:
-        raise ValueError(f"scribble layer {scribbles.shape} and prediction {pred.labels.shape} differ in size")
+        raise ValueError(
+            f"scribble layer {scribbles.shape} and prediction {pred.labels.shape} differ in size"
+        )
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"confidence threshold must be within 0..1, got {threshold}")
     fill = (scribbles == IGNORE) & (pred.confidence >= threshold) & (pred.labels != IGNORE)

@@ -42,7 +42,9 @@ class ProjectEngine:
         self.store = store
         self.settings = settings
         self.worker = FeatureWorker(store, settings.feature_batch, on_done=self._features_done)
-        self.trainer = Trainer(lambda pid, gen, stop: jobs.train_project(self, pid, gen, stop), settings.debounce_s)
+        self.trainer = Trainer(
+            lambda pid, gen, stop: jobs.train_project(self, pid, gen, stop), settings.debounce_s
+        )
         self._lock = threading.RLock()
         self._sources: dict[int, ImageSource] = {}
         self._heads: dict[int, HeadState | None] = {}  # project id -> head in use (None = none usable)
@@ -60,9 +62,15 @@ class ProjectEngine:
         self.needs = LabelNeeds(repo, store, settings.seed)
 
     @classmethod
-    def create(cls, repo: Repository, backbone: Backbone, cache_dir: str | os.PathLike | None,
-               long_side: int = 448, settings: EngineSettings = EngineSettings(),
-               max_memory_bytes: int = 512 * 2**20) -> ProjectEngine:
+    def create(
+        cls,
+        repo: Repository,
+        backbone: Backbone,
+        cache_dir: str | os.PathLike | None,
+        long_side: int = 448,
+        settings: EngineSettings = EngineSettings(),
+        max_memory_bytes: int = 512 * 2**20,
+    ) -> ProjectEngine:
         extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side))
         store = FeatureStore(extractor, Path(cache_dir) if cache_dir is not None else None, max_memory_bytes)
         return cls(repo, store, settings)
@@ -98,18 +106,26 @@ class ProjectEngine:
             src = self._sources.get(image_id)
         if src is None:
             info = info or self.repo.get_image(image_id)
-            src = ImageSource(image_id, info.name, info.pixel_hash or info.content_hash,
-                              lambda: self.repo.image_rgb(image_id))
+            src = ImageSource(
+                image_id,
+                info.name,
+                info.pixel_hash or info.content_hash,
+                lambda: self.repo.image_rgb(image_id),
+            )
             with self._lock:
                 self._sources[image_id] = src
         return src
 
-    def ensure_features(self, image_ids: Iterable[int] | None = None, project_id: int | None = None,
-                        priority: bool = False) -> int:
+    def ensure_features(
+        self, image_ids: Iterable[int] | None = None, project_id: int | None = None, priority: bool = False
+    ) -> int:
         """Queue feature computation for images (or all images of a project); returns how many were queued."""
         infos = self.repo.list_images(project_id) if project_id is not None else None
-        sources = [self._source(i.id, i) for i in infos] if infos is not None else [
-            self._source(i) for i in image_ids or ()]
+        sources = (
+            [self._source(i.id, i) for i in infos]
+            if infos is not None
+            else [self._source(i) for i in image_ids or ()]
+        )
         return self.worker.submit(sources, HIGH if priority else NORMAL)
 
     def features(self, image_id: int, wait: float | None = 0.0) -> PatchFeatures | None:
@@ -169,7 +185,9 @@ class ProjectEngine:
         gen = self.trainer.request(project_id, immediate=True)
         return self.trainer.wait(project_id, gen, timeout)
 
-    def wait_settled(self, project_id: int, generation: int | None = None, timeout: float | None = 60.0) -> None:
+    def wait_settled(
+        self, project_id: int, generation: int | None = None, timeout: float | None = 60.0
+    ) -> None:
         """Block until the training of `generation` (default: the newest request) and the work after it
         (evaluation, the run record, per-image statistics) are stored: what a script or a test awaits
         instead of polling. Raises TrainingTimeout."""
@@ -207,14 +225,19 @@ class ProjectEngine:
             if project_id in self._heads and self._head_ids.get(project_id) == latest:
                 return self._heads[project_id]
         state = None
-        if info is not None and info.backbone == self.backbone_name and info.backbone_weights == self.weights_id:
+        if (
+            info is not None
+            and info.backbone == self.backbone_name
+            and info.backbone_weights == self.weights_id
+        ):
             try:
                 check_feature_version(int(info.meta.get("feature_version", 1)), f"head {info.id}")
                 head = head_from_bytes(self.repo.head_weights(info.id))
                 ids = tuple(info.meta.get("class_ids") or [c.id for c in info.classes])
                 if len(ids) == head.num_classes and head.dim == self.backbone.spec.embed_dim:
-                    state = HeadState(info.id, head, ids, info.backbone, info.backbone_weights,
-                                      info.created_at.timestamp())
+                    state = HeadState(
+                        info.id, head, ids, info.backbone, info.backbone_weights, info.created_at.timestamp()
+                    )
             except Exception as exc:
                 log.warning("head %s of project %s is unusable: %s", info.id, project_id, exc)
         with self._lock:
@@ -263,12 +286,14 @@ class ProjectEngine:
         predictor = Predictor()
         predictor.set_features(feats)
         logits = predictor.patch_logits(state.head).numpy().astype(np.float32, copy=False)
-        return GridScores(state.head_id, logits, index, tuple(feats.original_size), state.generation, counter,
-                          state.interim)
+        return GridScores(
+            state.head_id, logits, index, tuple(feats.original_size), state.generation, counter, state.interim
+        )
 
     # ------------------------------------------------------------------ predictions and views
-    def prediction(self, project_id: int, image_id: int, size: tuple[int, int] | None = None,
-                   wait: float | None = 0.0) -> Prediction | None:
+    def prediction(
+        self, project_id: int, image_id: int, size: tuple[int, int] | None = None, wait: float | None = 0.0
+    ) -> Prediction | None:
         """Prediction of the current head (labels in current class indices) at `size` (default: the image's
         own size), or None when there is no head yet or the features are not ready."""
         state = self.head(project_id)
@@ -281,7 +306,9 @@ class ProjectEngine:
         key = (state.head_id, image_id, tuple(size) if size else None, lut.tobytes())
         return self._predictions.get_or_compute(key, lambda: analysis.predict_mapped(state, feats, lut, size))
 
-    def hotspots(self, project_id: int, image_id: int, size: tuple[int, int], n: int = 3) -> list[active.Region]:
+    def hotspots(
+        self, project_id: int, image_id: int, size: tuple[int, int], n: int = 3
+    ) -> list[active.Region]:
         """The image's regions that need labels most (boxes at `size`), best first."""
         state, feats = self.head(project_id), self.features(image_id)
         if state is None or feats is None:
@@ -302,16 +329,22 @@ class ProjectEngine:
     # and then schedules the retrain, so "edit, then retrain" has one owner (the UI and the API call these,
     # never the repository's label writes followed by a training request of their own).
 
-    def apply_op(self, project_id: int, image_id: int, op: object, author: str,
-                 train: bool = True) -> tuple[OpResult, int]:
+    def apply_op(
+        self, project_id: int, image_id: int, op: object, author: str, train: bool = True
+    ) -> tuple[OpResult, int]:
         """Commit one canvas operation (storage.ops) and start a fit at once (no debounce) when it changed
         labels; returns the committed result and the training generation (0 = none requested)."""
         res = self.repo.apply_op(image_id, op, author=author)
-        gen = self.request_train(project_id, immediate=True) if train and res.applied and not res.duplicate else 0
+        gen = (
+            self.request_train(project_id, immediate=True)
+            if train and res.applied and not res.duplicate
+            else 0
+        )
         return res, gen
 
-    def refine(self, project_id: int, image_id: int, threshold: float,
-               allowed: np.ndarray | None = None) -> int:
+    def refine(
+        self, project_id: int, image_id: int, threshold: float, allowed: np.ndarray | None = None
+    ) -> int:
         """Store confident predictions (>= threshold) as scribbles where the image has none, and retrain;
         returns the number of pixels added (0 stores nothing). Undo removes them again."""
         pred = self.prediction(project_id, image_id, wait=30.0)
@@ -343,7 +376,9 @@ class ProjectEngine:
 
     def display_rgb(self, image_id: int, max_side: int) -> np.ndarray:
         """The image downscaled so its longer side is at most max_side (cached)."""
-        return self._display.get_or_compute((image_id, max_side), lambda: self.repo.image_rgb(image_id, max_side))
+        return self._display.get_or_compute(
+            (image_id, max_side), lambda: self.repo.image_rgb(image_id, max_side)
+        )
 
     def kmeans(self, image_id: int, k: int, size: tuple[int, int]) -> ClusterResult | None:
         feats = self.features(image_id)
@@ -351,15 +386,20 @@ class ProjectEngine:
             return None
         return self._views.get_or_compute(
             ("km", image_id, k, tuple(size), self.store.key(self._source(image_id).image_hash)),
-            lambda: kmeans_image(analysis.tokens_numpy(feats), k, tuple(size), seed=self.settings.seed))
+            lambda: kmeans_image(analysis.tokens_numpy(feats), k, tuple(size), seed=self.settings.seed),
+        )
 
-    def kmeans_project(self, project_id: int, image_id: int, k: int, size: tuple[int, int]) -> ClusterResult | None:
+    def kmeans_project(
+        self, project_id: int, image_id: int, k: int, size: tuple[int, int]
+    ) -> ClusterResult | None:
         """One K-means over the patch tokens of (up to `project_kmeans_images`) images of the project with
         features, so a colour means the same cluster in every image; returns the result for `image_id`."""
         feats = self.features(image_id)
         if feats is None:
             return None
-        others = [i.id for i in self.repo.list_images(project_id) if i.id != image_id and self.has_features(i.id)]
+        others = [
+            i.id for i in self.repo.list_images(project_id) if i.id != image_id and self.has_features(i.id)
+        ]
         rng = np.random.default_rng(self.settings.seed)
         limit = max(0, self.settings.project_kmeans_images - 1)
         if len(others) > limit:
@@ -381,8 +421,9 @@ class ProjectEngine:
         feats = self.features(image_id)
         if feats is None:
             return None
-        return self._views.get_or_compute(("pca", image_id, tuple(size)),
-                                          lambda: pca_rgb(analysis.tokens_numpy(feats), tuple(size)))
+        return self._views.get_or_compute(
+            ("pca", image_id, tuple(size)), lambda: pca_rgb(analysis.tokens_numpy(feats), tuple(size))
+        )
 
     # ------------------------------------------------------------------ evaluation and statistics
     def evaluate(self, project_id: int, stop=lambda: False) -> EvalResult | None:
@@ -399,7 +440,9 @@ class ProjectEngine:
 
     def most_uncertain(self, project_id: int, exclude: int | None = None) -> int | None:
         """The image with the highest stored need score (core.active; ties: fewest labelled pixels)."""
-        scored = [i for i in self.repo.list_images(project_id) if i.uncertainty is not None and i.id != exclude]
+        scored = [
+            i for i in self.repo.list_images(project_id) if i.uncertainty is not None and i.id != exclude
+        ]
         if not scored:
             return None
         return max(scored, key=lambda i: (i.uncertainty, -i.labelled_pixels)).id

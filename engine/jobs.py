@@ -40,12 +40,15 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     repo, config = engine.repo, engine.settings.train
     classes = repo.list_classes(project_id)
     if len(classes) < 2:
-        raise TrainingError("the project has only one class; add at least one more class (Classes tab) and "
-                            "label it before training")
+        raise TrainingError(
+            "the project has only one class; add at least one more class (Classes tab) and "
+            "label it before training"
+        )
     maps = repo.label_maps(project_id)
     if not maps:
-        raise TrainingError("no labelled pixels yet: draw scribbles or click points of at least two classes, "
-                            "then train")
+        raise TrainingError(
+            "no labelled pixels yet: draw scribbles or click points of at least two classes, then train"
+        )
     images = []
     for image_id, labels in maps.items():
         _check(stop)
@@ -59,8 +62,10 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     if len(px.pixel_counts) < 2:  # (counted by the gather: a pass over every label map costs more than a fit)
         present = next(iter(px.pixel_counts))
         name = classes[present].name if present < len(classes) else "?"
-        raise TrainingError(f"only the class '{name}' is labelled; label at least one more class (for example "
-                            "the background) so the head has something to separate")
+        raise TrainingError(
+            f"only the class '{name}' is labelled; label at least one more class (for example "
+            "the background) so the head has something to separate"
+        )
     class_ids = tuple(c.id for c in classes)
     prev = engine.live_head(project_id)  # warm start from the newest head, interim ones included
     init = prev.head if prev is not None and prev.class_ids == class_ids else None
@@ -69,13 +74,26 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     def progress(iteration: int, snapshot) -> None:
         # Show an early iterate at once, then a better one now and then, until the final head is stored.
         now = time.perf_counter()
-        due = (iteration >= INTERIM_FIRST_ITER or now - started >= INTERIM_FIRST_S) if not shown[0] else (
-            now - shown[0] >= INTERIM_EVERY_S)
+        due = (
+            (iteration >= INTERIM_FIRST_ITER or now - started >= INTERIM_FIRST_S)
+            if not shown[0]
+            else (now - shown[0] >= INTERIM_EVERY_S)
+        )
         if due and not stop():
             shown[0] = now
-            engine.publish_interim(project_id, HeadState(
-                prev.head_id if prev is not None else 0, snapshot(), class_ids, engine.backbone_name, engine.weights_id,
-                time.time(), generation, interim=True))
+            engine.publish_interim(
+                project_id,
+                HeadState(
+                    prev.head_id if prev is not None else 0,
+                    snapshot(),
+                    class_ids,
+                    engine.backbone_name,
+                    engine.weights_id,
+                    time.time(),
+                    generation,
+                    interim=True,
+                ),
+            )
 
     try:
         result = train_head(px, len(classes), config, init=init, should_stop=stop, progress=progress)
@@ -86,45 +104,81 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
     names = [c.name for c in classes]
     pixel_counts = {names[i]: int(n) for i, n in sorted(result.pixel_counts.items())}
     train_info = {
-        "loss": result.loss, "iterations": result.iterations, "seconds": result.seconds,
-        "trained_pixels": result.trained_pixels, "images": len(images), "pixel_counts": pixel_counts,
-        "config": config.to_dict(), "generation": generation,
+        "loss": result.loss,
+        "iterations": result.iterations,
+        "seconds": result.seconds,
+        "trained_pixels": result.trained_pixels,
+        "images": len(images),
+        "pixel_counts": pixel_counts,
+        "config": config.to_dict(),
+        "generation": generation,
     }
     meta = {
-        "backbone": engine.backbone_name, "backbone_weights": engine.weights_id, "weights_id": engine.weights_id,
-        "classes": names, "class_ids": list(class_ids), "long_side": engine.long_side, "train": train_info,
+        "backbone": engine.backbone_name,
+        "backbone_weights": engine.weights_id,
+        "weights_id": engine.weights_id,
+        "classes": names,
+        "class_ids": list(class_ids),
+        "long_side": engine.long_side,
+        "train": train_info,
         "feature_version": FEATURE_VERSION,
     }
     info = repo.save_head(project_id, head_to_bytes(result.head), meta)
-    state = HeadState(info.id, result.head, class_ids, engine.backbone_name, engine.weights_id, time.time(),
-                      generation)
+    state = HeadState(
+        info.id, result.head, class_ids, engine.backbone_name, engine.weights_id, time.time(), generation
+    )
     engine.set_head(project_id, state)
     outcome = TrainOutcome(
-        generation=generation, head_id=info.id, seconds=result.seconds, loss=result.loss,
-        iterations=result.iterations, pixel_counts=pixel_counts, trained_pixels=result.trained_pixels,
-        images=len(images), finished_at=time.time(),
+        generation=generation,
+        head_id=info.id,
+        seconds=result.seconds,
+        loss=result.loss,
+        iterations=result.iterations,
+        pixel_counts=pixel_counts,
+        trained_pixels=result.trained_pixels,
+        images=len(images),
+        finished_at=time.time(),
     )
 
     def post(stop_post: Stop) -> None:
         metrics: dict = {}
         try:
-            ev = engine.evaluate(project_id, stop_post) if any(i.has_ground_truth for i in repo.list_images(project_id)) else None
+            ev = (
+                engine.evaluate(project_id, stop_post)
+                if any(i.has_ground_truth for i in repo.list_images(project_id))
+                else None
+            )
         except Superseded:
             ev = None
         if ev is not None:
             metrics = ev.scores.to_dict(list(ev.class_names)) | {"images": ev.images, "split": ev.split}
             repo.set_head_metrics(info.id, metrics)
             engine.trainer.annotate(project_id, generation, miou=metrics.get("miou"))
-        repo.record_training_run(project_id, {"config": config.to_dict(), "backbone": engine.backbone_name,
-                                              "long_side": engine.long_side, "images": len(images)},
-                                 result.seconds, result.loss, metrics, pixel_counts, head_id=info.id)
+        repo.record_training_run(
+            project_id,
+            {
+                "config": config.to_dict(),
+                "backbone": engine.backbone_name,
+                "long_side": engine.long_side,
+                "images": len(images),
+            },
+            result.seconds,
+            result.loss,
+            metrics,
+            pixel_counts,
+            head_id=info.id,
+        )
         update_stats(engine, project_id, state, stop_post)
 
     return outcome, post
 
 
-def evaluate(engine: ProjectEngine, project_id: int, state: HeadState, stop: Stop = lambda: False,
-             ) -> EvalResult | None:
+def evaluate(
+    engine: ProjectEngine,
+    project_id: int,
+    state: HeadState,
+    stop: Stop = lambda: False,
+) -> EvalResult | None:
     """Confusion over the ground-truth images that have features (the val split when it has ground truth)."""
     repo = engine.repo
     gt_images = [i for i in repo.list_images(project_id) if i.has_ground_truth]
@@ -173,9 +227,14 @@ def outcome_from_info(info: HeadInfo) -> TrainOutcome:
     train = dict(info.meta.get("train") or {})
     miou = info.metrics.get("miou") if info.metrics else None
     return TrainOutcome(
-        generation=0, head_id=info.id, seconds=float(train.get("seconds", 0.0)),
-        loss=float(train.get("loss", float("nan"))), iterations=int(train.get("iterations", 0)),
-        pixel_counts=dict(train.get("pixel_counts") or {}), trained_pixels=int(train.get("trained_pixels", 0)),
-        images=int(train.get("images", 0)), miou=miou, finished_at=info.created_at.timestamp(),
+        generation=0,
+        head_id=info.id,
+        seconds=float(train.get("seconds", 0.0)),
+        loss=float(train.get("loss", float("nan"))),
+        iterations=int(train.get("iterations", 0)),
+        pixel_counts=dict(train.get("pixel_counts") or {}),
+        trained_pixels=int(train.get("trained_pixels", 0)),
+        images=int(train.get("images", 0)),
+        miou=miou,
+        finished_at=info.created_at.timestamp(),
     )
-

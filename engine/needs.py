@@ -21,7 +21,9 @@ class LabelNeeds:
     def __init__(self, repo: Repository, store: FeatureStore, seed: int = 0):
         self.repo, self.store, self.seed = repo, store, seed
         self._lock = threading.Lock()
-        self._clusters: dict[int, tuple[int, active.PatchClusters]] = {}  # project -> (images fitted on, clusters)
+        self._clusters: dict[
+            int, tuple[int, active.PatchClusters]
+        ] = {}  # project -> (images fitted on, clusters)
         self._totals: dict[int, np.ndarray] = {}  # project -> cluster totals of the last full pass
 
     def _features(self, info: ImageInfo) -> PatchFeatures | None:
@@ -50,7 +52,9 @@ class LabelNeeds:
         raw = [self._raw(state, i.id, f) for i, f in infos]
         if clusters is None:
             return {}
-        needs, totals = active.project_needs(raw, [clusters.assign(f) for _, f in infos], len(clusters.centroids))
+        needs, totals = active.project_needs(
+            raw, [clusters.assign(f) for _, f in infos], len(clusters.centroids)
+        )
         with self._lock:
             self._totals[project_id] = totals
         return {i.id: (need, (i.height, i.width)) for (i, _), need in zip(infos, needs, strict=True)}

@@ -24,7 +24,9 @@ class FeatureProgress:
 
     def describe(self) -> str:
         if self.busy:
-            return f"Computing features {self.done}/{self.total}" + (f" ({self.current})" if self.current else "")
+            return f"Computing features {self.done}/{self.total}" + (
+                f" ({self.current})" if self.current else ""
+            )
         if self.total:
             return f"Features ready for {self.total} new image{'s' if self.total != 1 else ''}"
         return "Features ready"

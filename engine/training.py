@@ -31,7 +31,9 @@ class TrainingTimeout(UserError, TimeoutError):
 
 
 # run(project_id, generation, should_stop) -> (outcome, post-processing callable or None)
-RunFn = Callable[[int, int, Callable[[], bool]], tuple[TrainOutcome, Callable[[Callable[[], bool]], None] | None]]
+RunFn = Callable[
+    [int, int, Callable[[], bool]], tuple[TrainOutcome, Callable[[Callable[[], bool]], None] | None]
+]
 
 
 @dataclass
@@ -84,9 +86,13 @@ class Trainer:
         with self._cond:
             st = self._state(project_id)
             if not self._cond.wait_for(lambda: st.completed >= generation or self._stop, timeout):
-                raise TrainingTimeout(f"training did not finish within {timeout:.0f} s; it goes on in the background")
-            if st.error is not None and st.error_generation >= generation and (
-                st.last is None or st.error_generation > st.last.generation
+                raise TrainingTimeout(
+                    f"training did not finish within {timeout:.0f} s; it goes on in the background"
+                )
+            if (
+                st.error is not None
+                and st.error_generation >= generation
+                and (st.last is None or st.error_generation > st.last.generation)
             ):
                 raise TrainingError(st.error)
             if st.last is None:
@@ -181,7 +187,10 @@ class Trainer:
         except Exception:  # a bug: logged with its traceback; never let the trainer thread die
             log.exception("training of project %s failed", pid)
             with self._cond:
-                st.error, st.error_generation = "internal error during training (the details are in the server log)", gen
+                st.error, st.error_generation = (
+                    "internal error during training (the details are in the server log)",
+                    gen,
+                )
                 st.completed = max(st.completed, gen)
         finally:
             with self._cond:

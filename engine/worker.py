@@ -37,8 +37,9 @@ class ImageSource:
 class FeatureWorker:
     """A background thread owning every backbone forward pass (see the module docstring)."""
 
-    def __init__(self, store: FeatureStore, batch: int = 4,
-                 on_done: Callable[[list[int]], None] | None = None):
+    def __init__(
+        self, store: FeatureStore, batch: int = 4, on_done: Callable[[list[int]], None] | None = None
+    ):
         self.store = store
         self.on_done = on_done  # called (in the worker thread) with the ids of images just computed
         self.batch = max(1, int(batch))

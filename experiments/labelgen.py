@@ -641,8 +641,19 @@ def _generate_noisy(
     del gts, plans
 
     def label_with(cal) -> None:
-        _label_all(dataset, ids, "noisy", config, seed, bg, out, quality, progress, workers,
-                   (cal.strength, cal.boundary_strength))
+        _label_all(
+            dataset,
+            ids,
+            "noisy",
+            config,
+            seed,
+            bg,
+            out,
+            quality,
+            progress,
+            workers,
+            (cal.strength, cal.boundary_strength),
+        )
 
     label_with(cal)
     recalibrated = False

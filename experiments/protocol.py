@@ -164,6 +164,58 @@ def train_protocol(
             dist.destroy_process_group()
 
 
+def _optimizer(head: LinearHead, model: nn.Module, config: ProtocolConfig) -> torch.optim.SGD:
+    # Weight decay on the head's weights only, as core.train's penalty (the bias is free there too).
+    params = [
+        {
+            "params": [head.conv.weight],
+            "lr": config.lr,
+            "base_lr": config.lr,
+            "weight_decay": config.weight_decay,
+        },
+        {"params": [head.conv.bias], "lr": config.lr, "base_lr": config.lr, "weight_decay": 0.0},
+    ]
+    if config.finetune:
+        params.append(
+            {
+                "params": [p for p in model.parameters() if p.requires_grad],
+                "lr": config.backbone_lr,
+                "base_lr": config.backbone_lr,
+            }
+        )
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=0.0)
+
+
+def _resume_or_start(
+    ckpt_path: Path,
+    config: ProtocolConfig,
+    head: LinearHead,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: CropDataset,
+    ctx: DistContext,
+) -> tuple[int, list]:
+    """Load the checkpoint when resuming (returns its iteration and loss history), else set the head's
+    feature statistics for a fresh start."""
+    if config.resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=ctx.device, weights_only=True)
+        check_resumable(state["config"], config, ckpt_path)
+        head.load_state_dict(state["head"])
+        if config.finetune:
+            model.load_state_dict(state["backbone"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ctx.is_main:
+            log.info(
+                "resuming %s at iteration %d of %d", ckpt_path, int(state["iteration"]), config.iterations
+            )
+        return int(state["iteration"]), list(state["history"])
+    mean, std = feature_statistics(
+        model, data, config.stats_images, config.base_long_side, ctx.device, config.amp, config.seed
+    )
+    head.set_statistics(mean, std)
+    return 0, []
+
+
 def _train(
     dataset,
     labels_dir,
@@ -194,39 +246,10 @@ def _train(
     head = LinearHead(backbone.spec.embed_dim, num_classes).to(device)
     segmenter = Segmenter(model, head, config.finetune, config.amp)
 
-    # Weight decay on the head's weights only, as core.train's penalty (the bias is free there too).
-    params = [
-        {"params": [head.conv.weight], "lr": config.lr, "base_lr": config.lr, "weight_decay": config.weight_decay},
-        {"params": [head.conv.bias], "lr": config.lr, "base_lr": config.lr, "weight_decay": 0.0},
-    ]
-    if config.finetune:
-        params.append(
-            {
-                "params": [p for p in model.parameters() if p.requires_grad],
-                "lr": config.backbone_lr,
-                "base_lr": config.backbone_lr,
-            }
-        )
-    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=0.0)
+    optimizer = _optimizer(head, model, config)
     class_weight = _class_weight(data, num_classes, device) if config.class_balance else None
-
     ckpt_path = out / CHECKPOINT_FILE
-    start_iter, history = 0, []
-    if config.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        check_resumable(state["config"], config, ckpt_path)
-        head.load_state_dict(state["head"])
-        if config.finetune:
-            model.load_state_dict(state["backbone"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_iter, history = int(state["iteration"]), list(state["history"])
-        if ctx.is_main:
-            log.info("resuming %s at iteration %d of %d", ckpt_path, start_iter, config.iterations)
-    else:
-        mean, std = feature_statistics(
-            model, data, config.stats_images, config.base_long_side, device, config.amp, config.seed
-        )
-        head.set_statistics(mean, std)
+    start_iter, history = _resume_or_start(ckpt_path, config, head, model, optimizer, data, ctx)
 
     trainable: nn.Module = segmenter
     if ctx.enabled:
@@ -244,17 +267,7 @@ def _train(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    bar = None
-    if progress and ctx.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=config.iterations,
-            initial=start_iter,
-            desc="train (paper protocol)",
-            unit="it",
-            dynamic_ncols=True,
-        )
+    bar = _progress_bar(config, start_iter) if progress and ctx.is_main else None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -312,21 +325,46 @@ def _train(
     meta = _meta(dataset, labels_dir, split, backbone, config, it, history, ctx, start_time, out)
     if ctx.is_main:
         save_checkpoint(ckpt_path, it, head, model, optimizer, history, config)
-        if config.finetune:
-            from safetensors.torch import save_file
-
-            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-            save_file(state, str(out / BACKBONE_FILE))
-            meta.weights_id = f"file:{BACKBONE_FILE}:{_file_digest(out / BACKBONE_FILE)}"
-            meta.train["backbone_file"] = BACKBONE_FILE
-        save_head(out, head_cpu, meta)
-        (out / HISTORY_FILE).write_text(json.dumps(history, indent=1))
-        plot_loss(
-            history, out / LOSS_PLOT, f"{backbone.spec.name} {'fine-tuned' if config.finetune else 'frozen'}"
-        )
+        _write_outputs(out, head_cpu, model, meta, history, backbone, config)
     if ctx.enabled:
         dist.barrier()
     return head_cpu, asdict(meta), history
+
+
+def _progress_bar(config: ProtocolConfig, start_iter: int):  # -> a tqdm bar
+    from tqdm import tqdm
+
+    return tqdm(
+        total=config.iterations,
+        initial=start_iter,
+        desc="train (paper protocol)",
+        unit="it",
+        dynamic_ncols=True,
+    )
+
+
+def _write_outputs(
+    out: Path,
+    head: LinearHead,
+    model: nn.Module,
+    meta: HeadMeta,
+    history: list,
+    backbone: Backbone,
+    config: ProtocolConfig,
+) -> None:
+    """The head (and a fine-tuned backbone), the loss history and its plot (rank 0)."""
+    if config.finetune:
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(out / BACKBONE_FILE))
+        meta.weights_id = f"file:{BACKBONE_FILE}:{_file_digest(out / BACKBONE_FILE)}"
+        meta.train["backbone_file"] = BACKBONE_FILE
+    save_head(out, head, meta)
+    (out / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+    plot_loss(
+        history, out / LOSS_PLOT, f"{backbone.spec.name} {'fine-tuned' if config.finetune else 'frozen'}"
+    )
 
 
 def _check_label_files(dataset, ids: list[str], labels_dir, split: str) -> None:

@@ -51,11 +51,36 @@ Rendered = tuple[int, int, Labels]  # (image id, label version, label map) for t
 # ------------------------------------------------------------------ reading history
 def load_events(s: Session, image_id: int) -> list[Event]:
     rows = s.execute(
-        select(Annotation.id, Annotation.seq, Annotation.kind, Annotation.class_id, Annotation.x, Annotation.y,
-               Annotation.radius, Annotation.target_id, Annotation.class_map, Annotation.path)
-        .where(Annotation.image_id == image_id).order_by(Annotation.seq))
-    return [Event(r.id, r.seq, r.kind, r.class_id, r.x, r.y, r.radius, r.target_id, dict(r.class_map or {}),
-                  _path(r.path)) for r in rows]
+        select(
+            Annotation.id,
+            Annotation.seq,
+            Annotation.kind,
+            Annotation.class_id,
+            Annotation.x,
+            Annotation.y,
+            Annotation.radius,
+            Annotation.target_id,
+            Annotation.class_map,
+            Annotation.path,
+        )
+        .where(Annotation.image_id == image_id)
+        .order_by(Annotation.seq)
+    )
+    return [
+        Event(
+            r.id,
+            r.seq,
+            r.kind,
+            r.class_id,
+            r.x,
+            r.y,
+            r.radius,
+            r.target_id,
+            dict(r.class_map or {}),
+            _path(r.path),
+        )
+        for r in rows
+    ]
 
 
 def _path(value: Any) -> tuple[tuple[float, float], ...] | None:
@@ -82,8 +107,9 @@ class _Loader:
         return self.cache[ev.id]
 
 
-def render(s: Session, im: Image, events: list[Event] | None = None,
-           loader: _Loader | None = None) -> tuple[Labels, Labels, Folded]:
+def render(
+    s: Session, im: Image, events: list[Event] | None = None, loader: _Loader | None = None
+) -> tuple[Labels, Labels, Folded]:
     """(label map, scribble layer, folded history) of an image."""
     folded = fold(load_events(s, im.id) if events is None else events)
     labels, scribbles = render_layers((im.height, im.width), folded, loader or _Loader(s))
@@ -125,8 +151,18 @@ def append_row(s: Session, im: Image, kind: str, author: str, **fields: Any) -> 
 
 
 def _event(row: Annotation) -> Event:
-    return Event(row.id, row.seq, row.kind, row.class_id, row.x, row.y, row.radius, row.target_id,
-                 dict(row.class_map or {}), _path(row.path))
+    return Event(
+        row.id,
+        row.seq,
+        row.kind,
+        row.class_id,
+        row.x,
+        row.y,
+        row.radius,
+        row.target_id,
+        dict(row.class_map or {}),
+        _path(row.path),
+    )
 
 
 def locked_image(s: Session, image_id: int) -> Image:
@@ -141,9 +177,16 @@ def write_cached(ctx: Ctx, fn: Any) -> Any:
     return result
 
 
-def _append_and_refresh(s: Session, im: Image, events: list[Event], kind: str, author: str,
-                        raster_array: np.ndarray | None = None, loader: _Loader | None = None,
-                        **fields: Any) -> tuple[AnnotationInfo, Rendered]:
+def _append_and_refresh(
+    s: Session,
+    im: Image,
+    events: list[Event],
+    kind: str,
+    author: str,
+    raster_array: np.ndarray | None = None,
+    loader: _Loader | None = None,
+    **fields: Any,
+) -> tuple[AnnotationInfo, Rendered]:
     if raster_array is not None:
         fields["raster"] = label_to_png_bytes(raster_array)
     row = append_row(s, im, kind, author, **fields)
@@ -155,8 +198,9 @@ def _append_and_refresh(s: Session, im: Image, events: list[Event], kind: str, a
     return annotation_info(row, active=kind not in ("undo", "redo")), (im.id, im.label_version, labels)
 
 
-def raster_class_map(s: Session, im: Image, raster: Any, what: str,
-                     value_to_class_id: Mapping[int, int] | None = None) -> tuple[np.ndarray, dict[str, int]]:
+def raster_class_map(
+    s: Session, im: Image, raster: Any, what: str, value_to_class_id: Mapping[int, int] | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
     """Validate a raster; return it with {str(value): class_id}. Values are current class indices unless
     `value_to_class_id` maps them (imports: dataset index -> class id)."""
     if value_to_class_id is None:
@@ -169,8 +213,10 @@ def raster_class_map(s: Session, im: Image, raster: Any, what: str,
         if v == IGNORE:
             continue
         if int(v) not in value_to_class_id:
-            raise ValidationError(f"{what} uses value {v}, which is not in its class list; add the class or "
-                                  "set those pixels to 255")
+            raise ValidationError(
+                f"{what} uses value {v}, which is not in its class list; add the class or "
+                "set those pixels to 255"
+            )
         cmap[str(int(v))] = int(value_to_class_id[int(v)])
     return arr, cmap
 
@@ -189,19 +235,34 @@ def save_scribbles(ctx: Ctx, image_id: int, raster: Any, author: str) -> Annotat
                 row = s.get(Annotation, current.id)
                 assert row is not None
                 return annotation_info(row, active=True), None
-        return _append_and_refresh(s, im, events, "scribble", author, raster_array=arr, loader=loader,
-                                   class_map=cmap)
+        return _append_and_refresh(
+            s, im, events, "scribble", author, raster_array=arr, loader=loader, class_map=cmap
+        )
 
     return write_cached(ctx, fn)
 
 
-def add_mask(ctx: Ctx, image_id: int, raster: Any, author: str, source: str,
-             value_to_class_id: Mapping[int, int] | None = None) -> AnnotationInfo:
+def add_mask(
+    ctx: Ctx,
+    image_id: int,
+    raster: Any,
+    author: str,
+    source: str,
+    value_to_class_id: Mapping[int, int] | None = None,
+) -> AnnotationInfo:
     def fn(s: Session) -> tuple[AnnotationInfo, Rendered]:
         im = locked_image(s, image_id)
         arr, cmap = raster_class_map(s, im, raster, "mask raster", value_to_class_id)
-        return _append_and_refresh(s, im, load_events(s, im.id), "mask", author, raster_array=arr,
-                                   class_map=cmap, source=clean_text(source, "source", 200, allow_empty=True))
+        return _append_and_refresh(
+            s,
+            im,
+            load_events(s, im.id),
+            "mask",
+            author,
+            raster_array=arr,
+            class_map=cmap,
+            source=clean_text(source, "source", 200, allow_empty=True),
+        )
 
     return write_cached(ctx, fn)
 
@@ -211,8 +272,10 @@ def check_xy(im: Image, x: Any, y: Any, margin: float = 0.0) -> tuple[float, flo
     fx, fy = check_finite(x, "x"), check_finite(y, "y")
     lo = -0.5 - margin
     if not (lo <= fx <= im.width - 0.5 + margin and lo <= fy <= im.height - 0.5 + margin):
-        raise ValidationError(f"point ({fx}, {fy}) is outside the {im.width}x{im.height} image; x is the column "
-                              f"(0..{im.width - 1}), y the row (0..{im.height - 1}), in image pixels")
+        raise ValidationError(
+            f"point ({fx}, {fy}) is outside the {im.width}x{im.height} image; x is the column "
+            f"(0..{im.width - 1}), y the row (0..{im.height - 1}), in image pixels"
+        )
     return fx, fy
 
 
@@ -226,8 +289,9 @@ def check_radius(radius: Any) -> float:
 def class_of(s: Session, im: Image, class_id: Any) -> LabelClass:
     c = s.get(LabelClass, int(class_id))
     if c is None or c.project_id != im.project_id:
-        raise NotFoundError(f"class {class_id} is not a class of this image's project; pick one from "
-                            "list_classes(project_id)")
+        raise NotFoundError(
+            f"class {class_id} is not a class of this image's project; pick one from list_classes(project_id)"
+        )
     return c
 
 
@@ -250,15 +314,17 @@ def tx_on_top(ctx: Ctx, s: Session, im: Image, kind: str, author: str, **fields:
     return annotation_info(row, active=kind != "erase"), (im.id, im.label_version, labels)
 
 
-def tx_remove_point(ctx: Ctx, s: Session, im: Image, annotation_id: int | None, x: float | None,
-                    y: float | None, author: str) -> Result:
+def tx_remove_point(
+    ctx: Ctx, s: Session, im: Image, annotation_id: int | None, x: float | None, y: float | None, author: str
+) -> Result:
     events = load_events(s, im.id)
     active = fold(events).points
     if annotation_id is not None:
         target = next((e for e in active if e.id == int(annotation_id)), None)
         if target is None:
-            raise NotFoundError(f"annotation {annotation_id} is not an active point of image {im.id}; "
-                                "reload points(image_id)")
+            raise NotFoundError(
+                f"annotation {annotation_id} is not an active point of image {im.id}; reload points(image_id)"
+            )
     else:
         if x is None or y is None:
             raise ValidationError("remove_point needs annotation_id or both x and y")
@@ -271,8 +337,18 @@ def tx_remove_point(ctx: Ctx, s: Session, im: Image, annotation_id: int | None, 
         if best is None:
             return None, None
         target = best[2]
-    _info, rendered = _append_and_refresh(s, im, events, "point_remove", author, target_id=target.id,
-                                          class_id=target.class_id, x=target.x, y=target.y, radius=target.radius)
+    _info, rendered = _append_and_refresh(
+        s,
+        im,
+        events,
+        "point_remove",
+        author,
+        target_id=target.id,
+        class_id=target.class_id,
+        x=target.x,
+        y=target.y,
+        radius=target.radius,
+    )
     row = s.get(Annotation, target.id)
     assert row is not None
     return annotation_info(row, active=False), rendered
@@ -305,27 +381,41 @@ def _on_image(ctx: Ctx, image_id: int, body: Any) -> Any:
     return write_cached(ctx, lambda s: body(s, locked_image(s, image_id)))
 
 
-def tx_point(ctx: Ctx, s: Session, im: Image, class_id: Any, x: Any, y: Any, radius: Any, author: str) -> Result:
+def tx_point(
+    ctx: Ctx, s: Session, im: Image, class_id: Any, x: Any, y: Any, radius: Any, author: str
+) -> Result:
     fx, fy = check_xy(im, x, y)
-    return tx_on_top(ctx, s, im, "point", author, class_id=class_of(s, im, class_id).id, x=fx, y=fy,
-                     radius=check_radius(radius))
+    return tx_on_top(
+        ctx,
+        s,
+        im,
+        "point",
+        author,
+        class_id=class_of(s, im, class_id).id,
+        x=fx,
+        y=fy,
+        radius=check_radius(radius),
+    )
 
 
-def add_point(ctx: Ctx, image_id: int, class_id: int, x: float, y: float, radius: float,
-              author: str) -> AnnotationInfo:
+def add_point(
+    ctx: Ctx, image_id: int, class_id: int, x: float, y: float, radius: float, author: str
+) -> AnnotationInfo:
     return _on_image(ctx, image_id, lambda s, im: tx_point(ctx, s, im, class_id, x, y, radius, author))
 
 
-def remove_point(ctx: Ctx, image_id: int, annotation_id: int | None, x: float | None, y: float | None,
-                 author: str) -> AnnotationInfo | None:
+def remove_point(
+    ctx: Ctx, image_id: int, annotation_id: int | None, x: float | None, y: float | None, author: str
+) -> AnnotationInfo | None:
     return _on_image(ctx, image_id, lambda s, im: tx_remove_point(ctx, s, im, annotation_id, x, y, author))
 
 
 def erase(ctx: Ctx, image_id: int, region: Any, author: str) -> AnnotationInfo:
     def body(s: Session, im: Image) -> Result:
         mask = check_region(region, im.height, im.width)
-        return _append_and_refresh(s, im, load_events(s, im.id), "erase", author,
-                                   raster_array=mask.astype(np.uint8))
+        return _append_and_refresh(
+            s, im, load_events(s, im.id), "erase", author, raster_array=mask.astype(np.uint8)
+        )
 
     return _on_image(ctx, image_id, body)
 
@@ -356,8 +446,11 @@ def history(ctx: Ctx, image_id: int) -> list[AnnotationInfo]:
     def fn(s: Session) -> list[AnnotationInfo]:
         im = get_or_404(s, Image, image_id, "image")
         active = fold(load_events(s, im.id)).active_ids()
-        rows = s.scalars(select(Annotation).where(Annotation.image_id == im.id, Annotation.kind != "noop")
-                         .order_by(Annotation.seq))
+        rows = s.scalars(
+            select(Annotation)
+            .where(Annotation.image_id == im.id, Annotation.kind != "noop")
+            .order_by(Annotation.seq)
+        )
         return [annotation_info(r, r.id in active) for r in rows]
 
     return ctx.db.read(fn)
@@ -416,10 +509,24 @@ def points(ctx: Ctx, image_id: int) -> list[PointInfo]:
         im = get_or_404(s, Image, image_id, "image")
         lut = index_of(s, im.project_id)
         active = visible_points(im, fold(load_events(s, im.id)), _Loader(s))
-        rows = s.scalars(select(Annotation).where(Annotation.id.in_(active)).order_by(Annotation.seq)) if active else []
-        return [PointInfo(r.id, r.class_id, lut.get(r.class_id) if r.class_id is not None else None,
-                          float(r.x or 0.0), float(r.y or 0.0), float(r.radius or 0.0), r.author, r.created_at)
-                for r in rows]
+        rows = (
+            s.scalars(select(Annotation).where(Annotation.id.in_(active)).order_by(Annotation.seq))
+            if active
+            else []
+        )
+        return [
+            PointInfo(
+                r.id,
+                r.class_id,
+                lut.get(r.class_id) if r.class_id is not None else None,
+                float(r.x or 0.0),
+                float(r.y or 0.0),
+                float(r.radius or 0.0),
+                r.author,
+                r.created_at,
+            )
+            for r in rows
+        ]
 
     return ctx.db.read(fn)
 
@@ -434,8 +541,13 @@ def visible_points(im: Image, folded: Folded, load: _Loader) -> set[int]:
     out = set()
     for p in folded.points:
         ci, cj = centre_pixel(shape, p.x or 0.0, p.y or 0.0)
-        if not any(seq > p.seq and rows.start <= ci < rows.stop and cols.start <= cj < cols.stop
-                   and m[ci - rows.start, cj - cols.start] for seq, (rows, cols, m) in erases):
+        if not any(
+            seq > p.seq
+            and rows.start <= ci < rows.stop
+            and cols.start <= cj < cols.stop
+            and m[ci - rows.start, cj - cols.start]
+            for seq, (rows, cols, m) in erases
+        ):
             out.add(p.id)
     return out
 
@@ -453,8 +565,11 @@ def labelled_pixel_counts(ctx: Ctx, project_id: int | None, image_id: int | None
         else:
             get_or_404(s, Project, project_id, "project")
             pid = int(project_id)  # type: ignore[arg-type]
-            all_counts = list(s.scalars(select(Image.label_counts).where(Image.project_id == pid,
-                                                                         Image.labelled_pixels > 0)))
+            all_counts = list(
+                s.scalars(
+                    select(Image.label_counts).where(Image.project_id == pid, Image.labelled_pixels > 0)
+                )
+            )
         lut = index_of(s, pid)
         out: dict[int, int] = {}
         for counts in all_counts:
@@ -468,8 +583,9 @@ def labelled_pixel_counts(ctx: Ctx, project_id: int | None, image_id: int | None
 
 
 # ------------------------------------------------------------------ ground truth
-def set_ground_truth(ctx: Ctx, image_id: int, labels: Any, source: str,
-                     value_to_class_id: Mapping[int, int] | None = None) -> None:
+def set_ground_truth(
+    ctx: Ctx, image_id: int, labels: Any, source: str, value_to_class_id: Mapping[int, int] | None = None
+) -> None:
     def fn(s: Session) -> None:
         im = locked_image(s, image_id)
         existing = s.scalars(select(GroundTruth).where(GroundTruth.image_id == im.id)).first()
@@ -491,12 +607,12 @@ def set_ground_truth(ctx: Ctx, image_id: int, labels: Any, source: str,
 def ground_truth(ctx: Ctx, image_id: int) -> np.ndarray | None:
     def fn(s: Session) -> np.ndarray | None:
         im = get_or_404(s, Image, image_id, "image")
-        row = s.execute(select(GroundTruth.raster, GroundTruth.class_map)
-                        .where(GroundTruth.image_id == im.id)).first()
+        row = s.execute(
+            select(GroundTruth.raster, GroundTruth.class_map).where(GroundTruth.image_id == im.id)
+        ).first()
         if row is None:
             return None
         raster = read_label_png(row.raster, f"ground truth of image {im.id}")
         return raster_to_indices(raster, row.class_map or {}, index_of(s, im.project_id))
 
     return ctx.db.read(fn)
-

@@ -56,12 +56,29 @@ def export_project(ctx: Ctx, project_id: int, dest: str | os.PathLike) -> Path:
         p = get_or_404(s, Project, project_id, "project")
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             doc: dict[str, Any] = {
-                "format": FORMAT, "version": VERSION,
-                "project": {"name": p.name, "description": p.description, "settings": p.settings,
-                            "created_at": _ts(p.created_at)},
-                "classes": [{"id": c.id, "name": c.name, "colour": c.colour, "index": c.index,
-                             "created_at": _ts(c.created_at)} for c in project_classes(s, p.id)],
-                "images": [], "annotations": [], "ground_truths": [], "heads": [], "training_runs": [],
+                "format": FORMAT,
+                "version": VERSION,
+                "project": {
+                    "name": p.name,
+                    "description": p.description,
+                    "settings": p.settings,
+                    "created_at": _ts(p.created_at),
+                },
+                "classes": [
+                    {
+                        "id": c.id,
+                        "name": c.name,
+                        "colour": c.colour,
+                        "index": c.index,
+                        "created_at": _ts(c.created_at),
+                    }
+                    for c in project_classes(s, p.id)
+                ],
+                "images": [],
+                "annotations": [],
+                "ground_truths": [],
+                "heads": [],
+                "training_runs": [],
             }
             images = list(s.scalars(select(Image).where(Image.project_id == p.id).order_by(Image.id)))
             written: set[str] = set()
@@ -70,38 +87,93 @@ def export_project(ctx: Ctx, project_id: int, dest: str | os.PathLike) -> Path:
                 if member not in written:
                     zf.write(ctx.store.path(im.file_path), member, compress_type=zipfile.ZIP_STORED)
                     written.add(member)
-                doc["images"].append({
-                    "id": im.id, "name": im.name, "content_hash": im.content_hash, "file": member,
-                    "format": im.format, "width": im.width, "height": im.height, "split": im.split,
-                    "created_at": _ts(im.created_at), "uncertainty": im.uncertainty,
-                    "has_prediction": im.has_prediction, "stats_updated_at": _ts(im.stats_updated_at)})
-                for a in s.scalars(select(Annotation).where(Annotation.image_id == im.id).order_by(Annotation.seq)):
+                doc["images"].append(
+                    {
+                        "id": im.id,
+                        "name": im.name,
+                        "content_hash": im.content_hash,
+                        "file": member,
+                        "format": im.format,
+                        "width": im.width,
+                        "height": im.height,
+                        "split": im.split,
+                        "created_at": _ts(im.created_at),
+                        "uncertainty": im.uncertainty,
+                        "has_prediction": im.has_prediction,
+                        "stats_updated_at": _ts(im.stats_updated_at),
+                    }
+                )
+                for a in s.scalars(
+                    select(Annotation).where(Annotation.image_id == im.id).order_by(Annotation.seq)
+                ):
                     raster = None
                     if a.raster is not None:
                         raster = f"blobs/annotations/{a.id}.png"
                         zf.writestr(raster, a.raster)
-                    doc["annotations"].append({
-                        "id": a.id, "image_id": im.id, "seq": a.seq, "kind": a.kind, "class_id": a.class_id,
-                        "x": a.x, "y": a.y, "radius": a.radius, "raster": raster, "class_map": a.class_map,
-                        "target_id": a.target_id, "author": a.author, "source": a.source,
-                        "created_at": _ts(a.created_at), "path": a.path, "op_id": a.op_id})
+                    doc["annotations"].append(
+                        {
+                            "id": a.id,
+                            "image_id": im.id,
+                            "seq": a.seq,
+                            "kind": a.kind,
+                            "class_id": a.class_id,
+                            "x": a.x,
+                            "y": a.y,
+                            "radius": a.radius,
+                            "raster": raster,
+                            "class_map": a.class_map,
+                            "target_id": a.target_id,
+                            "author": a.author,
+                            "source": a.source,
+                            "created_at": _ts(a.created_at),
+                            "path": a.path,
+                            "op_id": a.op_id,
+                        }
+                    )
                 gt = s.scalars(select(GroundTruth).where(GroundTruth.image_id == im.id)).first()
                 if gt is not None:
                     member = f"blobs/ground_truth/{im.id}.png"
                     zf.writestr(member, gt.raster)
-                    doc["ground_truths"].append({"image_id": im.id, "raster": member, "class_map": gt.class_map,
-                                                 "source": gt.source, "created_at": _ts(gt.created_at)})
+                    doc["ground_truths"].append(
+                        {
+                            "image_id": im.id,
+                            "raster": member,
+                            "class_map": gt.class_map,
+                            "source": gt.source,
+                            "created_at": _ts(gt.created_at),
+                        }
+                    )
             for h in s.scalars(select(Head).where(Head.project_id == p.id).order_by(Head.id)):
                 member = f"heads/{h.id}.safetensors"
                 zf.writestr(member, h.weights)
-                doc["heads"].append({
-                    "id": h.id, "backbone": h.backbone, "backbone_weights": h.backbone_weights,
-                    "weights_sha256": h.weights_sha256, "weights": member, "classes": h.classes, "meta": h.meta,
-                    "metrics": h.metrics, "created_at": _ts(h.created_at)})
-            for r in s.scalars(select(TrainingRun).where(TrainingRun.project_id == p.id).order_by(TrainingRun.id)):
-                doc["training_runs"].append({
-                    "id": r.id, "head_id": r.head_id, "settings": r.settings, "seconds": r.seconds, "loss": r.loss,
-                    "metrics": r.metrics, "pixel_counts": r.pixel_counts, "created_at": _ts(r.created_at)})
+                doc["heads"].append(
+                    {
+                        "id": h.id,
+                        "backbone": h.backbone,
+                        "backbone_weights": h.backbone_weights,
+                        "weights_sha256": h.weights_sha256,
+                        "weights": member,
+                        "classes": h.classes,
+                        "meta": h.meta,
+                        "metrics": h.metrics,
+                        "created_at": _ts(h.created_at),
+                    }
+                )
+            for r in s.scalars(
+                select(TrainingRun).where(TrainingRun.project_id == p.id).order_by(TrainingRun.id)
+            ):
+                doc["training_runs"].append(
+                    {
+                        "id": r.id,
+                        "head_id": r.head_id,
+                        "settings": r.settings,
+                        "seconds": r.seconds,
+                        "loss": r.loss,
+                        "metrics": r.metrics,
+                        "pixel_counts": r.pixel_counts,
+                        "created_at": _ts(r.created_at),
+                    }
+                )
             zf.writestr("project.json", json.dumps(doc, indent=1))
 
     with atomic_path(path) as tmp:
@@ -116,13 +188,17 @@ class _Archive:
 
     def read(self, member: Any, what: str) -> bytes:
         if not isinstance(member, str) or member not in self.names:
-            raise ValidationError(f"the archive is incomplete: {what} refers to {member!r}, which is not in the zip")
+            raise ValidationError(
+                f"the archive is incomplete: {what} refers to {member!r}, which is not in the zip"
+            )
         return read_member(self.zf, self.zf.getinfo(member), member)
 
 
 def _load_doc(arc: _Archive) -> dict[str, Any]:
     if "project.json" not in arc.names:
-        raise ValidationError("not a probeseg project archive (no project.json); create one with export_project")
+        raise ValidationError(
+            "not a probeseg project archive (no project.json); create one with export_project"
+        )
     info = arc.zf.getinfo("project.json")
     if info.file_size > MAX_JSON_BYTES:
         raise ImportLimitError("project.json is too large")
@@ -136,8 +212,9 @@ def _load_doc(arc: _Archive) -> dict[str, Any]:
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValidationError("project.json: version must be an integer")
     if version > VERSION:
-        raise ValidationError(f"archive version {version} is newer than this program understands "
-                              f"({VERSION}); update probeseg")
+        raise ValidationError(
+            f"archive version {version} is newer than this program understands ({VERSION}); update probeseg"
+        )
     validate(doc)  # every field, type, reference and kind, before anything is written
     return doc
 
@@ -153,13 +230,15 @@ def import_project(ctx: Ctx, archive: str | os.PathLike, name: str | None) -> Pr
         written: list[str] = []
         try:
             files: dict[str, tuple[str, dict[str, Any]]] = {}
-            for im in (doc.get("images") or []):
+            for im in doc.get("images") or []:
                 if im["file"] in files:
                     continue
                 data = arc.read(im["file"], f"image {im.get('name')!r}")
                 meta = prepare(data, str(im.get("name", "image")))
                 if meta["hash"] != im.get("content_hash"):
-                    raise ValidationError(f"image {im.get('name')!r} in the archive is corrupt (hash mismatch)")
+                    raise ValidationError(
+                        f"image {im.get('name')!r} in the archive is corrupt (hash mismatch)"
+                    )
                 relpath = ctx.store.relpath(str(meta["hash"]), str(meta["ext"]))
                 if ctx.store.put(relpath, meta["data"]):  # type: ignore[arg-type]
                     written.append(relpath)
@@ -170,8 +249,13 @@ def import_project(ctx: Ctx, archive: str | os.PathLike, name: str | None) -> Pr
             raise
 
 
-def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tuple[str, dict[str, Any]]],
-            name: str | None) -> ProjectInfo:
+def _insert(
+    s: Session,
+    arc: _Archive,
+    doc: dict[str, Any],
+    files: dict[str, tuple[str, dict[str, Any]]],
+    name: str | None,
+) -> ProjectInfo:
     pdoc = doc["project"]
     target_name = name or pdoc["name"]
     if s.scalars(select(Project.id).where(Project.name == target_name)).first() is not None:
@@ -180,8 +264,13 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
     p.created_at = _parse_ts(pdoc.get("created_at")) or p.created_at
     class_ids: dict[int, int] = {}
     for c in sorted((doc.get("classes") or []), key=lambda c: int(c["index"])):
-        row = LabelClass(project_id=p.id, name=c["name"], colour=c["colour"], index=int(c["index"]),
-                         created_at=_parse_ts(c.get("created_at")))
+        row = LabelClass(
+            project_id=p.id,
+            name=c["name"],
+            colour=c["colour"],
+            index=int(c["index"]),
+            created_at=_parse_ts(c.get("created_at")),
+        )
         s.add(row)
         s.flush()
         class_ids[int(c["id"])] = row.id
@@ -191,14 +280,24 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
 
     image_ids: dict[int, int] = {}
     images: dict[int, Image] = {}
-    for im in (doc.get("images") or []):
+    for im in doc.get("images") or []:
         relpath, meta = files[im["file"]]
-        row = Image(project_id=p.id, name=im["name"], content_hash=meta["hash"], pixel_hash=meta["pixel_hash"],
-                    file_path=relpath, format=meta["format"], file_size=len(meta["data"]), width=meta["width"],
-                    height=meta["height"], split=im.get("split", "unassigned"),
-                    created_at=_parse_ts(im.get("created_at")), uncertainty=im.get("uncertainty"),
-                    has_prediction=bool(im.get("has_prediction")),
-                    stats_updated_at=_parse_ts(im.get("stats_updated_at")))
+        row = Image(
+            project_id=p.id,
+            name=im["name"],
+            content_hash=meta["hash"],
+            pixel_hash=meta["pixel_hash"],
+            file_path=relpath,
+            format=meta["format"],
+            file_size=len(meta["data"]),
+            width=meta["width"],
+            height=meta["height"],
+            split=im.get("split", "unassigned"),
+            created_at=_parse_ts(im.get("created_at")),
+            uncertainty=im.get("uncertainty"),
+            has_prediction=bool(im.get("has_prediction")),
+            stats_updated_at=_parse_ts(im.get("stats_updated_at")),
+        )
         s.add(row)
         s.flush()
         image_ids[int(im["id"])] = row.id
@@ -211,48 +310,82 @@ def _insert(s: Session, arc: _Archive, doc: dict[str, Any], files: dict[str, tup
         if a.get("raster") is not None:
             raster = arc.read(a["raster"], f"annotation {a['id']}")
             read_label_png(raster, a["raster"])  # must decode
-        row = Annotation(image_id=image_id, seq=int(a["seq"]), kind=str(a["kind"]),
-                         class_id=class_ids.get(int(a["class_id"])) if a.get("class_id") is not None else None,
-                         x=a.get("x"), y=a.get("y"), radius=a.get("radius"), raster=raster,
-                         class_map=cmap(a.get("class_map")),
-                         target_id=ann_ids.get(int(a["target_id"])) if a.get("target_id") is not None else None,
-                         author=a.get("author", ""), source=a.get("source", ""),
-                         created_at=_parse_ts(a.get("created_at")), path=a.get("path"), op_id=a.get("op_id"))
+        row = Annotation(
+            image_id=image_id,
+            seq=int(a["seq"]),
+            kind=str(a["kind"]),
+            class_id=class_ids.get(int(a["class_id"])) if a.get("class_id") is not None else None,
+            x=a.get("x"),
+            y=a.get("y"),
+            radius=a.get("radius"),
+            raster=raster,
+            class_map=cmap(a.get("class_map")),
+            target_id=ann_ids.get(int(a["target_id"])) if a.get("target_id") is not None else None,
+            author=a.get("author", ""),
+            source=a.get("source", ""),
+            created_at=_parse_ts(a.get("created_at")),
+            path=a.get("path"),
+            op_id=a.get("op_id"),
+        )
         s.add(row)
         s.flush()
         ann_ids[int(a["id"])] = row.id
         im_row = images[image_id]
         im_row.history_seq = max(int(im_row.history_seq or 0), row.seq)
 
-    for g in (doc.get("ground_truths") or []):
+    for g in doc.get("ground_truths") or []:
         raster = arc.read(g["raster"], "a ground-truth mask")
         read_label_png(raster, g["raster"])
-        s.add(GroundTruth(image_id=image_ids[int(g["image_id"])], raster=raster, class_map=cmap(g.get("class_map")),
-                          source=g.get("source", ""), created_at=_parse_ts(g.get("created_at"))))
+        s.add(
+            GroundTruth(
+                image_id=image_ids[int(g["image_id"])],
+                raster=raster,
+                class_map=cmap(g.get("class_map")),
+                source=g.get("source", ""),
+                created_at=_parse_ts(g.get("created_at")),
+            )
+        )
 
     head_ids: dict[int, int] = {}
-    for h in (doc.get("heads") or []):
+    for h in doc.get("heads") or []:
         weights = arc.read(h["weights"], f"head {h['id']}")
         check_safetensors(weights)
         if sha256_bytes(weights) != h.get("weights_sha256"):
             raise ValidationError(f"head {h['id']} weights in the archive are corrupt (hash mismatch)")
         snapshot = [dict(c, id=class_ids.get(int(c["id"]), -1)) for c in h.get("classes", [])]
-        row = Head(project_id=p.id, backbone=h.get("backbone", ""), backbone_weights=h.get("backbone_weights", ""),
-                   weights_sha256=h["weights_sha256"], size_bytes=len(weights), weights=weights, classes=snapshot,
-                   meta=h.get("meta") or {}, metrics=h.get("metrics") or {}, created_at=_parse_ts(h.get("created_at")))
+        row = Head(
+            project_id=p.id,
+            backbone=h.get("backbone", ""),
+            backbone_weights=h.get("backbone_weights", ""),
+            weights_sha256=h["weights_sha256"],
+            size_bytes=len(weights),
+            weights=weights,
+            classes=snapshot,
+            meta=h.get("meta") or {},
+            metrics=h.get("metrics") or {},
+            created_at=_parse_ts(h.get("created_at")),
+        )
         s.add(row)
         s.flush()
         head_ids[int(h["id"])] = row.id
 
-    for r in (doc.get("training_runs") or []):
+    for r in doc.get("training_runs") or []:
         counts = {str(k): int(v) for k, v in (r.get("pixel_counts") or {}).items()}
-        s.add(TrainingRun(project_id=p.id, head_id=head_ids.get(int(r["head_id"])) if r.get("head_id") else None,
-                          settings=r.get("settings") or {}, seconds=float(r.get("seconds") or 0.0), loss=r.get("loss"),
-                          metrics=r.get("metrics") or {}, pixel_counts=counts,
-                          labelled_pixels=int(sum(counts.values())), created_at=_parse_ts(r.get("created_at"))))
+        s.add(
+            TrainingRun(
+                project_id=p.id,
+                head_id=head_ids.get(int(r["head_id"])) if r.get("head_id") else None,
+                settings=r.get("settings") or {},
+                seconds=float(r.get("seconds") or 0.0),
+                loss=r.get("loss"),
+                metrics=r.get("metrics") or {},
+                pixel_counts=counts,
+                labelled_pixels=int(sum(counts.values())),
+                created_at=_parse_ts(r.get("created_at")),
+            )
+        )
     s.flush()
     for row in images.values():
         if row.history_seq:
             annotations.refresh_image(s, row)
     return project_info_of(s, p)
-

@@ -79,19 +79,23 @@ class _Doc:
             try:
                 datetime.fromisoformat(v)
             except ValueError:
-                raise ValidationError(f"project.json: {self.path}.{key} is not a date and time "
-                                      f"(ISO 8601): {_short(v)}") from None
+                raise ValidationError(
+                    f"project.json: {self.path}.{key} is not a date and time (ISO 8601): {_short(v)}"
+                ) from None
 
     def ref(self, key: str, known: set[int], what: str, required: bool = True) -> int | None:
         v = self.int(key, required)
         if v is not None and v not in known:
-            raise ValidationError(f"project.json: {self.path}.{key} refers to {what} {v}, which is not in the archive")
+            raise ValidationError(
+                f"project.json: {self.path}.{key} refers to {what} {v}, which is not in the archive"
+            )
         return v
 
 
 def _kind(v: Any) -> str:
     return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
-        type(v), "a number" if isinstance(v, int | float) else type(v).__name__)
+        type(v), "a number" if isinstance(v, int | float) else type(v).__name__
+    )
 
 
 def _short(v: Any) -> str:
@@ -123,8 +127,11 @@ def _path(a: _Doc, kind: str) -> list | None:
     if not isinstance(v, list) or not v or len(v) > MAX_PATH_POINTS:
         raise ValidationError(f"project.json: {a.path}.path must be a list of 1 to {MAX_PATH_POINTS} [x, y]")
     for i, p in enumerate(v):
-        if not (isinstance(p, list) and len(p) == 2 and all(
-                isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) for c in p)):
+        if not (
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) for c in p)
+        ):
             raise ValidationError(f"project.json: {a.path}.path[{i}] must be [x, y] with finite numbers")
     return v
 
@@ -143,30 +150,47 @@ def _class_map(d: _Doc, key: str) -> None:
     m = d.obj(key)
     for k, v in (m or {}).items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-            raise ValidationError(f"project.json: {d.path}.{key}[{_short(k)}] must be a class id, not {_short(v)}")
+            raise ValidationError(
+                f"project.json: {d.path}.{key}[{_short(k)}] must be a class id, not {_short(v)}"
+            )
 
 
 def validate(doc: dict) -> None:
     """Raise ValidationError naming the first bad field of an archive's project.json."""
+    _validate_project(doc)
+    _validate_classes(doc)
+    image_ids = _validate_images(doc)
+    _validate_annotations(doc, image_ids)
+    _validate_ground_truths(doc, image_ids)
+    _validate_runs(doc, _validate_heads(doc))
+
+
+def _validate_project(doc: dict) -> None:
     p = _Doc(doc.get("project"), "project")
     p.str("name", nonempty=True)
     p.str("description", required=False)
     p.obj("settings")
     p.time("created_at")
 
+
+def _validate_classes(doc: dict) -> None:
     classes = _items(doc, "classes")
     for c in classes:
         c.int("id")
         c.str("name", nonempty=True)
         colour = c.str("colour")
         if not _COLOUR.fullmatch(colour or ""):
-            raise ValidationError(f"project.json: {c.path}.colour must look like #rrggbb, not {_short(colour)}")
+            raise ValidationError(
+                f"project.json: {c.path}.colour must look like #rrggbb, not {_short(colour)}"
+            )
         c.int("index", minimum=0)
         c.time("created_at")
     _unique([c.d["id"] for c in classes], "classes' ids")
     _unique([c.d["index"] for c in classes], "classes' indices")
     _unique([c.d["name"].strip().lower() for c in classes], "classes' names")
 
+
+def _validate_images(doc: dict) -> set:  # the images' ids
     images = _items(doc, "images")
     for im in images:
         im.int("id")
@@ -175,14 +199,17 @@ def validate(doc: dict) -> None:
         im.str("file", nonempty=True)
         split = im.str("split", required=False)
         if split is not None and split not in SPLITS:
-            raise ValidationError(f"project.json: {im.path}.split must be one of {', '.join(SPLITS)}, "
-                                  f"not {_short(split)}")
+            raise ValidationError(
+                f"project.json: {im.path}.split must be one of {', '.join(SPLITS)}, not {_short(split)}"
+            )
         im.num("uncertainty")
         im.bool("has_prediction")
         im.time("created_at")
         im.time("stats_updated_at")
-    image_ids = _unique([im.d["id"] for im in images], "images' ids")
+    return _unique([im.d["id"] for im in images], "images' ids")
 
+
+def _validate_annotations(doc: dict, image_ids: set) -> None:
     annotations = _items(doc, "annotations")
     for a in annotations:
         a.int("id")
@@ -192,9 +219,13 @@ def validate(doc: dict) -> None:
         a.int("seq", minimum=0)
         kind = a.str("kind")
         if kind not in ANNOTATION_KINDS:
-            raise ValidationError(f"project.json: {a.path}.kind must be one of {', '.join(ANNOTATION_KINDS)}, "
-                                  f"not {_short(kind)}")
-        a.int("class_id", required=False)  # may name a class deleted since (history keeps it): dropped on import
+            raise ValidationError(
+                f"project.json: {a.path}.kind must be one of {', '.join(ANNOTATION_KINDS)}, "
+                f"not {_short(kind)}"
+            )
+        a.int(
+            "class_id", required=False
+        )  # may name a class deleted since (history keeps it): dropped on import
         for key in ("x", "y", "radius"):
             a.num(key, required=kind == "point")
         path = _path(a, kind)
@@ -207,8 +238,12 @@ def validate(doc: dict) -> None:
         a.str("author", required=False)
         a.str("source", required=False)
         a.time("created_at")
-    _unique([(a.d["image_id"], a.d["seq"]) for a in annotations], "annotations of one image' sequence numbers")
+    _unique(
+        [(a.d["image_id"], a.d["seq"]) for a in annotations], "annotations of one image' sequence numbers"
+    )
 
+
+def _validate_ground_truths(doc: dict, image_ids: set) -> None:
     gts = _items(doc, "ground_truths")
     for g in gts:
         g.ref("image_id", image_ids, "image")
@@ -218,6 +253,8 @@ def validate(doc: dict) -> None:
         g.time("created_at")
     _unique([g.d["image_id"] for g in gts], "ground truths' images")
 
+
+def _validate_heads(doc: dict) -> set:  # the heads' ids
     heads = _items(doc, "heads")
     for h in heads:
         h.int("id")
@@ -233,8 +270,10 @@ def validate(doc: dict) -> None:
         h.obj("meta")
         h.obj("metrics")
         h.time("created_at")
-    head_ids = _unique([h.d["id"] for h in heads], "heads' ids")
+    return _unique([h.d["id"] for h in heads], "heads' ids")
 
+
+def _validate_runs(doc: dict, head_ids: set) -> None:
     for r in _items(doc, "training_runs"):
         r.ref("head_id", head_ids, "head", required=False)
         r.obj("settings")
@@ -244,6 +283,7 @@ def validate(doc: dict) -> None:
         counts = r.obj("pixel_counts") or {}
         for k, v in counts.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValidationError(f"project.json: {r.path}.pixel_counts[{_short(k)}] must be a count, "
-                                      f"not {_short(v)}")
+                raise ValidationError(
+                    f"project.json: {r.path}.pixel_counts[{_short(k)}] must be a count, not {_short(v)}"
+                )
         r.time("created_at")

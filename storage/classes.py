@@ -30,13 +30,16 @@ def auto_colour(used: set[str], name: str) -> str:
 
 
 def _check_name_free(s: Session, project_id: int, name: str, exclude_id: int | None = None) -> None:
-    stmt = select(LabelClass.id).where(LabelClass.project_id == project_id,
-                                       func.lower(LabelClass.name) == name.lower())
+    stmt = select(LabelClass.id).where(
+        LabelClass.project_id == project_id, func.lower(LabelClass.name) == name.lower()
+    )
     if exclude_id is not None:
         stmt = stmt.where(LabelClass.id != exclude_id)
     if s.scalars(stmt).first() is not None:
-        raise ConflictError(f"the project already has a class named {name!r}; class names must be unique - "
-                            "choose another name")
+        raise ConflictError(
+            f"the project already has a class named {name!r}; class names must be unique - "
+            "choose another name"
+        )
 
 
 def add_class_row(s: Session, project_id: int, name: str, colour: str | Sequence[int] | None) -> LabelClass:
@@ -45,9 +48,13 @@ def add_class_row(s: Session, project_id: int, name: str, colour: str | Sequence
     _check_name_free(s, project_id, name)
     existing = project_classes(s, project_id)
     if len(existing) >= MAX_CLASSES:
-        raise ValidationError(f"a project can have at most {MAX_CLASSES} classes (label value 255 means "
-                              "unlabelled); delete unused classes first")
-    hex_colour = parse_colour(colour) if colour is not None else auto_colour({c.colour for c in existing}, name)
+        raise ValidationError(
+            f"a project can have at most {MAX_CLASSES} classes (label value 255 means "
+            "unlabelled); delete unused classes first"
+        )
+    hex_colour = (
+        parse_colour(colour) if colour is not None else auto_colour({c.colour for c in existing}, name)
+    )
     row = LabelClass(project_id=project_id, name=name, colour=hex_colour, index=len(existing))
     s.add(row)
     s.flush()
@@ -109,8 +116,10 @@ def reorder_classes(ctx: Ctx, project_id: int, class_ids: Sequence[int]) -> list
         by_id = {c.id: c for c in rows}
         wanted = [int(i) for i in class_ids]
         if sorted(wanted) != sorted(by_id):
-            raise ValidationError(f"reorder_classes needs every class id of the project exactly once: "
-                                  f"expected a permutation of {sorted(by_id)}, got {wanted}")
+            raise ValidationError(
+                f"reorder_classes needs every class id of the project exactly once: "
+                f"expected a permutation of {sorted(by_id)}, got {wanted}"
+            )
         _apply_order(s, [by_id[i] for i in wanted])
         return [class_info(c) for c in project_classes(s, project_id)]
 
@@ -135,16 +144,24 @@ def _references(s: Session, c: LabelClass) -> tuple[list[int], list[int], list[i
     """(annotation ids referencing the class, image ids whose labels may change, ground-truth ids)."""
     ann_ids: list[int] = []
     image_ids: set[int] = set()
-    rows = s.execute(select(Annotation.id, Annotation.image_id, Annotation.class_id, Annotation.class_map)
-                     .join(Image, Image.id == Annotation.image_id).where(Image.project_id == c.project_id))
+    rows = s.execute(
+        select(Annotation.id, Annotation.image_id, Annotation.class_id, Annotation.class_map)
+        .join(Image, Image.id == Annotation.image_id)
+        .where(Image.project_id == c.project_id)
+    )
     for aid, image_id, cid, cmap in rows:
         if cid == c.id or c.id in {int(v) for v in (cmap or {}).values() if v is not None}:
             ann_ids.append(aid)
             image_ids.add(image_id)
-    gt_ids = [gid for gid, cmap in s.execute(
-        select(GroundTruth.id, GroundTruth.class_map).join(Image, Image.id == GroundTruth.image_id)
-        .where(Image.project_id == c.project_id))
-        if c.id in {int(v) for v in (cmap or {}).values() if v is not None}]
+    gt_ids = [
+        gid
+        for gid, cmap in s.execute(
+            select(GroundTruth.id, GroundTruth.class_map)
+            .join(Image, Image.id == GroundTruth.image_id)
+            .where(Image.project_id == c.project_id)
+        )
+        if c.id in {int(v) for v in (cmap or {}).values() if v is not None}
+    ]
     return ann_ids, sorted(image_ids), gt_ids
 
 
@@ -173,7 +190,9 @@ def _remap(cmap: dict[str, int | None], old: int, new: int | None) -> dict[str, 
     return out
 
 
-def delete_class(ctx: Ctx, class_id: int, mode: str | None, reassign_to: int | None) -> list[tuple[int, int, object]]:
+def delete_class(
+    ctx: Ctx, class_id: int, mode: str | None, reassign_to: int | None
+) -> list[tuple[int, int, object]]:
     """Returns [(image_id, label_version, ids)] of re-rendered images for the label cache."""
 
     def fn(s: Session) -> list[tuple[int, int, object]]:
@@ -187,10 +206,13 @@ def delete_class(ctx: Ctx, class_id: int, mode: str | None, reassign_to: int | N
                     f"class {c.name!r} is used by {len(ann_ids)} annotation(s) on {len(image_ids)} image(s) and "
                     f"{len(gt_ids)} ground-truth mask(s); call delete_class(..., mode='reassign', reassign_to="
                     "<other class id>) to move its labels to another class, or mode='delete_labels' to make "
-                    "them unlabelled")
+                    "them unlabelled"
+                )
             if mode == "reassign":
                 if reassign_to is None:
-                    raise ValidationError("mode='reassign' needs reassign_to=<id of the class that gets the labels>")
+                    raise ValidationError(
+                        "mode='reassign' needs reassign_to=<id of the class that gets the labels>"
+                    )
                 other = get_or_404(s, LabelClass, reassign_to, "class")
                 if other.project_id != c.project_id or other.id == c.id:
                     raise ValidationError("reassign_to must be another class of the same project")
@@ -207,7 +229,11 @@ def delete_class(ctx: Ctx, class_id: int, mode: str | None, reassign_to: int | N
         for gid in gt_ids:
             g = s.get(GroundTruth, gid)
             assert g is not None
-            s.execute(update(GroundTruth).where(GroundTruth.id == gid).values(class_map=_remap(g.class_map, c.id, target)))
+            s.execute(
+                update(GroundTruth)
+                .where(GroundTruth.id == gid)
+                .values(class_map=_remap(g.class_map, c.id, target))
+            )
         s.expire_all()
         project_id = c.project_id
         s.delete(c)

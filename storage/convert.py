@@ -28,18 +28,25 @@ def get_or_404(session: Session, model: type[Any], ident: int, what: str, for_up
         stmt = stmt.with_for_update()
     row = session.scalars(stmt).first()
     if row is None:
-        raise NotFoundError(f"{what} {ident} does not exist (deleted?); reload the list and pick an existing one")
+        raise NotFoundError(
+            f"{what} {ident} does not exist (deleted?); reload the list and pick an existing one"
+        )
     return row
 
 
 def project_classes(session: Session, project_id: int) -> list[LabelClass]:
-    return list(session.scalars(select(LabelClass).where(LabelClass.project_id == project_id)
-                                .order_by(LabelClass.index)))
+    return list(
+        session.scalars(
+            select(LabelClass).where(LabelClass.project_id == project_id).order_by(LabelClass.index)
+        )
+    )
 
 
 # ------------------------------------------------------------------ records
 def project_info(p: Project, image_count: int = 0, class_count: int = 0) -> ProjectInfo:
-    return ProjectInfo(p.id, p.name, p.description, dict(p.settings or {}), p.created_at, image_count, class_count)
+    return ProjectInfo(
+        p.id, p.name, p.description, dict(p.settings or {}), p.created_at, image_count, class_count
+    )
 
 
 def class_info(c: LabelClass) -> ClassInfo:
@@ -48,10 +55,22 @@ def class_info(c: LabelClass) -> ClassInfo:
 
 def image_info(im: Image, has_gt: bool = False) -> ImageInfo:
     return ImageInfo(
-        id=im.id, project_id=im.project_id, name=im.name, content_hash=im.content_hash, width=im.width,
-        height=im.height, split=im.split, pixel_hash=im.pixel_hash, format=im.format, file_size=im.file_size,
-        created_at=im.created_at, labelled_pixels=im.labelled_pixels, label_version=im.label_version,
-        has_ground_truth=has_gt, has_prediction=bool(im.has_prediction), uncertainty=im.uncertainty,
+        id=im.id,
+        project_id=im.project_id,
+        name=im.name,
+        content_hash=im.content_hash,
+        width=im.width,
+        height=im.height,
+        split=im.split,
+        pixel_hash=im.pixel_hash,
+        format=im.format,
+        file_size=im.file_size,
+        created_at=im.created_at,
+        labelled_pixels=im.labelled_pixels,
+        label_version=im.label_version,
+        has_ground_truth=has_gt,
+        has_prediction=bool(im.has_prediction),
+        uncertainty=im.uncertainty,
         stats_updated_at=im.stats_updated_at,
     )
 
@@ -59,23 +78,55 @@ def image_info(im: Image, has_gt: bool = False) -> ImageInfo:
 def annotation_info(a: Annotation, active: bool = False) -> AnnotationInfo:
     class_ids = tuple(sorted({int(v) for v in (a.class_map or {}).values() if v is not None}))
     return AnnotationInfo(
-        id=a.id, image_id=a.image_id, seq=a.seq, kind=a.kind, author=a.author, created_at=a.created_at,
-        class_id=a.class_id, class_ids=class_ids, x=a.x, y=a.y, radius=a.radius, source=a.source,
-        target_id=a.target_id, active=active,
+        id=a.id,
+        image_id=a.image_id,
+        seq=a.seq,
+        kind=a.kind,
+        author=a.author,
+        created_at=a.created_at,
+        class_id=a.class_id,
+        class_ids=class_ids,
+        x=a.x,
+        y=a.y,
+        radius=a.radius,
+        source=a.source,
+        target_id=a.target_id,
+        active=active,
     )
 
 
 def head_info(h: Head) -> HeadInfo:
-    classes = tuple(ClassInfo(int(c["id"]), str(c["name"]), str(c["colour"]), int(c["index"]), h.project_id)
-                    for c in (h.classes or []))
-    return HeadInfo(h.id, h.project_id, h.backbone, h.backbone_weights, h.weights_sha256, h.size_bytes, classes,
-                    dict(h.meta or {}), dict(h.metrics or {}), h.created_at)
+    classes = tuple(
+        ClassInfo(int(c["id"]), str(c["name"]), str(c["colour"]), int(c["index"]), h.project_id)
+        for c in (h.classes or [])
+    )
+    return HeadInfo(
+        h.id,
+        h.project_id,
+        h.backbone,
+        h.backbone_weights,
+        h.weights_sha256,
+        h.size_bytes,
+        classes,
+        dict(h.meta or {}),
+        dict(h.metrics or {}),
+        h.created_at,
+    )
 
 
 def run_info(r: TrainingRun) -> TrainingRunInfo:
-    return TrainingRunInfo(r.id, r.project_id, r.head_id, dict(r.settings or {}), r.seconds, r.loss,
-                           dict(r.metrics or {}), {str(k): int(v) for k, v in (r.pixel_counts or {}).items()},
-                           r.labelled_pixels, r.created_at)
+    return TrainingRunInfo(
+        r.id,
+        r.project_id,
+        r.head_id,
+        dict(r.settings or {}),
+        r.seconds,
+        r.loss,
+        dict(r.metrics or {}),
+        {str(k): int(v) for k, v in (r.pixel_counts or {}).items()},
+        r.labelled_pixels,
+        r.created_at,
+    )
 
 
 # ------------------------------------------------------------------ validation
@@ -109,7 +160,9 @@ def parse_colour(colour: str | Sequence[int]) -> str:
             vals = []
         if len(vals) == 3 and all(0 <= v <= 255 for v in vals):
             return "#{:02x}{:02x}{:02x}".format(*vals)
-    raise ValidationError(f"colour {colour!r} is not valid; use '#rrggbb' (e.g. '#ff8800') or an (r, g, b) triple")
+    raise ValidationError(
+        f"colour {colour!r} is not valid; use '#rrggbb' (e.g. '#ff8800') or an (r, g, b) triple"
+    )
 
 
 def check_split(split: str) -> str:
@@ -126,8 +179,10 @@ def check_raster(raster: Any, height: int, width: int, num_classes: int, what: s
     if arr.ndim != 2:
         raise ValidationError(f"{what} must be a 2-D HxW array of class indices, got shape {arr.shape}")
     if arr.shape != (height, width):
-        raise ValidationError(f"{what} has shape {arr.shape} but the image is {height}x{width} (HxW); "
-                              "send the raster at the image's full resolution")
+        raise ValidationError(
+            f"{what} has shape {arr.shape} but the image is {height}x{width} (HxW); "
+            "send the raster at the image's full resolution"
+        )
     if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)):
         raise ValidationError(f"{what} must hold integer class indices, got dtype {arr.dtype}")
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) > IGNORE):
@@ -135,16 +190,19 @@ def check_raster(raster: Any, height: int, width: int, num_classes: int, what: s
     arr = arr.astype(np.uint8, copy=False)
     bad = np.unique(arr[(arr != IGNORE) & (arr >= num_classes)])
     if bad.size:
-        raise ValidationError(f"{what} uses class index {int(bad[0])}, but the project has {num_classes} classes "
-                              f"(0..{num_classes - 1}); use 255 for unlabelled or add the class first")
+        raise ValidationError(
+            f"{what} uses class index {int(bad[0])}, but the project has {num_classes} classes "
+            f"(0..{num_classes - 1}); use 255 for unlabelled or add the class first"
+        )
     return np.ascontiguousarray(arr)
 
 
 def check_region(region: Any, height: int, width: int) -> np.ndarray:
     arr = np.asarray(region)
     if arr.ndim != 2 or arr.shape != (height, width):
-        raise ValidationError(f"erase region must be an HxW boolean array of shape {(height, width)}, "
-                              f"got {arr.shape}")
+        raise ValidationError(
+            f"erase region must be an HxW boolean array of shape {(height, width)}, got {arr.shape}"
+        )
     return arr.astype(bool)
 
 

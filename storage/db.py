@@ -57,8 +57,10 @@ def create_db_engine(url: str) -> Engine:
                 pass
         return create_engine(parsed, **kwargs)
     if parsed.database in (None, "", ":memory:"):
-        raise StorageError("an in-memory SQLite database cannot be shared between sessions; use a file URL "
-                           "such as sqlite:////path/to/probeseg.db")
+        raise StorageError(
+            "an in-memory SQLite database cannot be shared between sessions; use a file URL "
+            "such as sqlite:////path/to/probeseg.db"
+        )
     engine = create_engine(
         parsed,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
@@ -118,7 +120,9 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url)
         self.is_sqlite = _is_sqlite(self.engine)
-        write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+        write_engine = (
+            self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+        )
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(write_engine, expire_on_commit=False)
         # SQLite allows one writer at a time anyway; queueing threads here is fairer than the busy handler.
@@ -127,7 +131,9 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def _run(self, fn: Callable[[Session], T], factory: sessionmaker[Session], lock: threading.Lock | None) -> T:
+    def _run(
+        self, fn: Callable[[Session], T], factory: sessionmaker[Session], lock: threading.Lock | None
+    ) -> T:
         deadline = time.monotonic() + RETRY_BUDGET_S
         delay = 0.01
         while True:
@@ -163,8 +169,10 @@ class Database:
         try:
             return self._run(fn, self._write_sessions, self._write_lock)
         except IntegrityError as exc:
-            raise ConflictError(f"the change conflicts with data written at the same time by someone else "
-                                f"({exc.orig}); reload and try again") from exc
+            raise ConflictError(
+                f"the change conflicts with data written at the same time by someone else "
+                f"({exc.orig}); reload and try again"
+            ) from exc
 
     # ------------------------------------------------------------------ migrations
     def current_revision(self) -> str | None:
@@ -186,19 +194,26 @@ def check_database(db: Database) -> None:
     exists = path is not None and path.exists()
     if path is not None and exists:
         if not path.is_file():
-            raise DatabaseUnusableError(f"{path} is not a file; give --data-dir (or --db) a probeseg database")
+            raise DatabaseUnusableError(
+                f"{path} is not a file; give --data-dir (or --db) a probeseg database"
+            )
         try:
             with open(path, "rb") as f:
                 header = f.read(16)
         except OSError as exc:
-            raise DatabaseUnusableError(f"{path}: cannot read it ({exc.strerror}); fix its permissions or use "
-                                        "another --data-dir") from None
+            raise DatabaseUnusableError(
+                f"{path}: cannot read it ({exc.strerror}); fix its permissions or use another --data-dir"
+            ) from None
         if header and header != b"SQLite format 3\x00":
-            raise DatabaseUnusableError(f"{path} is not an SQLite database (it holds other data); move it away or "
-                                        "use another --data-dir")
+            raise DatabaseUnusableError(
+                f"{path} is not an SQLite database (it holds other data); move it away or "
+                "use another --data-dir"
+            )
     elif path is not None and not os.access(path.parent, os.W_OK):
-        raise DatabaseUnusableError(f"cannot create {path}: the folder {path.parent} is read-only for this user; "
-                                    "use another --data-dir")
+        raise DatabaseUnusableError(
+            f"cannot create {path}: the folder {path.parent} is read-only for this user; "
+            "use another --data-dir"
+        )
     try:
         if exists:
             raw = db.engine.raw_connection()  # autocommit DBAPI connection: we control the transaction
@@ -206,8 +221,10 @@ def check_database(db: Database) -> None:
                 cur = raw.cursor()
                 result = cur.execute("PRAGMA quick_check").fetchone()[0]
                 if str(result).lower() != "ok":
-                    raise DatabaseUnusableError(f"{path} is corrupt (integrity check: {str(result)[:120]}); restore "
-                                                "it from a backup or use another --data-dir")
+                    raise DatabaseUnusableError(
+                        f"{path} is corrupt (integrity check: {str(result)[:120]}); restore "
+                        "it from a backup or use another --data-dir"
+                    )
                 cur.execute("BEGIN IMMEDIATE")  # can we write? (read-only files or mounts)
                 cur.execute("ROLLBACK")
             finally:
@@ -219,18 +236,26 @@ def check_database(db: Database) -> None:
     except Exception as exc:  # DBAPIError, or the driver's own error raised while a connection is set up
         reason = (str(getattr(exc, "orig", exc)).strip().splitlines() or [type(exc).__name__])[0][:200]
         if path is None:
-            raise DatabaseUnusableError(f"cannot use the database {shown} ({reason}); check that the server runs "
-                                        "and accepts this user, or omit --db to use SQLite in --data-dir") from None
+            raise DatabaseUnusableError(
+                f"cannot use the database {shown} ({reason}); check that the server runs "
+                "and accepts this user, or omit --db to use SQLite in --data-dir"
+            ) from None
         if "readonly" in reason.replace(" ", "").lower() or "read-only" in reason.lower():
-            raise DatabaseUnusableError(f"{path} is read-only ({reason}); make it and its folder writable for "
-                                        "this user, or use another --data-dir") from None
-        raise DatabaseUnusableError(f"{path} cannot be used ({reason}); it may be corrupt: restore it from a "
-                                    "backup or use another --data-dir") from None
+            raise DatabaseUnusableError(
+                f"{path} is read-only ({reason}); make it and its folder writable for "
+                "this user, or use another --data-dir"
+            ) from None
+        raise DatabaseUnusableError(
+            f"{path} cannot be used ({reason}); it may be corrupt: restore it from a "
+            "backup or use another --data-dir"
+        ) from None
     known = {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     if revision is not None and revision not in known:
         where = path if path is not None else shown
-        raise DatabaseUnusableError(f"{where} was written by a newer probeseg (schema revision {revision}); "
-                                    "upgrade probeseg or use another --data-dir")
+        raise DatabaseUnusableError(
+            f"{where} was written by a newer probeseg (schema revision {revision}); "
+            "upgrade probeseg or use another --data-dir"
+        )
 
 
 def alembic_config() -> Config:
@@ -272,8 +297,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                         if sqlite:
                             bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                             if bad:
-                                raise StorageError(f"schema upgrade to {revision} would break foreign keys "
-                                                   f"({bad[:3]}); the upgrade was rolled back - report this bug")
+                                raise StorageError(
+                                    f"schema upgrade to {revision} would break foreign keys "
+                                    f"({bad[:3]}); the upgrade was rolled back - report this bug"
+                                )
                 finally:
                     if sqlite:
                         raw.execute("PRAGMA foreign_keys = ON")

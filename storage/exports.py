@@ -39,12 +39,21 @@ def _write_zip_atomically(path: Path, members: list[tuple[str, bytes]]) -> Path:
 
 
 def _stem(name: str) -> str:
-    stem = sanitize_filename(name).rsplit(".", 1)[0] if "." in sanitize_filename(name) else sanitize_filename(name)
+    stem = (
+        sanitize_filename(name).rsplit(".", 1)[0]
+        if "." in sanitize_filename(name)
+        else sanitize_filename(name)
+    )
     return stem or "image"
 
 
-def _maps(ctx: Ctx, project_id: int, images: list[ImageInfo], classes: list[ClassInfo],
-          predictions: Mapping[int, np.ndarray] | None) -> dict[int, np.ndarray]:
+def _maps(
+    ctx: Ctx,
+    project_id: int,
+    images: list[ImageInfo],
+    classes: list[ClassInfo],
+    predictions: Mapping[int, np.ndarray] | None,
+) -> dict[int, np.ndarray]:
     if predictions is None:
         return label_maps(ctx, project_id, None, True)
     by_id = {im.id: im for im in images}
@@ -55,11 +64,15 @@ def _maps(ctx: Ctx, project_id: int, images: list[ImageInfo], classes: list[Clas
             raise ValidationError(f"prediction for image {image_id}, which is not in this project")
         arr = np.asarray(pred)
         if arr.shape != (im.height, im.width) or not np.issubdtype(arr.dtype, np.integer):
-            raise ValidationError(f"prediction for image {image_id} must be an integer HxW array of shape "
-                                  f"{(im.height, im.width)}, got {arr.dtype} {arr.shape}")
+            raise ValidationError(
+                f"prediction for image {image_id} must be an integer HxW array of shape "
+                f"{(im.height, im.width)}, got {arr.dtype} {arr.shape}"
+            )
         if arr.size and (int(arr.min()) < 0 or (arr[arr != IGNORE] >= len(classes)).any()):
-            raise ValidationError(f"prediction for image {image_id} has values that are not class indices "
-                                  f"0..{len(classes) - 1} or 255")
+            raise ValidationError(
+                f"prediction for image {image_id} has values that are not class indices "
+                f"0..{len(classes) - 1} or 255"
+            )
         out[int(image_id)] = arr.astype(np.uint8)
     return out
 
@@ -77,15 +90,16 @@ def _voc_image(ctx: Ctx, im: ImageInfo) -> tuple[str, bytes]:
     return ".png", buf.getvalue()
 
 
-def export_voc(ctx: Ctx, project_id: int, dest: str | os.PathLike,
-               predictions: Mapping[int, np.ndarray] | None) -> Path:
+def export_voc(
+    ctx: Ctx, project_id: int, dest: str | os.PathLike, predictions: Mapping[int, np.ndarray] | None
+) -> Path:
     """A PASCAL VOC layout zip that `train`, `evaluate` and the VOC import read back:
 
-        JPEGImages/<stem>.jpg|.png       the images (JPEG and PNG as stored)
-        labels/<stem>.png                the label maps (or predictions), palette PNG, 255 = unlabelled
-        SegmentationClass/<stem>.png     ground truth, where the image has one
-        ImageSets/Segmentation/          train.txt, val.txt (the project's splits), trainval.txt (all)
-        classes.txt                      'name #rrggbb' per class, in index order
+    JPEGImages/<stem>.jpg|.png       the images (JPEG and PNG as stored)
+    labels/<stem>.png                the label maps (or predictions), palette PNG, 255 = unlabelled
+    SegmentationClass/<stem>.png     ground truth, where the image has one
+    ImageSets/Segmentation/          train.txt, val.txt (the project's splits), trainval.txt (all)
+    classes.txt                      'name #rrggbb' per class, in index order
     """
     images = list_images(ctx, project_id, None)
     classes = list_classes(ctx, project_id)
@@ -111,32 +125,52 @@ def export_voc(ctx: Ctx, project_id: int, dest: str | os.PathLike,
     return _write_zip_atomically(_zip_path(dest), members)
 
 
-def coco_dict(ctx: Ctx, project_id: int, predictions: Mapping[int, np.ndarray] | None,
-              include_background: bool = False) -> dict[str, object]:
+def coco_dict(
+    ctx: Ctx, project_id: int, predictions: Mapping[int, np.ndarray] | None, include_background: bool = False
+) -> dict[str, object]:
     project = get_project(ctx, project_id)
     images = list_images(ctx, project_id, None)
     classes = list_classes(ctx, project_id)
     maps = _maps(ctx, project_id, images, classes, predictions)
-    info = {"description": f"probeseg project {project.name}",
-            "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "probeseg_source": "predictions" if predictions is not None else "labels"}
-    cats = [coco.CocoClass(c.index, c.name, c.colour, {"probeseg_index": c.index, "probeseg_class_id": c.id})
-            for c in classes]
+    info = {
+        "description": f"probeseg project {project.name}",
+        "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "probeseg_source": "predictions" if predictions is not None else "labels",
+    }
+    cats = [
+        coco.CocoClass(c.index, c.name, c.colour, {"probeseg_index": c.index, "probeseg_class_id": c.id})
+        for c in classes
+    ]
     builder = coco.CocoBuilder(cats, info, include_background)
     taken: set[str] = set()
     for im in images:
         if im.id in maps:
-            builder.add({"id": im.id, "file_name": unique_name(sanitize_filename(im.name), taken), "width": im.width,
-                         "height": im.height, "probeseg_split": im.split}, maps[im.id])
+            builder.add(
+                {
+                    "id": im.id,
+                    "file_name": unique_name(sanitize_filename(im.name), taken),
+                    "width": im.width,
+                    "height": im.height,
+                    "probeseg_split": im.split,
+                },
+                maps[im.id],
+            )
     return builder.document()
 
 
-def export_coco(ctx: Ctx, project_id: int, dest: str | os.PathLike,
-                predictions: Mapping[int, np.ndarray] | None, include_background: bool = False) -> Path:
+def export_coco(
+    ctx: Ctx,
+    project_id: int,
+    dest: str | os.PathLike,
+    predictions: Mapping[int, np.ndarray] | None,
+    include_background: bool = False,
+) -> Path:
     path = Path(dest)
     if path.suffix.lower() != ".json":
         path = path.with_name(path.name + ".json")
-    atomic_write(path, json.dumps(coco_dict(ctx, project_id, predictions, include_background)).encode("utf-8"))
+    atomic_write(
+        path, json.dumps(coco_dict(ctx, project_id, predictions, include_background)).encode("utf-8")
+    )
     return path
 
 
@@ -149,12 +183,20 @@ def export_head(ctx: Ctx, head_id: int, dest_dir: str | os.PathLike) -> tuple[Pa
     head = get_head(ctx, head_id)
     meta = dict(head.meta)
     train_meta = HeadMeta(
-        backbone=head.backbone, weights_id=str(meta.get("weights_id") or head.backbone_weights),
-        classes=[c.name for c in head.classes], long_side=int(meta.get("long_side") or 448),
-        train=dict(meta.get("train") or {}), created=head.created_at.timestamp(),
+        backbone=head.backbone,
+        weights_id=str(meta.get("weights_id") or head.backbone_weights),
+        classes=[c.name for c in head.classes],
+        long_side=int(meta.get("long_side") or 448),
+        train=dict(meta.get("train") or {}),
+        created=head.created_at.timestamp(),
         feature_version=int(meta.get("feature_version") or 1),
-        extra={"head_id": head.id, "metrics": head.metrics,
-               "classes": [{"index": c.index, "name": c.name, "colour": c.colour, "id": c.id} for c in head.classes]},
+        extra={
+            "head_id": head.id,
+            "metrics": head.metrics,
+            "classes": [
+                {"index": c.index, "name": c.name, "colour": c.colour, "id": c.id} for c in head.classes
+            ],
+        },
     )
     folder = write_head(Path(dest_dir) / f"head-{head.id}", head_weights(ctx, head_id), train_meta)
     return folder / WEIGHTS_FILE, folder / META_FILE

@@ -24,7 +24,9 @@ def _json(value: Any, what: str) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(dict(value or {}), allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{what} must be a JSON-serialisable dict with finite numbers ({exc})") from None
+        raise ValidationError(
+            f"{what} must be a JSON-serialisable dict with finite numbers ({exc})"
+        ) from None
 
 
 def check_safetensors(data: bytes) -> dict[str, Any]:
@@ -35,13 +37,17 @@ def check_safetensors(data: bytes) -> dict[str, Any]:
     if len(data) > MAX_HEAD_BYTES:
         raise ValidationError(f"head weights are {len(data):,} bytes; the limit is {MAX_HEAD_BYTES:,}")
     if len(data) < 8:
-        raise ValidationError("head weights are not a safetensors file (shorter than its 8-byte header length)")
+        raise ValidationError(
+            "head weights are not a safetensors file (shorter than its 8-byte header length)"
+        )
     (n,) = struct.unpack("<Q", data[:8])
     if n > len(data) - 8:
-        raise ValidationError("head weights are not a safetensors file (header length past the end); save them "
-                              "with safetensors.torch.save(...)")
+        raise ValidationError(
+            "head weights are not a safetensors file (header length past the end); save them "
+            "with safetensors.torch.save(...)"
+        )
     try:
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
     except ValueError:
         raise ValidationError("head weights are not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
@@ -49,20 +55,30 @@ def check_safetensors(data: bytes) -> dict[str, Any]:
     return header
 
 
-def save_head(ctx: Ctx, project_id: int, weights: bytes, meta: Mapping[str, Any],
-              metrics: Mapping[str, Any] | None) -> HeadInfo:
+def save_head(
+    ctx: Ctx, project_id: int, weights: bytes, meta: Mapping[str, Any], metrics: Mapping[str, Any] | None
+) -> HeadInfo:
     check_safetensors(weights)
     meta_d, metrics_d = _json(meta, "meta"), _json(metrics, "metrics")
     data = bytes(weights)
 
     def fn(s: Session) -> HeadInfo:
         get_or_404(s, Project, project_id, "project")
-        classes = [{"id": c.id, "name": c.name, "colour": c.colour, "index": c.index}
-                   for c in project_classes(s, project_id)]
-        row = Head(project_id=project_id, backbone=str(meta_d.get("backbone", ""))[:200],
-                   backbone_weights=str(meta_d.get("backbone_weights", ""))[:200],
-                   weights_sha256=sha256_bytes(data), size_bytes=len(data), weights=data,
-                   classes=classes, meta=meta_d, metrics=metrics_d)
+        classes = [
+            {"id": c.id, "name": c.name, "colour": c.colour, "index": c.index}
+            for c in project_classes(s, project_id)
+        ]
+        row = Head(
+            project_id=project_id,
+            backbone=str(meta_d.get("backbone", ""))[:200],
+            backbone_weights=str(meta_d.get("backbone_weights", ""))[:200],
+            weights_sha256=sha256_bytes(data),
+            size_bytes=len(data),
+            weights=data,
+            classes=classes,
+            meta=meta_d,
+            metrics=metrics_d,
+        )
         s.add(row)
         s.flush()
         return head_info(row)
@@ -82,7 +98,10 @@ def latest_head(ctx: Ctx, project_id: int) -> HeadInfo | None:
 def list_heads(ctx: Ctx, project_id: int) -> list[HeadInfo]:
     def fn(s: Session) -> list[HeadInfo]:
         get_or_404(s, Project, project_id, "project")
-        return [head_info(h) for h in s.scalars(select(Head).where(Head.project_id == project_id).order_by(Head.id))]
+        return [
+            head_info(h)
+            for h in s.scalars(select(Head).where(Head.project_id == project_id).order_by(Head.id))
+        ]
 
     return ctx.db.read(fn)
 
@@ -111,9 +130,16 @@ def set_head_metrics(ctx: Ctx, head_id: int, metrics: Mapping[str, Any]) -> Head
     return ctx.db.write(fn)
 
 
-def record_training_run(ctx: Ctx, project_id: int, settings: Mapping[str, Any], seconds: float,
-                        loss: float | None, metrics: Mapping[str, Any] | None,
-                        pixel_counts: Mapping[Any, int] | None, head_id: int | None) -> TrainingRunInfo:
+def record_training_run(
+    ctx: Ctx,
+    project_id: int,
+    settings: Mapping[str, Any],
+    seconds: float,
+    loss: float | None,
+    metrics: Mapping[str, Any] | None,
+    pixel_counts: Mapping[Any, int] | None,
+    head_id: int | None,
+) -> TrainingRunInfo:
     settings_d, metrics_d = _json(settings, "settings"), _json(metrics, "metrics")
     secs = check_finite(seconds, "seconds")
     loss_f = None if loss is None else check_finite(loss, "loss")
@@ -132,9 +158,16 @@ def record_training_run(ctx: Ctx, project_id: int, settings: Mapping[str, Any], 
             h = get_or_404(s, Head, head_id, "head")
             if h.project_id != project_id:
                 raise ValidationError(f"head {head_id} belongs to another project")
-        row = TrainingRun(project_id=project_id, head_id=head_id, settings=settings_d, seconds=secs,
-                          loss=loss_f, metrics=metrics_d, pixel_counts=counts,
-                          labelled_pixels=int(sum(counts.values())))
+        row = TrainingRun(
+            project_id=project_id,
+            head_id=head_id,
+            settings=settings_d,
+            seconds=secs,
+            loss=loss_f,
+            metrics=metrics_d,
+            pixel_counts=counts,
+            labelled_pixels=int(sum(counts.values())),
+        )
         s.add(row)
         s.flush()
         return run_info(row)
@@ -145,7 +178,11 @@ def record_training_run(ctx: Ctx, project_id: int, settings: Mapping[str, Any], 
 def list_training_runs(ctx: Ctx, project_id: int) -> list[TrainingRunInfo]:
     def fn(s: Session) -> list[TrainingRunInfo]:
         get_or_404(s, Project, project_id, "project")
-        return [run_info(r) for r in s.scalars(select(TrainingRun).where(TrainingRun.project_id == project_id)
-                                               .order_by(TrainingRun.id))]
+        return [
+            run_info(r)
+            for r in s.scalars(
+                select(TrainingRun).where(TrainingRun.project_id == project_id).order_by(TrainingRun.id)
+            )
+        ]
 
     return ctx.db.read(fn)

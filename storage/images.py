@@ -26,7 +26,15 @@ from .records import ImageInfo
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
-_EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "GIF": ".gif"}
+_EXT = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+}
 
 
 def _extension(data: bytes) -> tuple[str, str]:
@@ -56,7 +64,9 @@ def prepare(data: bytes, filename: str) -> dict[str, object]:
     if not data:
         raise ValidationError(f"{name}: the file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ValidationError(f"{name}: {len(data):,} bytes is larger than the {MAX_UPLOAD_BYTES:,}-byte limit")
+        raise ValidationError(
+            f"{name}: {len(data):,} bytes is larger than the {MAX_UPLOAD_BYTES:,}-byte limit"
+        )
     try:
         rgb = load_rgb(data, name)
     except ImageReadError as exc:
@@ -67,8 +77,16 @@ def prepare(data: bytes, filename: str) -> dict[str, object]:
         log.exception("decoding %s failed", name)
         raise ValidationError(f"{name}: the image could not be decoded; it may be corrupt") from None
     fmt, ext = _extension(data)
-    return {"name": name, "data": data, "hash": sha256_bytes(data), "pixel_hash": pixel_hash(rgb),
-            "height": int(rgb.shape[0]), "width": int(rgb.shape[1]), "format": fmt, "ext": ext}
+    return {
+        "name": name,
+        "data": data,
+        "hash": sha256_bytes(data),
+        "pixel_hash": pixel_hash(rgb),
+        "height": int(rgb.shape[0]),
+        "width": int(rgb.shape[1]),
+        "format": fmt,
+        "ext": ext,
+    }
 
 
 def add_image(ctx: Ctx, project_id: int, data: bytes, filename: str, split: str) -> tuple[ImageInfo, bool]:
@@ -79,8 +97,9 @@ def add_image(ctx: Ctx, project_id: int, data: bytes, filename: str, split: str)
 
     def find(s: Session) -> ImageInfo | None:
         get_or_404(s, Project, project_id, "project")
-        row = s.scalars(select(Image).where(Image.project_id == project_id,
-                                            Image.content_hash == meta["hash"])).first()
+        row = s.scalars(
+            select(Image).where(Image.project_id == project_id, Image.content_hash == meta["hash"])
+        ).first()
         return None if row is None else info(s, row)
 
     existing = ctx.db.read(find)
@@ -89,13 +108,23 @@ def add_image(ctx: Ctx, project_id: int, data: bytes, filename: str, split: str)
 
     def insert(s: Session) -> tuple[ImageInfo, bool]:
         get_or_404(s, Project, project_id, "project", for_update=True)
-        row = s.scalars(select(Image).where(Image.project_id == project_id,
-                                            Image.content_hash == meta["hash"])).first()
+        row = s.scalars(
+            select(Image).where(Image.project_id == project_id, Image.content_hash == meta["hash"])
+        ).first()
         if row is not None:
             return info(s, row), False
-        row = Image(project_id=project_id, name=meta["name"], content_hash=meta["hash"],
-                    pixel_hash=meta["pixel_hash"], file_path=relpath, format=meta["format"],
-                    file_size=len(meta["data"]), width=meta["width"], height=meta["height"], split=split)
+        row = Image(
+            project_id=project_id,
+            name=meta["name"],
+            content_hash=meta["hash"],
+            pixel_hash=meta["pixel_hash"],
+            file_path=relpath,
+            format=meta["format"],
+            file_size=len(meta["data"]),
+            width=meta["width"],
+            height=meta["height"],
+            split=split,
+        )
         s.add(row)
         s.flush()
         return image_info(row), True
@@ -121,7 +150,9 @@ def remove_unreferenced_files(ctx: Ctx, relpaths: Iterable[str]) -> None:
     paths = sorted(set(relpaths))
     if not paths:
         return
-    used = set(ctx.db.read(lambda s: list(s.scalars(select(Image.file_path).where(Image.file_path.in_(paths))))))
+    used = set(
+        ctx.db.read(lambda s: list(s.scalars(select(Image.file_path).where(Image.file_path.in_(paths)))))
+    )
     for rel in paths:
         if rel not in used:
             ctx.store.remove(rel)
@@ -138,8 +169,13 @@ def list_images(ctx: Ctx, project_id: int, split: str | None) -> list[ImageInfo]
         if split is not None:
             stmt = stmt.where(Image.split == check_split(split))
         rows = list(s.scalars(stmt))
-        gt = set(s.scalars(select(GroundTruth.image_id).join(Image, Image.id == GroundTruth.image_id)
-                           .where(Image.project_id == project_id)))
+        gt = set(
+            s.scalars(
+                select(GroundTruth.image_id)
+                .join(Image, Image.id == GroundTruth.image_id)
+                .where(Image.project_id == project_id)
+            )
+        )
         return [image_info(r, r.id in gt) for r in rows]
 
     return ctx.db.read(fn)
@@ -155,8 +191,10 @@ def image_bytes(ctx: Ctx, image_id: int) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise ValidationError(f"the stored file of image {image_id} is missing ({path}); restore the data "
-                              "folder from a backup or delete and re-import the image") from None
+        raise ValidationError(
+            f"the stored file of image {image_id} is missing ({path}); restore the data "
+            "folder from a backup or delete and re-import the image"
+        ) from None
 
 
 def image_rgb(ctx: Ctx, image_id: int, max_side: int | None) -> np.ndarray:
@@ -172,7 +210,9 @@ def image_rgb(ctx: Ctx, image_id: int, max_side: int | None) -> np.ndarray:
         scale = int(max_side) / max(h, w)
         if scale < 1:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            rgb = np.asarray(PILImage.fromarray(rgb).resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0))
+            rgb = np.asarray(
+                PILImage.fromarray(rgb).resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+            )
     return rgb
 
 
@@ -204,6 +244,7 @@ def set_image_stats(ctx: Ctx, image_id: int, uncertainty: float | None, has_pred
 
 def delete_image(ctx: Ctx, image_id: int) -> None:
     with ctx.store.lock():
+
         def fn(s: Session) -> str:
             row = get_or_404(s, Image, image_id, "image", for_update=True)
             rel = row.file_path

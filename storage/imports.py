@@ -59,8 +59,14 @@ def _hidden(parts: Iterable[str]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def _add_image_or_tiff(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder,
-                       reread: Callable[[], bytes] | None = None) -> None:
+def _add_image_or_tiff(
+    ctx: Ctx,
+    project_id: int,
+    name: str,
+    data: bytes,
+    rb: _ReportBuilder,
+    reread: Callable[[], bytes] | None = None,
+) -> None:
     """TIFF files wait for the end of the import (`_add_tiffs`): their intensity rule spans all of them.
     `reread` gets the bytes again then (a file is read twice rather than held in memory)."""
     if is_tiff(data[:4]):
@@ -101,20 +107,32 @@ def _add_tiffs(ctx: Ctx, project_id: int, rb: _ReportBuilder, options: TiffOptio
             for k in planes:
                 buf = io.BytesIO()
                 PILImage.fromarray(to_rgb8(stack.planes[k], scale)).save(buf, format="PNG")
-                _add_one(ctx, project_id, f"{stem}_plane{k:03d}.png" if stack.planes.shape[0] > 1 else f"{stem}.png",
-                         buf.getvalue(), rb, split)
+                _add_one(
+                    ctx,
+                    project_id,
+                    f"{stem}_plane{k:03d}.png" if stack.planes.shape[0] > 1 else f"{stem}.png",
+                    buf.getvalue(),
+                    rb,
+                    split,
+                )
         except (TiffError, OSError) as exc:
             rb.failed.append((safe, str(exc)))
             continue
         if stack.planes.shape[0] > 1:
-            rb.notes.append(f"{safe}: {stack.planes.shape[0]} planes (axes {stack.axes}); "
-                            + (f"imported plane {options.plane}" if options.plane is not None
-                               else f"each imported as an image of its own ({len(planes)})"))
+            rb.notes.append(
+                f"{safe}: {stack.planes.shape[0]} planes (axes {stack.axes}); "
+                + (
+                    f"imported plane {options.plane}"
+                    if options.plane is not None
+                    else f"each imported as an image of its own ({len(planes)})"
+                )
+            )
     rb.notes.append(scale.describe())
 
 
-def _add_one(ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder,
-             split: str = "unassigned") -> tuple[ImageInfo, bool] | None:
+def _add_one(
+    ctx: Ctx, project_id: int, name: str, data: bytes, rb: _ReportBuilder, split: str = "unassigned"
+) -> tuple[ImageInfo, bool] | None:
     safe = sanitize_filename(name)
     try:
         info, created = add_image(ctx, project_id, data, safe, split)
@@ -134,11 +152,15 @@ def _check_project(ctx: Ctx, project_id: int) -> None:
 def _zip_members(zf: zipfile.ZipFile, rb: _ReportBuilder) -> Iterator[tuple[str, zipfile.ZipInfo]]:
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_MEMBERS:
-        raise ImportLimitError(f"the zip has {len(infos):,} members; the limit is {MAX_ZIP_MEMBERS:,} - split it")
+        raise ImportLimitError(
+            f"the zip has {len(infos):,} members; the limit is {MAX_ZIP_MEMBERS:,} - split it"
+        )
     total = sum(i.file_size for i in infos if not i.is_dir())
     if total > MAX_ZIP_TOTAL_BYTES:
-        raise ImportLimitError(f"the zip would unpack to {total:,} bytes; the limit is {MAX_ZIP_TOTAL_BYTES:,} - "
-                               "split it into smaller zips")
+        raise ImportLimitError(
+            f"the zip would unpack to {total:,} bytes; the limit is {MAX_ZIP_TOTAL_BYTES:,} - "
+            "split it into smaller zips"
+        )
     for info in infos:
         if info.is_dir():
             continue
@@ -164,10 +186,18 @@ def _zip_members(zf: zipfile.ZipFile, rb: _ReportBuilder) -> Iterator[tuple[str,
 
 def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
     if info.file_size > MAX_ZIP_MEMBER_BYTES:
-        raise ImportLimitError(f"{name}: {info.file_size:,} bytes unpacked; the limit is {MAX_ZIP_MEMBER_BYTES:,}")
-    if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO and info.file_size > 2**24:
-        raise ImportLimitError(f"{name}: compression ratio {info.file_size / info.compress_size:.0f}:1 looks like a "
-                               "zip bomb; not unpacked")
+        raise ImportLimitError(
+            f"{name}: {info.file_size:,} bytes unpacked; the limit is {MAX_ZIP_MEMBER_BYTES:,}"
+        )
+    if (
+        info.compress_size
+        and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO
+        and info.file_size > 2**24
+    ):
+        raise ImportLimitError(
+            f"{name}: compression ratio {info.file_size / info.compress_size:.0f}:1 looks like a "
+            "zip bomb; not unpacked"
+        )
     with zf.open(info) as fh:
         data = fh.read(MAX_ZIP_MEMBER_BYTES + 1)  # never trust the declared size alone
     if len(data) > MAX_ZIP_MEMBER_BYTES:
@@ -175,10 +205,13 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
     return data
 
 
-def _import_zip_into(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes, rb: _ReportBuilder,
-                     label: str) -> None:
+def _import_zip_into(
+    ctx: Ctx, project_id: int, source: str | os.PathLike | bytes, rb: _ReportBuilder, label: str
+) -> None:
     try:
-        zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes | bytearray) else os.fspath(source))
+        zf = zipfile.ZipFile(
+            io.BytesIO(source) if isinstance(source, bytes | bytearray) else os.fspath(source)
+        )
     except (zipfile.BadZipFile, OSError) as exc:
         rb.failed.append((label, f"not a readable zip file ({exc})"))
         return
@@ -200,8 +233,9 @@ def _import_zip_into(ctx: Ctx, project_id: int, source: str | os.PathLike | byte
             _add_image_or_tiff(ctx, project_id, name, data, rb)
 
 
-def import_zip(ctx: Ctx, project_id: int, source: str | os.PathLike | bytes,
-               tiff: TiffOptions | None = None) -> ImportReport:
+def import_zip(
+    ctx: Ctx, project_id: int, source: str | os.PathLike | bytes, tiff: TiffOptions | None = None
+) -> ImportReport:
     _check_project(ctx, project_id)
     rb = _ReportBuilder()
     label = "<zip>" if isinstance(source, bytes | bytearray) else sanitize_filename(os.fspath(source))
@@ -218,21 +252,26 @@ def _resolved(folders: Iterable[str | os.PathLike]) -> list[Path]:
     return [Path(f).expanduser().resolve() for f in folders]
 
 
-def resolve_import_path(text: str | os.PathLike, roots: Sequence[str | os.PathLike],
-                        forbidden: Sequence[str | os.PathLike] = ()) -> Path:
+def resolve_import_path(
+    text: str | os.PathLike, roots: Sequence[str | os.PathLike], forbidden: Sequence[str | os.PathLike] = ()
+) -> Path:
     """The folder `text` names (absolute, or relative to the first root), with `..` and symlinks resolved,
     if it lies inside one of `roots` and outside every `forbidden` folder (e.g. the data folder). Otherwise
     a ValidationError that names only where imports are allowed, never whether the path exists."""
     real_roots = _resolved(roots)
     if not real_roots:
-        raise ValidationError("importing folders on the server is off; start the server with --import-root DIR "
-                              "(repeatable) to allow folders inside DIR, or upload the files")
+        raise ValidationError(
+            "importing folders on the server is off; start the server with --import-root DIR "
+            "(repeatable) to allow folders inside DIR, or upload the files"
+        )
     path = Path(text).expanduser()
     real = (path if path.is_absolute() else real_roots[0] / path).resolve()
     blocked = _resolved(forbidden)
     if not _within(real, real_roots) or _within(real, blocked) or any(_within(b, [real]) for b in blocked):
-        raise ValidationError("only folders inside the server's import folders can be imported: "
-                              + ", ".join(str(r) for r in real_roots))
+        raise ValidationError(
+            "only folders inside the server's import folders can be imported: "
+            + ", ".join(str(r) for r in real_roots)
+        )
     return real
 
 
@@ -258,8 +297,12 @@ def _read_file(path: Path, rb: _ReportBuilder) -> bytes | None:
         return None
 
 
-def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike | tuple[str, bytes]],
-                   tiff: TiffOptions | None = None) -> ImportReport:
+def import_uploads(
+    ctx: Ctx,
+    project_id: int,
+    files: Iterable[str | os.PathLike | tuple[str, bytes]],
+    tiff: TiffOptions | None = None,
+) -> ImportReport:
     _check_project(ctx, project_id)
     rb = _ReportBuilder()
     for item in files:
@@ -288,8 +331,14 @@ def import_uploads(ctx: Ctx, project_id: int, files: Iterable[str | os.PathLike 
     return rb.build()
 
 
-def import_folder(ctx: Ctx, project_id: int, folder: str | os.PathLike, recursive: bool,
-                  roots: Roots = None, tiff: TiffOptions | None = None) -> ImportReport:
+def import_folder(
+    ctx: Ctx,
+    project_id: int,
+    folder: str | os.PathLike,
+    recursive: bool,
+    roots: Roots = None,
+    tiff: TiffOptions | None = None,
+) -> ImportReport:
     """With `roots`, nothing outside them is read or named: symlinked folders are not entered, and files
     whose target lies outside are counted without their names."""
     _check_project(ctx, project_id)
@@ -347,7 +396,9 @@ def _split_lists(root: Path, roots: list[Path] | None = None) -> tuple[list[str]
     return order, split
 
 
-def _ensure_classes(ctx: Ctx, project_id: int, names: list[tuple[str, str | None]], rb: _ReportBuilder) -> dict[int, int]:
+def _ensure_classes(
+    ctx: Ctx, project_id: int, names: list[tuple[str, str | None]], rb: _ReportBuilder
+) -> dict[int, int]:
     pal = voc_palette()
 
     def fn(s: Session) -> tuple[dict[int, int], list[str]]:
@@ -373,8 +424,10 @@ def _ensure_classes(ctx: Ctx, project_id: int, names: list[tuple[str, str | None
 def _read_mask(path: Path, shape: tuple[int, int], what: str) -> np.ndarray:
     arr = read_label_png(path, f"{path.name} ({what})")
     if arr.shape != shape:
-        raise ValidationError(f"{path.name} ({what}): mask is {arr.shape[1]}x{arr.shape[0]} but the image is "
-                              f"{shape[1]}x{shape[0]}; masks must match the image size")
+        raise ValidationError(
+            f"{path.name} ({what}): mask is {arr.shape[1]}x{arr.shape[0]} but the image is "
+            f"{shape[1]}x{shape[0]}; masks must match the image size"
+        )
     return arr
 
 
@@ -386,28 +439,19 @@ def _find(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
     return None
 
 
-def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: str | os.PathLike | None,
-               roots: Roots = None, zero_is_unlabelled: bool = False) -> ImportReport:
+def import_voc(
+    ctx: Ctx,
+    project_id: int,
+    root: str | os.PathLike,
+    labels_dir: str | os.PathLike | None,
+    roots: Roots = None,
+    zero_is_unlabelled: bool = False,
+) -> ImportReport:
     """With `roots`, every file read (images, masks, lists, classes.txt) must resolve inside them."""
     _check_project(ctx, project_id)
     roots = None if roots is None else _resolved(roots)
     base = Path(root)
-    if roots is not None and not _allowed(base, roots):
-        raise ValidationError("only folders inside the server's import folders can be imported")
-    images_dir = base / "JPEGImages"
-    if not images_dir.is_dir():
-        raise ValidationError(f"{base}: no JPEGImages folder; a VOC-layout dataset has JPEGImages/, "
-                              "SegmentationClass/ and optionally ImageSets/Segmentation/{train,val}.txt")
-    gt_dir = base / "SegmentationClass"
-    lab_dir: Path | None = None
-    if labels_dir is not None:
-        lab_dir = Path(labels_dir) if Path(labels_dir).is_absolute() else base / labels_dir
-        if roots is not None and not _allowed(lab_dir, roots):
-            raise ValidationError("the labels folder must be inside the server's import folders")
-        if not lab_dir.is_dir():
-            raise ValidationError(f"{lab_dir}: labels folder not found")
-    elif (base / "labels").is_dir():
-        lab_dir = base / "labels"
+    images_dir, gt_dir, lab_dir = _voc_folders(base, labels_dir, roots)
     class_file = base / "classes.txt"
     use_file = class_file.is_file() and _allowed(class_file, roots)
     names = read_class_file(class_file) if use_file else [(n, None) for n in VOC_CLASSES]
@@ -421,54 +465,101 @@ def import_voc(ctx: Ctx, project_id: int, root: str | os.PathLike, labels_dir: s
         stems = order
     else:
         stems = sorted({p.stem for p in images_dir.iterdir() if p.is_file() and _is_image_name(p.name)})
-    suffixes = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
     for stem in stems:
-        if stem != sanitize_filename(stem) or "/" in stem:
-            rb.failed.append((sanitize_filename(stem), "unsafe name in the ImageSets list; skipped"))
-            continue
-        path = _find(images_dir, stem, suffixes)
-        if path is not None and not _allowed(path, roots):
-            rb.failed.append((sanitize_filename(stem), "links outside the import folders; not read"))
-            continue
-        if path is None:
-            rb.failed.append((sanitize_filename(stem), "listed in ImageSets but not found in JPEGImages"))
-            continue
-        data = _read_file(path, rb)
-        if data is None:
-            continue
-        added = _add_one(ctx, project_id, path.name, data, rb, split.get(stem, "unassigned"))
+        added = _voc_image(ctx, project_id, images_dir, stem, split, roots, rb)
         if added is None:
             continue
         info, created = added
-        image_id = info.id
-        if stem in split and info.split != split[stem]:
-            set_split(ctx, image_id, split[stem])
-        shape = (info.height, info.width)
         for folder, what in ((gt_dir, "ground truth"), (lab_dir, "labels")):
-            if folder is None or not folder.is_dir():
-                continue
-            if what == "labels" and not created:
-                continue  # re-importing a dataset must not stack its label masks twice
+            if folder is None or not folder.is_dir() or (what == "labels" and not created):
+                continue  # (re-importing a dataset must not stack its label masks twice)
             mask_path = _find(folder, stem, (".png", ".PNG"))
-            if mask_path is None or not _allowed(mask_path, roots):
-                continue
-            try:
-                mask = _read_mask(mask_path, shape, what)
-                if what == "ground truth":
-                    annotations.set_ground_truth(ctx, image_id, mask, f"voc:{mask_path.name}", mapping)
-                    rb.ground_truths += 1
-                    continue
-                if zero_is_unlabelled:  # napari / ilastik: 0 = unlabelled, k = class k - 1
-                    if (mask == 255).any():
-                        raise ValidationError("value 255 in a mask read with 0 = unlabelled (classes are 1..254)")
-                    mask = np.where(mask == 0, 255, mask - 1).astype(np.uint8)
-                if (mask != 255).any():
-                    annotations.add_mask(ctx, image_id, mask, "import", f"voc:{mask_path.name}", mapping)
-                    rb.annotations += 1
-            except (LabelError, StorageError) as exc:
-                rb.failed.append((f"{sanitize_filename(mask_path.name)} ({what})", str(exc)))
+            if mask_path is not None and _allowed(mask_path, roots):
+                _voc_mask(ctx, info, mask_path, what, mapping, zero_is_unlabelled, rb)
     return rb.build()
 
+
+def _voc_folders(
+    base: Path, labels_dir: str | os.PathLike | None, roots: Roots
+) -> tuple[Path, Path, Path | None]:
+    """JPEGImages/, SegmentationClass/ and the labels folder (given, or labels/ when present), checked."""
+    if roots is not None and not _allowed(base, roots):
+        raise ValidationError("only folders inside the server's import folders can be imported")
+    images_dir = base / "JPEGImages"
+    if not images_dir.is_dir():
+        raise ValidationError(
+            f"{base}: no JPEGImages folder; a VOC-layout dataset has JPEGImages/, "
+            "SegmentationClass/ and optionally ImageSets/Segmentation/{train,val}.txt"
+        )
+    lab_dir: Path | None = None
+    if labels_dir is not None:
+        lab_dir = Path(labels_dir) if Path(labels_dir).is_absolute() else base / labels_dir
+        if roots is not None and not _allowed(lab_dir, roots):
+            raise ValidationError("the labels folder must be inside the server's import folders")
+        if not lab_dir.is_dir():
+            raise ValidationError(f"{lab_dir}: labels folder not found")
+    elif (base / "labels").is_dir():
+        lab_dir = base / "labels"
+    return images_dir, base / "SegmentationClass", lab_dir
+
+
+def _voc_image(
+    ctx: Ctx,
+    project_id: int,
+    images_dir: Path,
+    stem: str,
+    split: dict[str, str],
+    roots: Roots,
+    rb: _ReportBuilder,
+) -> tuple[ImageInfo, bool] | None:
+    """Import one listed image (its split too); None when it was refused (the report says why)."""
+    name = sanitize_filename(stem)
+    if stem != name or "/" in stem:
+        rb.failed.append((name, "unsafe name in the ImageSets list; skipped"))
+        return None
+    path = _find(images_dir, stem, (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG"))
+    if path is not None and not _allowed(path, roots):
+        rb.failed.append((name, "links outside the import folders; not read"))
+        return None
+    if path is None:
+        rb.failed.append((name, "listed in ImageSets but not found in JPEGImages"))
+        return None
+    data = _read_file(path, rb)
+    added = (
+        None
+        if data is None
+        else _add_one(ctx, project_id, path.name, data, rb, split.get(stem, "unassigned"))
+    )
+    if added is not None and stem in split and added[0].split != split[stem]:
+        set_split(ctx, added[0].id, split[stem])
+    return added
+
+
+def _voc_mask(
+    ctx: Ctx,
+    info: ImageInfo,
+    mask_path: Path,
+    what: str,
+    mapping: dict,
+    zero_is_unlabelled: bool,
+    rb: _ReportBuilder,
+) -> None:
+    """Store one mask as the image's ground truth or as imported labels; a bad mask goes into the report."""
+    try:
+        mask = _read_mask(mask_path, (info.height, info.width), what)
+        if what == "ground truth":
+            annotations.set_ground_truth(ctx, info.id, mask, f"voc:{mask_path.name}", mapping)
+            rb.ground_truths += 1
+            return
+        if zero_is_unlabelled:  # napari / ilastik: 0 = unlabelled, k = class k - 1
+            if (mask == 255).any():
+                raise ValidationError("value 255 in a mask read with 0 = unlabelled (classes are 1..254)")
+            mask = np.where(mask == 0, 255, mask - 1).astype(np.uint8)
+        if (mask != 255).any():
+            annotations.add_mask(ctx, info.id, mask, "import", f"voc:{mask_path.name}", mapping)
+            rb.annotations += 1
+    except (LabelError, StorageError) as exc:
+        rb.failed.append((f"{sanitize_filename(mask_path.name)} ({what})", str(exc)))
 
 
 # ------------------------------------------------------------------ COCO
@@ -490,13 +581,16 @@ def _coco_document(path: Path) -> dict:
         raise ValidationError(f"{path.name}: not a COCO file (it needs 'images' and 'categories' lists)")
     try:
         cats = sorted((int(c["id"]), str(c["name"]).strip(), c.get("color")) for c in doc["categories"])
-        images = [(int(im["id"]), str(im["file_name"]), int(im["height"]), int(im["width"])) for im in doc["images"]]
+        images = [
+            (int(im["id"]), str(im["file_name"]), int(im["height"]), int(im["width"])) for im in doc["images"]
+        ]
         anns = [a for a in doc.get("annotations", []) if isinstance(a, dict)]
         for a in anns:
             int(a["image_id"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValidationError(f"{path.name}: a category, image or annotation lacks a field COCO requires ({exc})"
-                              ) from None
+        raise ValidationError(
+            f"{path.name}: a category, image or annotation lacks a field COCO requires ({exc})"
+        ) from None
     return {"categories": cats, "images": images, "annotations": anns}
 
 
@@ -507,8 +601,15 @@ def _colour_or_none(value: object) -> str | None:
         return None
 
 
-def import_coco(ctx: Ctx, project_id: int, coco_file: str | os.PathLike, images_dir: str | os.PathLike,
-                as_ground_truth: bool = False, fill_background: bool = False, roots: Roots = None) -> ImportReport:
+def import_coco(
+    ctx: Ctx,
+    project_id: int,
+    coco_file: str | os.PathLike,
+    images_dir: str | os.PathLike,
+    as_ground_truth: bool = False,
+    fill_background: bool = False,
+    roots: Roots = None,
+) -> ImportReport:
     """Images listed in a COCO JSON file (found under `images_dir` by their file_name) with their masks
     (RLE or polygons) as labels, or as ground truth. Categories become classes (matched by name).
     Pixels of no annotation stay unlabelled, or become the background class with `fill_background`.
@@ -550,14 +651,20 @@ def import_coco(ctx: Ctx, project_id: int, coco_file: str | os.PathLike, images_
             continue
         info, created = added
         if (info.height, info.width) != (height, width):
-            rb.failed.append((shown, f"the file is {info.width}x{info.height} but {path.name} says {width}x{height}; "
-                                     "its masks were not imported"))
+            rb.failed.append(
+                (
+                    shown,
+                    f"the file is {info.width}x{info.height} but {path.name} says {width}x{height}; "
+                    "its masks were not imported",
+                )
+            )
             continue
         if not as_ground_truth and not created:
             continue  # re-importing must not stack the same masks twice
         try:
-            labels = coco.label_map(by_image.get(coco_id, []), height, width, local,
-                                    fill=background if fill_background else 255)
+            labels = coco.label_map(
+                by_image.get(coco_id, []), height, width, local, fill=background if fill_background else 255
+            )
             if as_ground_truth:
                 annotations.set_ground_truth(ctx, info.id, labels, f"coco:{path.name}", mapping)
                 rb.ground_truths += 1

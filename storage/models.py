@@ -88,8 +88,10 @@ class LabelClass(Base):
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("project_id", "content_hash", name="uq_images_project_hash"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("project_id", "content_hash", name="uq_images_project_hash"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -121,8 +123,10 @@ class Annotation(Base):
     """One append-only version row of an image's annotation history."""
 
     __tablename__ = "annotations"
-    __table_args__ = (UniqueConstraint("image_id", "seq", name="uq_annotations_image_seq"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("image_id", "seq", name="uq_annotations_image_seq"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
@@ -134,7 +138,9 @@ class Annotation(Base):
     x: Mapped[float | None] = mapped_column(Float, nullable=True)
     y: Mapped[float | None] = mapped_column(Float, nullable=True)
     radius: Mapped[float | None] = mapped_column(Float, nullable=True)
-    raster: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)  # class-indexed PNG
+    raster: Mapped[bytes | None] = mapped_column(
+        LargeBinary, nullable=True, deferred=True
+    )  # class-indexed PNG
     class_map: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {str(raster value): class_id}
     target_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     author: Mapped[str] = mapped_column(String(100), default="")

@@ -48,8 +48,10 @@ def parse_op(op: Any) -> Op:
         raise ValidationError("an operation must be a JSON object with op_id, kind and its fields")
     op_id = op.get("op_id")
     if not isinstance(op_id, str) or not OP_ID.match(op_id):
-        raise ValidationError("op_id must be a string of 1 to 64 letters, digits or _ . : - (made by the client, "
-                              "e.g. a UUID; a retry sends the same op_id)")
+        raise ValidationError(
+            "op_id must be a string of 1 to 64 letters, digits or _ . : - (made by the client, "
+            "e.g. a UUID; a retry sends the same op_id)"
+        )
     kind = op.get("kind")
     if kind not in KINDS:
         raise ValidationError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -103,17 +105,22 @@ def apply_op(ctx: Ctx, image_id: int, op: Any, author: str) -> OpResult:
 
     def fn(s: Session) -> tuple[OpResult, an.Rendered | None]:
         im = an.locked_image(s, image_id)
-        seq = s.scalar(select(Annotation.seq).where(Annotation.image_id == im.id,
-                                                    Annotation.op_id == parsed.op_id))
+        seq = s.scalar(
+            select(Annotation.seq).where(Annotation.image_id == im.id, Annotation.op_id == parsed.op_id)
+        )
         if seq is not None:
             return OpResult(parsed.op_id, int(seq), True, True, int(im.label_version or 0)), None
         before = int(im.history_seq or 0)
         info, rendered = _apply(ctx, s, im, parsed, author)
         if int(im.history_seq or 0) == before:
             an.append_row(s, im, "noop", author)
-        s.execute(update(Annotation).where(Annotation.image_id == im.id, Annotation.seq == im.history_seq)
-                  .values(op_id=parsed.op_id))
-        return OpResult(parsed.op_id, int(im.history_seq), False, info is not None, int(im.label_version or 0)), \
-            rendered
+        s.execute(
+            update(Annotation)
+            .where(Annotation.image_id == im.id, Annotation.seq == im.history_seq)
+            .values(op_id=parsed.op_id)
+        )
+        return OpResult(
+            parsed.op_id, int(im.history_seq), False, info is not None, int(im.label_version or 0)
+        ), rendered
 
     return an.write_cached(ctx, fn)

@@ -22,7 +22,9 @@ def _check_json(value: Any, what: str) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(dict(value)))
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{what} must be JSON-serialisable ({exc}); pass plain numbers, strings, lists, dicts") from None
+        raise ValidationError(
+            f"{what} must be JSON-serialisable ({exc}); pass plain numbers, strings, lists, dicts"
+        ) from None
 
 
 def _name_taken(s: Session, name: str, exclude_id: int | None = None) -> bool:
@@ -38,13 +40,23 @@ def info(s: Session, p: Project) -> ProjectInfo:
     return project_info(p, int(n_img), int(n_cls))
 
 
-def create_project_row(s: Session, name: str, description: str = "", settings: Mapping[str, Any] | None = None,
-                       with_background: bool = True) -> Project:
+def create_project_row(
+    s: Session,
+    name: str,
+    description: str = "",
+    settings: Mapping[str, Any] | None = None,
+    with_background: bool = True,
+) -> Project:
     name = clean_text(name, "project name", 200)
     if _name_taken(s, name):
-        raise ConflictError(f"a project named {name!r} already exists; choose another name or open that project")
-    p = Project(name=name, description=clean_text(description, "description", 10_000, allow_empty=True),
-                settings=_check_json(settings or {}, "project settings"))
+        raise ConflictError(
+            f"a project named {name!r} already exists; choose another name or open that project"
+        )
+    p = Project(
+        name=name,
+        description=clean_text(description, "description", 10_000, allow_empty=True),
+        settings=_check_json(settings or {}, "project settings"),
+    )
     s.add(p)
     s.flush()
     if with_background:
@@ -52,19 +64,30 @@ def create_project_row(s: Session, name: str, description: str = "", settings: M
     return p
 
 
-def create_project(ctx: Ctx, name: str, description: str, settings: Mapping[str, Any] | None,
-                   with_background: bool) -> ProjectInfo:
-    return ctx.db.write(lambda s: info(s, create_project_row(s, name, description, settings, with_background)))
+def create_project(
+    ctx: Ctx, name: str, description: str, settings: Mapping[str, Any] | None, with_background: bool
+) -> ProjectInfo:
+    return ctx.db.write(
+        lambda s: info(s, create_project_row(s, name, description, settings, with_background))
+    )
 
 
 def list_projects(ctx: Ctx) -> list[ProjectInfo]:
     def fn(s: Session) -> list[ProjectInfo]:
-        n_img = {pid: int(n) for pid, n in s.execute(select(Image.project_id, func.count(Image.id))
-                                                     .group_by(Image.project_id))}
-        n_cls = {pid: int(n) for pid, n in s.execute(select(LabelClass.project_id, func.count(LabelClass.id))
-                                                     .group_by(LabelClass.project_id))}
-        return [project_info(p, n_img.get(p.id, 0), n_cls.get(p.id, 0))
-                for p in s.scalars(select(Project).order_by(Project.id))]
+        n_img = {
+            pid: int(n)
+            for pid, n in s.execute(select(Image.project_id, func.count(Image.id)).group_by(Image.project_id))
+        }
+        n_cls = {
+            pid: int(n)
+            for pid, n in s.execute(
+                select(LabelClass.project_id, func.count(LabelClass.id)).group_by(LabelClass.project_id)
+            )
+        }
+        return [
+            project_info(p, n_img.get(p.id, 0), n_cls.get(p.id, 0))
+            for p in s.scalars(select(Project).order_by(Project.id))
+        ]
 
     return ctx.db.read(fn)
 
@@ -114,6 +137,7 @@ def update_settings(ctx: Ctx, project_id: int, settings: Mapping[str, Any]) -> P
 
 def delete_project(ctx: Ctx, project_id: int) -> None:
     with ctx.store.lock():
+
         def fn(s: Session) -> list[str]:
             get_or_404(s, Project, project_id, "project", for_update=True)
             paths = list(s.scalars(select(Image.file_path).where(Image.project_id == project_id)))

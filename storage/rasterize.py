@@ -2,7 +2,8 @@
 
 Conventions: a rendered map is `Labels`: uint8 codes (255 = nothing) plus a table code -> class id, so it
 lives in *class-id space* (renaming or reordering classes never changes which pixels carry which class)
-yet stays one byte per pixel; it is converted to current class indices (255 = unlabelled) at the end. A point at (x, y) covers the pixels (row i, column j) with
+yet stays one byte per pixel; it is converted to current class indices (255 = unlabelled) at the end. A point
+at (x, y) covers the pixels (row i, column j) with
 (j - x)^2 + (i - y)^2 <= r^2, plus always the pixel nearest to (x, y).
 
 A stroke (polyline `path` with radius r) covers the pixels whose centre lies within r of the polyline,
@@ -115,8 +116,9 @@ def disk(shape: tuple[int, int], x: float, y: float, radius: float) -> tuple[sli
     return slice(i0, i1), slice(j0, j1), mask
 
 
-def stroke_mask(shape: tuple[int, int], path: Sequence[Sequence[float]], radius: float
-                ) -> tuple[slice, slice, np.ndarray]:
+def stroke_mask(
+    shape: tuple[int, int], path: Sequence[Sequence[float]], radius: float
+) -> tuple[slice, slice, np.ndarray]:
     """(row slice, column slice, boolean mask within them) of a polyline of radius r, clipped to the image:
     every pixel whose centre is within r of a segment, plus the pixel nearest each vertex. Computed per
     segment over its own bounding box, so a long thin stroke costs what it covers."""
@@ -144,7 +146,7 @@ def stroke_mask(shape: tuple[int, int], path: Sequence[Sequence[float]], radius:
         n2 = dx * dx + dy * dy
         t = np.clip(((jj - ax) * dx + (ii - ay) * dy) / n2, 0.0, 1.0) if n2 > 0 else 0.0
         d2 = (jj - ax - t * dx) ** 2 + (ii - ay - t * dy) ** 2
-        mask[a0 - i0:a1 - i0, b0 - j0:b1 - j0] |= d2 <= r * r + 1e-9
+        mask[a0 - i0 : a1 - i0, b0 - j0 : b1 - j0] |= d2 <= r * r + 1e-9
     ci = np.clip(np.floor(pts[:, 1] + 0.5).astype(np.int64), 0, h - 1) - i0
     cj = np.clip(np.floor(pts[:, 0] + 0.5).astype(np.int64), 0, w - 1) - j0
     inside = (ci >= 0) & (ci < mask.shape[0]) & (cj >= 0) & (cj < mask.shape[1])
@@ -288,8 +290,9 @@ def paint_on_top(labels: Labels, ev: Event, before: Folded) -> Labels | None:
         r0, r1 = max(pr.start, rows.start), min(pr.stop, rows.stop)
         c0, c1 = max(pc.start, cols.start), min(pc.stop, cols.stop)
         if r0 < r1 and c0 < c1:
-            m[r0 - rows.start:r1 - rows.start, c0 - cols.start:c1 - cols.start] &= \
-                ~pm[r0 - pr.start:r1 - pr.start, c0 - pc.start:c1 - pc.start]
+            m[r0 - rows.start : r1 - rows.start, c0 - cols.start : c1 - cols.start] &= ~pm[
+                r0 - pr.start : r1 - pr.start, c0 - pc.start : c1 - pc.start
+            ]
     codes[rows, cols][m] = code
     return Labels(codes, table)
 
@@ -311,7 +314,9 @@ def render_scribble(shape: tuple[int, int], folded: Folded, load: RasterLoader) 
     return Labels(codes, table)
 
 
-def raster_to_indices(raster: np.ndarray, class_map: Mapping[str, int | None], index_of: Mapping[int, int]) -> np.ndarray:
+def raster_to_indices(
+    raster: np.ndarray, class_map: Mapping[str, int | None], index_of: Mapping[int, int]
+) -> np.ndarray:
     """Stored raster + its {str(value): class_id} -> current class indices (255 where unmapped / deleted)."""
     lut = np.full(256, IGNORE, dtype=np.uint8)
     for key, cid in class_map.items():

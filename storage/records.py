@@ -184,7 +184,11 @@ class ImportReport:
         return not self.failed
 
     def summary(self) -> str:
-        parts = [f"{len(self.imported)} imported", f"{len(self.duplicates)} duplicates", f"{len(self.failed)} failed"]
+        parts = [
+            f"{len(self.imported)} imported",
+            f"{len(self.duplicates)} duplicates",
+            f"{len(self.failed)} failed",
+        ]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
         if self.annotations:
@@ -205,10 +209,19 @@ class _ReportBuilder:
     annotations: int = 0
     ground_truths: int = 0
     notes: list[str] = field(default_factory=list)
-    tiffs: list[tuple[str, Callable[[], bytes], str]] = field(default_factory=list)  # (name, bytes, split): at the end
+    tiffs: list[tuple[str, Callable[[], bytes], str]] = field(
+        default_factory=list
+    )  # (name, bytes, split): at the end
 
     def build(self) -> ImportReport:
         return ImportReport(
-            tuple(self.imported), tuple(self.duplicates), tuple(self.failed), tuple(self.skipped),
-            tuple(self.image_ids), tuple(self.classes_added), self.annotations, self.ground_truths, tuple(self.notes),
+            tuple(self.imported),
+            tuple(self.duplicates),
+            tuple(self.failed),
+            tuple(self.skipped),
+            tuple(self.image_ids),
+            tuple(self.classes_added),
+            self.annotations,
+            self.ground_truths,
+            tuple(self.notes),
         )

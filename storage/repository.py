@@ -100,8 +100,13 @@ class Repository:
         self.close()
 
     # ------------------------------------------------------------------ projects
-    def create_project(self, name: str, description: str = "", settings: Mapping[str, Any] | None = None,
-                       with_background: bool = True) -> ProjectInfo:
+    def create_project(
+        self,
+        name: str,
+        description: str = "",
+        settings: Mapping[str, Any] | None = None,
+        with_background: bool = True,
+    ) -> ProjectInfo:
         """Create a project; it gets a 'background' class (index 0) unless with_background=False."""
         return projects.create_project(self._ctx, name, description, settings, with_background)
 
@@ -212,7 +217,9 @@ class Repository:
         return images.set_image_stats(self._ctx, image_id, uncertainty, has_prediction)
 
     # ------------------------------------------------------------------ annotations (versioned)
-    def save_scribbles(self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR) -> AnnotationInfo:
+    def save_scribbles(
+        self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR
+    ) -> AnnotationInfo:
         """Store a new version of the image's whole scribble layer: HxW uint8 class indices, 255 = none.
 
         A raster identical to the current layer is not stored again; the current version is returned."""
@@ -223,18 +230,32 @@ class Repository:
         exactly once: a retried op_id is acknowledged again (duplicate=True) and not applied twice."""
         return ops.apply_op(self._ctx, image_id, op, author)
 
-    def add_point(self, image_id: int, class_id: int, x: float, y: float, radius: float = 3.0,
-                  author: str = DEFAULT_AUTHOR) -> AnnotationInfo:
+    def add_point(
+        self,
+        image_id: int,
+        class_id: int,
+        x: float,
+        y: float,
+        radius: float = 3.0,
+        author: str = DEFAULT_AUTHOR,
+    ) -> AnnotationInfo:
         """Add a point label (a disk of `radius` pixels around column x, row y)."""
         return annotations.add_point(self._ctx, image_id, class_id, x, y, radius, author)
 
-    def remove_point(self, image_id: int, annotation_id: int | None = None, x: float | None = None,
-                     y: float | None = None, author: str = DEFAULT_AUTHOR) -> AnnotationInfo | None:
+    def remove_point(
+        self,
+        image_id: int,
+        annotation_id: int | None = None,
+        x: float | None = None,
+        y: float | None = None,
+        author: str = DEFAULT_AUTHOR,
+    ) -> AnnotationInfo | None:
         """Remove a point by id, or the one nearest (x, y) whose disk contains (x, y). None if none there."""
         return annotations.remove_point(self._ctx, image_id, annotation_id, x, y, author)
 
-    def add_mask(self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR,
-                 source: str = "import") -> AnnotationInfo:
+    def add_mask(
+        self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR, source: str = "import"
+    ) -> AnnotationInfo:
         """Add dense labels (HxW uint8 class indices, 255 = none), e.g. an imported or noisy mask."""
         return annotations.add_mask(self._ctx, image_id, raster, author, source)
 
@@ -266,8 +287,9 @@ class Repository:
         """HxW uint8 in current class indices, 255 = unlabelled: masks, then scribbles, then points on top."""
         return annotations.label_map(self._ctx, image_id)
 
-    def label_maps(self, project_id: int, split: str | None = None,
-                   labelled_only: bool = True) -> dict[int, np.ndarray]:
+    def label_maps(
+        self, project_id: int, split: str | None = None, labelled_only: bool = True
+    ) -> dict[int, np.ndarray]:
         """{image_id: label_map} of a project (images without labels left out unless labelled_only=False)."""
         return annotations.label_maps(self._ctx, project_id, split, labelled_only)
 
@@ -279,7 +301,9 @@ class Repository:
         """The active points of an image, oldest first."""
         return annotations.points(self._ctx, image_id)
 
-    def labelled_pixel_counts(self, project_id: int | None = None, image_id: int | None = None) -> dict[int, int]:
+    def labelled_pixel_counts(
+        self, project_id: int | None = None, image_id: int | None = None
+    ) -> dict[int, int]:
         """{class_index: labelled pixels} for a project or one image (from a cache; cheap)."""
         return annotations.labelled_pixel_counts(self._ctx, project_id, image_id)
 
@@ -293,8 +317,13 @@ class Repository:
         return annotations.ground_truth(self._ctx, image_id)
 
     # ------------------------------------------------------------------ heads and training runs
-    def save_head(self, project_id: int, weights: bytes, meta: Mapping[str, Any],
-                  metrics: Mapping[str, Any] | None = None) -> HeadInfo:
+    def save_head(
+        self,
+        project_id: int,
+        weights: bytes,
+        meta: Mapping[str, Any],
+        metrics: Mapping[str, Any] | None = None,
+    ) -> HeadInfo:
         """Store a trained head (safetensors bytes). meta['backbone'] and meta['backbone_weights'] identify
         the frozen backbone; the current classes are snapshotted."""
         return heads.save_head(self._ctx, project_id, weights, meta, metrics)
@@ -319,38 +348,62 @@ class Repository:
         """Replace a head's metrics (e.g. after evaluating it on the val split)."""
         return heads.set_head_metrics(self._ctx, head_id, metrics)
 
-    def record_training_run(self, project_id: int, settings: Mapping[str, Any], seconds: float,
-                            loss: float | None, metrics: Mapping[str, Any] | None,
-                            pixel_counts: Mapping[Any, int] | None, head_id: int | None = None) -> TrainingRunInfo:
+    def record_training_run(
+        self,
+        project_id: int,
+        settings: Mapping[str, Any],
+        seconds: float,
+        loss: float | None,
+        metrics: Mapping[str, Any] | None,
+        pixel_counts: Mapping[Any, int] | None,
+        head_id: int | None = None,
+    ) -> TrainingRunInfo:
         """Record one training run (for the mIoU-vs-labelled-pixels plot)."""
-        return heads.record_training_run(self._ctx, project_id, settings, seconds, loss, metrics, pixel_counts,
-                                         head_id)
+        return heads.record_training_run(
+            self._ctx, project_id, settings, seconds, loss, metrics, pixel_counts, head_id
+        )
 
     def list_training_runs(self, project_id: int) -> list[TrainingRunInfo]:
         """All training runs, oldest first (x: labelled_pixels, y: metrics['miou'] for the progress plot)."""
         return heads.list_training_runs(self._ctx, project_id)
 
     # ------------------------------------------------------------------ import / export
-    def import_uploads(self, project_id: int, files: Iterable[str | os.PathLike | tuple[str, bytes]],
-                       tiff: TiffOptions | None = None) -> ImportReport:
+    def import_uploads(
+        self,
+        project_id: int,
+        files: Iterable[str | os.PathLike | tuple[str, bytes]],
+        tiff: TiffOptions | None = None,
+    ) -> ImportReport:
         """Import uploaded files (paths or (name, bytes)); zip files are expanded. TIFF files become one image
         per plane by the rules of `core.tiff` (`tiff` changes them); the report's notes say what was done."""
         return imports.import_uploads(self._ctx, project_id, files, tiff)
 
-    def import_folder(self, project_id: int, folder: str | os.PathLike, recursive: bool = False,
-                      roots: Sequence[str | os.PathLike] | None = None, tiff: TiffOptions | None = None) -> ImportReport:
+    def import_folder(
+        self,
+        project_id: int,
+        folder: str | os.PathLike,
+        recursive: bool = False,
+        roots: Sequence[str | os.PathLike] | None = None,
+        tiff: TiffOptions | None = None,
+    ) -> ImportReport:
         """Import every image file in a folder (sub-folders too with recursive=True); others are skipped.
         With `roots` (see `resolve_import_path`), nothing outside those folders is read or named."""
         return imports.import_folder(self._ctx, project_id, folder, recursive, roots, tiff)
 
-    def import_zip(self, project_id: int, source: str | os.PathLike | bytes,
-                   tiff: TiffOptions | None = None) -> ImportReport:
+    def import_zip(
+        self, project_id: int, source: str | os.PathLike | bytes, tiff: TiffOptions | None = None
+    ) -> ImportReport:
         """Import the images in a zip (nested folders allowed; non-images skipped; zip-slip safe; size-limited)."""
         return imports.import_zip(self._ctx, project_id, source, tiff)
 
-    def import_voc(self, project_id: int, root: str | os.PathLike,
-                   labels_dir: str | os.PathLike | None = None,
-                   roots: Sequence[str | os.PathLike] | None = None, zero_is_unlabelled: bool = False) -> ImportReport:
+    def import_voc(
+        self,
+        project_id: int,
+        root: str | os.PathLike,
+        labels_dir: str | os.PathLike | None = None,
+        roots: Sequence[str | os.PathLike] | None = None,
+        zero_is_unlabelled: bool = False,
+    ) -> ImportReport:
         """Import a VOC-layout dataset: JPEGImages/, SegmentationClass/ (ground truth), optional labels_dir of
         palette PNGs (255 = unlabelled) imported as annotations of kind mask, classes.txt (else the 21 VOC
         classes), ImageSets/Segmentation/{train,val}.txt -> split. Classes are matched by name (added if new).
@@ -358,22 +411,35 @@ class Repository:
         k - 1) instead of 255 = unlabelled."""
         return imports.import_voc(self._ctx, project_id, root, labels_dir, roots, zero_is_unlabelled)
 
-    def export_voc(self, project_id: int, dest: str | os.PathLike,
-                   predictions: Mapping[int, np.ndarray] | None = None) -> Path:
+    def export_voc(
+        self, project_id: int, dest: str | os.PathLike, predictions: Mapping[int, np.ndarray] | None = None
+    ) -> Path:
         """A PASCAL VOC layout zip (images, labels/, SegmentationClass/, ImageSets/, classes.txt) of the
         labels (or `predictions`: image id -> HxW class indices) that import_voc and `train` read back."""
         return exports.export_voc(self._ctx, project_id, dest, predictions)
 
-    def import_coco(self, project_id: int, coco_file: str | os.PathLike, images_dir: str | os.PathLike,
-                    as_ground_truth: bool = False, fill_background: bool = False,
-                    roots: Sequence[str | os.PathLike] | None = None) -> ImportReport:
+    def import_coco(
+        self,
+        project_id: int,
+        coco_file: str | os.PathLike,
+        images_dir: str | os.PathLike,
+        as_ground_truth: bool = False,
+        fill_background: bool = False,
+        roots: Sequence[str | os.PathLike] | None = None,
+    ) -> ImportReport:
         """Images of a COCO JSON file (RLE or polygon masks) with their masks as labels or ground truth;
         see `imports.import_coco`."""
-        return imports.import_coco(self._ctx, project_id, coco_file, images_dir, as_ground_truth, fill_background,
-                                   roots)
+        return imports.import_coco(
+            self._ctx, project_id, coco_file, images_dir, as_ground_truth, fill_background, roots
+        )
 
-    def export_coco(self, project_id: int, dest: str | os.PathLike,
-                    predictions: Mapping[int, np.ndarray] | None = None, include_background: bool = False) -> Path:
+    def export_coco(
+        self,
+        project_id: int,
+        dest: str | os.PathLike,
+        predictions: Mapping[int, np.ndarray] | None = None,
+        include_background: bool = False,
+    ) -> Path:
         """COCO JSON (one annotation per image and class, compressed RLE masks) of labels or predictions;
         the background class is a category only with `include_background`."""
         return exports.export_coco(self._ctx, project_id, dest, predictions, include_background)

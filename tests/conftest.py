@@ -16,7 +16,9 @@ from PIL import Image  # noqa: E402
 from core.labels import IGNORE, write_label_png  # noqa: E402
 
 
-def make_two_colour_image(h: int, w: int, split: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def make_two_colour_image(
+    h: int, w: int, split: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Left of column `split` is red-ish (class 1), right is blue-ish (class 2), with texture noise."""
     img = np.zeros((h, w, 3), np.float32)
     img[:, :split] = (200, 40, 40)
@@ -27,7 +29,9 @@ def make_two_colour_image(h: int, w: int, split: int, rng: np.random.Generator) 
     return np.clip(img, 0, 255).astype(np.uint8), gt
 
 
-def write_tiny_voc(root: Path, n_train: int = 3, n_val: int = 2, seed: int = 0, classes=("background", "red", "blue")):
+def write_tiny_voc(
+    root: Path, n_train: int = 3, n_val: int = 2, seed: int = 0, classes=("background", "red", "blue")
+):
     """A VOC-layout dataset of non-square two-colour images with scribble labels (one stroke per class)."""
     rng = np.random.default_rng(seed)
     (root / "JPEGImages").mkdir(parents=True)

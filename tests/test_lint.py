@@ -1,4 +1,5 @@
-"""The linter is part of the test suite, so `python -m pytest` is the one command that checks everything."""
+"""The linter, the formatter and the type checker are part of the test suite, so `python -m pytest` is the one
+command that checks everything. Ruff's settings (pyproject.toml) include line length and a complexity limit."""
 
 import subprocess
 import sys
@@ -8,5 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ruff_finds_nothing():
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_code_is_formatted():
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, "run `ruff format .`:\n" + out.stdout + out.stderr

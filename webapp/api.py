@@ -61,9 +61,16 @@ def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
     argmax, as `core.predict` does at full resolution."""
     k, h, w = scores.logits.shape
     return {
-        "head_id": scores.head_id, "version": scores.counter, "interim": scores.interim,
-        "generation": scores.generation, "grid": [h, w], "size": list(scores.image_size), "channels": k,
-        "classes": list(scores.channel_index), "dtype": "float32", "label_version": label_version,
+        "head_id": scores.head_id,
+        "version": scores.counter,
+        "interim": scores.interim,
+        "generation": scores.generation,
+        "grid": [h, w],
+        "size": list(scores.image_size),
+        "channels": k,
+        "classes": list(scores.channel_index),
+        "dtype": "float32",
+        "label_version": label_version,
         "logits": base64.b64encode(np.ascontiguousarray(scores.logits, "<f4").tobytes()).decode("ascii"),
     }
 
@@ -120,27 +127,36 @@ class Api:
             except (ValueError, UnicodeDecodeError):
                 user, password = "", ""
             ok = hmac.compare_digest(user.encode(), self.auth[0].encode()) & hmac.compare_digest(
-                password.encode(), self.auth[1].encode())
+                password.encode(), self.auth[1].encode()
+            )
             self.backoff.record(client, ok)
             if ok:
                 return
-        raise HTTPException(401, "log in: use the page's login, or HTTP Basic with the server's user and password",
-                            headers={"WWW-Authenticate": 'Basic realm="probeseg"'})
+        raise HTTPException(
+            401,
+            "log in: use the page's login, or HTTP Basic with the server's user and password",
+            headers={"WWW-Authenticate": 'Basic realm="probeseg"'},
+        )
 
     def project_id(self, name: str) -> int:
         if name == self.ctx.project_name:
             return self.ctx.project_id
         p = self.ctx.repo.find_project(name)
         if p is None:
-            raise HTTPException(404, f"no project named {name[:100]!r}; GET a project the server has "
-                                f"(this one serves {self.ctx.project_name!r})")
+            raise HTTPException(
+                404,
+                f"no project named {name[:100]!r}; GET a project the server has "
+                f"(this one serves {self.ctx.project_name!r})",
+            )
         return p.id
 
     def image(self, project: str, image_id: int):  # type: ignore[no-untyped-def]
         pid = self.project_id(project)
         info = _guard(lambda: self.ctx.repo.get_image(image_id))
         if info.project_id != pid:
-            raise HTTPException(404, f"image {image_id} is not in project {project[:100]!r}; GET /images lists them")
+            raise HTTPException(
+                404, f"image {image_id} is not in project {project[:100]!r}; GET /images lists them"
+            )
         return pid, info
 
     @staticmethod
@@ -149,7 +165,9 @@ class Api:
             raise HTTPException(415, "send the body as JSON with Content-Type: application/json")
         body = await request.body()
         if len(body) > MAX_OP_BYTES:
-            raise HTTPException(413, f"the request body is larger than {MAX_OP_BYTES:,} bytes; split the stroke")
+            raise HTTPException(
+                413, f"the request body is larger than {MAX_OP_BYTES:,} bytes; split the stroke"
+            )
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -158,6 +176,13 @@ class Api:
     # ------------------------------------------------------------------ routes
     def router(self) -> APIRouter:
         r = APIRouter(prefix=PREFIX, dependencies=[Depends(self.check_login)])
+        self._class_routes(r)
+        self._image_routes(r)
+        self._label_routes(r)
+        self._prediction_route(r)
+        return r
+
+    def _class_routes(self, r: APIRouter) -> None:
         ctx = self.ctx
 
         @r.get("/classes")
@@ -174,21 +199,37 @@ class Api:
             colour = body.get("color")
             if colour is not None and not isinstance(colour, str):
                 raise HTTPException(422, "color must be a string like #rrggbb")
-            return class_json(await asyncio.to_thread(_guard, lambda: ctx.repo.add_class(pid, body["name"], colour)))
+            return class_json(
+                await asyncio.to_thread(_guard, lambda: ctx.repo.add_class(pid, body["name"], colour))
+            )
+
+    def _image_routes(self, r: APIRouter) -> None:
+        ctx = self.ctx
 
         @r.get("/images")
         def get_images(project: str) -> list[dict]:
             pid = self.project_id(project)
-            return [{"id": i.id, "name": i.name, "width": i.width, "height": i.height,
-                     "labelled_pixels": i.labelled_pixels, "label_version": i.label_version}
-                    for i in _guard(lambda: ctx.repo.list_images(pid))]
+            return [
+                {
+                    "id": i.id,
+                    "name": i.name,
+                    "width": i.width,
+                    "height": i.height,
+                    "labelled_pixels": i.labelled_pixels,
+                    "label_version": i.label_version,
+                }
+                for i in _guard(lambda: ctx.repo.list_images(pid))
+            ]
 
         @r.post("/images")
         async def post_images(project: str, request: Request) -> dict:
             pid = self.project_id(project)
             if not request.headers.get("x-requested-with"):
-                raise HTTPException(400, "uploads need the header X-Requested-With (any value); it keeps other "
-                                    "web sites from uploading through your browser")
+                raise HTTPException(
+                    400,
+                    "uploads need the header X-Requested-With (any value); it keeps other "
+                    "web sites from uploading through your browser",
+                )
             if not request.headers.get("content-type", "").startswith("multipart/form-data"):
                 raise HTTPException(415, "send the images as multipart/form-data in the field `files`")
             form = await request.form()
@@ -199,15 +240,20 @@ class Api:
                 files.append((f.filename or "upload", await f.read()))
             if not files:
                 raise HTTPException(422, "no files: send one or more in the multipart field `files`")
+
             def store():  # type: ignore[no-untyped-def]  # in a thread: an import must not stall the event loop
                 report = _guard(lambda: ctx.repo.import_uploads(pid, files))
                 ctx.engine.imported(pid, report)
                 return report, [_guard(lambda i=i: ctx.repo.get_image(i)) for i in report.image_ids]
 
             report, infos = await asyncio.to_thread(store)
-            return {"imported": [{"id": i.id, "name": i.name, "width": i.width, "height": i.height} for i in infos],
-                    "duplicates": list(report.duplicates),
-                    "rejected": [{"name": n, "reason": why} for n, why in report.failed]}
+            return {
+                "imported": [
+                    {"id": i.id, "name": i.name, "width": i.width, "height": i.height} for i in infos
+                ],
+                "duplicates": list(report.duplicates),
+                "rejected": [{"name": n, "reason": why} for n, why in report.failed],
+            }
 
         @r.get("/images/{image_id}/file")
         def get_file(project: str, image_id: int, request: Request) -> Response:
@@ -218,8 +264,14 @@ class Api:
             rgb = _guard(lambda: ctx.repo.image_rgb(image_id))
             buf = io.BytesIO()
             Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
-            return Response(buf.getvalue(), media_type="image/jpeg",
-                            headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
+            return Response(
+                buf.getvalue(),
+                media_type="image/jpeg",
+                headers={"ETag": etag, "Cache-Control": "private, max-age=86400"},
+            )
+
+    def _label_routes(self, r: APIRouter) -> None:
+        ctx = self.ctx
 
         @r.post("/images/{image_id}/ops")
         async def post_op(project: str, image_id: int, request: Request, train: bool = True) -> dict:
@@ -227,17 +279,28 @@ class Api:
 
             def commit():  # type: ignore[no-untyped-def]
                 pid, _info = self.image(project, image_id)
-                return _guard(lambda: ctx.engine.apply_op(pid, image_id, body, self.author(request), train=train))
+                return _guard(
+                    lambda: ctx.engine.apply_op(pid, image_id, body, self.author(request), train=train)
+                )
 
             res, gen = await asyncio.to_thread(commit)
-            return {"op_id": res.op_id, "seq": res.seq, "duplicate": res.duplicate, "applied": res.applied,
-                    "label_version": res.label_version, "train_generation": gen}
+            return {
+                "op_id": res.op_id,
+                "seq": res.seq,
+                "duplicate": res.duplicate,
+                "applied": res.applied,
+                "label_version": res.label_version,
+                "train_generation": gen,
+            }
 
         @r.get("/images/{image_id}/labels")
         def get_labels(project: str, image_id: int, request: Request, mode: str = "palette") -> Response:
             if mode not in ("palette", "gray"):
-                raise HTTPException(422, "mode must be palette (indices with a colour table, the default) or "
-                                    "gray (the grey value is the index, for browsers: they decode palettes to colours)")
+                raise HTTPException(
+                    422,
+                    "mode must be palette (indices with a colour table, the default) or "
+                    "gray (the grey value is the index, for browsers: they decode palettes to colours)",
+                )
             _pid, info = self.image(project, image_id)
             etag = f'"labels-{info.id}-{info.label_version}-{mode}"'
             if request.headers.get("if-none-match") == etag:
@@ -249,18 +312,38 @@ class Api:
                 png = buf.getvalue()
             else:
                 png = label_to_png_bytes(labels)
-            return Response(png, media_type="image/png", headers={
-                "ETag": etag, "Cache-Control": "no-cache", "X-Label-Version": str(info.label_version)})
+            return Response(
+                png,
+                media_type="image/png",
+                headers={
+                    "ETag": etag,
+                    "Cache-Control": "no-cache",
+                    "X-Label-Version": str(info.label_version),
+                },
+            )
 
         @r.get("/images/{image_id}/points")
         def get_points(project: str, image_id: int) -> list[dict]:
             self.image(project, image_id)
-            return [{"id": p.annotation_id, "x": p.x, "y": p.y, "radius": p.radius, "class_id": p.class_id,
-                     "index": p.class_index} for p in _guard(lambda: ctx.repo.points(image_id))]
+            return [
+                {
+                    "id": p.annotation_id,
+                    "x": p.x,
+                    "y": p.y,
+                    "radius": p.radius,
+                    "class_id": p.class_id,
+                    "index": p.class_index,
+                }
+                for p in _guard(lambda: ctx.repo.points(image_id))
+            ]
+
+    def _prediction_route(self, r: APIRouter) -> None:
+        ctx = self.ctx
 
         @r.get("/images/{image_id}/prediction")
-        async def get_prediction(project: str, image_id: int, request: Request, after: int | None = None,
-                                 wait: float = 0.0) -> Response:
+        async def get_prediction(
+            project: str, image_id: int, request: Request, after: int | None = None, wait: float = 0.0
+        ) -> Response:
             pid, _info = await asyncio.to_thread(self.image, project, image_id)
             deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
             tried: tuple[int | None, float] = (None, 0.0)  # head counter last tried, and when
@@ -274,7 +357,9 @@ class Api:
                     scores = await asyncio.to_thread(_guard, lambda: ctx.engine.grid_scores(pid, image_id))
                     if scores is not None:
                         version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version
-                        return JSONResponse(prediction_json(scores, version), headers={"Cache-Control": "no-store"})
+                        return JSONResponse(
+                            prediction_json(scores, version), headers={"Cache-Control": "no-store"}
+                        )
                 if now >= deadline:
                     return Response(status_code=204)
                 if now - checked > 0.5:  # a closed tab stops waiting (checked rarely: it costs a receive)
@@ -282,8 +367,6 @@ class Api:
                     if await request.is_disconnected():
                         return Response(status_code=204)
                 await asyncio.sleep(POLL_S)
-
-        return r
 
     @staticmethod
     def author(request: Request) -> str:

@@ -47,15 +47,18 @@ class Backoff:
         log.warning(f"failed login {self.what} (%d in a row)", key, self.failures[key])
 
 
-def login_check(user: str, password: str, free_failures: int = FREE_FAILURES,
-                max_delay_s: float = MAX_DELAY_S) -> Callable[[str, str], Awaitable[bool]]:
+def login_check(
+    user: str, password: str, free_failures: int = FREE_FAILURES, max_delay_s: float = MAX_DELAY_S
+) -> Callable[[str, str], Awaitable[bool]]:
     """An async `auth=` callable for Gradio that accepts exactly (user, password)."""
     backoff = Backoff("for user %r", free_failures, max_delay_s)
 
     async def check(username: str, attempt: str) -> bool:
         key = username.strip().lower()[:200]
         await backoff.wait(key)
-        ok = hmac.compare_digest(username.encode(), user.encode()) & hmac.compare_digest(attempt.encode(), password.encode())
+        ok = hmac.compare_digest(username.encode(), user.encode()) & hmac.compare_digest(
+            attempt.encode(), password.encode()
+        )
         backoff.record(key, ok)
         return ok
 
@@ -71,8 +74,10 @@ def read_auth_file(path: str | os.PathLike) -> str:
     except OSError as exc:
         raise InputError(f"--auth-file {p}: cannot read it ({exc.strerror or exc})") from None
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InputError(f"--auth-file {p} can be read by other users (mode {stat.filemode(mode)}); "
-                         f"make it private with `chmod 600 {p}`")
+        raise InputError(
+            f"--auth-file {p} can be read by other users (mode {stat.filemode(mode)}); "
+            f"make it private with `chmod 600 {p}`"
+        )
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
     if ":" not in line:
         raise InputError(f"--auth-file {p}: expected one line user:password")
@@ -81,9 +86,17 @@ def read_auth_file(path: str | os.PathLike) -> str:
 
 # Gradio 6.31 answers these without the login its other routes require (checked: /reset and /cancel
 # returned 200 and /heartbeat streamed without a session cookie). With a login configured they need it too.
-UNGUARDED_BY_GRADIO = ("/gradio_api/reset", "/gradio_api/cancel", "/gradio_api/heartbeat/", "/gradio_api/stream/",
-                       "/gradio_api/run-history/", "/gradio_api/runs", "/gradio_api/vibe-edit",
-                       "/gradio_api/undo-vibe-edit", "/monitoring")
+UNGUARDED_BY_GRADIO = (
+    "/gradio_api/reset",
+    "/gradio_api/cancel",
+    "/gradio_api/heartbeat/",
+    "/gradio_api/stream/",
+    "/gradio_api/run-history/",
+    "/gradio_api/runs",
+    "/gradio_api/vibe-edit",
+    "/gradio_api/undo-vibe-edit",
+    "/monitoring",
+)
 
 
 class LoginRequired:
@@ -133,5 +146,8 @@ def logged_in(scope, gradio_app) -> bool:
     cookies = Request(scope).cookies
     cid = getattr(gradio_app, "cookie_id", "")
     tokens = getattr(gradio_app, "tokens", {})
-    return any(cookies.get(name) in tokens for name in (f"access-token-{cid}", f"access-token-unsecure-{cid}")
-               if cookies.get(name))
+    return any(
+        cookies.get(name) in tokens
+        for name in (f"access-token-{cid}", f"access-token-unsecure-{cid}")
+        if cookies.get(name)
+    )

@@ -68,7 +68,9 @@ def step(ctx: AppContext, sess: Session, delta: int) -> dict:
 def next_uncertain(ctx: AppContext, sess: Session) -> dict:
     image_id = ctx.engine.most_uncertain(ctx.project_id, exclude=sess.image_id)
     if image_id is None:
-        raise gr.Error("No uncertainty scores yet: label two classes and train, then every image gets a score.")
+        raise gr.Error(
+            "No uncertainty scores yet: label two classes and train, then every image gets a score."
+        )
     return show(ctx, sess, image_id)
 
 
@@ -78,8 +80,10 @@ def suggest(ctx: AppContext, sess: Session, n: int = 5) -> dict:
     thumbnails with their box; picking one opens the image zoomed to it."""
     found = ctx.engine.suggest(ctx.project_id, n)
     if not found:
-        raise gr.Error("No suggestions yet: label two classes so a head is trained (or every region is labelled "
-                       "or already certain).")
+        raise gr.Error(
+            "No suggestions yet: label two classes so a head is trained (or every region is labelled "
+            "or already certain)."
+        )
     sess.suggestions = [(int(r.key), r.box) for r in found]
     items = []
     for rank, r in enumerate(found, start=1):

@@ -23,9 +23,12 @@ def table_html(ctx: AppContext, classes: list[ClassInfo]) -> str:
         key = str(c.index + 1) if c.index < 9 else ""
         rows.append(
             f"<tr><td>{key}</td><td><span class='swatch big' style='background:{c.colour}'></span>"
-            f"<code>{c.colour}</code></td><td>{html.escape(c.name)}</td><td>{counts.get(c.index, 0):,}</td></tr>")
-    return ("<table class='classes'><thead><tr><th>key</th><th>colour</th><th>class</th>"
-            "<th>labelled pixels</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            f"<code>{c.colour}</code></td><td>{html.escape(c.name)}</td><td>{counts.get(c.index, 0):,}</td></tr>"
+        )
+    return (
+        "<table class='classes'><thead><tr><th>key</th><th>colour</th><th>class</th>"
+        "<th>labelled pixels</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 def _choices(classes: list[ClassInfo]) -> list[tuple[str, str]]:
@@ -45,7 +48,9 @@ def class_outputs(ctx: AppContext, sess: Session, selected: int | None = None) -
         "class_name": pick_name,
         "class_colour": pick_colour,
         "reassign_to": gr.update(choices=_choices(classes), value=None),
-        "class_toggles": gr.update(choices=[(c.name, str(c.id)) for c in classes], value=[str(i) for i in ids]),
+        "class_toggles": gr.update(
+            choices=[(c.name, str(c.id)) for c in classes], value=[str(i) for i in ids]
+        ),
     }
     return out | annotate.show(ctx, sess, sess.image_id)
 
@@ -60,8 +65,10 @@ def _check_colour_free(classes: list[ClassInfo], colour: str, exclude: int | Non
     hexc = render.normalise_colour(colour)
     for c in classes:
         if c.id != exclude and c.colour.lower() == hexc:
-            raise gr.Error(f"{hexc} is already the colour of '{html.escape(c.name)}'; every class needs its own "
-                           "colour so strokes map to one class.")
+            raise gr.Error(
+                f"{hexc} is already the colour of '{html.escape(c.name)}'; every class needs its own "
+                "colour so strokes map to one class."
+            )
     return hexc
 
 
@@ -82,7 +89,11 @@ def add(ctx: AppContext, sess: Session, name: str, colour: str | None, use_colou
     hexc = _check_colour_free(classes, colour) if use_colour and colour else None
     c = ctx.repo.add_class(ctx.project_id, name, hexc)
     sess.select_class = c.id  # the canvas switches its brush to the new class
-    gr.Info(f"Added class '{html.escape(c.name)}' (key {c.index + 1})." if c.index < 9 else f"Added class '{html.escape(c.name)}'.")
+    gr.Info(
+        f"Added class '{html.escape(c.name)}' (key {c.index + 1})."
+        if c.index < 9
+        else f"Added class '{html.escape(c.name)}'."
+    )
     return class_outputs(ctx, sess, c.id) | {"new_class_name": ""}
 
 
@@ -131,7 +142,8 @@ def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassig
         raise gr.Error(
             f"Class '{html.escape(c.name)}' is in use ({usage.labelled_pixels:,} labelled pixels, "
             f"{usage.annotations} annotation version(s), {usage.ground_truth_images} ground-truth mask(s)). "
-            f"Nothing was deleted. Choose '{REASSIGN}' or '{DROP}' and press Delete again.")
+            f"Nothing was deleted. Choose '{REASSIGN}' or '{DROP}' and press Delete again."
+        )
     target = None
     if usage.in_use and mode == REASSIGN:
         if not reassign_to:
@@ -145,5 +157,3 @@ def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassig
         sess.nonce += 1  # the canvas reloads the labels that changed class or went away
     gr.Info(f"Deleted class '{html.escape(c.name)}'.")
     return class_outputs(ctx, sess, target)
-
-

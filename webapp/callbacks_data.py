@@ -72,22 +72,39 @@ def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str
     return out
 
 
-def tiff_options(plane: str | None, channels: str | None, low: float | None, high: float | None) -> TiffOptions:
+def tiff_options(
+    plane: str | None, channels: str | None, low: float | None, high: float | None
+) -> TiffOptions:
     """The TIFF settings of the Images tab as a TiffOptions (the one place they are parsed)."""
     try:
         return TiffOptions(
             plane=int(plane) if str(plane or "").strip() else None,
-            channels=tuple(int(c) for c in str(channels).replace(" ", "").split(",")) if str(channels or "").strip()
+            channels=tuple(int(c) for c in str(channels).replace(" ", "").split(","))
+            if str(channels or "").strip()
             else None,
-            low=0.5 if low is None else float(low), high=99.5 if high is None else float(high))
+            low=0.5 if low is None else float(low),
+            high=99.5 if high is None else float(high),
+        )
     except ValueError as exc:
-        msg = str(exc) if isinstance(exc, TiffError) else "plane and channels take whole numbers, e.g. 0 or 2,0,1"
+        msg = (
+            str(exc)
+            if isinstance(exc, TiffError)
+            else "plane and channels take whole numbers, e.g. 0 or 2,0,1"
+        )
         raise gr.Error(f"TIFF settings: {html.escape(msg)}") from None
 
 
 @ui_errors
-def upload(ctx: AppContext, sess: Session, files, sort: str, plane: str | None = None, channels: str | None = None,
-           low: float | None = None, high: float | None = None) -> dict:
+def upload(
+    ctx: AppContext,
+    sess: Session,
+    files,
+    sort: str,
+    plane: str | None = None,
+    channels: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+) -> dict:
     paths = _paths(files)
     if not paths:
         return {}
@@ -121,11 +138,15 @@ def _server_folder(ctx: AppContext, folder: str) -> Path:
     """The folder typed by the user, if it lies inside an --import-root (and outside the data folder, so
     no project's stored files can be imported into another); errors never say what exists elsewhere."""
     if not ctx.allow_server_paths:
-        raise gr.Error("Importing folders on the server is off on this server (start it with --import-root DIR "
-                       "to allow it); upload files instead.")
+        raise gr.Error(
+            "Importing folders on the server is off on this server (start it with --import-root DIR "
+            "to allow it); upload files instead."
+        )
     if not str(folder or "").strip():
-        raise gr.Error("Enter the path of a folder inside the server's import folders: "
-                       + html.escape(", ".join(ctx.import_roots)))
+        raise gr.Error(
+            "Enter the path of a folder inside the server's import folders: "
+            + html.escape(", ".join(ctx.import_roots))
+        )
     try:
         path = resolve_import_path(folder.strip(), ctx.import_roots, forbidden=[ctx.repo.data_dir])
     except ValidationError as exc:
@@ -136,26 +157,41 @@ def _server_folder(ctx: AppContext, folder: str) -> Path:
 
 
 @ui_errors
-def import_folder(ctx: AppContext, sess: Session, folder: str, sort: str, plane: str | None = None,
-                  channels: str | None = None, low: float | None = None, high: float | None = None) -> dict:
+def import_folder(
+    ctx: AppContext,
+    sess: Session,
+    folder: str,
+    sort: str,
+    plane: str | None = None,
+    channels: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+) -> dict:
     tiff = tiff_options(plane, channels, low, high)
-    report = ctx.repo.import_folder(ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=ctx.import_roots,
-                                    tiff=tiff)
+    report = ctx.repo.import_folder(
+        ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=ctx.import_roots, tiff=tiff
+    )
     return after_import(ctx, sess, report, "Folder import", sort)
 
 
 @ui_errors
-def import_voc(ctx: AppContext, sess: Session, folder: str, labels_dir: str, sort: str,
-               zero_is_unlabelled: bool = False) -> dict:
+def import_voc(
+    ctx: AppContext, sess: Session, folder: str, labels_dir: str, sort: str, zero_is_unlabelled: bool = False
+) -> dict:
     root = _server_folder(ctx, folder)
-    labels = _server_folder(ctx, str(root / labels_dir.strip())) if labels_dir and labels_dir.strip() else None
-    report = ctx.repo.import_voc(ctx.project_id, root, labels, roots=ctx.import_roots,
-                                 zero_is_unlabelled=bool(zero_is_unlabelled))
+    labels = (
+        _server_folder(ctx, str(root / labels_dir.strip())) if labels_dir and labels_dir.strip() else None
+    )
+    report = ctx.repo.import_voc(
+        ctx.project_id, root, labels, roots=ctx.import_roots, zero_is_unlabelled=bool(zero_is_unlabelled)
+    )
     return after_import(ctx, sess, report, "VOC import", sort)
 
 
 @ui_errors
-def import_coco(ctx: AppContext, sess: Session, folder: str, coco_file: str, as_ground_truth: bool, sort: str) -> dict:
+def import_coco(
+    ctx: AppContext, sess: Session, folder: str, coco_file: str, as_ground_truth: bool, sort: str
+) -> dict:
     images = _server_folder(ctx, folder)
     if not str(coco_file or "").strip():
         raise gr.Error("Enter the path of the COCO JSON file (inside the server's import folders).")
@@ -163,8 +199,9 @@ def import_coco(ctx: AppContext, sess: Session, folder: str, coco_file: str, as_
         path = resolve_import_path(coco_file.strip(), ctx.import_roots, forbidden=[ctx.repo.data_dir])
     except ValidationError as exc:
         raise gr.Error(html.escape(str(exc))) from None
-    report = ctx.repo.import_coco(ctx.project_id, path, images, as_ground_truth=bool(as_ground_truth),
-                                  roots=ctx.import_roots)
+    report = ctx.repo.import_coco(
+        ctx.project_id, path, images, as_ground_truth=bool(as_ground_truth), roots=ctx.import_roots
+    )
     return after_import(ctx, sess, report, "COCO import", sort)
 
 

@@ -48,10 +48,12 @@ def export_masks(ctx: AppContext, sess: Session, use_predictions: bool) -> dict:
     preds = predictions(ctx) if use_predictions else None
     what = "predictions" if use_predictions else "labels"
     path = ctx.repo.export_voc(ctx.project_id, _out_dir(ctx) / f"{_stem(ctx)}-{what}-voc.zip", preds)
-    return {"export_files": [str(path)],
-            "export_msg": f"PASCAL VOC layout of the {what}: JPEGImages/, labels/ (palette PNGs), SegmentationClass/ "
-                          "(ground truth), ImageSets/Segmentation/ (your splits) and classes.txt. "
-                          "`python app.py train --data DIR --labels DIR/labels` reads it."}
+    return {
+        "export_files": [str(path)],
+        "export_msg": f"PASCAL VOC layout of the {what}: JPEGImages/, labels/ (palette PNGs), SegmentationClass/ "
+        "(ground truth), ImageSets/Segmentation/ (your splits) and classes.txt. "
+        "`python app.py train --data DIR --labels DIR/labels` reads it.",
+    }
 
 
 @ui_errors
@@ -68,17 +70,21 @@ def export_head(ctx: AppContext, sess: Session) -> dict:
     if info is None:
         raise gr.Error("No trained head yet: label two classes and press Train.")
     weights, meta = ctx.repo.export_head(info.id, _out_dir(ctx))
-    return {"export_files": [str(weights), str(meta)],
-            "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): head.safetensors and "
-                          f"head.json, the format `python app.py predict --head FOLDER` reads (keep them in one "
-                          "folder)."}
+    return {
+        "export_files": [str(weights), str(meta)],
+        "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): head.safetensors and "
+        f"head.json, the format `python app.py predict --head FOLDER` reads (keep them in one "
+        "folder).",
+    }
 
 
 @ui_errors
 def export_project(ctx: AppContext, sess: Session) -> dict:
     path = ctx.repo.export_project(ctx.project_id, _out_dir(ctx) / f"{_stem(ctx)}-project.zip")
-    return {"export_files": [str(path)],
-            "export_msg": "The whole project (images, classes, label history, ground truth, heads) as one zip."}
+    return {
+        "export_files": [str(path)],
+        "export_msg": "The whole project (images, classes, label history, ground truth, heads) as one zip.",
+    }
 
 
 def _pct(x: float | None) -> str:
@@ -98,18 +104,28 @@ def progress_table(ctx: AppContext) -> list[list]:
 @ui_errors
 def evaluation(ctx: AppContext, sess: Session) -> dict:
     if not any(i.has_ground_truth for i in ctx.images()):
-        return {"eval_md": "No ground truth in this project. Import a VOC-layout dataset (Images tab → import "
-                           "from a server folder) whose SegmentationClass masks become ground truth; then "
-                           "every training is scored here.", "eval_plot": None}
+        return {
+            "eval_md": "No ground truth in this project. Import a VOC-layout dataset (Images tab → import "
+            "from a server folder) whose SegmentationClass masks become ground truth; then "
+            "every training is scored here.",
+            "eval_plot": None,
+        }
     result = ctx.engine.evaluate(ctx.project_id)
     if result is None:
-        return {"eval_md": "Ground truth found, but there is no trained head yet (or no features for the "
-                           "ground-truth images): label two classes and train.", "eval_plot": None}
+        return {
+            "eval_md": "Ground truth found, but there is no trained head yet (or no features for the "
+            "ground-truth images): label two classes and train.",
+            "eval_plot": None,
+        }
     scores = result.scores
-    lines = [f"**mIoU {_pct(scores.miou)}%** · pixel accuracy {_pct(scores.pixel_accuracy)}% on "
-             f"{result.images} ground-truth image(s) ({result.split})"
-             + (f"; {result.skipped} without features yet" if result.skipped else ""), "",
-             "| class | IoU % |", "|---|---:|"]
+    lines = [
+        f"**mIoU {_pct(scores.miou)}%** · pixel accuracy {_pct(scores.pixel_accuracy)}% on "
+        f"{result.images} ground-truth image(s) ({result.split})"
+        + (f"; {result.skipped} without features yet" if result.skipped else ""),
+        "",
+        "| class | IoU % |",
+        "|---|---:|",
+    ]
     for name, iou in zip(result.class_names, scores.per_class_iou, strict=True):
         lines.append(f"| {md(name)} | {_pct(iou)} |")
     rows = progress_table(ctx)

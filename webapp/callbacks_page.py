@@ -14,7 +14,11 @@ from webapp.errors import ui_errors
 def page_load(ctx: AppContext, sess: Session, sort: str, request: gr.Request | None = None) -> dict:
     """A reload returns to the image in the URL (?image=ID, which the canvas keeps up to date)."""
     wanted = _image_in_url(request)
-    if wanted is not None and ctx.engine.image_exists(wanted) and ctx.repo.get_image(wanted).project_id == ctx.project_id:
+    if (
+        wanted is not None
+        and ctx.engine.image_exists(wanted)
+        and ctx.repo.get_image(wanted).project_id == ctx.project_id
+    ):
         sess.image_id = wanted
     out = callbacks_classes.class_outputs(ctx, sess, None)  # includes opening the image
     out |= callbacks_views.gallery(ctx, sess, sort)

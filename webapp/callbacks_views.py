@@ -14,7 +14,14 @@ from webapp.errors import ui_errors
 from webapp.text import md
 
 PRED, CONF, UNC, KM, KMP, PCA, SBS = (
-    "Prediction", "Confidence", "Uncertainty", "K-means (image)", "K-means (project)", "PCA-RGB", "Side by side")
+    "Prediction",
+    "Confidence",
+    "Uncertainty",
+    "K-means (image)",
+    "K-means (project)",
+    "PCA-RGB",
+    "Side by side",
+)
 VIEW_MODES = (PRED, CONF, UNC, KM, KMP, PCA, SBS)
 SORTS = ("Upload order", "Most uncertain first", "Least labelled first", "Name")
 SBS_SIDE = 512
@@ -28,11 +35,14 @@ def _visible(classes: list[ClassInfo], visible: list[str] | None) -> np.ndarray 
 
 
 def _legend(classes: list[ClassInfo]) -> str:
-    return " ".join(f"<span class='swatch' style='background:{c.colour}'></span>{md(c.name)}" for c in classes)
+    return " ".join(
+        f"<span class='swatch' style='background:{c.colour}'></span>{md(c.name)}" for c in classes
+    )
 
 
-def view_image(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None,
-               k: int) -> tuple[np.ndarray, str, bool]:
+def view_image(
+    ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int
+) -> tuple[np.ndarray, str, bool]:
     """(image, note, complete) for the current image; `complete` is False while features are missing."""
     image_id = sess.image_id
     side = render.VIEW_MAX_SIDE if mode != SBS else SBS_SIDE
@@ -49,14 +59,28 @@ def view_image(ctx: AppContext, sess: Session, mode: str, opacity: float, visibl
     classes = ctx.classes()
     pal = render.palette(classes)
     if mode in (KM, KMP):
-        km = (ctx.engine.kmeans(image_id, int(k), size) if mode == KM
-              else ctx.engine.kmeans_project(ctx.project_id, image_id, int(k), size))
-        scope = "this image" if mode == KM else "the project's images (one clustering: a colour is the same cluster everywhere)"
-        return (overlay(rgb, km.colour_map(), float(opacity)),
-                f"K-means with k = {k} on the patch features of {scope}; no labels used. Clusters that follow "
-                "object outlines show the backbone's shape prior.", True)
+        km = (
+            ctx.engine.kmeans(image_id, int(k), size)
+            if mode == KM
+            else ctx.engine.kmeans_project(ctx.project_id, image_id, int(k), size)
+        )
+        scope = (
+            "this image"
+            if mode == KM
+            else "the project's images (one clustering: a colour is the same cluster everywhere)"
+        )
+        return (
+            overlay(rgb, km.colour_map(), float(opacity)),
+            f"K-means with k = {k} on the patch features of {scope}; no labels used. Clusters that follow "
+            "object outlines show the backbone's shape prior.",
+            True,
+        )
     if mode == PCA:
-        return ctx.engine.pca(image_id, size), "First three principal components of the patch features as RGB.", True
+        return (
+            ctx.engine.pca(image_id, size),
+            "First three principal components of the patch features as RGB.",
+            True,
+        )
     pred = ctx.engine.prediction(ctx.project_id, image_id, size)
     if mode == SBS:
         labels = render.downscale_labels(ctx.repo.label_map(image_id), size)
@@ -70,27 +94,47 @@ def view_image(ctx: AppContext, sess: Session, mode: str, opacity: float, visibl
             note = "Original · labels (top); prediction · prediction over the image (bottom). "
         return render.side_by_side(panels), note + _legend(classes), True
     if pred is None:
-        return rgb, ("No trained head yet: label at least two classes; training starts automatically after "
-                     "each edit (or press Train)."), True
+        return (
+            rgb,
+            (
+                "No trained head yet: label at least two classes; training starts automatically after "
+                "each edit (or press Train)."
+            ),
+            True,
+        )
     if mode == CONF:
         k_ = max(2, len(classes))
         scaled = (pred.confidence - 1.0 / k_) / (1.0 - 1.0 / k_)
-        return (render.heat_overlay(rgb, scaled, "viridis"),
-                f"Confidence of the predicted class: dark = unsure, yellow = certain (mean {pred.confidence.mean():.2f}).",
-                True)
+        return (
+            render.heat_overlay(rgb, scaled, "viridis"),
+            f"Confidence of the predicted class: dark = unsure, yellow = certain (mean {pred.confidence.mean():.2f}).",
+            True,
+        )
     if mode == UNC:
         spots = ctx.engine.hotspots(ctx.project_id, image_id, size)
         img = render.draw_boxes(render.heat_overlay(rgb, pred.entropy, "magma"), [s.box for s in spots])
-        where = (f"Boxes 1–{len(spots)} mark the unlabelled regions the head is least sure of: a few strokes "
-                 "there help most." if spots else "No strongly uncertain unlabelled region.")
-        return img, f"Entropy of the prediction (bright = uncertain, mean {pred.uncertainty:.3f}). {where}", True
-    return (render.tint(rgb, pred.labels, pal, float(opacity), _visible(classes, visible)),
-            "Prediction overlay. " + _legend(classes), True)
+        where = (
+            f"Boxes 1–{len(spots)} mark the unlabelled regions the head is least sure of: a few strokes "
+            "there help most."
+            if spots
+            else "No strongly uncertain unlabelled region."
+        )
+        return (
+            img,
+            f"Entropy of the prediction (bright = uncertain, mean {pred.uncertainty:.3f}). {where}",
+            True,
+        )
+    return (
+        render.tint(rgb, pred.labels, pal, float(opacity), _visible(classes, visible)),
+        "Prediction overlay. " + _legend(classes),
+        True,
+    )
 
 
 @ui_errors
-def render_view(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None,
-                k: int) -> dict:
+def render_view(
+    ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int
+) -> dict:
     if sess.image_id is None:
         sess.view_ready, sess.head_id = True, ctx.engine.head_version(ctx.project_id)
         return {"state": sess, "view_img": None, "view_note": ""}
@@ -157,8 +201,9 @@ def status_text(ctx: AppContext) -> str:
 
 
 @ui_errors
-def tick(ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int,
-         sort: str) -> dict:
+def tick(
+    ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int, sort: str
+) -> dict:
     """While background work runs (and when the canvas got a new head): status line; redraw the view when
     a new head arrived or features finished. The timer switches itself off when nothing is left to show."""
     out: dict = {"status": status_text(ctx), "timer": timer(ctx)}

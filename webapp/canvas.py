@@ -19,8 +19,10 @@ TEMPLATE = """
     <span class="ps-group">
       <button type="button" data-tool="brush" title="Brush (b)">✎ Brush</button>
       <button type="button" data-tool="eraser" title="Eraser (e)">⌫ Erase</button>
-      <button type="button" data-tool="point" title="Points (o): a click adds one, a click on one removes it">• Point</button>
-      <button type="button" data-tool="pan" title="Pan (h; or drag with space or the middle button; wheel zooms)">✥ Pan</button>
+      <button type="button" data-tool="point"
+        title="Points (o): a click adds one, a click on one removes it">• Point</button>
+      <button type="button" data-tool="pan"
+        title="Pan (h; or drag with space or the middle button; wheel zooms)">✥ Pan</button>
     </span>
     <label class="ps-group"><span class="ps-size-label">Brush size</span>
       <input class="ps-size" type="range" min="1" max="60" value="8"></label>
@@ -37,7 +39,8 @@ TEMPLATE = """
       <select class="ps-mode" title="what the prediction layer shows">
         <option value="classes">classes</option><option value="confidence">confidence</option>
         <option value="uncertainty">uncertainty</option></select>
-      <label title="retrain the head after every edit"><input class="ps-auto" type="checkbox" checked> auto-train</label>
+      <label title="retrain the head after every edit"><input class="ps-auto" type="checkbox" checked>
+        auto-train</label>
     </span>
   </div>
   <div class="ps-classes"></div>
@@ -52,7 +55,8 @@ CSS = """
 .ps-bar select { font-size: 12px; padding: 0 4px; height: 22px; }
 .ps-group { display: inline-flex; gap: 4px; align-items: center; }
 .ps-bar button, .ps-class { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 1px 7px;
-  background: var(--button-secondary-background-fill); color: var(--body-text-color); cursor: pointer; font-size: 12px; }
+  background: var(--button-secondary-background-fill); color: var(--body-text-color); cursor: pointer;
+  font-size: 12px; }
 .ps-bar button.active { background: var(--color-accent); color: white; }
 .ps-classes { display: flex; flex-wrap: wrap; gap: 4px; }
 .ps-class { display: inline-flex; align-items: center; gap: 4px; }
@@ -73,21 +77,39 @@ def api_base(project_name: str) -> str:
     return f"/api/v1/projects/{quote(project_name, safe='')}"
 
 
-def canvas_value(project_name: str, image: ImageInfo | None, classes: list[ClassInfo], nonce: int = 0,
-                 select: int | None = None, focus: tuple[int, int, int, int] | None = None) -> str:
+def canvas_value(
+    project_name: str,
+    image: ImageInfo | None,
+    classes: list[ClassInfo],
+    nonce: int = 0,
+    select: int | None = None,
+    focus: tuple[int, int, int, int] | None = None,
+) -> str:
     """What the browser needs to show an image: the API base, the image, the class table. `nonce`
     changes force a reload of the same image's labels (after a refine, an import of masks, ...);
     `select` is a class id the brush switches to (a class just added); `focus` a box (x0, y0, x1, y1,
     image pixels) the view zooms to (a suggested region)."""
-    return json.dumps({
-        "api": api_base(project_name),
-        "image": None if image is None else {"id": image.id, "name": image.name, "width": image.width,
-                                             "height": image.height},
-        "classes": [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index} for c in classes],
-        "nonce": nonce, "select": select, "focus": None if focus is None else [int(v) for v in focus],
-    })
+    return json.dumps(
+        {
+            "api": api_base(project_name),
+            "image": None
+            if image is None
+            else {"id": image.id, "name": image.name, "width": image.width, "height": image.height},
+            "classes": [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index} for c in classes],
+            "nonce": nonce,
+            "select": select,
+            "focus": None if focus is None else [int(v) for v in focus],
+        }
+    )
 
 
 def build_canvas() -> gr.HTML:
-    return gr.HTML(value="{}", html_template=TEMPLATE, css_template=CSS, js_on_load=JS, elem_id="canvas",
-                   padding=False, container=False)
+    return gr.HTML(
+        value="{}",
+        html_template=TEMPLATE,
+        css_template=CSS,
+        js_on_load=JS,
+        elem_id="canvas",
+        padding=False,
+        container=False,
+    )

@@ -47,5 +47,7 @@ class Session:
     order: list[int] = field(default_factory=list)  # image ids in gallery order
     nonce: int = 0  # bumped to make the canvas reload the current image's labels
     select_class: int | None = None  # a class the canvas should switch to (a class just added)
-    suggestions: list[tuple[int, tuple[int, int, int, int]]] = field(default_factory=list)  # (image, box) shown
+    suggestions: list[tuple[int, tuple[int, int, int, int]]] = field(
+        default_factory=list
+    )  # (image, box) shown
     focus: tuple[int, int, int, int] | None = None  # a box the canvas zooms to when it opens the image

@@ -19,7 +19,9 @@ F = TypeVar("F", bound=Callable)
 
 def user_message(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return html.escape(text[:1].upper() + text[1:], quote=False).replace("\n", "<br>")  # gr.Error renders HTML
+    return html.escape(text[:1].upper() + text[1:], quote=False).replace(
+        "\n", "<br>"
+    )  # gr.Error renders HTML
 
 
 def ui_errors(fn: F) -> F:
@@ -44,6 +46,8 @@ def _internal(fn: Callable) -> None:
     """Log the traceback; tell the user plainly, without internals (an exception's text may hold SQL or
     reprs) and without claiming anything was saved."""
     log.exception("callback %s failed", getattr(fn, "__name__", fn))
-    raise gr.Error("Internal error: this action did not complete (the details are in the server log). Edits "
-                   "confirmed earlier are stored; reload the page to see the stored state.",
-                   print_exception=False) from None
+    raise gr.Error(
+        "Internal error: this action did not complete (the details are in the server log). Edits "
+        "confirmed earlier are stored; reload the page to see the stored state.",
+        print_exception=False,
+    ) from None

@@ -13,17 +13,32 @@ def build_evaluation(ui: UI) -> None:
         with gr.Column():
             ui.add(eval_md=gr.Markdown("", elem_id="eval-md"))
         with gr.Column():
-            ui.add(eval_plot=gr.LinePlot(x="labelled pixels", y="mIoU %", title="mIoU as annotation goes on",
-                                         elem_id="eval-plot", height=320))
+            ui.add(
+                eval_plot=gr.LinePlot(
+                    x="labelled pixels",
+                    y="mIoU %",
+                    title="mIoU as annotation goes on",
+                    elem_id="eval-plot",
+                    height=320,
+                )
+            )
 
 
 def build_export(ui: UI) -> None:
-    ui.add(export_pred=gr.Checkbox(value=False, label="Masks and COCO: export the current head's predictions "
-                                   "(every image) instead of the labels"))
+    ui.add(
+        export_pred=gr.Checkbox(
+            value=False,
+            label="Masks and COCO: export the current head's predictions (every image) instead of the labels",
+        )
+    )
     with gr.Row():
         ui.add(export_masks_btn=gr.Button("PASCAL VOC zip", elem_id="export-masks"))
         ui.add(export_coco_btn=gr.Button("COCO JSON", elem_id="export-coco"))
         ui.add(export_head_btn=gr.Button("Trained head", elem_id="export-head"))
         ui.add(export_project_btn=gr.Button("Project archive", elem_id="export-project"))
     ui.add(export_msg=gr.Markdown(""))
-    ui.add(export_files=gr.File(label="Download", file_count="multiple", interactive=False, elem_id="export-files"))
+    ui.add(
+        export_files=gr.File(
+            label="Download", file_count="multiple", interactive=False, elem_id="export-files"
+        )
+    )

@@ -12,8 +12,10 @@ def image_title(ctx: AppContext, sess: Session, info: ImageInfo | None) -> str:
         return "**No image yet.** Upload images or press **Load sample images** (Images tab) to start."
     ids = [i.id for i in ctx.images()]
     pos = f"{ids.index(info.id) + 1}/{len(ids)}" if info.id in ids else "?"
-    return (f"**{md(info.name)}** <span class='muted'>&nbsp; image {pos} · {info.width}×{info.height} px · "
-            f"split: {info.split}</span>")
+    return (
+        f"**{md(info.name)}** <span class='muted'>&nbsp; image {pos} · {info.width}×{info.height} px · "
+        f"split: {info.split}</span>"
+    )
 
 
 def image_status(ctx: AppContext, info: ImageInfo | None, classes: list[ClassInfo]) -> str:

@@ -22,8 +22,15 @@ TICK_SECONDS = 1.5  # the status timer, active only while features are computed 
 SHOW = ["state", "canvas", "title", "info", "split", "gallery"]
 VIEW_IN = ["state", "view_mode", "opacity", "class_toggles", "k"]
 VIEW_OUT = ["state", "view_img", "view_note"]
-CLASS_OUT = SHOW + ["classes_table", "class_pick", "class_name", "class_colour", "reassign_to", "class_toggles",
-                    "new_class_name"]
+CLASS_OUT = SHOW + [
+    "classes_table",
+    "class_pick",
+    "class_name",
+    "class_colour",
+    "reassign_to",
+    "class_toggles",
+    "new_class_name",
+]
 TICK_OUT = ["status", "state", "view_img", "view_note", "info", "gallery", "timer"]
 
 
@@ -35,8 +42,11 @@ def confirm_js(question: str) -> str:
 
 def header(ctx: AppContext, ui: UI) -> None:
     backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
-    gr.Markdown(f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone} + a linear head "
-                "trained on your scribbles and points</span>", elem_id="header")
+    gr.Markdown(
+        f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone} + a linear head "
+        "trained on your scribbles and points</span>",
+        elem_id="header",
+    )
     ui.add(banner=gr.Markdown(ctx.banner, elem_id="banner", visible=bool(ctx.banner)))
     ui.add(status=gr.Markdown("", elem_id="status-line"))
 
@@ -75,8 +85,9 @@ def _on(ui: UI, ctx: AppContext, event, fn, inputs: list[str], outputs: list[str
     outputs = list(dict.fromkeys(outputs))  # an output named twice (e.g. via SHOW and gallery_out) once
     dep = event(bind(ctx, fn, outputs), ui.pick(inputs), ui.pick(outputs), **kw)
     if view:
-        dep = dep.then(bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT),
-                       show_progress="hidden")
+        dep = dep.then(
+            bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
+        )
     return dep
 
 
@@ -90,14 +101,24 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
         return bind(ctx, lambda c, s, so: cbp.page_load(c, s, so, request), load_out)(sess, sort)
 
     demo.load(page_load, ui.pick(["state", "sort"]), ui.pick(load_out)).then(
-        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden")
+        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
+    )
 
     # annotation: edits go from the canvas to the REST API; a new head makes the canvas fire "predicted"
     redraw = bind(ctx, cbv.tick, TICK_OUT)
-    ui.canvas.predicted(redraw, ui.pick(VIEW_IN + ["sort"]), ui.pick(TICK_OUT), show_progress="hidden",
-                   trigger_mode="always_last")
+    ui.canvas.predicted(
+        redraw,
+        ui.pick(VIEW_IN + ["sort"]),
+        ui.pick(TICK_OUT),
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )
     on(ui.train_btn.click, cba.train, ["state"], ["state"], view=True).then(
-        bind(ctx, cbv.gallery, gallery_out), ui.pick(["state", "sort"]), ui.pick(gallery_out), show_progress="hidden")
+        bind(ctx, cbv.gallery, gallery_out),
+        ui.pick(["state", "sort"]),
+        ui.pick(gallery_out),
+        show_progress="hidden",
+    )
     on(ui.refine_btn.click, cba.refine, ["state", "refine_threshold", "class_toggles"], SHOW, view=True)
     on(ui.prev_btn.click, lambda c, s: cba.step(c, s, -1), ["state"], SHOW, view=True)
     on(ui.next_btn.click, lambda c, s: cba.step(c, s, +1), ["state"], SHOW, view=True)
@@ -108,20 +129,27 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
         return bind(ctx, lambda c, s: cba.pick_suggestion(c, s, evt.index), SHOW)(sess)
 
     ui.suggestions.select(suggestion_select, ui.pick(["state"]), ui.pick(SHOW)).then(
-        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden")
+        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
+    )
 
     def gallery_select(sess: Session, evt: gr.SelectData):
         return bind(ctx, lambda c, s: cba.pick_gallery(c, s, evt.index), SHOW)(sess)
 
     ui.gallery.select(gallery_select, ui.pick(["state"]), ui.pick(SHOW)).then(
-        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden")
+        bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
+    )
     on(ui.sort.input, cbv.gallery, ["state", "sort"], gallery_out)
 
     # views
     for event in (ui.view_mode.change, ui.opacity.release, ui.k.release, ui.class_toggles.input):
         on(event, cbv.render_view, VIEW_IN, VIEW_OUT, show_progress="hidden")
-    ui.timer.tick(bind(ctx, cbv.tick, TICK_OUT, blocking=False), ui.pick(VIEW_IN + ["sort"]), ui.pick(TICK_OUT),
-                  show_progress="hidden", queue=False)
+    ui.timer.tick(
+        bind(ctx, cbv.tick, TICK_OUT, blocking=False),
+        ui.pick(VIEW_IN + ["sort"]),
+        ui.pick(TICK_OUT),
+        show_progress="hidden",
+        queue=False,
+    )
 
     # images
     import_out = CLASS_OUT + gallery_out + ["import_report", "upload_files", "upload_dir", "timer"]
@@ -129,28 +157,76 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on(ui.upload_files.upload, cbd.upload, ["state", "upload_files", "sort", *tiff_in], import_out, view=True)
     on(ui.upload_dir.upload, cbd.upload, ["state", "upload_dir", "sort", *tiff_in], import_out, view=True)
     on(ui.samples_btn.click, cbd.load_samples, ["state", "sort"], import_out, view=True)
-    on(ui.import_folder_btn.click, cbd.import_folder, ["state", "server_folder", "sort", *tiff_in], import_out,
-       view=True)
-    on(ui.import_voc_btn.click, cbd.import_voc, ["state", "server_folder", "voc_labels", "sort", "voc_zero_unlabelled"],
-       import_out, view=True)
-    on(ui.import_coco_btn.click, cbd.import_coco, ["state", "server_folder", "coco_file", "coco_as_gt", "sort"],
-       import_out, view=True)
+    on(
+        ui.import_folder_btn.click,
+        cbd.import_folder,
+        ["state", "server_folder", "sort", *tiff_in],
+        import_out,
+        view=True,
+    )
+    on(
+        ui.import_voc_btn.click,
+        cbd.import_voc,
+        ["state", "server_folder", "voc_labels", "sort", "voc_zero_unlabelled"],
+        import_out,
+        view=True,
+    )
+    on(
+        ui.import_coco_btn.click,
+        cbd.import_coco,
+        ["state", "server_folder", "coco_file", "coco_as_gt", "sort"],
+        import_out,
+        view=True,
+    )
     on(ui.split.input, cbd.set_split, ["state", "split"], ["title"])
-    on(ui.delete_image_btn.click, cbd.delete_image, ["state", "sort"], SHOW + gallery_out, view=True,
-       js=confirm_js("Delete the current image and all its labels? This cannot be undone."))
+    on(
+        ui.delete_image_btn.click,
+        cbd.delete_image,
+        ["state", "sort"],
+        SHOW + gallery_out,
+        view=True,
+        js=confirm_js("Delete the current image and all its labels? This cannot be undone."),
+    )
 
     # classes
     on(ui.class_pick.input, cbc.pick, ["state", "class_pick"], ["class_name", "class_colour"])
     on(ui.quick_add_btn.click, cbc.quick_add, ["state", "quick_class_name"], CLASS_OUT + ["quick_class_name"])
-    on(ui.quick_class_name.submit, cbc.quick_add, ["state", "quick_class_name"], CLASS_OUT + ["quick_class_name"])
-    on(ui.add_btn.click, cbc.add, ["state", "new_class_name", "new_class_colour", "new_use_colour"], CLASS_OUT)
-    on(ui.new_class_name.submit, cbc.add, ["state", "new_class_name", "new_class_colour", "new_use_colour"], CLASS_OUT)
+    on(
+        ui.quick_class_name.submit,
+        cbc.quick_add,
+        ["state", "quick_class_name"],
+        CLASS_OUT + ["quick_class_name"],
+    )
+    on(
+        ui.add_btn.click,
+        cbc.add,
+        ["state", "new_class_name", "new_class_colour", "new_use_colour"],
+        CLASS_OUT,
+    )
+    on(
+        ui.new_class_name.submit,
+        cbc.add,
+        ["state", "new_class_name", "new_class_colour", "new_use_colour"],
+        CLASS_OUT,
+    )
     on(ui.rename_btn.click, cbc.rename, ["state", "class_pick", "class_name"], CLASS_OUT)
     on(ui.recolour_btn.click, cbc.recolour, ["state", "class_pick", "class_colour"], CLASS_OUT, view=True)
     on(ui.up_btn.click, lambda c, s, v: cbc.move(c, s, v, -1), ["state", "class_pick"], CLASS_OUT, view=True)
-    on(ui.down_btn.click, lambda c, s, v: cbc.move(c, s, v, +1), ["state", "class_pick"], CLASS_OUT, view=True)
-    on(ui.delete_btn.click, cbc.delete, ["state", "class_pick", "delete_mode", "reassign_to"], CLASS_OUT,
-       view=True, js=confirm_js("Delete this class?"))
+    on(
+        ui.down_btn.click,
+        lambda c, s, v: cbc.move(c, s, v, +1),
+        ["state", "class_pick"],
+        CLASS_OUT,
+        view=True,
+    )
+    on(
+        ui.delete_btn.click,
+        cbc.delete,
+        ["state", "class_pick", "delete_mode", "reassign_to"],
+        CLASS_OUT,
+        view=True,
+        js=confirm_js("Delete this class?"),
+    )
 
     # evaluation and export
     eval_out = ["eval_md", "eval_plot"]

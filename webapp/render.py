@@ -58,8 +58,9 @@ def downscale_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
-def tint(rgb: np.ndarray, labels: np.ndarray, pal: np.ndarray, alpha: float,
-         visible: np.ndarray | None = None) -> np.ndarray:
+def tint(
+    rgb: np.ndarray, labels: np.ndarray, pal: np.ndarray, alpha: float, visible: np.ndarray | None = None
+) -> np.ndarray:
     """Blend class colours over an image where `labels` is a (visible) class."""
     mask = labels != IGNORE
     if visible is not None:
@@ -87,7 +88,9 @@ def heat_overlay(rgb: np.ndarray, values: np.ndarray, name: str = "magma", alpha
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def draw_boxes(rgb: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], colour=(0, 255, 255)) -> np.ndarray:
+def draw_boxes(
+    rgb: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], colour=(0, 255, 255)
+) -> np.ndarray:
     """Numbered boxes (x0, y0, x1, y1) marking regions worth labelling."""
     if not boxes:
         return rgb
@@ -102,8 +105,9 @@ def draw_boxes(rgb: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], colo
     return np.asarray(img)
 
 
-def side_by_side(panels: Sequence[np.ndarray], gap: int = GAP, background: int = 255,
-                 pane_aspect: float = PANE_ASPECT) -> np.ndarray:
+def side_by_side(
+    panels: Sequence[np.ndarray], gap: int = GAP, background: int = 255, pane_aspect: float = PANE_ASPECT
+) -> np.ndarray:
     """Equal-sized panels in the grid (columns x rows, row by row) that shows them largest in a pane of
     width / height `pane_aspect`: three square images in a row would fill a third of a square pane, in a
     2 x 2 grid almost half of it each."""
@@ -150,6 +154,6 @@ def fit_rgb(rgb: np.ndarray, side: int) -> np.ndarray:
     if max(h, w) >= side:
         return rgb
     s = side / max(h, w)
-    return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))),
-                                                  Image.Resampling.BILINEAR))
-
+    return np.asarray(
+        Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR)
+    )

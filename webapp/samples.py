@@ -13,7 +13,9 @@ SAMPLE_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "mot
 def sample_dir() -> Path:
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("sample images come from scikit-image, which is not installed: pip install scikit-image")
+        raise UserError(
+            "sample images come from scikit-image, which is not installed: pip install scikit-image"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 

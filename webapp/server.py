@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def random_banner(backbone: str, fell_back: bool) -> str:
-    why = ("Pretrained weights could not be loaded (no network and not in the Hugging Face cache), so the "
-           "backbone fell back to <b>random weights</b>" if fell_back else "The backbone runs with <b>random "
-           "weights</b> (<code>--weights random</code>)")
+    why = (
+        "Pretrained weights could not be loaded (no network and not in the Hugging Face cache), so the "
+        "backbone fell back to <b>random weights</b>"
+        if fell_back
+        else "The backbone runs with <b>random weights</b> (<code>--weights random</code>)"
+    )
     # One line (the canvas must stay above the fold); the fix folds out on a click.
     return (
         f"<details><summary>⚠️ <b>Random backbone weights</b>: predictions and clusters are not meaningful "
@@ -53,15 +56,23 @@ def load_backbone_with_fallback(config: ServeConfig) -> tuple[Backbone, str]:
         if config.weights != "hub":
             raise
         bar = "!" * 100
-        print(f"\n{bar}\nWARNING: {exc}\n\nFALLING BACK TO RANDOM WEIGHTS: the app runs, but its predictions are "
-              f"meaningless until you get real weights (see above).\n{bar}\n", file=sys.stderr, flush=True)
+        print(
+            f"\n{bar}\nWARNING: {exc}\n\nFALLING BACK TO RANDOM WEIGHTS: the app runs, but its predictions are "
+            f"meaningless until you get real weights (see above).\n{bar}\n",
+            file=sys.stderr,
+            flush=True,
+        )
         backbone = load_backbone(name, weights="random", device=device)
         return backbone, random_banner(name, fell_back=True)
     return backbone, (random_banner(name, fell_back=False) if backbone.is_random else "")
 
 
-def create_context(config: ServeConfig, repo: Repository | None = None, backbone: Backbone | None = None,
-                   banner: str | None = None) -> AppContext:
+def create_context(
+    config: ServeConfig,
+    repo: Repository | None = None,
+    backbone: Backbone | None = None,
+    banner: str | None = None,
+) -> AppContext:
     """Open the repository and project, load the backbone, start the engine (and queue missing features)."""
     config = config.resolved().validate()
     data = Path(config.data_dir).expanduser()
@@ -76,9 +87,15 @@ def create_context(config: ServeConfig, repo: Repository | None = None, backbone
     queued = engine.ensure_features(project_id=project.id)
     if queued:
         print(f"probeseg: computing features of {queued} image(s) in the background", flush=True)
-    return AppContext(engine=engine, project_id=project.id, project_name=project.name, banner=banner or "",
-                      export_dir=str(data / "exports"), import_roots=tuple(config.import_roots),
-                      upload_dir=os.environ.get("GRADIO_TEMP_DIR", ""))
+    return AppContext(
+        engine=engine,
+        project_id=project.id,
+        project_name=project.name,
+        banner=banner or "",
+        export_dir=str(data / "exports"),
+        import_roots=tuple(config.import_roots),
+        upload_dir=os.environ.get("GRADIO_TEMP_DIR", ""),
+    )
 
 
 def prepare_upload_dir(data_dir: str | os.PathLike) -> Path:
@@ -119,13 +136,26 @@ def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
     auth = login_check(*pair) if pair else None
     Path(ctx.export_dir).mkdir(parents=True, exist_ok=True)
     return dict(
-        server_name=config.host, server_port=int(config.port), share=bool(config.share), auth=auth,
-        max_file_size=config.max_file_size, ssr_mode=False, css=CSS, head=SHORTCUTS_JS,
+        server_name=config.host,
+        server_port=int(config.port),
+        share=bool(config.share),
+        auth=auth,
+        max_file_size=config.max_file_size,
+        ssr_mode=False,
+        css=CSS,
+        head=SHORTCUTS_JS,
         run_history=False,  # a growing run history slows every queued event down (gradio-notes)
-        allowed_paths=[ctx.export_dir], footer_links=["settings"], quiet=True,
-        auth_message="probeseg: log in with the user and password the server was started with." if auth else None,
+        allowed_paths=[ctx.export_dir],
+        footer_links=["settings"],
+        quiet=True,
+        auth_message="probeseg: log in with the user and password the server was started with."
+        if auth
+        else None,
         # the REST API's routes come first in the app, before Gradio's own (webapp/api.py)
-        app_kwargs={"middleware": [Middleware(LoginRequired)], "routes": list(Api(ctx, pair).router().routes)},
+        app_kwargs={
+            "middleware": [Middleware(LoginRequired)],
+            "routes": list(Api(ctx, pair).router().routes),
+        },
     )
 
 
@@ -150,14 +180,21 @@ def serve(config: ServeConfig) -> None:
     for noisy in ("httpx", "alembic", "urllib3"):  # keep the console to what the user needs to see
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.auth:
-        print(f"WARNING: serving on {config.host} without --auth: anyone who can reach this address can "
-              "view and change the project.", file=sys.stderr, flush=True)
+        print(
+            f"WARNING: serving on {config.host} without --auth: anyone who can reach this address can "
+            "view and change the project.",
+            file=sys.stderr,
+            flush=True,
+        )
     demo = build_app(config)
     ctx: AppContext = demo.probeseg
     try:
         demo.launch(prevent_thread_lock=True, **launch_kwargs(config, ctx))
-        print(f"probeseg is running at {config.url}  (project '{ctx.project_name}', data in "
-              f"{Path(config.data_dir).expanduser().resolve()}; Ctrl+C stops it)", flush=True)
+        print(
+            f"probeseg is running at {config.url}  (project '{ctx.project_name}', data in "
+            f"{Path(config.data_dir).expanduser().resolve()}; Ctrl+C stops it)",
+            flush=True,
+        )
         demo.block_thread()
     finally:
         ctx.engine.close()

@@ -32,8 +32,11 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 elif context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url") or os.environ["DATABASE_URL"],
-                      target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url") or os.environ["DATABASE_URL"],
+        target_metadata=target_metadata,
+        literal_binds=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -40,9 +40,20 @@ def test_report_files_and_json_structure(tiny_report):
         assert key in data["machine"]
     assert data["config"]["parts"] == ["trainer", "dense", "features", "memory", "soak", "active"]
     keys = {s["key"] for s in data["sections"]}
-    assert {"retrain_time", "retrain_quality", "interactive", "dense", "soak", "features_cpu", "features_gpu", "memory",
-            "active"} <= keys
-    assert not any(k.endswith("_error") for k in keys), [s["skipped"] for s in data["sections"] if s["skipped"]]
+    assert {
+        "retrain_time",
+        "retrain_quality",
+        "interactive",
+        "dense",
+        "soak",
+        "features_cpu",
+        "features_gpu",
+        "memory",
+        "active",
+    } <= keys
+    assert not any(k.endswith("_error") for k in keys), [
+        s["skipped"] for s in data["sections"] if s["skipped"]
+    ]
     for s in data["sections"]:
         assert s["rows"] or s["skipped"], s["key"]
         for row in s["rows"]:
@@ -69,7 +80,11 @@ def test_tables_cover_the_configured_grid(tiny_report):
         assert r["trainer"]["n"] >= 1 and r["trainer"]["median_s"] > 0 and r["trainer"]["cpu_median_s"] > 0
         assert 0.0 <= r["miou_trainer"] <= 1.0
     inter = next(s for s in report.sections if s.key == "interactive").records
-    assert {r["fit"] for r in inter} == {"first fit", "refit after one stroke", "same problem, no cache, cold"}
+    assert {r["fit"] for r in inter} == {
+        "first fit",
+        "refit after one stroke",
+        "same problem, no cache, cold",
+    }
     refit = next(r for r in inter if r["fit"] == "refit after one stroke")
     cold = next(r for r in inter if r["fit"] == "same problem, no cache, cold")
     assert refit["labelled_pixels"] == cold["labelled_pixels"]
@@ -83,7 +98,9 @@ def test_tables_cover_the_configured_grid(tiny_report):
     mem = next(s for s in report.sections if s.key == "memory").records[0]
     assert mem["images"] == TINY.memory_images and mem["misses_serving"] == 0
     assert mem["lru_max_seen"] <= mem["lru_bound"]
-    soak = {t.name: t for t in report.targets if t.name.startswith(("hostile", "SIGKILL")) or "writers" in t.name}
+    soak = {
+        t.name: t for t in report.targets if t.name.startswith(("hostile", "SIGKILL")) or "writers" in t.name
+    }
     assert len(soak) == 4 and all(t.met is True for t in soak.values()), soak  # 0 internals, 0 errors, 0 lost
     gpu = next(s for s in report.sections if s.key == "features_gpu")
     assert gpu.rows or "no CUDA" in (gpu.skipped or "")
@@ -107,12 +124,21 @@ def test_canvas_part_drives_the_page_and_loses_nothing(tmp_path):
     [section] = report.sections
     assert section.key == "canvas" and not section.skipped, section.skipped
     fig = report.figures["canvas"]
-    for key in ("op_ack_p50_ms", "browser_stroke_to_overlay_p50_ms", "browser_stroke_to_overlay_p95_ms",
-                "browser_stroke_to_overlay_p50_ms_20_images", "toggle_repaint_ms", "bytes_per_stroke",
-                "concurrent_lost_ops", "load_average_start"):
+    for key in (
+        "op_ack_p50_ms",
+        "browser_stroke_to_overlay_p50_ms",
+        "browser_stroke_to_overlay_p95_ms",
+        "browser_stroke_to_overlay_p50_ms_20_images",
+        "toggle_repaint_ms",
+        "bytes_per_stroke",
+        "concurrent_lost_ops",
+        "load_average_start",
+    ):
         assert key in fig, key
     assert fig["strokes"] == TINY.canvas_strokes and fig["concurrent_acked_ops"] > 0
-    assert fig["concurrent_lost_ops"] == 0 and fig["concurrent_errors"] == 0 and fig["toggle_server_calls"] == 0
+    assert (
+        fig["concurrent_lost_ops"] == 0 and fig["concurrent_errors"] == 0 and fig["toggle_server_calls"] == 0
+    )
     assert all(t.met is not None for t in report.targets)
 
 
@@ -134,7 +160,9 @@ def test_parts_and_cli_wiring():
     assert args.quick
     from cli.main import build_parser as app_parser
 
-    app_args = app_parser("bench").parse_args(["bench", "--preset", "tiny", "--parts", "dense", "--no-results"])
+    app_args = app_parser("bench").parse_args(
+        ["bench", "--preset", "tiny", "--parts", "dense", "--no-results"]
+    )
     assert app_args.func.__module__ == "cli.bench"
     help_text = " ".join(build_parser().format_help().split())  # formats at all: a bare % once broke --help
     assert "more than 25% worse" in help_text
@@ -145,7 +173,10 @@ def test_module_entry_point_writes_reports_not_results(tmp_path):
     before = results.read_text() if results.exists() else None
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--preset", "tiny", "--parts", "dense", "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "== Targets" in proc.stdout and "2. Dense masks" in proc.stdout

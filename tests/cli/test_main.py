@@ -15,11 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run_fresh(argv: list[str]) -> tuple[int, str, set[str]]:
     """main(argv) in a new interpreter: exit code, output, and which heavy modules it imported."""
-    code = ("import sys, contextlib, io\nfrom cli.main import main\nout = io.StringIO()\n"
-            "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
-            f"    rc = main({argv!r})\n"
-            "print(rc); print(out.getvalue()); print(sorted(m for m in ('torch', 'gradio', 'timm', 'sqlalchemy') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, contextlib, io\nfrom cli.main import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
+        f"    rc = main({argv!r})\n"
+        "print(rc); print(out.getvalue()); print(sorted(m for m in ('torch', 'gradio', 'timm', 'sqlalchemy') "
+        "if m in sys.modules))"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     lines = res.stdout.strip().splitlines()
     return int(lines[0]), "\n".join(lines[1:-1]), set(eval(lines[-1]))  # noqa: S307 (our own list literal)
@@ -61,13 +63,36 @@ def test_the_wheel_holds_every_package_its_data_and_the_probeseg_command(tmp_pat
     """`pip install .` works (pyproject declares packages, data and dependencies); built offline here."""
     import zipfile
 
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-                          "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     (wheel,) = tmp_path.glob("probeseg-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for path in ("core/train.py", "storage/migrations/env.py", "storage/migrations/versions/0003_label_operations.py",
-                 "webapp/static/canvas.js", "engine/engine.py", "cli/main.py", "experiments/protocol.py"):
+    for path in (
+        "core/train.py",
+        "storage/migrations/env.py",
+        "storage/migrations/versions/0003_label_operations.py",
+        "webapp/static/canvas.js",
+        "engine/engine.py",
+        "cli/main.py",
+        "experiments/protocol.py",
+    ):
         assert path in names, path
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
@@ -104,4 +129,6 @@ def test_a_user_error_is_one_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli.dataset, "run_evaluate", refusing)
     assert main(["evaluate", "--data", str(tmp_path), "--head", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == "error: --labels DIR holds no label maps; point it at the folder of PNGs\n"
+    assert (
+        capsys.readouterr().err == "error: --labels DIR holds no label maps; point it at the folder of PNGs\n"
+    )

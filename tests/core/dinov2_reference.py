@@ -82,7 +82,9 @@ def random_meta_state(name: str, depth: int, seed: int = 0) -> dict[str, torch.T
     return state
 
 
-def position_embedding(pos_embed: torch.Tensor, h: int, w: int, offset: float, antialias: bool) -> torch.Tensor:
+def position_embedding(
+    pos_embed: torch.Tensor, h: int, w: int, offset: float, antialias: bool
+) -> torch.Tensor:
     """Meta's `interpolate_pos_encoding`: [1, 1 + 37*37, C] -> [1, 1 + h*w, C]. Unchanged on the 37x37 grid;
     otherwise the patch part is resized bicubically in float32, with the scale factor (n + offset) / 37 when
     an offset is set (the kernel then uses that scale, not the size ratio), else to the size (h, w)."""
@@ -93,8 +95,12 @@ def position_embedding(pos_embed: torch.Tensor, h: int, w: int, offset: float, a
     cls, patch = pos_embed[:, :1].float(), pos_embed[:, 1:].float()
     grid = patch.reshape(1, m, m, -1).permute(0, 3, 1, 2)
     if offset:
-        grid = F.interpolate(grid, scale_factor=(float((h + offset) / m), float((w + offset) / m)),
-                             mode="bicubic", antialias=antialias)
+        grid = F.interpolate(
+            grid,
+            scale_factor=(float((h + offset) / m), float((w + offset) / m)),
+            mode="bicubic",
+            antialias=antialias,
+        )
     else:
         grid = F.interpolate(grid, size=(h, w), mode="bicubic", antialias=antialias)
     assert grid.shape[-2:] == (h, w)

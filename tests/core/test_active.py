@@ -47,7 +47,9 @@ def test_a_kind_of_patch_unsure_all_over_the_project_outranks_a_rare_one():
 
     def feats(kinds: np.ndarray) -> PatchFeatures:  # token = one-hot of the patch's kind
         t = torch.zeros(3, *kinds.shape)
-        t[torch.from_numpy(kinds), torch.arange(kinds.shape[0])[:, None], torch.arange(kinds.shape[1])[None]] = 1
+        t[
+            torch.from_numpy(kinds), torch.arange(kinds.shape[0])[:, None], torch.arange(kinds.shape[1])[None]
+        ] = 1
         return PatchFeatures(t, (kinds.shape[0] * 14, kinds.shape[1] * 14), (60, 60))
 
     kinds = [np.zeros((6, 6), np.int64) for _ in range(3)]

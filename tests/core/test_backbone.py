@@ -59,7 +59,11 @@ def test_hub_offline_error_names_the_three_fixes(tmp_path, monkeypatch):
     with pytest.raises(WeightsUnavailableError) as err:
         load_backbone("dinov2_vits14", weights="hub", device="cpu")
     msg = str(err.value)
-    assert "--weights hub" in msg and "--weights /path/to/dinov2_vits14_pretrain.pth" in msg and "--weights random" in msg
+    assert (
+        "--weights hub" in msg
+        and "--weights /path/to/dinov2_vits14_pretrain.pth" in msg
+        and "--weights random" in msg
+    )
 
 
 def _to_meta_layout(state: dict[str, torch.Tensor], registers: bool) -> dict[str, torch.Tensor]:
@@ -138,10 +142,18 @@ def test_hub_weights_load_offline_from_the_hugging_face_cache(tmp_path, random_b
         "assert torch.equal(bb.model.state_dict()['norm.weight'], ref['norm.weight']);"
         "print(bb.weights_id)"
     )
-    env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"} if offline else {
-        **{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}, "HF_HOME": str(tmp_path),
-        "HF_ENDPOINT": "http://127.0.0.1:9"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    env = (
+        {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+        if offline
+        else {
+            **{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"},
+            "HF_HOME": str(tmp_path),
+            "HF_ENDPOINT": "http://127.0.0.1:9",
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("hub:timm/vit_small_patch14_dinov2.lvd142m")
     assert "Retrying" not in out.stderr and "127.0.0.1:9" not in out.stderr
@@ -150,11 +162,18 @@ def test_hub_weights_load_offline_from_the_hugging_face_cache(tmp_path, random_b
 def test_uncached_hub_weights_without_network_fail_at_once(tmp_path):
     """No network, nothing cached, no HF_HUB_OFFLINE: one quick check of the hub, then the clear error (the
     first release retried for about a minute, printing each retry)."""
-    code = ("from core.backbone import load_backbone, WeightsUnavailableError\n"
-            "try:\n    load_backbone('dinov2_vits14', weights='hub', device='cpu')\n"
-            "except WeightsUnavailableError as e:\n    print('REFUSED', e)\n")
-    env = {**{k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy")},
-           "HF_HOME": str(tmp_path / "empty"), "HF_ENDPOINT": "http://127.0.0.1:9"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    code = (
+        "from core.backbone import load_backbone, WeightsUnavailableError\n"
+        "try:\n    load_backbone('dinov2_vits14', weights='hub', device='cpu')\n"
+        "except WeightsUnavailableError as e:\n    print('REFUSED', e)\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy")},
+        "HF_HOME": str(tmp_path / "empty"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert "REFUSED" in out.stdout and "cannot be reached" in out.stdout and "--weights random" in out.stdout
     assert "Retrying" not in out.stderr

@@ -12,7 +12,9 @@ from core.imageio import pixel_hash
 
 
 def _store(bb, tmp_path, long_side=56, max_bytes=1 << 30):
-    return FeatureStore(FeatureExtractor(bb, FeatureConfig(long_side=long_side)), tmp_path / "cache", max_bytes)
+    return FeatureStore(
+        FeatureExtractor(bb, FeatureConfig(long_side=long_side)), tmp_path / "cache", max_bytes
+    )
 
 
 def test_cache_round_trip_is_float16_and_bit_identical(random_backbone, tmp_path):

@@ -20,8 +20,22 @@ def env(tmp_path, monkeypatch):
 
 def _train(voc, labels, out, *extra):
     return main(
-        ["train", "--data", str(voc), "--labels", str(labels), "--label-kind", "scribble", "--weights", "random",
-         "--long-side", "112", "--out", str(out), *extra]
+        [
+            "train",
+            "--data",
+            str(voc),
+            "--labels",
+            str(labels),
+            "--label-kind",
+            "scribble",
+            "--weights",
+            "random",
+            "--long-side",
+            "112",
+            "--out",
+            str(out),
+            *extra,
+        ]
     )
 
 
@@ -43,8 +57,22 @@ def test_train_evaluate_predict(tiny_voc, env, capsys):
     # Two flat colours are separable even for random ViT features: the head must find them.
     assert scores["miou"] > 0.9
 
-    assert main(["predict", "--head", str(env / "head"), "--images", str(voc / "JPEGImages"), "--out", str(env / "pred"),
-                 "--coco", str(env / "pred.json")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--head",
+                str(env / "head"),
+                "--images",
+                str(voc / "JPEGImages"),
+                "--out",
+                str(env / "pred"),
+                "--coco",
+                str(env / "pred.json"),
+            ]
+        )
+        == 0
+    )
     from pycocotools.coco import COCO
 
     api = COCO(str(env / "pred.json"))  # the predictions as COCO: objects only, each mask equal to the PNG's
@@ -63,9 +91,15 @@ def test_train_evaluate_predict(tiny_voc, env, capsys):
 
 def test_dense_labels_and_cached_features(tiny_voc, env):
     voc, _ = tiny_voc
-    assert _train(voc, voc / "SegmentationClass", env / "h1", "--label-kind", "dense", "--max-pixels", "2000") == 0
+    assert (
+        _train(voc, voc / "SegmentationClass", env / "h1", "--label-kind", "dense", "--max-pixels", "2000")
+        == 0
+    )
     assert any((env / "cache").rglob("*.safetensors"))
-    assert _train(voc, voc / "SegmentationClass", env / "h2", "--label-kind", "dense", "--max-pixels", "2000") == 0
+    assert (
+        _train(voc, voc / "SegmentationClass", env / "h2", "--label-kind", "dense", "--max-pixels", "2000")
+        == 0
+    )
     a = (env / "h1" / "head.safetensors").read_bytes()
     assert a == (env / "h2" / "head.safetensors").read_bytes()  # deterministic, from cache or not
 
@@ -112,8 +146,29 @@ def test_bad_inputs_give_one_clear_line(tiny_voc, env, capsys):
 def test_simulate_writes_the_json_the_plot_and_the_table(tiny_voc, env, capsys):
     voc, _ = tiny_voc
     out = env / "sim"
-    assert main(["simulate", "--data", str(voc), "--strategy", "random", "error", "--budget", "3", "--stroke-px", "8",
-                 "--weights", "random", "--long-side", "56", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--data",
+                str(voc),
+                "--strategy",
+                "random",
+                "error",
+                "--budget",
+                "3",
+                "--stroke-px",
+                "8",
+                "--weights",
+                "random",
+                "--long-side",
+                "56",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| strategy | strokes to 90 % | strokes to 95 % |" in printed and "| error |" in printed
     result = json.loads((out / "simulation.json").read_text())

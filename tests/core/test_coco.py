@@ -53,7 +53,9 @@ def test_document_and_label_map_round_trip():
     builder = coco.CocoBuilder(classes, {"description": "t"})
     builder.add(images[0], labels)
     doc = builder.document()
-    assert [c["name"] for c in doc["categories"]] == ["cat", "dog"] and doc["categories"][0]["color"] == "#ff0000"
+    assert [c["name"] for c in doc["categories"]] == ["cat", "dog"] and doc["categories"][0][
+        "color"
+    ] == "#ff0000"
     assert [a["category_id"] for a in doc["annotations"]] == [2, 3] and doc["annotations"][1]["area"] == 1
     back = coco.label_map(doc["annotations"], 6, 5, {2: 1, 3: 2})
     np.testing.assert_array_equal(back, np.where(labels == 0, N, labels))

@@ -115,7 +115,9 @@ def test_tokens_equal_meta_from_the_hugging_face_cache(tmp_path):
         f"torch.save(bb.patch_tokens(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'out.pt')!r})"
     )
     env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     got = torch.load(tmp_path / "out.pt", weights_only=True)
     assert (got - ref.patch_tokens(name, state, x)).abs().max().item() < TOL
@@ -125,11 +127,13 @@ def _meta_eval_tensor(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """Meta's eval recipe: torchvision Resize (bicubic) on the PIL image, ToTensor, Normalize."""
     from torchvision import transforms
 
-    t = transforms.Compose([
-        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    t = transforms.Compose(
+        [
+            transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
     return t(Image.fromarray(rgb))
 
 

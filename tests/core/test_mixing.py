@@ -24,7 +24,9 @@ def _corners(rng, n, r):
 def test_blocks_side_by_side_equal_the_dense_block_diagonal_matrix():
     rng = np.random.default_rng(0)
     parts = [_corners(rng, 50, 9), _corners(rng, 30, 70_000)]  # the second takes the int64-key sort
-    blocks = [Block.bilinear(i, w, r) for (i, w), r in zip(parts, (9, 70_000), strict=True)] + [Block.identity(4)]
+    blocks = [Block.bilinear(i, w, r) for (i, w), r in zip(parts, (9, 70_000), strict=True)] + [
+        Block.identity(4)
+    ]
     s, s_t = stack(blocks)
     want = np.zeros((84, 9 + 70_000 + 4), np.float32)
     want[:50, :9] = _dense(*parts[0], 9)
@@ -34,7 +36,7 @@ def test_blocks_side_by_side_equal_the_dense_block_diagonal_matrix():
     assert np.allclose(s_t.to_dense().numpy(), want.T, atol=1e-6)
     for b in blocks[:2]:  # each row: sorted, unique columns, weights summing to 1
         for i in range(b.n):
-            cols = b.col[b.crow[i]:b.crow[i + 1]]
+            cols = b.col[b.crow[i] : b.crow[i + 1]]
             assert (np.diff(cols) > 0).all()
         assert np.allclose(np.add.reduceat(b.val, b.crow[:-1]), 1, atol=1e-6)
     u = torch.randn(9 + 70_000 + 4, 3)

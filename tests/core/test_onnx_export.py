@@ -38,8 +38,26 @@ def trained_head(tiny_voc, tmp_path, monkeypatch):
     monkeypatch.setenv("PROBESEG_CACHE", str(tmp_path / "cache"))
     voc, labels = tiny_voc
     head_dir = tmp_path / "head"
-    assert main(["train", "--data", str(voc), "--labels", str(labels), "--label-kind", "scribble", "--weights",
-                 "random", "--long-side", "112", "--out", str(head_dir)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(voc),
+                "--labels",
+                str(labels),
+                "--label-kind",
+                "scribble",
+                "--weights",
+                "random",
+                "--long-side",
+                "112",
+                "--out",
+                str(head_dir),
+            ]
+        )
+        == 0
+    )
     return voc, head_dir
 
 
@@ -54,7 +72,9 @@ def test_the_onnx_graph_predicts_what_predict_predicts_at_any_size(trained_head,
     assert meta["features"]["image_mean"] == [0.485, 0.456, 0.406] and meta["long_side"] == 112
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
-    assert inp.name == "image" and inp.shape[2] != inp.shape[3] and not isinstance(inp.shape[2], int)  # dynamic
+    assert (
+        inp.name == "image" and inp.shape[2] != inp.shape[3] and not isinstance(inp.shape[2], int)
+    )  # dynamic
 
     head, _ = load_head(head_dir)
     from core.backbone import load_backbone
@@ -84,8 +104,13 @@ def test_the_onnx_graph_predicts_what_predict_predicts_at_any_size(trained_head,
 
     sized = tmp_path / "sized" / "one.png"
     sized.parent.mkdir()
-    Image.fromarray(rgb).resize(resized_size_for(rgb.shape[:2], 112)[::-1], Image.Resampling.BICUBIC).save(sized)
-    assert main(["predict", "--head", str(head_dir), "--images", str(sized), "--out", str(tmp_path / "pred")]) == 0
+    Image.fromarray(rgb).resize(resized_size_for(rgb.shape[:2], 112)[::-1], Image.Resampling.BICUBIC).save(
+        sized
+    )
+    assert (
+        main(["predict", "--head", str(head_dir), "--images", str(sized), "--out", str(tmp_path / "pred")])
+        == 0
+    )
     x = preprocess(load_rgb(sized), 112).unsqueeze(0)
     onnx_labels = session.run(None, {"image": x.numpy()})[0][0].argmax(0)
     assert (onnx_labels == read_label_png(tmp_path / "pred" / "one.png")).mean() >= 0.995

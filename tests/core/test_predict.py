@@ -35,7 +35,9 @@ def _head_and_feats(k=3, H=47, W=31):
 
 def test_prediction_equals_upsampled_softmax_at_full_resolution():
     head, feats = _head_and_feats()
-    ref = F.interpolate(head(feats.tokens[None]), size=feats.original_size, mode="bilinear", align_corners=False)[0]
+    ref = F.interpolate(
+        head(feats.tokens[None]), size=feats.original_size, mode="bilinear", align_corners=False
+    )[0]
     p = ref.softmax(0).detach()
     out = predict(head, feats, band_bytes=1)  # one row per band: exercises the memory-bounded path
     assert out.labels.shape == (47, 31) and out.labels.dtype == np.uint8
@@ -81,12 +83,17 @@ def test_head_files_round_trip(tmp_path):
     meta = HeadMeta("dinov2_vits14", "random:seed=0", ["a", "b", "c"], 448, train={"loss": 0.1})
     save_head(tmp_path / "h", head, meta)
     loaded, meta2 = load_head(tmp_path / "h")
-    assert meta2 == dataclasses.replace(meta, features=feature_recipe("dinov2_vits14", 448),  # filled in on save
-                                        weights_sha256=hashlib.sha256(head_to_bytes(head)).hexdigest())
+    assert meta2 == dataclasses.replace(
+        meta,
+        features=feature_recipe("dinov2_vits14", 448),  # filled in on save
+        weights_sha256=hashlib.sha256(head_to_bytes(head)).hexdigest(),
+    )
     assert meta2.features["patch_size"] == 14 and meta2.features["image_mean"] == [0.485, 0.456, 0.406]
     stored = json.loads((tmp_path / "h" / "head.json").read_text())
     (tmp_path / "h" / "head.json").write_text(json.dumps({**stored, "format": 1, "from_the_future": 3}))
-    assert load_head(tmp_path / "h")[1].extra == {"from_the_future": 3}  # unknown fields are kept, not refused
+    assert load_head(tmp_path / "h")[1].extra == {
+        "from_the_future": 3
+    }  # unknown fields are kept, not refused
     assert torch.equal(loaded(feats.tokens[None]), head(feats.tokens[None]))
     assert torch.equal(head_from_bytes(head_to_bytes(head)).std, head.std)
     with pytest.raises(HeadFileError, match="no head here"):
@@ -97,7 +104,9 @@ def test_head_files_round_trip(tmp_path):
         load_head(tmp_path / "h")
     with pytest.raises(HeadFileError, match="truncated"):
         head_from_bytes(weights[:-4])
-    (tmp_path / "h" / "head.safetensors").write_bytes(head_to_bytes(LinearHead(6, 3)))  # another head, swapped in
+    (tmp_path / "h" / "head.safetensors").write_bytes(
+        head_to_bytes(LinearHead(6, 3))
+    )  # another head, swapped in
     with pytest.raises(HeadFileError, match="sha256"):
         load_head(tmp_path / "h")
 
@@ -112,8 +121,12 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     (code,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "Predictor(store)" in b]
     monkeypatch.chdir(tmp_path)
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save("photo.jpg")
-    save_head("heads/scribble", LinearHead(384, 3), HeadMeta("dinov2_vits14", "random:seed=0", ["a", "b", "c"], 224))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(
+        "photo.jpg"
+    )
+    save_head(
+        "heads/scribble", LinearHead(384, 3), HeadMeta("dinov2_vits14", "random:seed=0", ["a", "b", "c"], 224)
+    )
     namespace: dict = {}
     exec(code.replace('weights="hub"', 'weights="random"'), namespace)  # noqa: S102 (our own README)
     assert namespace["pred"].labels.shape == (240, 320)

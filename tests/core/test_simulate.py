@@ -31,7 +31,9 @@ def _features(grid_classes: np.ndarray, size: int, ambiguous: np.ndarray | None 
     k = 3
     h, w = grid_classes.shape
     tokens = torch.zeros(k, h, w)
-    tokens[torch.from_numpy(grid_classes.astype(np.int64)), torch.arange(h)[:, None], torch.arange(w)[None, :]] = 1
+    tokens[
+        torch.from_numpy(grid_classes.astype(np.int64)), torch.arange(h)[:, None], torch.arange(w)[None, :]
+    ] = 1
     if ambiguous is not None:
         tokens[:, torch.from_numpy(ambiguous)] = 1.0 / k
     return PatchFeatures(tokens=tokens, resized_size=(h * 14, w * 14), original_size=(size, size))
@@ -71,8 +73,12 @@ def test_sessions_are_reproducible_and_labels_are_the_truth():
         first, second = a.run(strategy), Annotator(train, val, 3, config).run(strategy)
         assert first == second and len(first) == 8
         assert [p.strokes for p in first] == list(range(1, 9))
-        assert all(later.labelled_px >= earlier.labelled_px for earlier, later in zip(first, first[1:], strict=False))
-    assert a.run("random") != Annotator(train, val, 3, SimConfig(budget=8, stroke_px=10, seed=4)).run("random")
+        assert all(
+            later.labelled_px >= earlier.labelled_px for earlier, later in zip(first, first[1:], strict=False)
+        )
+    assert a.run("random") != Annotator(train, val, 3, SimConfig(budget=8, stroke_px=10, seed=4)).run(
+        "random"
+    )
     with pytest.raises(SimulationError, match="unknown strategy"):
         a.run("magic")
 
@@ -102,8 +108,7 @@ def test_uncertainty_and_error_pick_what_their_rules_say():
     with torch.no_grad():
         head.conv.weight.copy_(10 * torch.eye(3).view(3, 3, 1, 1))  # predicts the token's code
     a = Annotator([confident, unsure], [confident], 3)
-    images = [_Image(s, np.full(s.gt.shape, IGNORE, np.uint8))
-              for s in (confident, unsure)]
+    images = [_Image(s, np.full(s.gt.shape, IGNORE, np.uint8)) for s in (confident, unsure)]
     i, (y, x) = a._uncertain_start(images, head)
     assert i == 1 and y < 28 and x < 28  # inside the ambiguous block
     images[1].labels[:28, :28] = 0  # once labelled there, that block needs nothing: the rule moves on
@@ -125,7 +130,12 @@ def test_simulate_reports_strokes_to_targets():
     result = simulate(train, [_scene(2)], 3, ["random", "error"], SimConfig(budget=6, stroke_px=10))
     assert 0 < result["full_label_miou"] <= 1
     for run in result["strategies"].values():
-        assert len(run["curve"]) == 6 and set(run["curve"][0]) == {"strokes", "labelled_px", "seconds", "miou"}
+        assert len(run["curve"]) == 6 and set(run["curve"][0]) == {
+            "strokes",
+            "labelled_px",
+            "seconds",
+            "miou",
+        }
         full = result["full_label_miou"]
         assert run["strokes_to_95"] == strokes_to([Point(**p) for p in run["curve"]], 0.95 * full)
 
@@ -145,5 +155,7 @@ def test_refine_accepts_confident_predictions_once_every_class_is_labelled():
     before = int((images[1].labels != IGNORE).sum())
     assert a._step("refine", images, zero, rng, []) == ACCEPT_S and images[1].visited
     assert int((images[1].labels != IGNORE).sum()) > before + 1000
-    assert a._step("refine", images, zero, rng, []) == ACCEPT_S and images[0].visited  # the next largest error
+    assert (
+        a._step("refine", images, zero, rng, []) == ACCEPT_S and images[0].visited
+    )  # the next largest error
     assert a._step("refine", images, zero, rng, []) != ACCEPT_S  # each image is accepted once

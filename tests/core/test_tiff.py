@@ -23,9 +23,13 @@ def test_a_stack_is_planes_and_channels_follow_the_rule():
     assert planes_of(stack, TiffOptions(plane=3)) == [3]
     with pytest.raises(TiffError, match="plane 12 does not exist"):
         planes_of(stack, TiffOptions(plane=12))
-    cyx = read_tiff(tiff_bytes(np.zeros((3, 4, 5), np.uint16), metadata={"axes": "CYX"}, photometric="minisblack"))
+    cyx = read_tiff(
+        tiff_bytes(np.zeros((3, 4, 5), np.uint16), metadata={"axes": "CYX"}, photometric="minisblack")
+    )
     assert cyx.planes.shape == (1, 4, 5, 3) and cyx.axes == "CYX"
-    five = read_tiff(tiff_bytes(np.zeros((5, 4, 6), np.uint16), metadata={"axes": "CYX"}, photometric="minisblack"))
+    five = read_tiff(
+        tiff_bytes(np.zeros((5, 4, 6), np.uint16), metadata={"axes": "CYX"}, photometric="minisblack")
+    )
     assert five.planes.shape == (1, 4, 6, 5)
     assert channel_indices(5, TiffOptions()) == (0, 1, 2) and channel_indices(1, TiffOptions()) == (0,)
     assert channel_indices(5, TiffOptions(channels=(4, 0))) == (4, 0)

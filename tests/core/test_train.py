@@ -52,6 +52,7 @@ def _loss_and_grads(fn):
         loss = fn(head, *a)
         loss.backward()
         return float(loss.detach()), head.conv.weight.grad.clone(), head.conv.bias.grad.clone()
+
     return run
 
 
@@ -99,7 +100,9 @@ def test_a_cache_reuses_unchanged_images_and_gives_the_same_problem():
     keyed = [LabelledImage(im.features, im.labels, key=f"img{i}") for i, im in enumerate(images)]
     cache = TrainingCache()
     first = train_head(keyed, 4, cache=cache)
-    assert torch.equal(first.head.conv.weight, train_head(keyed, 4).head.conv.weight)  # same result without it
+    assert torch.equal(
+        first.head.conv.weight, train_head(keyed, 4).head.conv.weight
+    )  # same result without it
     calls = []
     original = PixelSetBuilder._gather
     PixelSetBuilder._gather = lambda self, *a, **k: calls.append(a[-1]) or original(self, *a, **k)
@@ -208,7 +211,9 @@ def test_bad_inputs_give_clear_errors():
     empty = [LabelledImage(im.features, np.full_like(im.labels, IGNORE)) for im in images]
     with pytest.raises(TrainingError, match="no labelled pixels"):
         train_head(empty, 4)
-    one = [LabelledImage(im.features, np.where(im.labels != IGNORE, 1, IGNORE).astype(np.uint8)) for im in images]
+    one = [
+        LabelledImage(im.features, np.where(im.labels != IGNORE, 1, IGNORE).astype(np.uint8)) for im in images
+    ]
     with pytest.raises(TrainingError, match="only one class"):
         train_head(one, 4)
     with pytest.raises(TrainingError, match="class index 3 but only 3 classes"):
@@ -222,7 +227,9 @@ def test_progress_reports_every_iteration_and_snapshots_only_on_request():
     from core.train import TrainConfig, flat_params, train_head
 
     rng = np.random.default_rng(3)
-    feats = PatchFeatures(torch.from_numpy(rng.standard_normal((8, 4, 5)).astype(np.float32)), (56, 70), (40, 50))
+    feats = PatchFeatures(
+        torch.from_numpy(rng.standard_normal((8, 4, 5)).astype(np.float32)), (56, 70), (40, 50)
+    )
     labels = np.full((40, 50), IGNORE, np.uint8)
     labels[:, :20], labels[:, 30:] = 0, 1
     seen: list[int] = []
@@ -235,4 +242,6 @@ def test_progress_reports_every_iteration_and_snapshots_only_on_request():
     result = train_head([LabelledImage(feats, labels)], 2, TrainConfig(max_iter=12), progress=progress)
     assert seen == list(range(1, result.iterations + 1))
     np.testing.assert_allclose(snaps[result.iterations], flat_params(result.head), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(snaps[1], snaps[result.iterations])  # early iterates differ from the converged head
+    assert not np.allclose(
+        snaps[1], snaps[result.iterations]
+    )  # early iterates differ from the converged head

@@ -33,7 +33,8 @@ def project(repo):
 
 @pytest.fixture
 def engine(repo, random_backbone, tmp_path):
-    eng = ProjectEngine.create(repo, random_backbone, tmp_path / "features", long_side=112,
-                               settings=EngineSettings(debounce_s=0.05))
+    eng = ProjectEngine.create(
+        repo, random_backbone, tmp_path / "features", long_side=112, settings=EngineSettings(debounce_s=0.05)
+    )
     yield eng
     eng.close()

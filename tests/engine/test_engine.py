@@ -62,7 +62,9 @@ def test_train_predict_and_bookkeeping(repo, project, engine):
     small = engine.prediction(project.id, other.id, size=(42, 56))
     assert small.labels.shape == (42, 56)
     info = repo.latest_head(project.id)
-    assert info.id == outcome.head_id and info.meta["class_ids"] == [c.id for c in repo.list_classes(project.id)]
+    assert info.id == outcome.head_id and info.meta["class_ids"] == [
+        c.id for c in repo.list_classes(project.id)
+    ]
     engine.wait_settled(project.id, timeout=120)  # the run record and uncertainty scores follow the head
     assert repo.get_image(other.id).uncertainty is not None
     run = repo.list_training_runs(project.id)[-1]
@@ -153,6 +155,8 @@ def test_a_stored_head_of_older_features_is_not_used(repo, project, engine):
     outcome = engine.train_now(project.id, timeout=120)
     assert engine.head(project.id).head_id == outcome.head_id
     info = repo.latest_head(project.id)
-    old_meta = {k: v for k, v in info.meta.items() if k != "feature_version"}  # as the first release stored it
+    old_meta = {
+        k: v for k, v in info.meta.items() if k != "feature_version"
+    }  # as the first release stored it
     repo.save_head(project.id, head_to_bytes(engine.head(project.id).head), old_meta)
     assert engine.head(project.id) is None  # never predicts with a head of other features

@@ -93,9 +93,11 @@ def test_regions_and_refine_layer():
 
     from core.predict import Prediction
 
-    pred = Prediction(labels=np.array([[0, 1], [1, 1]], np.uint8),
-                      confidence=np.array([[0.99, 0.6], [0.95, 0.99]], np.float32),
-                      entropy=np.zeros((2, 2), np.float32))
+    pred = Prediction(
+        labels=np.array([[0, 1], [1, 1]], np.uint8),
+        confidence=np.array([[0.99, 0.6], [0.95, 0.99]], np.float32),
+        entropy=np.zeros((2, 2), np.float32),
+    )
     scribbles = np.array([[255, 255], [255, 0]], np.uint8)
     out, added = refine_layer(scribbles, pred, 0.9)
     assert added == 2 and out.tolist() == [[0, 255], [1, 0]]  # the user's own label (0) is kept

@@ -225,7 +225,9 @@ def test_flags_round_trip_and_share_existing_options():
     )
     cfg = protocol_config_from_args(args)
     assert args.protocol == "paper" and cfg.iterations == 50 and cfg.finetune and cfg.seed == 3
-    assert cfg.batch_size == 12 and cfg.base_long_side == 518 and cfg.weight_decay == 1e-3 and cfg.class_balance
+    assert (
+        cfg.batch_size == 12 and cfg.base_long_side == 518 and cfg.weight_decay == 1e-3 and cfg.class_balance
+    )
     assert (
         cfg.scale_range == (0.75, 1.5)
         and not cfg.flip
@@ -245,10 +247,15 @@ def test_the_default_objective_is_the_interactive_trainers(voc, backbone, tmp_pa
     d, t = ProtocolConfig(), TrainConfig()
     assert d.class_balance == t.class_balance and d.weight_decay == t.weight_decay
     data = CropDataset(voc, voc.ids("train"), None, d)
-    counts = sum(np.bincount(g[g != IGNORE], minlength=len(voc.classes))
-                 for g in (voc.ground_truth(i) for i in voc.ids("train")))
-    torch.testing.assert_close(_class_weight(data, len(voc.classes), torch.device("cpu")),
-                               torch.from_numpy(class_weights(counts)))
-    train_protocol(voc, None, "train", backbone, ProtocolConfig(iterations=2, **TINY), tmp_path, progress=False)
+    counts = sum(
+        np.bincount(g[g != IGNORE], minlength=len(voc.classes))
+        for g in (voc.ground_truth(i) for i in voc.ids("train"))
+    )
+    torch.testing.assert_close(
+        _class_weight(data, len(voc.classes), torch.device("cpu")), torch.from_numpy(class_weights(counts))
+    )
+    train_protocol(
+        voc, None, "train", backbone, ProtocolConfig(iterations=2, **TINY), tmp_path, progress=False
+    )
     groups = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["optimizer"]["param_groups"]
     assert [g["weight_decay"] for g in groups] == [t.weight_decay, 0.0]  # the weights decay, the bias not

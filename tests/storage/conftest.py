@@ -16,12 +16,15 @@ from PIL import Image
 from storage import Repository
 
 PG_URL = os.environ.get("PROBESEG_TEST_POSTGRES_URL", "")
-PG_SKIP_REASON = "PROBESEG_TEST_POSTGRES_URL is not set; start a server with: eval \"$(.ci/postgres.sh start)\""
+PG_SKIP_REASON = 'PROBESEG_TEST_POSTGRES_URL is not set; start a server with: eval "$(.ci/postgres.sh start)"'
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres",
-                 marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=PG_SKIP_REASON)]),
+    pytest.param(
+        "postgres",
+        id="postgres",
+        marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=PG_SKIP_REASON)],
+    ),
 ]
 
 

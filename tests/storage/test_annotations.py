@@ -117,11 +117,24 @@ def test_undo_redo_history_and_restart(repo, reopen, project, image) -> None:  #
     assert repo.redo(image.id) is None and not repo.edit_state(image.id).can_redo
 
     hist = repo.history(image.id)
-    assert [h.kind for h in hist] == ["scribble", "point", "scribble", "undo", "undo", "redo", "redo", "undo",
-                                      "scribble"]
+    assert [h.kind for h in hist] == [
+        "scribble",
+        "point",
+        "scribble",
+        "undo",
+        "undo",
+        "redo",
+        "redo",
+        "undo",
+        "scribble",
+    ]
     assert [h.seq for h in hist] == list(range(1, 10))
     assert {h.id: h.active for h in hist if h.kind not in ("undo", "redo")} == {
-        s1.id: True, pt.id: True, s2.id: False, s3.id: True}
+        s1.id: True,
+        pt.id: True,
+        s2.id: False,
+        s3.id: True,
+    }
     assert hist[3].target_id == s2.id and hist[5].target_id == pt.id
     assert all(h.created_at.tzinfo is not None for h in hist)
     lm = repo.label_map(image.id)

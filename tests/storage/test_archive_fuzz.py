@@ -25,7 +25,9 @@ def source(tmp_path_factory) -> tuple[Repository, Path, dict]:
     root = tmp_path_factory.mktemp("fuzz")
     repo = Repository.open(root / "data", f"sqlite:///{root / 'data.db'}")
     p, _classes, _images = _labelled_project(repo)
-    head = repo.save_head(p.id, _safetensors(), {"backbone": "dinov2_vits14", "backbone_weights": "w"}, {"miou": 0.4})
+    head = repo.save_head(
+        p.id, _safetensors(), {"backbone": "dinov2_vits14", "backbone_weights": "w"}, {"miou": 0.4}
+    )
     repo.record_training_run(p.id, {"lr": 0.01}, 2.0, 0.3, {"miou": 0.4}, {"cat": 3}, head_id=head.id)
     archive = repo.export_project(p.id, root / "good.zip")
     with zipfile.ZipFile(archive) as zf:
@@ -53,15 +55,25 @@ def _get(doc, path):
 
 
 VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.lists(st.integers(0, 5), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(0, 3), max_size=2),
-    st.sampled_from(["", "2024-13-45T99:00", "scribble", "bogus-kind", "#zzzzzz", "images/none.png", "train", "x" * 300]),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(0, 5), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(0, 3), max_size=2),
+    st.sampled_from(
+        ["", "2024-13-45T99:00", "scribble", "bogus-kind", "#zzzzzz", "images/none.png", "train", "x" * 300]
+    ),
 )
 MUTATION = st.tuples(st.sampled_from(["delete", "set", "duplicate"]), st.integers(0, 10**6), VALUES)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
 def test_a_mutated_archive_is_imported_whole_or_refused_clearly(source, tmp_path_factory, mutations):
     repo, archive, original = source

@@ -97,7 +97,12 @@ def _labelled(repo, project, image):  # type: ignore[no-untyped-def]
 def test_delete_class_in_use_requires_a_mode(repo, project, image) -> None:  # type: ignore[no-untyped-def]
     cls = _labelled(repo, project, image)
     usage = repo.class_usage(cls["cat"].id)
-    assert usage.in_use and usage.annotations == 2 and usage.labelled_pixels == 9 and usage.ground_truth_images == 1
+    assert (
+        usage.in_use
+        and usage.annotations == 2
+        and usage.labelled_pixels == 9
+        and usage.ground_truth_images == 1
+    )
     with pytest.raises(ConflictError, match="mode='reassign'"):
         repo.delete_class(cls["cat"].id)
     with pytest.raises(ValidationError, match="reassign_to"):

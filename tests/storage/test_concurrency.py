@@ -23,8 +23,19 @@ def test_eight_writers_threads_and_processes(repo, data_dir, db_url) -> None:  #
     start = time.time() + 4.0  # leave the processes time to start and open the database
     stop = start + SECONDS
 
-    procs = [writers.spawn("stress", str(data_dir), db_url or "", str(100 + w), str(start), str(stop),
-                    ",".join(map(str, images)), ",".join(map(str, classes))) for w in range(4)]
+    procs = [
+        writers.spawn(
+            "stress",
+            str(data_dir),
+            db_url or "",
+            str(100 + w),
+            str(start),
+            str(stop),
+            ",".join(map(str, images)),
+            ",".join(map(str, classes)),
+        )
+        for w in range(4)
+    ]
     results: dict[int, tuple[list[int], list[str]]] = {}
 
     def run(w: int) -> None:
@@ -62,6 +73,8 @@ def test_eight_writers_threads_and_processes(repo, data_dir, db_url) -> None:  #
             # cached counts and label maps agree with a full replay
             lm = fresh.label_map(image_id)
             np.testing.assert_array_equal(repo.label_map(image_id), lm)
-            counts = {int(k): int(v) for k, v in zip(*np.unique(lm[lm != 255], return_counts=True), strict=True)}
+            counts = {
+                int(k): int(v) for k, v in zip(*np.unique(lm[lm != 255], return_counts=True), strict=True)
+            }
             assert fresh.labelled_pixel_counts(image_id=image_id) == counts
         assert sorted(stored) == sorted(acked)  # 0 lost rows and no unacknowledged extras

@@ -38,7 +38,8 @@ def test_sigkill_after_acknowledged_writes(repo, data_dir, db_url, kill_after) -
         lm = again.label_map(image.id)
         assert lm.shape == (16, 16) and (lm == 1).any()
         assert again.labelled_pixel_counts(image_id=image.id) == {
-            k: int(v) for k, v in zip(*np.unique(lm[lm != 255], return_counts=True), strict=True)}
+            k: int(v) for k, v in zip(*np.unique(lm[lm != 255], return_counts=True), strict=True)
+        }
         again.collect_garbage()  # a file whose row was never committed is removed, nothing else
         assert all(again.image_bytes(i) for i in images)
         if again.dialect == "sqlite":

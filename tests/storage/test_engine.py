@@ -78,8 +78,12 @@ def test_retryable_classification() -> None:
     from sqlalchemy.exc import IntegrityError, OperationalError
 
     assert storage.db.is_retryable(OperationalError("x", {}, sqlite3.OperationalError("database is locked")))
-    assert not storage.db.is_retryable(OperationalError("x", {}, sqlite3.OperationalError("no such table: t")))
-    assert not storage.db.is_retryable(IntegrityError("x", {}, sqlite3.IntegrityError("UNIQUE constraint failed")))
+    assert not storage.db.is_retryable(
+        OperationalError("x", {}, sqlite3.OperationalError("no such table: t"))
+    )
+    assert not storage.db.is_retryable(
+        IntegrityError("x", {}, sqlite3.IntegrityError("UNIQUE constraint failed"))
+    )
 
     class PgError(Exception):
         sqlstate = "40001"

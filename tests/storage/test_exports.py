@@ -58,11 +58,24 @@ def test_export_voc_is_a_voc_layout_that_imports_and_trains_back(repo, tmp_path,
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         zf.extractall(tmp_path / "voc")
-    assert names == {"JPEGImages/same.png", "JPEGImages/same_2.png", "JPEGImages/unlabelled.png", "labels/same.png",
-                     "labels/same_2.png", "SegmentationClass/same.png", "ImageSets/Segmentation/train.txt",
-                     "ImageSets/Segmentation/val.txt", "ImageSets/Segmentation/trainval.txt", "classes.txt"}
+    assert names == {
+        "JPEGImages/same.png",
+        "JPEGImages/same_2.png",
+        "JPEGImages/unlabelled.png",
+        "labels/same.png",
+        "labels/same_2.png",
+        "SegmentationClass/same.png",
+        "ImageSets/Segmentation/train.txt",
+        "ImageSets/Segmentation/val.txt",
+        "ImageSets/Segmentation/trainval.txt",
+        "classes.txt",
+    }
     root = tmp_path / "voc"
-    assert (root / "classes.txt").read_text().splitlines() == ["background #000000", "cat #800000", "dog #00ff00"]
+    assert (root / "classes.txt").read_text().splitlines() == [
+        "background #000000",
+        "cat #800000",
+        "dog #00ff00",
+    ]
     assert (root / "ImageSets/Segmentation/train.txt").read_text().split() == ["same"]
     assert (root / "ImageSets/Segmentation/val.txt").read_text().split() == ["same_2"]
     img = Image.open(root / "labels" / "same.png")
@@ -72,7 +85,9 @@ def test_export_voc_is_a_voc_layout_that_imports_and_trains_back(repo, tmp_path,
     q = repo.create_project("round trip")
     report = repo.import_voc(q.id, root, None)
     assert len(report.imported) == 3 and not report.failed, report
-    assert [(k.name, k.colour) for k in repo.list_classes(q.id)] == [(k.name, k.colour) for k in repo.list_classes(p.id)]
+    assert [(k.name, k.colour) for k in repo.list_classes(q.id)] == [
+        (k.name, k.colour) for k in repo.list_classes(p.id)
+    ]
     back = {im.name.rsplit(".", 1)[0]: im for im in repo.list_images(q.id)}
     for stem, original in (("same", a), ("same_2", b), ("unlabelled", c)):
         np.testing.assert_array_equal(repo.label_map(back[stem].id), repo.label_map(original.id))
@@ -85,8 +100,28 @@ def test_export_voc_is_a_voc_layout_that_imports_and_trains_back(repo, tmp_path,
     from cli.main import main
 
     monkeypatch.setenv("PROBESEG_CACHE", str(tmp_path / "cache"))
-    assert main(["train", "--data", str(root), "--labels", str(root / "labels"), "--label-kind", "scribble",
-                 "--weights", "random", "--long-side", "28", "--split", "trainval", "--out", str(tmp_path / "h")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root),
+                "--labels",
+                str(root / "labels"),
+                "--label-kind",
+                "scribble",
+                "--weights",
+                "random",
+                "--long-side",
+                "28",
+                "--split",
+                "trainval",
+                "--out",
+                str(tmp_path / "h"),
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", "--data", str(root), "--head", str(tmp_path / "h"), "--split", "train"]) == 0
 
     pred = {c.id: np.full((3, 3), 2, np.uint8)}
@@ -108,23 +143,36 @@ def test_import_coco_reads_rle_and_polygons_into_labels_or_ground_truth(repo, tm
         (folder / im["file_name"]).write_bytes(repo.image_bytes(im["id"]))
     # One more image with a polygon (COCO's other mask form) and one whose file_name tries to leave the folder.
     (folder / "poly.png").write_bytes(rgb_png(10, 12, 9))
-    exported["images"] += [{"id": 900, "file_name": "poly.png", "width": 12, "height": 10},
-                           {"id": 901, "file_name": "../outside.png", "width": 2, "height": 2}]
+    exported["images"] += [
+        {"id": 900, "file_name": "poly.png", "width": 12, "height": 10},
+        {"id": 901, "file_name": "../outside.png", "width": 2, "height": 2},
+    ]
     (tmp_path / "outside.png").write_bytes(rgb_png(2, 2, 4))
-    exported["annotations"].append({"id": 999, "image_id": 900, "category_id": 3, "iscrowd": 0,
-                                    "segmentation": [[2, 2, 9, 2, 9, 7, 2, 7]]})
+    exported["annotations"].append(
+        {
+            "id": 999,
+            "image_id": 900,
+            "category_id": 3,
+            "iscrowd": 0,
+            "segmentation": [[2, 2, 9, 2, 9, 7, 2, 7]],
+        }
+    )
     coco_file = tmp_path / "in.json"
     coco_file.write_text(json.dumps(exported))
 
     q = repo.create_project("from coco")
     report = repo.import_coco(q.id, coco_file, folder)
     assert len(report.imported) == 3 and report.annotations == 2  # image b holds only background: nothing
-    assert [f for f, _ in report.failed] == ["outside.png"] and "outside the images folder" in report.failed[0][1]
+    assert [f for f, _ in report.failed] == ["outside.png"] and "outside the images folder" in report.failed[
+        0
+    ][1]
     assert [k.name for k in repo.list_classes(q.id)] == ["background", "cat", "dog"]
     back = {im.name: im for im in repo.list_images(q.id)}
     for im in exported["images"][:2]:
         expected = repo.label_map(im["id"])
-        np.testing.assert_array_equal(repo.label_map(back[im["file_name"]].id), np.where(expected == 0, N, expected))
+        np.testing.assert_array_equal(
+            repo.label_map(back[im["file_name"]].id), np.where(expected == 0, N, expected)
+        )
     poly = repo.label_map(back["poly.png"].id)
     assert set(np.unique(poly)) == {2, N} and 30 <= (poly == 2).sum() <= 56
 
@@ -142,11 +190,13 @@ def test_export_coco_decodes_back_to_the_label_maps(repo, tmp_path) -> None:  # 
 
     p, _cls, (a, b, _c) = _labelled_project(repo)
     for with_background in (False, True):
-        path = repo.export_coco(p.id, tmp_path / f"coco-{with_background}", include_background=with_background)
+        path = repo.export_coco(
+            p.id, tmp_path / f"coco-{with_background}", include_background=with_background
+        )
         doc = json.loads(path.read_text())
         names = ["background", "cat", "dog"] if with_background else ["cat", "dog"]
         assert [c["name"] for c in doc["categories"]] == names
-        assert [c["id"] for c in doc["categories"]] == [1, 2, 3][-len(names):]
+        assert [c["id"] for c in doc["categories"]] == [1, 2, 3][-len(names) :]
         assert {i["id"] for i in doc["images"]} == {a.id, b.id}
         api = COCO(str(path))  # pycocotools reads the file as it is
         for im in doc["images"]:
@@ -176,15 +226,28 @@ def test_export_head_writes_the_one_head_format(repo, tmp_path) -> None:  # type
     with torch.no_grad():
         trained.conv.weight.normal_()
     weights = head_to_bytes(trained)
-    head = repo.save_head(p.id, weights, {"backbone": "dinov2_vits14", "backbone_weights": "sha:abc", "long_side": 224,
-                                          "feature_version": 2, "train": {"loss": 0.1}}, {"miou": 0.5})
+    head = repo.save_head(
+        p.id,
+        weights,
+        {
+            "backbone": "dinov2_vits14",
+            "backbone_weights": "sha:abc",
+            "long_side": 224,
+            "feature_version": 2,
+            "train": {"loss": 0.1},
+        },
+        {"miou": 0.5},
+    )
     st, js = repo.export_head(head.id, tmp_path / "heads")
     assert st.read_bytes() == weights and st.parent == js.parent == tmp_path / "heads" / f"head-{head.id}"
     loaded, meta = load_head(st.parent)  # what `app.py predict --head` reads
     assert torch.equal(loaded.conv.weight, trained.conv.weight)
     assert meta.backbone == "dinov2_vits14" and meta.weights_id == "sha:abc" and meta.long_side == 224
     assert meta.classes == ["background", "cat"] and meta.train == {"loss": 0.1}
-    assert meta.features["timm_model"] == "vit_small_patch14_dinov2.lvd142m" and meta.features["ignore_index"] == 255
+    assert (
+        meta.features["timm_model"] == "vit_small_patch14_dinov2.lvd142m"
+        and meta.features["ignore_index"] == 255
+    )
     assert meta.extra["metrics"] == {"miou": 0.5} and meta.extra["head_id"] == head.id
     assert [c["colour"] for c in meta.extra["classes"]][0] == "#000000"
     assert json.loads(js.read_text())["format"] == 1
@@ -199,33 +262,91 @@ def _snapshot(repo: Repository, project_id: int) -> dict:  # type: ignore[type-a
     snap: dict = {  # type: ignore[type-arg]
         "project": (proj.name, proj.description, proj.settings, proj.created_at),
         "classes": [(c.name, c.colour, c.index) for c in classes],
-        "images": [], "heads": [], "runs": [],
+        "images": [],
+        "heads": [],
+        "runs": [],
     }
     for im in repo.list_images(project_id):
         seq_of = {h.id: h.seq for h in repo.history(im.id)}
         gt = repo.ground_truth(im.id)
-        snap["images"].append({
-            "info": (im.name, im.content_hash, im.pixel_hash, im.width, im.height, im.split, im.format,
-                     im.file_size, im.created_at, im.labelled_pixels, im.has_ground_truth, im.has_prediction,
-                     im.uncertainty, im.stats_updated_at),
-            "bytes": repo.image_bytes(im.id),
-            "labels": repo.label_map(im.id).tolist(),
-            "scribbles": repo.scribble_layer(im.id).tolist(),
-            "gt": None if gt is None else gt.tolist(),
-            "points": [(cname.get(pt.class_id), pt.class_index, pt.x, pt.y, pt.radius, pt.author, pt.created_at)
-                       for pt in repo.points(im.id)],
-            "history": [(h.seq, h.kind, h.author, h.created_at, h.source, h.active, h.x, h.y, h.radius,
-                         cname.get(h.class_id), sorted(cname[i] for i in h.class_ids), seq_of.get(h.target_id))
-                        for h in repo.history(im.id)],
-            "state": (repo.edit_state(im.id).version, repo.edit_state(im.id).can_undo, repo.edit_state(im.id).can_redo),
-            "counts": repo.labelled_pixel_counts(image_id=im.id),
-        })
+        snap["images"].append(
+            {
+                "info": (
+                    im.name,
+                    im.content_hash,
+                    im.pixel_hash,
+                    im.width,
+                    im.height,
+                    im.split,
+                    im.format,
+                    im.file_size,
+                    im.created_at,
+                    im.labelled_pixels,
+                    im.has_ground_truth,
+                    im.has_prediction,
+                    im.uncertainty,
+                    im.stats_updated_at,
+                ),
+                "bytes": repo.image_bytes(im.id),
+                "labels": repo.label_map(im.id).tolist(),
+                "scribbles": repo.scribble_layer(im.id).tolist(),
+                "gt": None if gt is None else gt.tolist(),
+                "points": [
+                    (cname.get(pt.class_id), pt.class_index, pt.x, pt.y, pt.radius, pt.author, pt.created_at)
+                    for pt in repo.points(im.id)
+                ],
+                "history": [
+                    (
+                        h.seq,
+                        h.kind,
+                        h.author,
+                        h.created_at,
+                        h.source,
+                        h.active,
+                        h.x,
+                        h.y,
+                        h.radius,
+                        cname.get(h.class_id),
+                        sorted(cname[i] for i in h.class_ids),
+                        seq_of.get(h.target_id),
+                    )
+                    for h in repo.history(im.id)
+                ],
+                "state": (
+                    repo.edit_state(im.id).version,
+                    repo.edit_state(im.id).can_undo,
+                    repo.edit_state(im.id).can_redo,
+                ),
+                "counts": repo.labelled_pixel_counts(image_id=im.id),
+            }
+        )
     for h in repo.list_heads(project_id):
-        snap["heads"].append((h.backbone, h.backbone_weights, h.weights_sha256, h.size_bytes, h.meta, h.metrics,
-                              h.created_at, [(c.name, c.colour, c.index) for c in h.classes], repo.head_weights(h.id)))
+        snap["heads"].append(
+            (
+                h.backbone,
+                h.backbone_weights,
+                h.weights_sha256,
+                h.size_bytes,
+                h.meta,
+                h.metrics,
+                h.created_at,
+                [(c.name, c.colour, c.index) for c in h.classes],
+                repo.head_weights(h.id),
+            )
+        )
     for r in repo.list_training_runs(project_id):
-        snap["runs"].append((r.settings, r.seconds, r.loss, r.metrics, r.pixel_counts, r.labelled_pixels,
-                             r.created_at, r.head_id is not None))
+        snap["runs"].append(
+            (
+                r.settings,
+                r.seconds,
+                r.loss,
+                r.metrics,
+                r.pixel_counts,
+                r.labelled_pixels,
+                r.created_at,
+                r.head_id is not None,
+            )
+        )
     return snap
 
 
@@ -237,9 +358,12 @@ def test_project_archive_round_trip_into_an_empty_data_folder(repo, tmp_path, mo
     repo.add_point(a.id, extra.id, 3, 3, 0)
     repo.undo(a.id)
     repo.delete_class(extra.id, mode="delete_labels")  # history keeps a point of a deleted class
-    head = repo.save_head(p.id, _safetensors(), {"backbone": "dinov2_vits14", "backbone_weights": "w1"}, {"miou": 0.4})
-    repo.record_training_run(p.id, {"lr": 0.01, "epochs": 3}, 12.5, 0.31, {"miou": 0.4}, {"cat": 9, "dog": 7},
-                             head_id=head.id)
+    head = repo.save_head(
+        p.id, _safetensors(), {"backbone": "dinov2_vits14", "backbone_weights": "w1"}, {"miou": 0.4}
+    )
+    repo.record_training_run(
+        p.id, {"lr": 0.01, "epochs": 3}, 12.5, 0.31, {"miou": 0.4}, {"cat": 9, "dog": 7}, head_id=head.id
+    )
     repo.record_training_run(p.id, {"lr": 0.01}, 3.0, None, None, {"cat": 2})
     before = _snapshot(repo, p.id)
 
@@ -258,6 +382,7 @@ def test_project_archive_round_trip_into_an_empty_data_folder(repo, tmp_path, mo
         a2 = next(i for i in fresh.list_images(imported.id) if i.name == "same.png")
         assert fresh.redo(a2.id) is not None
         from storage import ConflictError
+
         with pytest.raises(ConflictError, match="already exists"):
             fresh.import_project(archive)
         again = fresh.import_project(archive, name="copy")
@@ -293,7 +418,10 @@ def test_heads_and_training_runs(repo) -> None:  # type: ignore[no-untyped-def]
     repo.add_class(p.id, "cat")
     h2 = repo.save_head(p.id, _safetensors(), {"backbone": "b"}, {"miou": 0.1})
     assert repo.latest_head(p.id).id == h2.id and [h.id for h in repo.list_heads(p.id)] == [h1.id, h2.id]
-    assert [c.name for c in h1.classes] == ["background"] and [c.name for c in h2.classes] == ["background", "cat"]
+    assert [c.name for c in h1.classes] == ["background"] and [c.name for c in h2.classes] == [
+        "background",
+        "cat",
+    ]
     assert repo.head_weights(h1.id) == _safetensors()
     assert repo.set_head_metrics(h1.id, {"miou": 0.2}).metrics == {"miou": 0.2}
     with pytest.raises(ValidationError, match="safetensors"):
@@ -333,9 +461,14 @@ def test_tiff_uploads_become_planes_with_one_intensity_rule(repo) -> None:  # ty
     p = repo.create_project("tiffs")
     stack = (np.arange(3 * 6 * 7, dtype=np.uint16).reshape(3, 6, 7) * 100).astype(np.uint16)
     single = np.full((6, 7), 4100, np.uint16)
-    report = repo.import_uploads(p.id, [("stack.tif", tiff_bytes(stack, photometric="minisblack")),
-                                        ("one.tiff", tiff_bytes(single)),
-                                        ("bad.tif", b"II*\x00garbage")])
+    report = repo.import_uploads(
+        p.id,
+        [
+            ("stack.tif", tiff_bytes(stack, photometric="minisblack")),
+            ("one.tiff", tiff_bytes(single)),
+            ("bad.tif", b"II*\x00garbage"),
+        ],
+    )
     assert report.imported == ("stack_plane000.png", "stack_plane001.png", "stack_plane002.png", "one.png")
     assert report.failed[0][0] == "bad.tif" and "not a readable TIFF" in report.failed[0][1]
     assert any("3 planes" in n for n in report.notes) and any("whole import" in n for n in report.notes)
@@ -346,8 +479,9 @@ def test_tiff_uploads_become_planes_with_one_intensity_rule(repo) -> None:  # ty
     assert one.shape == (6, 7, 3) and len(np.unique(one)) == 1 and stack[0, 5, 6] == 4100
     assert one[0, 0, 0] == first[5, 6, 0] and 0 < one[0, 0, 0] < 255
 
-    report = repo.import_uploads(p.id, [("stack2.tif", tiff_bytes(stack + 1, photometric="minisblack"))],
-                                 tiff=TiffOptions(plane=1))
+    report = repo.import_uploads(
+        p.id, [("stack2.tif", tiff_bytes(stack + 1, photometric="minisblack"))], tiff=TiffOptions(plane=1)
+    )
     assert report.imported == ("stack2_plane001.png",) and "imported plane 1" in report.notes[0]
 
 

@@ -48,16 +48,19 @@ def test_content_addressed_and_deduplicated(repo, data_dir, project) -> None:  #
         repo.get_image(a.id)
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("../../etc/passwd.png", "passwd.png"),
-    ("C:\\Users\\me\\..\\photo.jpg", "photo.jpg"),
-    ("/abs/path/x.png", "x.png"),
-    ("..", "image"),
-    ("", "image"),
-    ("evil\x00na\x1bme\n.png", "evilname.png"),
-    (".hidden.png", "hidden.png"),
-    ("a<b>c:d|e?.png", "a_b_c_d_e_.png"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("../../etc/passwd.png", "passwd.png"),
+        ("C:\\Users\\me\\..\\photo.jpg", "photo.jpg"),
+        ("/abs/path/x.png", "x.png"),
+        ("..", "image"),
+        ("", "image"),
+        ("evil\x00na\x1bme\n.png", "evilname.png"),
+        (".hidden.png", "hidden.png"),
+        ("a<b>c:d|e?.png", "a_b_c_d_e_.png"),
+    ],
+)
 def test_sanitize_filename(raw: str, expected: str) -> None:
     assert sanitize_filename(raw) == expected
 
@@ -174,7 +177,9 @@ def test_tiny_images(repo, project, h, w) -> None:  # type: ignore[no-untyped-de
     im = repo.add_image(project.id, rgb_png(h, w, seed=h), f"tiny{h}.png")
     assert (im.height, im.width) == (h, w) and repo.image_rgb(im.id).shape == (h, w, 3)
     cat = repo.list_classes(project.id)[1]
-    repo.add_point(im.id, cat.id, 0, 0, 2)  # a disk clipped at the corner: (0,0) (0,1) (0,2) (1,0) (1,1) (2,0)
+    repo.add_point(
+        im.id, cat.id, 0, 0, 2
+    )  # a disk clipped at the corner: (0,0) (0,1) (0,2) (1,0) (1,1) (2,0)
     assert (repo.label_map(im.id) == 1).sum() == (1 if h == 1 else 6)
 
 
@@ -196,10 +201,22 @@ def test_60_megapixel_jpeg_is_kept_and_downsampled_for_features(repo, db_url, pr
 # ------------------------------------------------------------------ bad input: clear error, nothing left behind
 def _bomb_png() -> bytes:
     """A tiny PNG whose header claims 100000 x 100000 pixels (10 gigapixels)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _truncated_jpeg() -> bytes:
@@ -215,7 +232,11 @@ def _corrupt_png() -> bytes:
 BAD = [
     ("truncated.jpg", _truncated_jpeg, "truncated"),
     ("corrupt.png", _corrupt_png, "corrupt"),
-    ("notes.jpg", lambda: b"this is a text file, not a photo\n" * 10, "not an image in a format probeseg reads"),
+    (
+        "notes.jpg",
+        lambda: b"this is a text file, not a photo\n" * 10,
+        "not an image in a format probeseg reads",
+    ),
     ("bomb.png", _bomb_png, "more than 120,000,000 pixels, too many to decode safely"),
     ("empty.png", lambda: b"", "empty"),
 ]

@@ -42,8 +42,12 @@ def test_import_folder(repo, project, tmp_path) -> None:  # type: ignore[no-unty
     (folder / ".DS_Store").write_bytes(b"\0")
     (folder / "sub" / "c.png").write_bytes(rgb_png(3, 3, 3))
     report = repo.import_folder(project.id, folder)
-    assert report.imported == ("a.png", "b.jpg", "photo-without-extension") and report.duplicates == ("z-copy.png",)
-    assert [f[0] for f in report.failed] == ["broken.jpg"] and "not an image in a format" in report.failed[0][1]
+    assert report.imported == ("a.png", "b.jpg", "photo-without-extension") and report.duplicates == (
+        "z-copy.png",
+    )
+    assert [f[0] for f in report.failed] == ["broken.jpg"] and "not an image in a format" in report.failed[0][
+        1
+    ]
     assert [s[0] for s in report.skipped] == ["notes.txt"]
     assert len(report.image_ids) == 4 and report.image_ids[0] == report.image_ids[-1]
     assert "3 imported" in report.summary() and not report.ok
@@ -54,17 +58,19 @@ def test_import_folder(repo, project, tmp_path) -> None:  # type: ignore[no-unty
 
 
 def test_import_zip_is_zip_slip_safe_and_reports(repo, project, data_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    data = _zip({
-        "a.png": rgb_png(4, 4, 1),
-        "nested/dir/b.jpg": _jpg(5, 5, 2),
-        "../../../../evil.png": rgb_png(4, 4, 3),
-        "/etc/absolute.png": rgb_png(4, 4, 4),
-        "..\\..\\windows.png": rgb_png(4, 4, 5),
-        "__MACOSX/._a.png": b"junk",
-        "readme.txt": b"hi",
-        "broken.png": b"\x89PNG garbage",
-        "dup.png": rgb_png(4, 4, 1),
-    })
+    data = _zip(
+        {
+            "a.png": rgb_png(4, 4, 1),
+            "nested/dir/b.jpg": _jpg(5, 5, 2),
+            "../../../../evil.png": rgb_png(4, 4, 3),
+            "/etc/absolute.png": rgb_png(4, 4, 4),
+            "..\\..\\windows.png": rgb_png(4, 4, 5),
+            "__MACOSX/._a.png": b"junk",
+            "readme.txt": b"hi",
+            "broken.png": b"\x89PNG garbage",
+            "dup.png": rgb_png(4, 4, 1),
+        }
+    )
     report = repo.import_zip(project.id, data)
     assert report.imported == ("a.png", "b.jpg", "evil.png", "absolute.png", "windows.png")
     assert report.duplicates == ("dup.png",)
@@ -102,8 +108,9 @@ def test_import_uploads(repo, project, tmp_path) -> None:  # type: ignore[no-unt
     p.write_bytes(rgb_png(3, 3, 1))
     z = tmp_path / "batch.zip"
     z.write_bytes(_zip({"in-zip.png": rgb_png(3, 3, 2)}))
-    report = repo.import_uploads(project.id, [p, z, ("../mem.png", rgb_png(3, 3, 3)), ("doc.pdf", b"%PDF"),
-                                              tmp_path / "missing.png"])
+    report = repo.import_uploads(
+        project.id, [p, z, ("../mem.png", rgb_png(3, 3, 3)), ("doc.pdf", b"%PDF"), tmp_path / "missing.png"]
+    )
     assert report.imported == ("up.png", "in-zip.png", "mem.png")
     assert report.skipped[0][0] == "doc.pdf" and report.failed[0][0] == "missing.png"
 
@@ -140,7 +147,9 @@ def test_import_voc(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
     report = repo.import_voc(p.id, root)
     assert report.imported == ("a.jpg", "b.jpg", "c.jpg") and report.classes_added == ("cat",)
     assert report.ground_truths == 2 and report.annotations == 1
-    assert [f[0] for f in report.failed] == ["c.png (ground truth)"] and "match the image size" in report.failed[0][1]
+    assert [f[0] for f in report.failed] == [
+        "c.png (ground truth)"
+    ] and "match the image size" in report.failed[0][1]
     classes = {c.name: c for c in repo.list_classes(p.id)}
     assert classes["cat"].index == 2 and classes["cat"].colour == "#ff0000" and classes["dog"].id == dog.id
     imgs = {i.name: i for i in repo.list_images(p.id)}

@@ -68,9 +68,13 @@ def test_every_kind_is_rasterised_by_the_server(repo: Repository, project, image
 
 def test_undo_redo_walk_back_over_every_kind(repo: Repository, project, image) -> None:  # type: ignore[no-untyped-def]
     cat = class_ids(repo, project.id)["cat"]
-    edits = [stroke("s1", cat, [(0, 0), (7, 5)], 1.0), op("p1", "point", class_id=cat, radius=1, points=[[2, 4]]),
-             stroke("e1", cat, [(0, 0), (3, 3)], 1.5, kind="erase"), op("u1", "unpoint", points=[[2, 4]]),
-             stroke("s2", cat, [(7, 0)], 2.0)]
+    edits = [
+        stroke("s1", cat, [(0, 0), (7, 5)], 1.0),
+        op("p1", "point", class_id=cat, radius=1, points=[[2, 4]]),
+        stroke("e1", cat, [(0, 0), (3, 3)], 1.5, kind="erase"),
+        op("u1", "unpoint", points=[[2, 4]]),
+        stroke("s2", cat, [(7, 0)], 2.0),
+    ]
     states = [repo.label_map(image.id)]
     for e in edits:
         repo.apply_op(image.id, e)
@@ -104,13 +108,17 @@ def test_a_retried_op_id_is_acknowledged_and_not_applied_twice(repo: Repository,
 
 def test_operations_are_applied_in_arrival_order(repo: Repository, project, image) -> None:  # type: ignore[no-untyped-def]
     ids = class_ids(repo, project.id)
-    seqs = [repo.apply_op(image.id, stroke(f"o{i}", ids["cat"] if i % 2 else ids["dog"], [(2, 2)], 1.0)).seq
-            for i in range(6)]
+    seqs = [
+        repo.apply_op(image.id, stroke(f"o{i}", ids["cat"] if i % 2 else ids["dog"], [(2, 2)], 1.0)).seq
+        for i in range(6)
+    ]
     assert seqs == sorted(seqs) and len(set(seqs)) == 6
     assert repo.label_map(image.id)[2, 2] == 1  # the last one (odd: cat) wins
 
 
-def test_bad_operations_are_refused_with_a_message_and_store_nothing(repo: Repository, project, image) -> None:  # type: ignore[no-untyped-def]
+def test_bad_operations_are_refused_with_a_message_and_store_nothing(
+    repo: Repository, project, image
+) -> None:  # type: ignore[no-untyped-def]
     cat = class_ids(repo, project.id)["cat"]
     other = repo.create_project("other")
     foreign = repo.list_classes(other.id)[0].id

@@ -130,8 +130,10 @@ def test_scribble_saved_after_an_erase_is_not_erased() -> None:
 
 
 def test_later_point_over_earlier_point() -> None:
-    events = [Event(1, 1, "point", class_id=1, x=1, y=0, radius=1),
-              Event(2, 2, "point", class_id=2, x=2, y=0, radius=0)]
+    events = [
+        Event(1, 1, "point", class_id=1, x=1, y=0, radius=1),
+        Event(2, 2, "point", class_id=2, x=2, y=0, radius=0),
+    ]
     ids, _ = _render((1, 4), events, {})
     assert ids == [[1, 1, 2, -1]]
 
@@ -178,8 +180,11 @@ def test_repository_point_matches_disk(repo, project, image, radius) -> None:  #
 def test_render_scribble_matches_the_full_render_and_counts() -> None:
     scr = np.array([[1, 1, N], [N, 0, 0]], np.uint8)
     erase = np.array([[1, 0, 0], [0, 0, 0]], np.uint8)
-    events = [Event(1, 1, "scribble", class_map={"0": 7, "1": 8}), Event(2, 2, "erase"),
-              Event(3, 3, "point", class_id=9, x=2, y=0, radius=0)]
+    events = [
+        Event(1, 1, "scribble", class_map={"0": 7, "1": 8}),
+        Event(2, 2, "erase"),
+        Event(3, 3, "point", class_id=9, x=2, y=0, radius=0),
+    ]
     folded = fold(events)
     load = {1: scr, 2: erase}.__getitem__
     layer = render_scribble((2, 3), folded, lambda ev: load(ev.id))
@@ -252,13 +257,26 @@ def test_incremental_update_equals_a_full_render() -> None:
         labels = render_layers(shape, fold([]), lambda e: None)[0]
         for i in range(1, 25):
             kind = rng.choice(["stroke", "stroke", "point", "erase"])
-            path = [(float(rng.uniform(-2, 52)), float(rng.uniform(-2, 42))) for _ in range(rng.integers(1, 5))]
+            path = [
+                (float(rng.uniform(-2, 52)), float(rng.uniform(-2, 42))) for _ in range(rng.integers(1, 5))
+            ]
             if kind == "point":
-                ev = _ev(i, "point", class_id=int(rng.integers(1, 4)), x=path[0][0] % 49, y=path[0][1] % 39,
-                         radius=float(rng.uniform(0, 6)))
+                ev = _ev(
+                    i,
+                    "point",
+                    class_id=int(rng.integers(1, 4)),
+                    x=path[0][0] % 49,
+                    y=path[0][1] % 39,
+                    radius=float(rng.uniform(0, 6)),
+                )
             else:
-                ev = _ev(i, kind, class_id=int(rng.integers(1, 4)) if kind == "stroke" else None,
-                         radius=float(rng.uniform(0, 5)), path=path)
+                ev = _ev(
+                    i,
+                    kind,
+                    class_id=int(rng.integers(1, 4)) if kind == "stroke" else None,
+                    radius=float(rng.uniform(0, 5)),
+                    path=path,
+                )
             quick = paint_on_top(labels, ev, fold(events))
             events.append(ev)
             full = render_layers(shape, fold(events), lambda e: None)[0]
@@ -268,6 +286,10 @@ def test_incremental_update_equals_a_full_render() -> None:
 
 
 def test_noop_rows_do_not_touch_the_history() -> None:
-    events = [_ev(1, "point", class_id=1, x=1, y=1, radius=0), _ev(2, "undo", target_id=1),
-              _ev(3, "noop"), _ev(4, "redo", target_id=1)]
+    events = [
+        _ev(1, "point", class_id=1, x=1, y=1, radius=0),
+        _ev(2, "undo", target_id=1),
+        _ev(3, "noop"),
+        _ev(4, "redo", target_id=1),
+    ]
     assert [e.id for e in fold(events).applied] == [1]

@@ -87,8 +87,11 @@ def test_a_database_server_that_refuses_connections(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    msg = _refused(_db(tmp_path), "cannot use the database",
-                   f"postgresql+psycopg://probeseg:secret@127.0.0.1:{port}/probeseg")
+    msg = _refused(
+        _db(tmp_path),
+        "cannot use the database",
+        f"postgresql+psycopg://probeseg:secret@127.0.0.1:{port}/probeseg",
+    )
     assert "secret" not in msg and f"127.0.0.1:{port}" in msg
 
 
@@ -125,8 +128,14 @@ def test_a_database_server_that_never_answers_times_out(tmp_path):
 def test_the_cli_prints_one_line_and_exits_1(tmp_path):
     folder = _db(tmp_path, b"garbage" * 100)
     cmd = [sys.executable, "app.py", "serve", "--data-dir", str(folder), "--weights", "random"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    out = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert out.returncode == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and "is not an SQLite database" in out.stderr
     assert len([line for line in out.stderr.splitlines() if line.startswith("error:")]) == 1

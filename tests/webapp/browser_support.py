@@ -16,8 +16,16 @@ import numpy as np
 from PIL import Image
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,12 +35,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: Path, log_path: Path, port: int, extra: tuple[str, ...] = (),
-                 timeout: float = 180.0) -> subprocess.Popen:
+def start_server(
+    data_dir: Path, log_path: Path, port: int, extra: tuple[str, ...] = (), timeout: float = 180.0
+) -> subprocess.Popen:
     """`python app.py serve --weights random` on 127.0.0.1:port; returns once the page answers."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "app.py", *(["-v"] if os.environ.get("PROBESEG_TEST_VERBOSE") else []), "serve",
-           "--weights", "random", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir), *extra]
+    cmd = [
+        sys.executable,
+        "app.py",
+        *(["-v"] if os.environ.get("PROBESEG_TEST_VERBOSE") else []),
+        "serve",
+        "--weights",
+        "random",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -83,14 +105,24 @@ def browser(profile_dir: Path, width: int = 1500, height: int = 1100):
 
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            str(profile_dir), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": width, "height": height})
+            str(profile_dir),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": width, "height": height},
+        )
         # Every action waits as long as a busy 2-core machine needs (Playwright's default is 30 s).
         ctx.set_default_timeout(ACTION_TIMEOUT_MS)
         ctx.set_default_navigation_timeout(ACTION_TIMEOUT_MS)
         # Nothing but the app: block every request that is not to 127.0.0.1 (fonts, CDNs, telemetry).
-        ctx.route("**/*", lambda route: route.continue_()
-                  if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")) else route.abort())
+        ctx.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+                else route.abort()
+            ),
+        )
         try:
             yield ctx
         finally:
@@ -119,14 +151,18 @@ def two_colour_png(path: Path, w: int = 320, h: int = 240) -> Path:
 def open_canvas(page, url: str, image_id: int | None = None) -> None:
     """Open the page and wait until the canvas shows an image with its labels loaded."""
     page.goto(url + (f"/?image={image_id}" if image_id else ""), wait_until="load")
-    page.wait_for_function("() => window.__probeseg && window.__probeseg.state.W > 0 && "
-                           "window.__probeseg.state.labelIdx", timeout=ACTION_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx",
+        timeout=ACTION_TIMEOUT_MS,
+    )
 
 
 def canvas_state(page) -> dict:
-    return page.evaluate("() => { const s = window.__probeseg.state; return {view: s.view, W: s.W, H: s.H, "
-                         "classId: s.classId, tool: s.tool, unsaved: s.queue.length, refused: s.refused, "
-                         "image: s.cfg.image && s.cfg.image.id, version: s.headVersion}; }")
+    return page.evaluate(
+        "() => { const s = window.__probeseg.state; return {view: s.view, W: s.W, H: s.H, "
+        "classId: s.classId, tool: s.tool, unsaved: s.queue.length, refused: s.refused, "
+        "image: s.cfg.image && s.cfg.image.id, version: s.headVersion}; }"
+    )
 
 
 def draw_stroke(page, pts: list[tuple[float, float]], steps: int = 6) -> None:
@@ -147,6 +183,8 @@ def draw_stroke(page, pts: list[tuple[float, float]], steps: int = 6) -> None:
 def wait_saved(page, timeout: int = ACTION_TIMEOUT_MS) -> None:
     """Until the canvas has no unsaved edit (the page may have reloaded meanwhile: Gradio reloads it when
     its server comes back; the unsaved edits survive in the tab's sessionStorage)."""
-    page.wait_for_function("() => window.__probeseg && window.__probeseg.state.cfg && "
-                           "window.__probeseg.state.cfg.api && window.__probeseg.state.queue.length === 0",
-                           timeout=timeout)
+    page.wait_for_function(
+        "() => window.__probeseg && window.__probeseg.state.cfg && "
+        "window.__probeseg.state.cfg.api && window.__probeseg.state.queue.length === 0",
+        timeout=timeout,
+    )

@@ -15,10 +15,16 @@ from webapp.context import AppContext, Session
 def ctx(tmp_path, random_backbone):
     repo = Repository.open(tmp_path / "data")
     project = repo.create_project("default")
-    engine = ProjectEngine.create(repo, random_backbone, tmp_path / "features", long_side=112,
-                                  settings=EngineSettings(debounce_s=0.05))
-    yield AppContext(engine=engine, project_id=project.id, project_name=project.name,
-                     export_dir=str(tmp_path / "exports"), import_roots=(str(tmp_path),))
+    engine = ProjectEngine.create(
+        repo, random_backbone, tmp_path / "features", long_side=112, settings=EngineSettings(debounce_s=0.05)
+    )
+    yield AppContext(
+        engine=engine,
+        project_id=project.id,
+        project_name=project.name,
+        export_dir=str(tmp_path / "exports"),
+        import_roots=(str(tmp_path),),
+    )
     engine.close()
     repo.close()
 
@@ -41,8 +47,16 @@ def paint(ctx: AppContext, image_id: int, name: str, rows: slice, cols: slice) -
     """What the canvas sends for a filled rectangle: horizontal radius-0 strokes, one per row."""
     cid = class_id(ctx, name)
     for r in range(rows.start, rows.stop):
-        ctx.repo.apply_op(image_id, {"op_id": f"{name}-{r}-{cols.start}-{rows.start}", "kind": "stroke",
-                                     "class_id": cid, "radius": 0, "points": [[cols.start, r], [cols.stop - 1, r]]})
+        ctx.repo.apply_op(
+            image_id,
+            {
+                "op_id": f"{name}-{r}-{cols.start}-{rows.start}",
+                "kind": "stroke",
+                "class_id": cid,
+                "radius": 0,
+                "points": [[cols.start, r], [cols.stop - 1, r]],
+            },
+        )
 
 
 def colour_of(ctx: AppContext, name: str) -> str:

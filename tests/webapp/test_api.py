@@ -24,8 +24,14 @@ def app(tmp_path, random_backbone):
     """(base URL of project 'demo', context) of a running app; with `request.param` as its login."""
 
     def start(auth: str | None = None):
-        cfg = ServeConfig(port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112,
-                          project="demo", auth=auth)
+        cfg = ServeConfig(
+            port=free_port(),
+            data_dir=str(tmp_path / "data"),
+            weights="random",
+            long_side=112,
+            project="demo",
+            auth=auth,
+        )
         ctx = server.create_context(cfg, backbone=random_backbone)
         demo = server.build_app(cfg, ctx)
         demo.launch(prevent_thread_lock=True, **server.launch_kwargs(cfg, ctx))
@@ -40,14 +46,18 @@ def app(tmp_path, random_backbone):
 
 
 def upload(client: httpx.Client, base: str, files: list[tuple[str, bytes]]) -> httpx.Response:
-    return client.post(f"{base}/images", files=[("files", f) for f in files], headers={"X-Requested-With": "test"})
+    return client.post(
+        f"{base}/images", files=[("files", f) for f in files], headers={"X-Requested-With": "test"}
+    )
 
 
 def test_classes_images_ops_labels_points(app):
     url, ctx = app()
     base = f"{url}/api/v1/projects/demo"
     with httpx.Client(timeout=120) as c:
-        assert c.get(f"{base}/classes").json() == [{"id": 1, "name": "background", "color": "#000000", "index": 0}]
+        assert c.get(f"{base}/classes").json() == [
+            {"id": 1, "name": "background", "color": "#000000", "index": 0}
+        ]
         red = c.post(f"{base}/classes", json={"name": "red"})
         assert red.status_code == 201 and red.json()["index"] == 1
         blue = c.post(f"{base}/classes", json={"name": "blue", "color": "#0000ff"}).json()
@@ -55,21 +65,40 @@ def test_classes_images_ops_labels_points(app):
         r = upload(c, base, [("two.png", png_bytes(two_colour())), ("notes.png", b"not an image")])
         assert r.status_code == 200
         body = r.json()
-        assert [i["name"] for i in body["imported"]] == ["two.png"] and body["rejected"][0]["name"] == "notes.png"
+        assert [i["name"] for i in body["imported"]] == ["two.png"] and body["rejected"][0][
+            "name"
+        ] == "notes.png"
         assert "not" in body["rejected"][0]["reason"] and "Traceback" not in r.text
         [im] = c.get(f"{base}/images").json()
         assert (im["width"], im["height"]) == (112, 84)
         f = c.get(f"{base}/images/{im['id']}/file")
         assert Image.open(io.BytesIO(f.content)).size == (112, 84)
-        assert c.get(f"{base}/images/{im['id']}/file", headers={"If-None-Match": f.headers["etag"]}).status_code == 304
+        assert (
+            c.get(f"{base}/images/{im['id']}/file", headers={"If-None-Match": f.headers["etag"]}).status_code
+            == 304
+        )
 
-        op = {"op_id": "s-1", "kind": "stroke", "class_id": red.json()["id"], "radius": 2, "points": [[5, 40], [40, 40]]}
+        op = {
+            "op_id": "s-1",
+            "kind": "stroke",
+            "class_id": red.json()["id"],
+            "radius": 2,
+            "points": [[5, 40], [40, 40]],
+        }
         ack = c.post(f"{base}/images/{im['id']}/ops", json=op).json()
         assert ack["seq"] == 1 and ack["duplicate"] is False and ack["applied"] is True
         again = c.post(f"{base}/images/{im['id']}/ops", json=op).json()
         assert again["duplicate"] is True and again["seq"] == 1
-        c.post(f"{base}/images/{im['id']}/ops", json={"op_id": "p-1", "kind": "point", "class_id": blue["id"],
-                                                         "radius": 1, "points": [[100, 10]]})
+        c.post(
+            f"{base}/images/{im['id']}/ops",
+            json={
+                "op_id": "p-1",
+                "kind": "point",
+                "class_id": blue["id"],
+                "radius": 1,
+                "points": [[100, 10]],
+            },
+        )
         stored = ctx.repo.label_map(im["id"])
         assert (stored[40, 5:41] == 1).all() and stored[10, 100] == 2
         labels = c.get(f"{base}/images/{im['id']}/labels")
@@ -94,14 +123,18 @@ def test_prediction_travels_small_and_matches_core(app):
         [im] = upload(c, base, [("two.png", png_bytes(two_colour()))]).json()["imported"]
         assert c.get(f"{base}/images/{im['id']}/prediction").status_code == 204  # no head yet
         ctx.engine.features(im["id"], wait=120)
-        ops = [{"op_id": "a", "kind": "stroke", "class_id": red, "radius": 3, "points": [[5, 40], [45, 40]]},
-               {"op_id": "b", "kind": "stroke", "class_id": blue, "radius": 3, "points": [[65, 20], [105, 20]]}]
+        ops = [
+            {"op_id": "a", "kind": "stroke", "class_id": red, "radius": 3, "points": [[5, 40], [45, 40]]},
+            {"op_id": "b", "kind": "stroke", "class_id": blue, "radius": 3, "points": [[65, 20], [105, 20]]},
+        ]
         gens = [c.post(f"{base}/images/{im['id']}/ops", json=op).json()["train_generation"] for op in ops]
         assert gens[1] > gens[0] > 0  # every committed edit asks for a fit at once
         deadline, p = time.monotonic() + 120, None
         while time.monotonic() < deadline:  # interim heads come first; wait for the final one
-            r = c.get(f"{base}/images/{im['id']}/prediction",
-                      params={"wait": 20} | ({"after": p["version"]} if p else {}))
+            r = c.get(
+                f"{base}/images/{im['id']}/prediction",
+                params={"wait": 20} | ({"after": p["version"]} if p else {}),
+            )
             if r.status_code == 200:
                 p = r.json()
                 if not p["interim"] and p["generation"] >= gens[1]:
@@ -120,27 +153,61 @@ def test_prediction_travels_small_and_matches_core(app):
         assert r.status_code == 204 and time.monotonic() - start >= 0.45
 
 
-@pytest.mark.parametrize("method, path, kwargs, status, words", [
-    ("post", "/images/1/ops", {"json": {"op_id": "x", "kind": "paint"}}, 422, "unknown kind"),
-    ("post", "/images/1/ops", {"json": {"op_id": "x", "kind": "stroke", "radius": 1, "points": [[1, 1]]}}, 422,
-     "class_id"),
-    ("post", "/images/1/ops", {"json": {"op_id": "x", "kind": "stroke", "class_id": 999, "radius": 1,
-                                        "points": [[1, 1]]}}, 404, "class 999"),
-    ("post", "/images/1/ops", {"json": {"op_id": "x", "kind": "point", "class_id": 1, "radius": 1,
-                                        "points": [[1e9, 1]]}}, 422, "outside"),
-    ("post", "/images/1/ops", {"json": {"op_id": "x", "kind": "stroke", "class_id": 1, "radius": 1,
-                                        "points": [["a", 1]]}}, 422, "number"),
-    ("post", "/images/1/ops", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400,
-     "not valid JSON"),
-    ("post", "/images/1/ops", {"content": b"kind=stroke", "headers": {"Content-Type": "text/plain"}}, 415, "JSON"),
-    ("post", "/images/99/ops", {"json": {"op_id": "x", "kind": "undo"}}, 404, "image 99"),
-    ("get", "/images/99/labels", {}, 404, "image 99"),
-    ("get", "/images/abc/labels", {}, 422, ""),
-    ("get", "/images/1/labels?mode=rgb", {}, 422, "mode"),
-    ("post", "/classes", {"json": {"colour": "#ffffff"}}, 422, "name"),
-    ("post", "/classes", {"json": {"name": "background"}}, 409, "already"),
-    ("post", "/images", {"files": [("files", ("a.png", b"x"))]}, 400, "X-Requested-With"),
-])
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, words",
+    [
+        ("post", "/images/1/ops", {"json": {"op_id": "x", "kind": "paint"}}, 422, "unknown kind"),
+        (
+            "post",
+            "/images/1/ops",
+            {"json": {"op_id": "x", "kind": "stroke", "radius": 1, "points": [[1, 1]]}},
+            422,
+            "class_id",
+        ),
+        (
+            "post",
+            "/images/1/ops",
+            {"json": {"op_id": "x", "kind": "stroke", "class_id": 999, "radius": 1, "points": [[1, 1]]}},
+            404,
+            "class 999",
+        ),
+        (
+            "post",
+            "/images/1/ops",
+            {"json": {"op_id": "x", "kind": "point", "class_id": 1, "radius": 1, "points": [[1e9, 1]]}},
+            422,
+            "outside",
+        ),
+        (
+            "post",
+            "/images/1/ops",
+            {"json": {"op_id": "x", "kind": "stroke", "class_id": 1, "radius": 1, "points": [["a", 1]]}},
+            422,
+            "number",
+        ),
+        (
+            "post",
+            "/images/1/ops",
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "not valid JSON",
+        ),
+        (
+            "post",
+            "/images/1/ops",
+            {"content": b"kind=stroke", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "JSON",
+        ),
+        ("post", "/images/99/ops", {"json": {"op_id": "x", "kind": "undo"}}, 404, "image 99"),
+        ("get", "/images/99/labels", {}, 404, "image 99"),
+        ("get", "/images/abc/labels", {}, 422, ""),
+        ("get", "/images/1/labels?mode=rgb", {}, 422, "mode"),
+        ("post", "/classes", {"json": {"colour": "#ffffff"}}, 422, "name"),
+        ("post", "/classes", {"json": {"name": "background"}}, 409, "already"),
+        ("post", "/images", {"files": [("files", ("a.png", b"x"))]}, 400, "X-Requested-With"),
+    ],
+)
 def test_malformed_requests_get_a_4xx_with_a_message(app, method, path, kwargs, status, words):
     url, ctx = app()
     ctx.repo.add_image(ctx.project_id, png_bytes(two_colour()), "two.png")

@@ -59,8 +59,9 @@ def test_serve_flags_parse_into_the_config(tmp_path):
     f = tmp_path / "auth"
     f.write_text("ann:s3cret\n")
     f.chmod(0o600)
-    args = build_parser("serve").parse_args(["serve", "--auth-file", str(f), "--import-root", str(tmp_path),
-                                      "--import-root", "/srv/images"])
+    args = build_parser("serve").parse_args(
+        ["serve", "--auth-file", str(f), "--import-root", str(tmp_path), "--import-root", "/srv/images"]
+    )
     cfg = config_from_args(args)
     assert cfg.auth_pair() == ("ann", "s3cret") and cfg.import_roots == (str(tmp_path), "/srv/images")
     assert config_from_args(build_parser("serve").parse_args(["serve"])).import_roots == ()
@@ -75,8 +76,9 @@ def test_failed_logins_are_slowed_down_per_client_address(tmp_path, random_backb
     from webapp import auth, server
     from webapp.config import ServeConfig
 
-    cfg = ServeConfig(port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112,
-                      auth="ann:secret")
+    cfg = ServeConfig(
+        port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112, auth="ann:secret"
+    )
     ctx = server.create_context(cfg, backbone=random_backbone)
     demo = server.build_app(cfg, ctx)
     kwargs = server.launch_kwargs(cfg, ctx)

@@ -73,16 +73,24 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             assert (stored[60, 180:] == 255).all() and (stored[160, :140] == 255).all()
 
             # the overlay follows the colours (computed in the page from the patch-grid scores)
-            page.wait_for_function("() => window.__probeseg.strokes.length === 2 && "
-                                   "window.__probeseg.strokes.every((s) => s.t_paint)", timeout=WAIT)
-            pred = np.array(page.evaluate("() => window.__probeseg.predictionLabels()"), np.uint8).reshape(240, 320)
+            page.wait_for_function(
+                "() => window.__probeseg.strokes.length === 2 && "
+                "window.__probeseg.strokes.every((s) => s.t_paint)",
+                timeout=WAIT,
+            )
+            pred = np.array(page.evaluate("() => window.__probeseg.predictionLabels()"), np.uint8).reshape(
+                240, 320
+            )
             assert (pred[:, :130] == 1).mean() > 0.9 and (pred[:, 190:] == 2).mean() > 0.9
             page.screenshot(path=str(tmp_path / "1-overlay.png"))
 
             # toggles repaint in the page without a server call (after the page's own refresh has settled)
             page.wait_for_timeout(3000)
             sent: list = []
-            page.on("request", lambda r: sent.append(r.url) if "/api/" in r.url or "/gradio_api/" in r.url else None)
+            page.on(
+                "request",
+                lambda r: sent.append(r.url) if "/api/" in r.url or "/gradio_api/" in r.url else None,
+            )
             page.locator(".ps-class .ps-eye").nth(2).click()
             page.locator(".ps-opacity").fill("80")
             page.locator(".ps-mode").select_option("uncertainty")

@@ -99,7 +99,7 @@ def test_training_errors_are_messages_and_success_updates_views(labelled_ctx, se
     img = view["view_img"].astype(np.float32)
     h, w = img.shape[:2]
     near = ((img[..., None, :] - pal) ** 2).sum(-1).argmin(-1)
-    assert (near[:, : int(w * 0.4)] == 1).mean() > 0.95 and (near[:, int(w * 0.6):] == 2).mean() > 0.95
+    assert (near[:, : int(w * 0.4)] == 1).mean() > 0.95 and (near[:, int(w * 0.6) :] == 2).mean() > 0.95
     assert "Prediction overlay" in view["view_note"]
 
 
@@ -167,7 +167,9 @@ def test_suggest_shows_needy_regions_and_opens_one_zoomed(labelled_ctx, sess):
     image_id, box = sess.suggestions[0]
     opened = cba.pick_suggestion(ctx, sess, 0)
     assert sess.image_id == image_id and canvas(opened)["focus"] == list(box)
-    assert canvas(cba.show(ctx, sess, sess.image_id))["focus"] is None  # the zoom is applied once, not on every redraw
+    assert (
+        canvas(cba.show(ctx, sess, sess.image_id))["focus"] is None
+    )  # the zoom is applied once, not on every redraw
 
     # Labelling the whole first image: it needs nothing more, so "next most uncertain" leaves it.
     full = np.ones((84, 112), np.uint8)

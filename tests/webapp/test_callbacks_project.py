@@ -67,7 +67,8 @@ def test_deleting_a_class_in_use_needs_a_choice_and_loses_nothing_by_accident(la
     assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()  # now blue, at index 1
     out = cbc.delete(ctx, sess, str(blue), cbc.DROP, None)
     assert (ctx.repo.label_map(sess.image_id) == 255).all() and out["class_toggles"]["value"] == [
-        str(class_id(ctx, "background"))]
+        str(class_id(ctx, "background"))
+    ]
     with pytest.raises(gr.Error, match="at least one class"):
         cbc.delete(ctx, sess, str(class_id(ctx, "background")), cbc.DROP, None)
 
@@ -118,7 +119,9 @@ def test_voc_import_enables_evaluation(ctx, sess, tiny_voc):
     res = cbe.evaluation(ctx, sess)
     assert "mIoU" in res["eval_md"] and "| red |" in res["eval_md"]
     plot = res["eval_plot"]  # mIoU against labelled pixels, never empty once a head is scored
-    assert len(plot) >= 1 and plot["labelled pixels"].iloc[-1] == sum(ctx.repo.labelled_pixel_counts(ctx.project_id).values())
+    assert len(plot) >= 1 and plot["labelled pixels"].iloc[-1] == sum(
+        ctx.repo.labelled_pixel_counts(ctx.project_id).values()
+    )
     assert ctx.engine.evaluate(ctx.project_id).scores.miou > 0.5
 
 
@@ -153,14 +156,30 @@ def test_exports(labelled_ctx, sess):
     coco = json.loads(Path(cbe.export_coco(ctx, sess, True)["export_files"][0]).read_text())
     assert len(coco["images"]) == 1 and coco["annotations"]
     files = cbe.export_head(ctx, sess)["export_files"]
-    assert files[0].endswith("head.safetensors") and json.loads(Path(files[1]).read_text())["backbone"] == "dinov2_vits14"
+    assert (
+        files[0].endswith("head.safetensors")
+        and json.loads(Path(files[1]).read_text())["backbone"] == "dinov2_vits14"
+    )
     from cli.main import main  # the exported head is what the command line predicts with
 
     image = Path(files[0]).parent.parent / "two.png"
     image.write_bytes(ctx.repo.image_bytes(ctx.repo.list_images(ctx.project_id)[0].id))
     out = Path(files[0]).parent.parent / "predicted"
-    assert main(["predict", "--head", str(Path(files[0]).parent), "--images", str(image), "--out", str(out),
-                 "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--head",
+                str(Path(files[0]).parent),
+                "--images",
+                str(image),
+                "--out",
+                str(out),
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     assert (out / "two.png").is_file()
     project = cbe.export_project(ctx, sess)["export_files"][0]
     assert zipfile.is_zipfile(project)
@@ -181,8 +200,15 @@ def test_folder_import_reads_nothing_outside_the_import_roots(ctx, sess, tmp_pat
     (inside / "linked-dir").symlink_to(outside, target_is_directory=True)
     (tmp_path / "escape").symlink_to(outside, target_is_directory=True)
     messages = []
-    for attempt in (str(outside), str(inside / ".." / ".." / outside.name), str(tmp_path / "escape"),
-                    "/etc", "/no/such/folder", str(tmp_path / "data"), str(tmp_path / "data" / "images")):
+    for attempt in (
+        str(outside),
+        str(inside / ".." / ".." / outside.name),
+        str(tmp_path / "escape"),
+        "/etc",
+        "/no/such/folder",
+        str(tmp_path / "data"),
+        str(tmp_path / "data" / "images"),
+    ):
         with pytest.raises(gr.Error) as err:
             cbd.import_folder(ctx, sess, attempt, cbv.SORTS[0])
         messages.append(str(err.value))
@@ -211,8 +237,11 @@ def test_user_text_is_shown_as_typed_never_as_markup(ctx, sess):
     labels[2:6, 2:6] = cls.index
     ctx.repo.save_scribbles(info.id, labels)
     info = ctx.repo.get_image(info.id)
-    rendered = [imagepanel.image_title(ctx, sess, info), imagepanel.image_status(ctx, info, ctx.classes()),
-                cbv._legend(ctx.classes())]
+    rendered = [
+        imagepanel.image_title(ctx, sess, info),
+        imagepanel.image_status(ctx, info, ctx.classes()),
+        cbv._legend(ctx.classes()),
+    ]
     assert md(info.name) in rendered[0]  # the stored (sanitised) file name, escaped
     import re
 
@@ -259,8 +288,9 @@ def test_tiff_settings_coco_and_napari_imports_from_the_images_tab(ctx, sess, tm
     import tifffile
 
     buf = io.BytesIO()
-    tifffile.imwrite(buf, (np.arange(3 * 20 * 30).reshape(3, 20, 30) * 20).astype(np.uint16),
-                     photometric="minisblack")
+    tifffile.imwrite(
+        buf, (np.arange(3 * 20 * 30).reshape(3, 20, 30) * 20).astype(np.uint16), photometric="minisblack"
+    )
     stack = tmp_path / "stack.tif"
     stack.write_bytes(buf.getvalue())
     with pytest.raises(gr.Error, match="whole numbers"):
@@ -277,13 +307,19 @@ def test_tiff_settings_coco_and_napari_imports_from_the_images_tab(ctx, sess, tm
     from PIL import Image
 
     w, h = Image.open(root / "JPEGImages" / names[0]).size
-    doc = {"images": [{"id": 1, "file_name": names[0], "width": w, "height": h}],
-           "categories": [{"id": 1, "name": "red"}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}]}
+    doc = {
+        "images": [{"id": 1, "file_name": names[0], "width": w, "height": h}],
+        "categories": [{"id": 1, "name": "red"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}
+        ],
+    }
     (tmp_path / "coco.json").write_text(json.dumps(doc))
     with pytest.raises(gr.Error, match="COCO JSON file"):
         cbd.import_coco(ctx, sess, str(root / "JPEGImages"), "", False, cbv.SORTS[0])
-    out = cbd.import_coco(ctx, sess, str(root / "JPEGImages"), str(tmp_path / "coco.json"), True, cbv.SORTS[0])
+    out = cbd.import_coco(
+        ctx, sess, str(root / "JPEGImages"), str(tmp_path / "coco.json"), True, cbv.SORTS[0]
+    )
     assert "1 imported" in out["import_report"] and "red" in {c.name for c in ctx.classes()}
 
     # napari / ilastik masks: 0 = unlabelled

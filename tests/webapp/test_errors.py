@@ -22,18 +22,32 @@ def _raising(exc: BaseException):
     return callback
 
 
-@pytest.mark.parametrize("exc", [ValidationError("photo.png: the file is empty"),
-                                 TrainingError("photo.png: the file is empty"), InputError("photo.png: the file is empty")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValidationError("photo.png: the file is empty"),
+        TrainingError("photo.png: the file is empty"),
+        InputError("photo.png: the file is empty"),
+    ],
+)
 def test_user_errors_keep_their_message(exc):
     with pytest.raises(gr.Error, match="Photo.png: the file is empty"):
         _raising(exc)()
 
 
-@pytest.mark.parametrize("exc", [KeyError("file"), IndexError("list index out of range"),
-                                 ValueError("operands could not be broadcast together with shapes (3,) (4,)"),
-                                 LookupError("no such thing"),
-                                 RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database "
-                                              "[SQL: INSERT INTO annotation ...]")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        KeyError("file"),
+        IndexError("list index out of range"),
+        ValueError("operands could not be broadcast together with shapes (3,) (4,)"),
+        LookupError("no such thing"),
+        RuntimeError(
+            "(sqlite3.OperationalError) attempt to write a readonly database "
+            "[SQL: INSERT INTO annotation ...]"
+        ),
+    ],
+)
 def test_bugs_are_internal_errors_without_internals(exc, caplog):
     with caplog.at_level(logging.ERROR, logger="webapp.errors"), pytest.raises(gr.Error) as err:
         _raising(exc)()

@@ -14,16 +14,38 @@ from tests.images import png_bytes, two_colour
 from webapp import callbacks_data as cbd
 from webapp import callbacks_views as cbv
 
-IMPORTED = {"cmyk-jpeg", "16-bit-png", "16-bit-tiff", "float-tiff", "palette", "palette-transparent", "rgba",
-            "grey-alpha", "greyscale-jpeg", "exif-rotated", "broken-exif", "animated-gif", "tiff-stack", "1x1",
-            "bmp", "webp", "no-extension-jpeg", "traversal-name", "very-long-name", "unicode-name",
-            "control-chars-name", "zip-slip"}
+IMPORTED = {
+    "cmyk-jpeg",
+    "16-bit-png",
+    "16-bit-tiff",
+    "float-tiff",
+    "palette",
+    "palette-transparent",
+    "rgba",
+    "grey-alpha",
+    "greyscale-jpeg",
+    "exif-rotated",
+    "broken-exif",
+    "animated-gif",
+    "tiff-stack",
+    "1x1",
+    "bmp",
+    "webp",
+    "no-extension-jpeg",
+    "traversal-name",
+    "very-long-name",
+    "unicode-name",
+    "control-chars-name",
+    "zip-slip",
+}
 REFUSED = set(HOSTILE) - IMPORTED
 
 
 def _check_report(report, key: str) -> None:
     messages = [m for _, m in report.failed] + [m for _, m in report.skipped]
-    shown = [n for n in (*report.imported, *report.duplicates)] + [n for n, _ in (*report.failed, *report.skipped)]
+    shown = [n for n in (*report.imported, *report.duplicates)] + [
+        n for n, _ in (*report.failed, *report.skipped)
+    ]
     for text in messages + shown:
         assert not INTERNALS.search(text), (key, text)
     for name in shown:  # names are shown sanitised: no folders, no control characters
@@ -55,7 +77,9 @@ def test_every_hostile_file_in_a_server_folder_is_imported_or_refused(ctx, sess,
     assert not INTERNALS.search(out["import_report"])
     imported = {i.name for i in ctx.images()}
 
-    def stored(fname: str) -> set[str]:  # a TIFF is stored as PNG planes: <stem>.png or <stem>_plane000.png, ...
+    def stored(
+        fname: str,
+    ) -> set[str]:  # a TIFF is stored as PNG planes: <stem>.png or <stem>_plane000.png, ...
         if not fname.lower().endswith((".tif", ".tiff")):
             return {fname} & imported
         stem = fname.rsplit(".", 1)[0]

@@ -9,8 +9,11 @@ from core.labels import IGNORE
 from storage import ClassInfo
 from webapp import render
 
-CLASSES = [ClassInfo(1, "background", "#000000", 0), ClassInfo(5, "cat", "#800000", 1),
-           ClassInfo(9, "dog", "#008000", 2)]
+CLASSES = [
+    ClassInfo(1, "background", "#000000", 0),
+    ClassInfo(5, "cat", "#800000", 1),
+    ClassInfo(9, "dog", "#008000", 2),
+]
 
 
 def test_downscale_shows_a_full_resolution_row_and_column_per_display_pixel():

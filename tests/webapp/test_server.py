@@ -28,12 +28,30 @@ def test_defaults_flags_and_environment(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("PROBESEG_AUTH", raising=False)
     cfg = cli_serve.config_from_args(parse())
-    assert (cfg.host, cfg.port, cfg.weights, cfg.project, cfg.share) == ("127.0.0.1", 7860, "hub", "default", False)
+    assert (cfg.host, cfg.port, cfg.weights, cfg.project, cfg.share) == (
+        "127.0.0.1",
+        7860,
+        "hub",
+        "default",
+        False,
+    )
     assert cfg.db_url is None and cfg.auth_pair() is None and cfg.url == "http://127.0.0.1:7860"
     monkeypatch.setenv("DATABASE_URL", "sqlite:////tmp/x.db")
     monkeypatch.setenv("PROBESEG_AUTH", "ann:secret")
-    cfg = cli_serve.config_from_args(parse("--host", "0.0.0.0", "--port", "9000", "--weights", "random",
-                                           "--long-side", "224", "--project", "cells"))
+    cfg = cli_serve.config_from_args(
+        parse(
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9000",
+            "--weights",
+            "random",
+            "--long-side",
+            "224",
+            "--project",
+            "cells",
+        )
+    )
     assert cfg.db_url == "sqlite:////tmp/x.db" and cfg.auth_pair() == ("ann", "secret")
     assert (cfg.host, cfg.port, cfg.long_side, cfg.project) == ("0.0.0.0", 9000, 224, "cells")
     assert parse().func is cli_serve.run
@@ -59,15 +77,17 @@ def test_hub_failure_falls_back_to_random_weights_with_a_banner(monkeypatch, ran
     assert "FALLING BACK TO RANDOM WEIGHTS" in capsys.readouterr().err
     _, banner = server.load_backbone_with_fallback(ServeConfig(device="cpu", weights="random"))
     assert "fell back" not in banner and "--weights random" in banner
-    monkeypatch.setattr(server, "load_backbone", lambda *a, **k: (_ for _ in ()).throw(
-        WeightsUnavailableError("bad file")))
+    monkeypatch.setattr(
+        server, "load_backbone", lambda *a, **k: (_ for _ in ()).throw(WeightsUnavailableError("bad file"))
+    )
     with pytest.raises(WeightsUnavailableError):
         server.load_backbone_with_fallback(ServeConfig(device="cpu", weights="/nope.pth"))
 
 
 def test_app_is_served_with_login(tmp_path, random_backbone):
-    cfg = ServeConfig(port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112,
-                      auth="ann:secret")
+    cfg = ServeConfig(
+        port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112, auth="ann:secret"
+    )
     ctx = server.create_context(cfg, backbone=random_backbone)
     demo = server.build_app(cfg, ctx)
     assert isinstance(demo, gr.Blocks) and demo.probeseg is ctx
@@ -76,10 +96,15 @@ def test_app_is_served_with_login(tmp_path, random_backbone):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{cfg.url}/config", timeout=10)
         assert err.value.code == 401
-        reset = (f"{cfg.url}/gradio_api/reset", json.dumps({"event_id": "x"}).encode(),
-                 {"Content-Type": "application/json"})
+        reset = (
+            f"{cfg.url}/gradio_api/reset",
+            json.dumps({"event_id": "x"}).encode(),
+            {"Content-Type": "application/json"},
+        )
         for path in ("/gradio_api/heartbeat/x", None):  # routes Gradio itself leaves open
-            req = urllib.request.Request(*reset) if path is None else urllib.request.Request(f"{cfg.url}{path}")
+            req = (
+                urllib.request.Request(*reset) if path is None else urllib.request.Request(f"{cfg.url}{path}")
+            )
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(req, timeout=10)
             assert err.value.code == 401
