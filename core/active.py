@@ -161,7 +161,7 @@ def regions(
         r0, r1 = max(0, sl[0].start - grown), min(h, sl[0].stop + grown)
         c0, c1 = max(0, sl[1].start - grown), min(w, sl[1].stop + grown)
         inside = np.where(comps == label, grid, -1.0)
-        py, px = np.unravel_index(int(inside.argmax()), grid.shape)
+        py, px = (int(v) for v in np.unravel_index(int(inside.argmax()), grid.shape))
         y0, y1 = cell_span(r0, r1, h, H)
         x0, x1 = cell_span(c0, c1, w, W)
         cy, cx = cell_span(py, py + 1, h, H), cell_span(px, px + 1, w, W)

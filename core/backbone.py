@@ -13,6 +13,7 @@ import os
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import timm
 import torch
@@ -23,6 +24,10 @@ from core.config import PATCH_SIZE
 from core.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# A timm VisionTransformer with the attributes `create_model` adds (probeseg_spec, probeseg_position): timm's
+# own class does not declare them, so the checker takes these models as Any.
+ViT = Any
 
 RANDOM_SEED = 0  # random weights are seeded so their features (and the feature cache) are reproducible
 
@@ -123,7 +128,7 @@ class Backbone:
             return vit_tokens(self.model, batch).float()
 
 
-def vit_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def vit_tokens(model: ViT, x: torch.Tensor) -> torch.Tensor:
     """The ONE token extraction: [B, 3, H, W] -> [B, C, H/14, W/14], the last block's patch tokens after the
     final norm with CLS and register tokens dropped. No grad mode of its own: the SGD protocol fine-tunes
     through it, `Backbone.patch_tokens` wraps it in inference mode, the ONNX export traces it."""
@@ -156,7 +161,7 @@ def resize_pos_embed(
     return torch.cat([prefix, resized], dim=1)
 
 
-def meta_position_embedding(model: nn.Module, grid: tuple[int, int]) -> torch.Tensor:
+def meta_position_embedding(model: ViT, grid: tuple[int, int]) -> torch.Tensor:
     """The model's position embedding at `grid` by Meta's rule: [1, P + h*w, C] (P = 1 CLS slot for the plain
     models, 0 for `_reg`)."""
     spec = model.probeseg_spec
@@ -169,7 +174,7 @@ def meta_position_embedding(model: nn.Module, grid: tuple[int, int]) -> torch.Te
     )
 
 
-def _meta_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _meta_pos_embed(self: ViT, x: torch.Tensor) -> torch.Tensor:
     """Replaces timm's `_pos_embed` (which always resizes by size with antialiasing) by Meta's rule.
     x: [B, h, w, C] patch embeddings (timm's dynamic_img_size layout) -> [B, prefix + h*w, C].
     `probeseg_position` is `meta_position_embedding` (the ONNX export swaps in a table of the same values)."""
@@ -189,7 +194,7 @@ def create_model(spec: BackboneSpec, pretrained: bool = False, **timm_kwargs) ->
     """The timm model of `spec` with Meta's position-embedding rule (see BackboneSpec). `timm_kwargs`
     override timm's architecture arguments (tests use `depth=1` to check every size cheaply)."""
     # dynamic_img_size: the position embedding is resized to any input grid, so images keep aspect.
-    model = timm.create_model(
+    model: ViT = timm.create_model(
         spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True, **timm_kwargs
     )
     model.probeseg_spec = spec
@@ -238,7 +243,9 @@ def load_weights_file(model: nn.Module, path: str | os.PathLike, spec: BackboneS
 
     state = read_checkpoint(path)
     layout = checkpoint_layout(state)
-    converted = checkpoint_filter_fn(state, model)  # maps Meta's keys (registers, SwiGLU) onto timm's
+    converted = checkpoint_filter_fn(
+        state, cast(ViT, model)
+    )  # maps Meta's keys (registers, SwiGLU) onto timm's
     try:
         model.load_state_dict(converted, strict=True)
     except RuntimeError as exc:

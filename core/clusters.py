@@ -117,7 +117,9 @@ def kmeans_images(
         h, w = t.shape[1:]
         grid = ids[start : start + h * w].reshape(h, w)
         start += h * w
-        results.append(ClusterResult(grid, _upsample_nearest(grid, tuple(size)).astype(np.uint8)))
+        results.append(
+            ClusterResult(grid, _upsample_nearest(grid, (int(size[0]), int(size[1]))).astype(np.uint8))
+        )
     return results
 
 

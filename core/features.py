@@ -18,7 +18,7 @@ align_corners=False)` computes it. Everything that maps between patches and pixe
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,9 +140,10 @@ def interp_matrix(n_in: int, n_out: int, rows: slice | None = None) -> torch.Ten
     return torch.from_numpy(m)
 
 
-def upsample_logits(grid_values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample_logits(grid_values: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """[B, K, h, w] -> [B, K, H, W] by the same bilinear rule, differentiable (training on full-resolution
-    logits, the ONNX export); `upsample_rows` is the banded form for prediction."""
+    logits, the ONNX export: there `size` is a symbolic torch.Size, which int() would freeze to the traced
+    size); `upsample_rows` is the banded form for prediction."""
     return F.interpolate(grid_values, size=tuple(size), mode="bilinear", align_corners=False)
 
 
@@ -216,7 +217,7 @@ class FeatureExtractor:
         return self.extract_many([rgb])[0]
 
     def extract_many(
-        self, images: Sequence[np.ndarray], progress: Iterable | None = None
+        self, images: Sequence[np.ndarray], progress: Callable[[int], object] | None = None
     ) -> list[PatchFeatures]:
         """Features for many images, batched by input size. `progress`, if given, is called with the
         number of images finished after each batch (a tqdm.update or gr.Progress adapter)."""
@@ -232,8 +233,8 @@ class FeatureExtractor:
                 for i, t in zip(chunk, tokens, strict=True):
                     out[i] = PatchFeatures(
                         tokens=t.contiguous(),
-                        resized_size=tuple(batch.shape[2:]),
-                        original_size=tuple(images[i].shape[:2]),
+                        resized_size=(int(batch.shape[2]), int(batch.shape[3])),
+                        original_size=(int(images[i].shape[0]), int(images[i].shape[1])),
                     )
                 if progress is not None:
                     progress(len(chunk))

@@ -33,13 +33,16 @@ class LinearHead(nn.Module):
     """logits = W ((x - mean) / std) + b for every token x; a linear map, so it commutes with bilinear
     interpolation (the identity the trainer relies on)."""
 
+    mean: torch.Tensor  # buffers (register_buffer below), declared for the type checker
+    std: torch.Tensor
+
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
         if num_classes < 1 or dim < 1:
             raise ValueError(f"a head needs dim >= 1 and num_classes >= 1, got {dim}, {num_classes}")
         self.conv = nn.Conv2d(dim, num_classes, kernel_size=1)
         nn.init.zeros_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        nn.init.zeros_(self.bias)
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
@@ -50,6 +53,18 @@ class LinearHead(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.conv.out_channels
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """[K, C] view of the weights (the 1x1 convolution's)."""
+        return self.conv.weight.view(self.num_classes, -1)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """[K] bias (the convolution is built with one)."""
+        bias = self.conv.bias
+        assert bias is not None
+        return bias
 
     def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(mean)
@@ -63,7 +78,7 @@ class LinearHead(nn.Module):
     def logits_flat(self, x: torch.Tensor) -> torch.Tensor:
         """[N, C] -> [N, K] logits."""
         z = (x.float() - self.mean) / self.std
-        return z @ self.conv.weight.view(self.num_classes, -1).T + self.conv.bias
+        return z @ self.weight.T + self.bias
 
 
 @dataclass

@@ -150,7 +150,7 @@ def _line_search(fun: Callable, x: np.ndarray, f: float, d: np.ndarray, slope: f
     """A step along d meeting the weak Wolfe conditions: bisect when the loss rises too much, double when
     the slope is still steep. Returns (x, f, g, evaluations); x is None when nothing lowered the loss."""
     lo, hi = 0.0, np.inf
-    best = (None, f, None)
+    best: tuple[np.ndarray | None, float, np.ndarray | None] = (None, f, None)
     for n in range(1, MAX_LINE_SEARCH + 1):
         xt = x + step * d
         ft, gt = _evaluate(fun, xt)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -76,7 +76,7 @@ class LRU(Generic[V]):
             self._bytes -= item[1]
             return item[0]
 
-    def discard(self, predicate: Callable[[Hashable], bool]) -> None:
+    def discard(self, predicate: Callable[[Any], bool]) -> None:
         with self._lock:
             for key in [k for k in self._data if predicate(k)]:
                 self._bytes -= self._data.pop(key)[1]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from core.atomic import atomic_path
-from core.backbone import PATCH_SIZE, Backbone, meta_position_embedding, vit_tokens
+from core.backbone import PATCH_SIZE, Backbone, ViT, meta_position_embedding, vit_tokens
 from core.errors import UserError
 from core.features import upsample_logits
 from core.head import HeadMeta, LinearHead, feature_recipe
@@ -49,7 +49,7 @@ def _require_onnx():
     return onnx
 
 
-def axis_tables(model: nn.Module, max_grid: int) -> torch.Tensor:
+def axis_tables(model: ViT, max_grid: int) -> torch.Tensor:
     """[max_grid, max_grid, M] float32: entry [n - 1, :n] is the [n, M] matrix of the 1-D position-embedding
     resize from M to n cells, read off the runtime rule applied to indicator channels (channel c is 1 on row
     c of the M x M grid), so the table cannot drift from the rule."""
@@ -76,7 +76,7 @@ class _TablePosition:
     def __init__(self, table: torch.Tensor):
         self.table = table
 
-    def __call__(self, model: nn.Module, grid: tuple[int, int]) -> torch.Tensor:
+    def __call__(self, model: ViT, grid: tuple[int, int]) -> torch.Tensor:
         h, w = grid
         pos = model.pos_embed
         prefix = 0 if model.no_embed_class else 1
@@ -115,12 +115,14 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     head = copy.deepcopy(head).cpu().eval()
     max_grid = max_side // PATCH_SIZE
+    module: nn.Module
     if head_only:
         module, name, example = head, "tokens", torch.zeros(1, head.dim, 4, 5)
         dims = {2: torch.export.Dim("h", min=1, max=max_grid), 3: torch.export.Dim("w", min=1, max=max_grid)}
         dynamic = {"tokens": dims}
     else:
-        model = copy.deepcopy(backbone.model).cpu().float().eval()
+        assert backbone is not None  # checked above
+        model: ViT = copy.deepcopy(backbone.model).cpu().float().eval()
         model.probeseg_position = _TablePosition(axis_tables(model, max_grid))
         module, name = _Segmenter(model, head).eval(), "image"
         example = torch.zeros(1, 3, 4 * PATCH_SIZE, 5 * PATCH_SIZE)

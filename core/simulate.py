@@ -22,9 +22,11 @@ Cost model (simulated seconds, documented so that curves can be read against tim
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -220,7 +222,7 @@ class Annotator:
         )
         if not found:
             return None
-        i, (y, x) = found[0].key, found[0].peak
+        i, (y, x) = cast(int, found[0].key), found[0].peak  # the keys given to suggest: image positions
         if images[i].sample.gt[y, x] == IGNORE:  # void in the ground truth: the nearest real pixel
             ys, xs = np.nonzero(images[i].sample.gt != IGNORE)
             j = int(np.argmin((ys - y) ** 2 + (xs - x) ** 2))
@@ -298,9 +300,10 @@ def simulate(
     annotator = Annotator(train, val, num_classes, config)
     out: dict = {"full_label_miou": full, "strategies": {}}
     for name in strategies:
-        curve = annotator.run(
-            name, None if progress is None else (lambda step, name=name: progress(name, step))
-        )
+        step_progress: Callable[[int], None] | None = None
+        if progress is not None:
+            step_progress = functools.partial(progress, name)
+        curve = annotator.run(name, step_progress)
         out["strategies"][name] = {
             "strokes_to_90": strokes_to(curve, 0.9 * full),
             "strokes_to_95": strokes_to(curve, 0.95 * full),

@@ -197,7 +197,7 @@ class PixelSetBuilder:
                 f"{name}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but the image is "
                 f"{features.original_size[1]}x{features.original_size[0]}; labels must have the image's size"
             )
-        cached = self.cache is not None and key is not None
+        cache = self.cache if key is not None else None
         converted: list[torch.Tensor] = []
 
         def tokens() -> torch.Tensor:  # [C, h*w] float32, converted at most once, and only when needed
@@ -205,10 +205,14 @@ class PixelSetBuilder:
                 converted.append(features.tokens.float().reshape(features.dim, -1))
             return converted[0]
 
-        stats = self.cache.stats(key, features, tokens) if cached else TokenMoments.of(tokens())
+        stats = (
+            cache.stats(key, features, tokens)
+            if cache is not None and key is not None
+            else TokenMoments.of(tokens())
+        )
         self._moments = stats if self._moments is None else self._moments + stats
         flat = np.flatnonzero(labels.ravel() != IGNORE)  # flat indices are ~20x faster than 2-D nonzero
-        if cached:
+        if cache is not None and key is not None:
             version = (
                 _label_digest(labels, flat),
                 labels.shape,
@@ -217,7 +221,7 @@ class PixelSetBuilder:
                 self.config.seed,
                 self.num_classes,
             )
-            chunk = self.cache.chunk(
+            chunk = cache.chunk(
                 key, version, lambda: self._gather(features, tokens(), labels, flat, name, key)
             )
         else:
@@ -273,6 +277,7 @@ class PixelSetBuilder:
             raise TrainingError(
                 "no labelled pixels: draw scribbles or points (or import masks) before training"
             )
+        assert self._moments is not None  # set with the first chunk
         mean, std = self._moments.mean_std()
         y_all = torch.cat([c.y for c in self._chunks])
         weight = torch.cat([c.w for c in self._chunks])
@@ -331,7 +336,10 @@ class Objective:
 
     def __init__(self, px: PixelSet, mean: torch.Tensor, std: torch.Tensor):
         self.rows = torch.sub(px.rows, mean).div_(std)  # [R, C] standardised
-        self.mix, self.mix_t = px.mix if px.mix is not None else (None, None)
+        self.mix: torch.Tensor | None = None
+        self.mix_t: torch.Tensor | None = None
+        if px.mix is not None:
+            self.mix, self.mix_t = px.mix
         self.y = px.y
         self.w = px.weight / px.weight.sum()
         self._neg_w = -self.w[None]
@@ -350,6 +358,7 @@ class Objective:
         g = e.mul_(self.w / tot).scatter_add_(0, self.y[None], self._neg_w)  # w * (softmax - one-hot), [K, N]
         if self.mix is None:
             return loss, g @ self.rows, g.sum(1)
+        assert self.mix_t is not None  # set with mix
         gu = self.mix_t @ g.T.contiguous()  # [M, K]: back through the bilinear mix
         return loss, gu.T @ self.rows, gu.sum(0)
 
@@ -357,21 +366,19 @@ class Objective:
 def pixel_loss(head: LinearHead, px: PixelSet) -> torch.Tensor:
     """Weighted mean cross-entropy over labelled pixels (Eq. 1 with its mask) of `head`."""
     with torch.no_grad():
-        return Objective(px, head.mean, head.std)(
-            head.conv.weight.view(head.num_classes, -1), head.conv.bias, grad=False
-        )
+        return Objective(px, head.mean, head.std)(head.weight, head.bias, grad=False)
 
 
 def _transfer(prev: LinearHead, head: LinearHead) -> None:
     """Warm start: copy prev's function onto head's new feature statistics, exactly, for shared classes."""
     k = min(prev.num_classes, head.num_classes)
-    w_prev = prev.conv.weight.detach().view(prev.num_classes, -1)[:k]
+    w_prev = prev.weight.detach()[:k]
     ratio = head.std / prev.std
     w_new = w_prev * ratio
-    b_new = prev.conv.bias.detach()[:k] + w_prev @ ((head.mean - prev.mean) / prev.std)
+    b_new = prev.bias.detach()[:k] + w_prev @ ((head.mean - prev.mean) / prev.std)
     with torch.no_grad():
-        head.conv.weight.view(head.num_classes, -1)[:k] = w_new
-        head.conv.bias[:k] = b_new
+        head.weight[:k] = w_new
+        head.bias[:k] = b_new
 
 
 def minimize_lbfgs(
@@ -388,7 +395,7 @@ def minimize_lbfgs(
 def flat_params(head: LinearHead) -> np.ndarray:
     """The head's parameters as the optimiser sees them: [K, C + 1] (weights | bias) flattened, float64."""
     k = head.num_classes
-    theta = torch.cat([head.conv.weight.detach().view(k, -1), head.conv.bias.detach()[:, None]], 1)
+    theta = torch.cat([head.conv.weight.detach().view(k, -1), head.bias.detach()[:, None]], 1)
     return theta.double().numpy().ravel()
 
 
@@ -397,7 +404,7 @@ def set_flat_params(head: LinearHead, x: np.ndarray) -> None:
     theta = torch.from_numpy(np.asarray(x)).float().view(head.num_classes, head.dim + 1)
     with torch.no_grad():
         head.conv.weight.copy_(theta[:, :-1].reshape(head.conv.weight.shape))
-        head.conv.bias.copy_(theta[:, -1])
+        head.bias.copy_(theta[:, -1])
 
 
 class TrainingCancelled(Exception):
@@ -457,7 +464,7 @@ def train_head(
     with torch.no_grad():
         found = minimize_lbfgs(fun, flat_params(head), config, each if progress is not None else None)
         set_flat_params(head, found.x)
-        final = float(objective(head.conv.weight.view(k, c), head.conv.bias, grad=False))
+        final = float(objective(head.conv.weight.view(k, c), head.bias, grad=False))
     iterations = found.iterations
     return TrainResult(
         head=head.eval().requires_grad_(False),

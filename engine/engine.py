@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,7 +58,7 @@ class ProjectEngine:
         self._train_caches: dict[int, TrainingCache] = {}
         self._predictions: LRU[Prediction] = LRU(settings.prediction_cache)
         self._display: LRU[np.ndarray] = LRU(settings.display_cache)
-        self._views: LRU[object] = LRU(16)
+        self._views: LRU[Any] = LRU(16)
         self._eval: LRU[EvalResult] = LRU(8)
         self.needs = LabelNeeds(repo, store, settings.seed)
 
@@ -287,7 +288,7 @@ class ProjectEngine:
         predictor.set_features(feats)
         logits = predictor.patch_logits(state.head).numpy().astype(np.float32, copy=False)
         return GridScores(
-            state.head_id, logits, index, tuple(feats.original_size), state.generation, counter, state.interim
+            state.head_id, logits, index, feats.original_size, state.generation, counter, state.interim
         )
 
     # ------------------------------------------------------------------ predictions and views
@@ -330,7 +331,7 @@ class ProjectEngine:
     # never the repository's label writes followed by a training request of their own).
 
     def apply_op(
-        self, project_id: int, image_id: int, op: object, author: str, train: bool = True
+        self, project_id: int, image_id: int, op: dict, author: str, train: bool = True
     ) -> tuple[OpResult, int]:
         """Commit one canvas operation (storage.ops) and start a fit at once (no debounce) when it changed
         labels; returns the committed result and the training generation (0 = none requested)."""
@@ -386,7 +387,9 @@ class ProjectEngine:
             return None
         return self._views.get_or_compute(
             ("km", image_id, k, tuple(size), self.store.key(self._source(image_id).image_hash)),
-            lambda: kmeans_image(analysis.tokens_numpy(feats), k, tuple(size), seed=self.settings.seed),
+            lambda: kmeans_image(
+                analysis.tokens_numpy(feats), k, (int(size[0]), int(size[1])), seed=self.settings.seed
+            ),
         )
 
     def kmeans_project(
@@ -407,7 +410,8 @@ class ProjectEngine:
         key = ("kmp", project_id, image_id, k, tuple(size), tuple(others))
 
         def compute() -> ClusterResult:
-            tokens, sizes = [analysis.tokens_numpy(feats)], [tuple(size)]
+            tokens = [analysis.tokens_numpy(feats)]
+            sizes: list[tuple[int, int]] = [(int(size[0]), int(size[1]))]
             for oid in others:
                 f = self.features(oid)
                 if f is not None:
@@ -422,11 +426,12 @@ class ProjectEngine:
         if feats is None:
             return None
         return self._views.get_or_compute(
-            ("pca", image_id, tuple(size)), lambda: pca_rgb(analysis.tokens_numpy(feats), tuple(size))
+            ("pca", image_id, tuple(size)),
+            lambda: pca_rgb(analysis.tokens_numpy(feats), (int(size[0]), int(size[1]))),
         )
 
     # ------------------------------------------------------------------ evaluation and statistics
-    def evaluate(self, project_id: int, stop=lambda: False) -> EvalResult | None:
+    def evaluate(self, project_id: int, stop: Callable[[], bool] = lambda: False) -> EvalResult | None:
         """Scores of the current head on the project's ground-truth masks (None: no head or no ground truth)."""
         state = self.head(project_id)
         if state is None:

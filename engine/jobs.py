@@ -1,31 +1,59 @@
 """The work the trainer thread does for one project: train on cached features, store the head and the
-run, evaluate against ground truth, refresh per-image uncertainty. Functions of the engine, not methods,
-to keep `engine.py` a readable facade."""
+run, evaluate against ground truth, refresh per-image uncertainty. Functions over a `TrainingHost` (what
+they need of the engine, and no more; ProjectEngine is the implementation), not methods, to keep
+`engine.py` a readable facade."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from core import active
-from core.features import FEATURE_VERSION
+from core.features import FEATURE_VERSION, PatchFeatures
 from core.head import head_to_bytes
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
-from core.train import LabelledImage, TrainingCancelled, TrainingError, gather, train_head
+from core.train import LabelledImage, TrainingCache, TrainingCancelled, TrainingError, gather, train_head
 from engine import analysis
 from engine.analysis import HeadState
+from engine.needs import LabelNeeds
 from engine.results import EvalResult, TrainOutcome
-from engine.training import Superseded
-from storage import HeadInfo
-
-if TYPE_CHECKING:
-    from engine.engine import ProjectEngine
+from engine.settings import EngineSettings
+from engine.training import Superseded, Trainer
+from storage import HeadInfo, Repository
 
 Stop = Callable[[], bool]
+
+
+class TrainingHost(Protocol):
+    """What training, evaluation and the statistics after a fit need from the engine: the repository and
+    settings, cached features, the project's training cache, the live head and where new heads, interim
+    heads and results go."""
+
+    repo: Repository
+    settings: EngineSettings
+    needs: LabelNeeds
+    trainer: Trainer
+
+    @property
+    def backbone_name(self) -> str: ...
+    @property
+    def weights_id(self) -> str: ...
+    @property
+    def long_side(self) -> int: ...
+    def features(self, image_id: int, wait: float | None = 0.0) -> PatchFeatures | None: ...
+    def has_features(self, image_id: int) -> bool: ...
+    def feature_failure(self, image_id: int) -> str | None: ...
+    def training_cache(self, project_id: int) -> TrainingCache: ...
+    def live_head(self, project_id: int) -> HeadState | None: ...
+    def set_head(self, project_id: int, state: HeadState) -> None: ...
+    def publish_interim(self, project_id: int, state: HeadState) -> None: ...
+    def evaluate(self, project_id: int, stop: Stop = ...) -> EvalResult | None: ...
+
+
 INTERIM_FIRST_ITER, INTERIM_FIRST_S = 2, 0.02  # the first interim head: after this many iterations or seconds
 INTERIM_EVERY_S = 0.25  # then at most this often
 
@@ -35,7 +63,7 @@ def _check(stop: Stop) -> None:
         raise Superseded()
 
 
-def train_project(engine: ProjectEngine, project_id: int, generation: int, stop: Stop):
+def train_project(engine: TrainingHost, project_id: int, generation: int, stop: Stop):
     """Train the project's head from its stored labels; returns (outcome, post-processing)."""
     repo, config = engine.repo, engine.settings.train
     classes = repo.list_classes(project_id)
@@ -174,7 +202,7 @@ def train_project(engine: ProjectEngine, project_id: int, generation: int, stop:
 
 
 def evaluate(
-    engine: ProjectEngine,
+    engine: TrainingHost,
     project_id: int,
     state: HeadState,
     stop: Stop = lambda: False,
@@ -211,7 +239,7 @@ def evaluate(
     return EvalResult(state.head_id, used, tuple(c.name for c in classes), cm.scores(), split, skipped)
 
 
-def update_stats(engine: ProjectEngine, project_id: int, state: HeadState, stop: Stop) -> int:
+def update_stats(engine: TrainingHost, project_id: int, state: HeadState, stop: Stop) -> int:
     """Store each image's need for labels under the current head (core.active; images without features
     are skipped)."""
     _check(stop)

@@ -6,7 +6,7 @@ cached per-class pixel counts and bumps its label version, in the same transacti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -509,7 +509,7 @@ def points(ctx: Ctx, image_id: int) -> list[PointInfo]:
         im = get_or_404(s, Image, image_id, "image")
         lut = index_of(s, im.project_id)
         active = visible_points(im, fold(load_events(s, im.id)), _Loader(s))
-        rows = (
+        rows: Iterable[Annotation] = (
             s.scalars(select(Annotation).where(Annotation.id.in_(active)).order_by(Annotation.seq))
             if active
             else []
@@ -563,8 +563,9 @@ def labelled_pixel_counts(ctx: Ctx, project_id: int | None, image_id: int | None
             im = get_or_404(s, Image, image_id, "image")
             pid, all_counts = im.project_id, [im.label_counts]
         else:
+            assert project_id is not None  # exactly one of the two, checked above
             get_or_404(s, Project, project_id, "project")
-            pid = int(project_id)  # type: ignore[arg-type]
+            pid = int(project_id)
             all_counts = list(
                 s.scalars(
                     select(Image.label_counts).where(Image.project_id == pid, Image.labelled_pixels > 0)

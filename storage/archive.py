@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from core.atomic import atomic_path
 from core.labels import read_label_png
 
-from . import annotations
+from . import annotations as label_store
 from .archive_schema import validate
 from .context import Ctx
 from .convert import get_or_404, project_classes
@@ -264,16 +264,16 @@ def _insert(
     p.created_at = _parse_ts(pdoc.get("created_at")) or p.created_at
     class_ids: dict[int, int] = {}
     for c in sorted((doc.get("classes") or []), key=lambda c: int(c["index"])):
-        row = LabelClass(
+        class_row = LabelClass(
             project_id=p.id,
             name=c["name"],
             colour=c["colour"],
             index=int(c["index"]),
             created_at=_parse_ts(c.get("created_at")),
         )
-        s.add(row)
+        s.add(class_row)
         s.flush()
-        class_ids[int(c["id"])] = row.id
+        class_ids[int(c["id"])] = class_row.id
 
     def cmap(m: dict[str, Any] | None) -> dict[str, int]:
         return {k: class_ids[int(v)] for k, v in (m or {}).items() if v is not None and int(v) in class_ids}
@@ -310,7 +310,7 @@ def _insert(
         if a.get("raster") is not None:
             raster = arc.read(a["raster"], f"annotation {a['id']}")
             read_label_png(raster, a["raster"])  # must decode
-        row = Annotation(
+        ann_row = Annotation(
             image_id=image_id,
             seq=int(a["seq"]),
             kind=str(a["kind"]),
@@ -327,11 +327,11 @@ def _insert(
             path=a.get("path"),
             op_id=a.get("op_id"),
         )
-        s.add(row)
+        s.add(ann_row)
         s.flush()
-        ann_ids[int(a["id"])] = row.id
+        ann_ids[int(a["id"])] = ann_row.id
         im_row = images[image_id]
-        im_row.history_seq = max(int(im_row.history_seq or 0), row.seq)
+        im_row.history_seq = max(int(im_row.history_seq or 0), ann_row.seq)
 
     for g in doc.get("ground_truths") or []:
         raster = arc.read(g["raster"], "a ground-truth mask")
@@ -353,7 +353,7 @@ def _insert(
         if sha256_bytes(weights) != h.get("weights_sha256"):
             raise ValidationError(f"head {h['id']} weights in the archive are corrupt (hash mismatch)")
         snapshot = [dict(c, id=class_ids.get(int(c["id"]), -1)) for c in h.get("classes", [])]
-        row = Head(
+        head_row = Head(
             project_id=p.id,
             backbone=h.get("backbone", ""),
             backbone_weights=h.get("backbone_weights", ""),
@@ -365,9 +365,9 @@ def _insert(
             metrics=h.get("metrics") or {},
             created_at=_parse_ts(h.get("created_at")),
         )
-        s.add(row)
+        s.add(head_row)
         s.flush()
-        head_ids[int(h["id"])] = row.id
+        head_ids[int(h["id"])] = head_row.id
 
     for r in doc.get("training_runs") or []:
         counts = {str(k): int(v) for k, v in (r.get("pixel_counts") or {}).items()}
@@ -385,7 +385,7 @@ def _insert(
             )
         )
     s.flush()
-    for row in images.values():
-        if row.history_seq:
-            annotations.refresh_image(s, row)
+    for image_row in images.values():
+        if image_row.history_seq:
+            label_store.refresh_image(s, image_row)
     return project_info_of(s, p)

@@ -4,6 +4,7 @@ instead of failing half-way with a KeyError."""
 
 from __future__ import annotations
 
+import builtins  # _Doc's methods str, int and bool shadow the types in its own annotations
 import math
 import re
 from datetime import datetime
@@ -22,19 +23,21 @@ _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 class _Doc:
     """Typed access to one JSON object, raising ValidationError with the field's path."""
 
-    def __init__(self, value: Any, path: str) -> None:
+    def __init__(self, value: Any, path: builtins.str) -> None:
         if not isinstance(value, dict):
             raise ValidationError(f"project.json: {path} must be an object, not {_kind(value)}")
         self.d, self.path = value, path
 
-    def _get(self, key: str, required: bool) -> Any:
+    def _get(self, key: builtins.str, required: builtins.bool) -> Any:
         if key not in self.d or self.d[key] is None:
             if required:
                 raise ValidationError(f"project.json: {self.path}.{key} is missing")
             return None
         return self.d[key]
 
-    def int(self, key: str, required: bool = True, minimum: int | None = None) -> int | None:
+    def int(
+        self, key: builtins.str, required: builtins.bool = True, minimum: builtins.int | None = None
+    ) -> builtins.int | None:
         v = self._get(key, required)
         if v is None:
             return None
@@ -44,7 +47,7 @@ class _Doc:
             raise ValidationError(f"project.json: {self.path}.{key} must be at least {minimum}, not {v}")
         return v
 
-    def num(self, key: str, required: bool = False) -> float | None:
+    def num(self, key: builtins.str, required: builtins.bool = False) -> float | None:
         v = self._get(key, required)
         if v is None:
             return None
@@ -52,7 +55,9 @@ class _Doc:
             raise ValidationError(f"project.json: {self.path}.{key} must be a finite number, not {_short(v)}")
         return float(v)
 
-    def str(self, key: str, required: bool = True, nonempty: bool = False) -> str | None:
+    def str(
+        self, key: builtins.str, required: builtins.bool = True, nonempty: builtins.bool = False
+    ) -> builtins.str | None:
         v = self._get(key, required)
         if v is None:
             return None
@@ -62,18 +67,18 @@ class _Doc:
             raise ValidationError(f"project.json: {self.path}.{key} must not be empty")
         return v
 
-    def bool(self, key: str) -> None:
+    def bool(self, key: builtins.str) -> None:
         v = self._get(key, False)
         if v is not None and not isinstance(v, bool):
             raise ValidationError(f"project.json: {self.path}.{key} must be true or false, not {_kind(v)}")
 
-    def obj(self, key: str) -> dict | None:
+    def obj(self, key: builtins.str) -> dict | None:
         v = self._get(key, False)
         if v is not None and not isinstance(v, dict):
             raise ValidationError(f"project.json: {self.path}.{key} must be an object, not {_kind(v)}")
         return v
 
-    def time(self, key: str) -> None:
+    def time(self, key: builtins.str) -> None:
         v = self.str(key, required=False)
         if v:
             try:
@@ -83,7 +88,9 @@ class _Doc:
                     f"project.json: {self.path}.{key} is not a date and time (ISO 8601): {_short(v)}"
                 ) from None
 
-    def ref(self, key: str, known: set[int], what: str, required: bool = True) -> int | None:
+    def ref(
+        self, key: builtins.str, known: set[builtins.int], what: builtins.str, required: builtins.bool = True
+    ) -> builtins.int | None:
         v = self.int(key, required)
         if v is not None and v not in known:
             raise ValidationError(

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.labels import voc_palette
 
-from . import annotations
+from . import annotations as label_store
 from .context import Ctx
 from .convert import MAX_CLASSES, class_info, clean_text, get_or_404, parse_colour, project_classes
 from .errors import ConflictError, ValidationError
@@ -239,10 +239,10 @@ def delete_class(
         s.delete(c)
         s.flush()
         _apply_order(s, project_classes(s, project_id))
-        rendered = []
+        rendered: list[tuple[int, int, object]] = []
         for image_id in image_ids:
             im = get_or_404(s, Image, image_id, "image", for_update=True)
-            labels = annotations.refresh_image(s, im)
+            labels = label_store.refresh_image(s, im)
             rendered.append((im.id, im.label_version, labels))
         return rendered
 

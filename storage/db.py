@@ -282,6 +282,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         try:
             with eng.connect() as conn:
                 raw = conn.connection.dbapi_connection
+                assert raw is not None  # an open connection has its DBAPI connection
                 if sqlite:
                     # SQLite's way to alter a table is copy + drop + rename; with foreign keys on, dropping
                     # the old table would cascade-delete every child row. Turn them off (only possible

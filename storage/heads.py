@@ -112,8 +112,7 @@ def get_head(ctx: Ctx, head_id: int) -> HeadInfo:
 
 def head_weights(ctx: Ctx, head_id: int) -> bytes:
     def fn(s: Session) -> bytes:
-        get_or_404(s, Head, head_id, "head")
-        return bytes(s.scalar(select(Head.weights).where(Head.id == head_id)))
+        return bytes(get_or_404(s, Head, head_id, "head").weights)
 
     return ctx.db.read(fn)
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image as PILImage
@@ -120,7 +121,7 @@ def add_image(ctx: Ctx, project_id: int, data: bytes, filename: str, split: str)
             pixel_hash=meta["pixel_hash"],
             file_path=relpath,
             format=meta["format"],
-            file_size=len(meta["data"]),
+            file_size=len(cast(bytes, meta["data"])),
             width=meta["width"],
             height=meta["height"],
             split=split,

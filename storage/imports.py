@@ -19,7 +19,7 @@ from core.tiff import ScalingBuilder, TiffError, TiffOptions, is_tiff, read_tiff
 from core.tiff import planes_of as tiff_planes
 from core.voc import read_class_file
 
-from . import annotations
+from . import annotations as label_store
 from .classes import add_class_row
 from .context import Ctx
 from .convert import get_or_404, parse_colour, project_classes
@@ -454,7 +454,9 @@ def import_voc(
     images_dir, gt_dir, lab_dir = _voc_folders(base, labels_dir, roots)
     class_file = base / "classes.txt"
     use_file = class_file.is_file() and _allowed(class_file, roots)
-    names = read_class_file(class_file) if use_file else [(n, None) for n in VOC_CLASSES]
+    names: list[tuple[str, str | None]] = (
+        read_class_file(class_file) if use_file else [(n, None) for n in VOC_CLASSES]
+    )
     if not names:
         raise ValidationError(f"{class_file}: no class names in it; write one class name per line")
     rb = _ReportBuilder()
@@ -480,7 +482,7 @@ def import_voc(
 
 
 def _voc_folders(
-    base: Path, labels_dir: str | os.PathLike | None, roots: Roots
+    base: Path, labels_dir: str | os.PathLike | None, roots: list[Path] | None
 ) -> tuple[Path, Path, Path | None]:
     """JPEGImages/, SegmentationClass/ and the labels folder (given, or labels/ when present), checked."""
     if roots is not None and not _allowed(base, roots):
@@ -509,7 +511,7 @@ def _voc_image(
     images_dir: Path,
     stem: str,
     split: dict[str, str],
-    roots: Roots,
+    roots: list[Path] | None,
     rb: _ReportBuilder,
 ) -> tuple[ImageInfo, bool] | None:
     """Import one listed image (its split too); None when it was refused (the report says why)."""
@@ -548,7 +550,7 @@ def _voc_mask(
     try:
         mask = _read_mask(mask_path, (info.height, info.width), what)
         if what == "ground truth":
-            annotations.set_ground_truth(ctx, info.id, mask, f"voc:{mask_path.name}", mapping)
+            label_store.set_ground_truth(ctx, info.id, mask, f"voc:{mask_path.name}", mapping)
             rb.ground_truths += 1
             return
         if zero_is_unlabelled:  # napari / ilastik: 0 = unlabelled, k = class k - 1
@@ -556,7 +558,7 @@ def _voc_mask(
                 raise ValidationError("value 255 in a mask read with 0 = unlabelled (classes are 1..254)")
             mask = np.where(mask == 0, 255, mask - 1).astype(np.uint8)
         if (mask != 255).any():
-            annotations.add_mask(ctx, info.id, mask, "import", f"voc:{mask_path.name}", mapping)
+            label_store.add_mask(ctx, info.id, mask, "import", f"voc:{mask_path.name}", mapping)
             rb.annotations += 1
     except (LabelError, StorageError) as exc:
         rb.failed.append((f"{sanitize_filename(mask_path.name)} ({what})", str(exc)))
@@ -663,13 +665,17 @@ def import_coco(
             continue  # re-importing must not stack the same masks twice
         try:
             labels = coco.label_map(
-                by_image.get(coco_id, []), height, width, local, fill=background if fill_background else 255
+                by_image.get(coco_id, []),
+                height,
+                width,
+                local,
+                fill=background if fill_background and background is not None else 255,
             )
             if as_ground_truth:
-                annotations.set_ground_truth(ctx, info.id, labels, f"coco:{path.name}", mapping)
+                label_store.set_ground_truth(ctx, info.id, labels, f"coco:{path.name}", mapping)
                 rb.ground_truths += 1
             elif (labels != 255).any():
-                annotations.add_mask(ctx, info.id, labels, "import", f"coco:{path.name}", mapping)
+                label_store.add_mask(ctx, info.id, labels, "import", f"coco:{path.name}", mapping)
                 rb.annotations += 1
         except (coco.CocoError, StorageError) as exc:
             rb.failed.append((f"{shown} (masks)", str(exc)))

@@ -16,7 +16,8 @@ import numpy as np
 
 from core.tiff import TiffOptions
 
-from . import annotations, archive, classes, exports, heads, images, imports, ops, projects
+from . import annotations as label_store
+from . import archive, classes, exports, heads, images, imports, ops, projects
 from .cache import LabelCache
 from .context import Ctx
 from .db import Database, check_database, sqlite_url
@@ -223,7 +224,7 @@ class Repository:
         """Store a new version of the image's whole scribble layer: HxW uint8 class indices, 255 = none.
 
         A raster identical to the current layer is not stored again; the current version is returned."""
-        return annotations.save_scribbles(self._ctx, image_id, raster, author)
+        return label_store.save_scribbles(self._ctx, image_id, raster, author)
 
     def apply_op(self, image_id: int, op: dict, author: str = DEFAULT_AUTHOR) -> OpResult:
         """Commit one edit operation (stroke, erase, point, unpoint, undo, redo, clear; see storage.ops)
@@ -240,7 +241,7 @@ class Repository:
         author: str = DEFAULT_AUTHOR,
     ) -> AnnotationInfo:
         """Add a point label (a disk of `radius` pixels around column x, row y)."""
-        return annotations.add_point(self._ctx, image_id, class_id, x, y, radius, author)
+        return label_store.add_point(self._ctx, image_id, class_id, x, y, radius, author)
 
     def remove_point(
         self,
@@ -251,70 +252,70 @@ class Repository:
         author: str = DEFAULT_AUTHOR,
     ) -> AnnotationInfo | None:
         """Remove a point by id, or the one nearest (x, y) whose disk contains (x, y). None if none there."""
-        return annotations.remove_point(self._ctx, image_id, annotation_id, x, y, author)
+        return label_store.remove_point(self._ctx, image_id, annotation_id, x, y, author)
 
     def add_mask(
         self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR, source: str = "import"
     ) -> AnnotationInfo:
         """Add dense labels (HxW uint8 class indices, 255 = none), e.g. an imported or noisy mask."""
-        return annotations.add_mask(self._ctx, image_id, raster, author, source)
+        return label_store.add_mask(self._ctx, image_id, raster, author, source)
 
     def erase(self, image_id: int, region: np.ndarray, author: str = DEFAULT_AUTHOR) -> AnnotationInfo:
         """Clear every label (mask, scribble, point) under the boolean HxW `region` drawn before now."""
-        return annotations.erase(self._ctx, image_id, region, author)
+        return label_store.erase(self._ctx, image_id, region, author)
 
     def clear_labels(self, image_id: int, author: str = DEFAULT_AUTHOR) -> AnnotationInfo | None:
         """Erase the whole image (undoable). None if there was nothing to clear."""
-        return annotations.clear_labels(self._ctx, image_id, author)
+        return label_store.clear_labels(self._ctx, image_id, author)
 
     def undo(self, image_id: int, author: str = DEFAULT_AUTHOR) -> AnnotationInfo | None:
         """Undo the latest active edit of the image; returns that edit, or None if nothing to undo."""
-        return annotations.undo(self._ctx, image_id, author)
+        return label_store.undo(self._ctx, image_id, author)
 
     def redo(self, image_id: int, author: str = DEFAULT_AUTHOR) -> AnnotationInfo | None:
         """Redo the latest undone edit; returns it, or None. A new edit after undo clears the redo stack."""
-        return annotations.redo(self._ctx, image_id, author)
+        return label_store.redo(self._ctx, image_id, author)
 
     def edit_state(self, image_id: int) -> EditState:
         """Version number and whether undo / redo are possible."""
-        return annotations.edit_state(self._ctx, image_id)
+        return label_store.edit_state(self._ctx, image_id)
 
     def history(self, image_id: int) -> list[AnnotationInfo]:
         """Every version row of the image, oldest first (including undo / redo rows)."""
-        return annotations.history(self._ctx, image_id)
+        return label_store.history(self._ctx, image_id)
 
     def label_map(self, image_id: int) -> np.ndarray:
         """HxW uint8 in current class indices, 255 = unlabelled: masks, then scribbles, then points on top."""
-        return annotations.label_map(self._ctx, image_id)
+        return label_store.label_map(self._ctx, image_id)
 
     def label_maps(
         self, project_id: int, split: str | None = None, labelled_only: bool = True
     ) -> dict[int, np.ndarray]:
         """{image_id: label_map} of a project (images without labels left out unless labelled_only=False)."""
-        return annotations.label_maps(self._ctx, project_id, split, labelled_only)
+        return label_store.label_maps(self._ctx, project_id, split, labelled_only)
 
     def scribble_layer(self, image_id: int) -> np.ndarray:
         """The current scribble raster only (later erases applied), to restore the browser editor."""
-        return annotations.scribble_layer(self._ctx, image_id)
+        return label_store.scribble_layer(self._ctx, image_id)
 
     def points(self, image_id: int) -> list[PointInfo]:
         """The active points of an image, oldest first."""
-        return annotations.points(self._ctx, image_id)
+        return label_store.points(self._ctx, image_id)
 
     def labelled_pixel_counts(
         self, project_id: int | None = None, image_id: int | None = None
     ) -> dict[int, int]:
         """{class_index: labelled pixels} for a project or one image (from a cache; cheap)."""
-        return annotations.labelled_pixel_counts(self._ctx, project_id, image_id)
+        return label_store.labelled_pixel_counts(self._ctx, project_id, image_id)
 
     # ------------------------------------------------------------------ ground truth
     def set_ground_truth(self, image_id: int, labels: np.ndarray | None, source: str = "") -> None:
         """Set (or with None remove) the dense evaluation mask: HxW uint8 class indices, 255 = ignore."""
-        annotations.set_ground_truth(self._ctx, image_id, labels, source)
+        label_store.set_ground_truth(self._ctx, image_id, labels, source)
 
     def ground_truth(self, image_id: int) -> np.ndarray | None:
         """The evaluation mask in current class indices, or None."""
-        return annotations.ground_truth(self._ctx, image_id)
+        return label_store.ground_truth(self._ctx, image_id)
 
     # ------------------------------------------------------------------ heads and training runs
     def save_head(

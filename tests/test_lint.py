@@ -20,3 +20,9 @@ def test_the_code_is_formatted():
         [sys.executable, "-m", "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, "run `ruff format .`:\n" + out.stdout + out.stderr
+
+
+def test_the_types_check():
+    """mypy over core/, storage/ and engine/ (the settings are in pyproject.toml)."""
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
