@@ -40,7 +40,7 @@ from bench.timing import load_average, percentile
 
 log = logging.getLogger("bench")
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright here and in the browser tests
 FLAGS = [
     "--headless",
     "--no-sandbox",

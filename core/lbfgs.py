@@ -34,7 +34,6 @@ class History:
     def __init__(self, n: int, m: int):
         self.m, self.n = m, n
         self.pairs = np.zeros((2 * m, n))  # rows 2i and 2i + 1: s and y of slot i (filled slots come first)
-        self.count = 0  # pairs stored (at most m)
         self.next = 0  # the slot the next pair goes to (the oldest once full)
         self._sy = np.zeros((0, 0))  # s_i . y_j, oldest first
         self._yy = np.zeros((0, 0))  # y_i . y_j
@@ -44,12 +43,12 @@ class History:
         self.gamma = 1.0  # the initial scaling s.y / y.y of the newest pair
 
     def __len__(self) -> int:
-        return self.count
+        return self._order.size  # pairs stored (at most m)
 
     def add(self, s: np.ndarray, y: np.ndarray) -> None:
         m, slot = self.m, self.next
         self.pairs[2 * slot], self.pairs[2 * slot + 1] = s, y
-        drop = 1 if self.count == m else 0  # the pair just overwritten was the oldest
+        drop = 1 if len(self) == m else 0  # the pair just overwritten was the oldest
         self._order = np.append(self._order[drop:], slot)
         order, k = self._order, self._order.size
         filled = self.pairs[: 2 * k]  # (the unfilled rows would only add zeros)
@@ -61,7 +60,7 @@ class History:
         yy[:-1, :-1] = self._yy[drop:, drop:]
         yy[:, -1] = yy[-1, :] = with_y[2 * order + 1]
         self._sy, self._yy = sy, yy
-        self.next, self.count = (slot + 1) % m, k
+        self.next = (slot + 1) % m
         self.gamma = sy[-1, -1] / yy[-1, -1]
         # R = triu(S^T Y) has a positive diagonal (s_i.y_i > 0 is checked before adding). Dropping the oldest
         # pair drops R's first row and column, which drops the same of R^-1 (R is triangular); a new pair
@@ -78,13 +77,13 @@ class History:
 
     def direction(self, g: np.ndarray) -> np.ndarray:
         """-H g for the L-BFGS inverse Hessian H (equal to the two-loop recursion's)."""
-        if self.count == 0:
+        if not len(self):
             return -g
         order, gamma = self._order, self.gamma
-        filled = self.pairs[: 2 * self.count]
+        filled = self.pairs[: 2 * len(self)]
         proj = filled @ g
         sg, yg = proj[2 * order], proj[2 * order + 1]
-        coef = np.empty(2 * self.count)  # d = -(gamma g + sum_i coef_s,i s_i + coef_y,i y_i)
+        coef = np.empty(2 * len(self))  # d = -(gamma g + sum_i coef_s,i s_i + coef_y,i y_i)
         coef[2 * order] = self._inner @ sg - gamma * (self._r_inv.T @ yg)
         coef[2 * order + 1] = -gamma * (self._r_inv @ sg)
         return -(gamma * g + filled.T @ coef)

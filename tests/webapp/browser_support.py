@@ -15,17 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from bench.canvas import CHROMIUM, FLAGS  # the one Chromium and its flags, for the bench and these tests
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
