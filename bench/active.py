@@ -1,7 +1,9 @@
 """Part `active`: simulated annotation sessions (core.simulate), every strategy side by side in one run.
 
-Two datasets: synthetic token grids whose classes follow the ground truth (bench.synth, like DINOv2 tokens
-up to noise) and a VOC-layout folder of textured synthetic scenes whose features come from the backbone
+Three datasets: synthetic token grids whose classes follow the ground truth (bench.synth, like DINOv2 tokens
+up to noise; every class one look, all equally common), VOC-like token grids (a dominant background, one to
+three objects an image, classes made of common and rare looks, a few looks close to another class's), and a
+VOC-layout folder of textured synthetic scenes whose features come from the backbone
 through the project's own path (FeatureStore; random weights here, as no real weights can be downloaded).
 Each strategy runs with several annotator seeds; a strategy's figure is the median over seeds of the
 strokes it needed to reach 95 % of the full-ground-truth mIoU (a seed that ran out of budget counts as
@@ -48,6 +50,23 @@ def synthetic_dataset(cfg: BenchConfig) -> tuple[list[simulate.Sample], list[sim
         return out
 
     return samples(cfg.active_train, 600), samples(cfg.active_val, 700)
+
+
+def voc_like_dataset(cfg: BenchConfig) -> tuple[list[simulate.Sample], list[simulate.Sample]]:
+    """VOC-like scenes (bench.synth.make_voc_like): background over ~80 % of the pixels, one to three objects
+    an image, every class a union of appearance modes with rare looks and confusers, as real features are."""
+    model = synth.ModeModel.create(
+        cfg.num_classes, cfg.active_dim, cfg.seed + 900, separation=cfg.active_separation
+    )
+
+    def samples(n: int, offset: int) -> list[simulate.Sample]:
+        out = []
+        for i in range(n):
+            gt, feats = synth.make_voc_like(cfg.active_size, model, cfg.seed + offset + i, cfg.active_size)
+            out.append(simulate.Sample(feats, gt))
+        return out
+
+    return samples(cfg.active_train, 1000), samples(cfg.active_val, 1100)
 
 
 def voc_dataset(cfg: BenchConfig, root: Path) -> tuple[list[simulate.Sample], list[simulate.Sample]]:
@@ -103,6 +122,7 @@ def run_active(cfg: BenchConfig, report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-active-") as tmp:
         datasets = {
             "synthetic tokens": synthetic_dataset(cfg),
+            "VOC-like tokens": voc_like_dataset(cfg),
             "VOC layout (random ViT)": voc_dataset(cfg, Path(tmp)),
         }
         for name, (train, val) in datasets.items():

@@ -58,9 +58,9 @@ class BenchConfig:
     active_dim: int = 384
     active_separation: float = 6.0  # distance between class means of the synthetic tokens (noise 1)
     active_train: int = 12
-    active_val: int = 6
+    active_val: int = 12  # held-out images: fewer make the mIoU curve (and strokes to 95 %) jumpy
     active_budget: int = 80
-    active_seeds: tuple[int, ...] = (0, 1, 2)
+    active_seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # single sessions vary a lot: a median of 7
     # 4. feature extraction
     backbone: str = "dinov2_vits14"
     long_side: int = 448

@@ -222,3 +222,78 @@ def synthetic_tokens(gt: np.ndarray, model: TokenModel, seed: int, long_side: in
     return PatchFeatures(
         tokens=tokens.contiguous(), resized_size=(h * PATCH, w * PATCH), original_size=(H, W)
     )
+
+
+# -- VOC-like scenes: a dominant background, a few objects per image, classes made of appearance modes ------
+
+
+@dataclass(frozen=True)
+class ModeModel:
+    """Classes as unions of appearance modes, as real ViT features are (background: sky, grass, wall, road
+    ...; an object: its parts and looks), with skewed mode frequencies (some looks are rare) and a few modes
+    that sit close to another class's (confusers: a dark coat next to a dark wall). `tokens` (a TokenModel)
+    holds one mean per mode; `mode_class[m]` is mode m's class."""
+
+    tokens: TokenModel
+    mode_class: np.ndarray  # [M] class of each mode
+    mode_weight: np.ndarray  # [M] how common each mode is within its class (sums to 1 per class)
+
+    @classmethod
+    def create(
+        cls,
+        num_classes: int,
+        dim: int,
+        seed: int,
+        background_modes: int = 6,
+        object_modes: int = 3,
+        separation: float = 6.0,
+        spread: float = 4.0,
+        confusers: int = 2,
+    ) -> ModeModel:
+        rng = np.random.default_rng(seed)
+        base = TokenModel.create(num_classes, dim, seed, separation=separation)
+        means, owner, weight = [], [], []
+        for c in range(num_classes):
+            m = background_modes if c == 0 else object_modes
+            offsets = rng.standard_normal((m, dim)) * (spread / (2 * dim) ** 0.5)
+            means.append(base.class_means[c].numpy()[None] + offsets)
+            owner += [c] * m
+            zipf = 1.0 / np.arange(1, m + 1)  # the first look is common, the last rare
+            weight.append(zipf / zipf.sum())
+        mode_means = np.concatenate(means).astype(np.float32)
+        owner_arr = np.array(owner)
+        # Confusers: an object's rarest mode moved most of the way towards a background mode.
+        for j, c in enumerate(rng.permutation(np.arange(1, num_classes))[:confusers]):
+            obj = int(np.flatnonzero(owner_arr == c)[-1])
+            bg = int(np.flatnonzero(owner_arr == 0)[j % background_modes])
+            mode_means[obj] = 0.65 * mode_means[bg] + 0.35 * mode_means[obj]
+        tokens = TokenModel(torch.from_numpy(mode_means), base.nuisance_basis, base.noise, base.nuisance)
+        return cls(tokens, owner_arr, np.concatenate(weight))
+
+
+def make_voc_like(
+    size: int, model: ModeModel, seed: int, long_side: int = 448
+) -> tuple[np.ndarray, PatchFeatures]:
+    """(ground truth, tokens) of a VOC-like scene: background over most of the image and one to three
+    objects (blobs of 6-20 % of the image each, object classes drawn at random), each region made of
+    spatially coherent patches of its class's modes drawn by their frequencies."""
+    rng = np.random.default_rng(seed)
+    classes = int(model.mode_class.max()) + 1
+    gt = np.zeros((size, size), np.uint8)
+    for c in rng.choice(np.arange(1, classes), size=int(rng.integers(1, 4)), replace=False):
+        field = _smooth_fields(1, (size, size), rng, cells=4)[0].numpy()
+        yy, xx = np.mgrid[0:size, 0:size] / size
+        cy, cx = rng.uniform(0.2, 0.8, 2)
+        blob = field - 6 * ((yy - cy) ** 2 + (xx - cx) ** 2)
+        gt[blob >= np.quantile(blob, 1 - rng.uniform(0.06, 0.2))] = c
+    modes = np.zeros_like(gt)
+    for c in range(classes):
+        ids = np.flatnonzero(model.mode_class == c)
+        where = gt == c
+        if not where.any():
+            continue
+        fields = _smooth_fields(ids.size, (size, size), rng, cells=6).numpy()
+        # log-frequency priors: a Gumbel-argmax over smooth fields picks mode m with about its weight
+        pick = (fields + np.log(model.mode_weight[ids])[:, None, None] * 1.5).argmax(0)
+        modes[where] = ids[pick[where]]
+    return gt, synthetic_tokens(modes, model.tokens, seed, long_side=long_side)

@@ -64,3 +64,22 @@ def test_a_kind_of_patch_unsure_all_over_the_project_outranks_a_rare_one():
     best = regions(needs[0], (60, 60), n=2)
     assert len(best) == 2 and best[0].box == (0, 0, 30, 30)  # the common kind first
     assert best[0].score > best[1].score
+
+
+def test_need_falls_with_the_labels_an_image_already_holds():
+    """Step 4: the same unsure patch needs less in an image that already holds labels elsewhere."""
+    import torch
+
+    from core.active import DIVERSITY, label_need
+    from core.features import PatchFeatures
+    from core.head import LinearHead
+
+    feats = PatchFeatures(torch.zeros(3, 6, 6), (84, 84), (60, 60))
+    head = LinearHead(3, 2)  # zero weights: equally unsure of both classes everywhere (entropy 1)
+    fresh = label_need(head, feats, None)
+    assert np.allclose(fresh, 1.0)
+    labels = np.full((60, 60), IGNORE, np.uint8)
+    labels[:10, :50] = 0  # 5 patches of the top row labelled
+    need = label_need(head, feats, labels)
+    assert (need[0, :5] == 0).all()
+    assert np.allclose(need[3:, :], 1.0 / (1.0 + 5 / DIVERSITY))
