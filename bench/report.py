@@ -149,6 +149,7 @@ class Report:
             f"- CPU: {m.get('cpu_model')}, {m.get('logical_cores')} logical cores, "
             f"torch threads {m.get('torch_threads')}"
         )
+        lines.append(f"- Host speed: {host_speed_text(m)}")
         total = m.get("memory_total_bytes")
         if total:
             lines.append(f"- Memory: {total / 2**30:.1f} GiB")
@@ -221,7 +222,8 @@ def results_markdown(data: dict[str, Any], order: tuple[str, ...], notes: str = 
             f"{' (uncommitted changes)' if m.get('git_dirty') else ''}, took {fmt(entry.get('seconds'))} s on "
             f"{m.get('cpu_model')} ({m.get('logical_cores')} logical cores, torch threads "
             f"{m.get('torch_threads')}, torch {m.get('torch_version')}, device {m.get('device')}); load average "
-            f"{m.get('load_average_start')} at the start, {m.get('load_average_end')} at the end.",
+            f"{m.get('load_average_start')} at the start, {m.get('load_average_end')} at the end; host speed "
+            f"{host_speed_text(m)}.",
         ]
         sections = [
             Section(**{k: v for k, v in sec.items() if k in Section.__dataclass_fields__})
@@ -267,3 +269,14 @@ def json_safe(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     return x
+
+
+def host_speed_text(machine: dict) -> str:
+    """bench.timing.host_speed's figures in words (older records have none)."""
+    hs = machine.get("host_speed")
+    if not hs:
+        return "not recorded"
+    return (
+        f"{hs['skinny_eval_us']:.0f} us per skinny product pair (1,000 x 384 x 5), {hs['sgemm_512_ms']:.2f} ms "
+        "per 512^3 sgemm (one thread; lower is faster)"
+    )

@@ -222,6 +222,14 @@ def run_check(args: argparse.Namespace) -> int:
             status += f"  WORSE (> {1 + CHECK_TOLERANCE:.2f}x)"
         print(f"{name:40s} {seconds(now):>10s} vs {seconds(ref) if ref else '-':>10s}  {status}")
     print(f"load average {report.machine.get('load_average_start')} -> {load_average()}")
+    then = data.get("check", {}).get("machine", {}).get("host_speed")
+    now_speed = report.machine.get("host_speed")
+    if then and now_speed:
+        ratio = now_speed["skinny_eval_us"] / then["skinny_eval_us"]
+        print(
+            f"host speed: the trainer's inner products take {ratio:.2f}x the recorded host's time "
+            "(a figure worse by about that much is the host, not the code)"
+        )
     if worse:
         print(f"{len(worse)} figure(s) more than {CHECK_TOLERANCE:.0%} worse in CPU time: {', '.join(worse)}")
         return 1
