@@ -38,6 +38,9 @@ def test_report_files_and_json_structure(tiny_report):
     assert data["mode"] == "tiny"
     for key in ("cpu_model", "logical_cores", "torch_version", "device", "load_average_end"):
         assert key in data["machine"]
+    speed = data["machine"]["host_speed"]  # the host's own speed, to tell hosts apart from code changes
+    assert speed["skinny_eval_us"] > 0 and speed["sgemm_512_ms"] > 0
+    assert "us per skinny product pair" in (out / "report.md").read_text()
     assert data["config"]["parts"] == ["trainer", "dense", "features", "memory", "soak", "active"]
     keys = {s["key"] for s in data["sections"]}
     assert {
@@ -152,6 +155,19 @@ def test_synthetic_labels_are_exact_and_truthful():
             np.testing.assert_array_equal(lab[on], gt[on])
 
 
+def test_voc_like_scenes_have_a_dominant_background_and_a_few_objects():
+    model = synth.ModeModel.create(5, 16, seed=3)
+    assert set(model.mode_class.tolist()) == set(range(5))
+    for c in range(5):  # each class's look frequencies sum to 1, the first look the most common
+        w = model.mode_weight[model.mode_class == c]
+        assert w.sum() == pytest.approx(1.0) and w[0] == w.max()
+    for seed in range(4):
+        gt, feats = synth.make_voc_like(112, model, seed, long_side=112)
+        share = np.bincount(gt.ravel(), minlength=5) / gt.size
+        assert 0.4 < share[0] < 0.97 and 1 <= np.count_nonzero(share[1:]) <= 3
+        assert feats.grid == (8, 8) and feats.original_size == (112, 112) and feats.dim == 16
+
+
 def test_parts_and_cli_wiring():
     assert parse_parts("memory,trainer") == ["trainer", "memory"]
     with pytest.raises(ValueError):
@@ -203,4 +219,5 @@ def test_check_records_then_flags_a_figure_that_got_worse(tmp_path, monkeypatch,
     data["check"]["cpu_figures_s"] = {k: v / 10 for k, v in figures.items()}
     results.write_text(json.dumps(data))
     assert bench_run.run(build_parser().parse_args(["--check", "--out", str(tmp_path / "out")])) == 1
-    assert "WORSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "WORSE" in printed and "host speed: the trainer's inner products take" in printed
