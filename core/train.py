@@ -348,7 +348,7 @@ class Objective:
         """Weighted mean cross-entropy for head weights [K, C] and bias [K]; with grad, also (dW, db)."""
         u = torch.addmm(bias, self.rows, weight.T)  # [R, K]: the head on every row
         # [K, N]: the softmax below then vectorises over pixels, not over the few classes.
-        z = (u if self.mix is None else self.mix @ u).T.contiguous()
+        z = _transposed(u if self.mix is None else self.mix @ u)
         m = z.amax(0)  # (max with indices is ~30x slower here)
         e = (z - m).exp_()
         tot = e.sum(0)
@@ -359,8 +359,16 @@ class Objective:
         if self.mix is None:
             return loss, g @ self.rows, g.sum(1)
         assert self.mix_t is not None  # set with mix
-        gu = self.mix_t @ g.T.contiguous()  # [M, K]: back through the bilinear mix
+        gu = self.mix_t @ _transposed(g)  # [M, K]: back through the bilinear mix
         return loss, gu.T @ self.rows, gu.sum(0)
+
+
+def _transposed(x: torch.Tensor) -> torch.Tensor:
+    """x.T, contiguous. For the trainer's [N, K] blocks (K a handful of classes) numpy's copy is several
+    times faster than torch's (0.16 vs 1.1 ms at 100,000 x 5), and there are two per evaluation."""
+    if x.requires_grad or x.device.type != "cpu":
+        return x.T.contiguous()
+    return torch.from_numpy(np.ascontiguousarray(x.numpy().T))
 
 
 def pixel_loss(head: LinearHead, px: PixelSet) -> torch.Tensor:
