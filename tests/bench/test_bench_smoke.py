@@ -94,7 +94,11 @@ def test_tables_cover_the_configured_grid(tiny_report):
     # Same problem (tiny's 20 L-BFGS iterations stop short of full convergence, hence the loose tolerance).
     assert refit["loss"] == pytest.approx(cold["loss"], rel=0.05)
     active = next(s for s in report.sections if s.key == "active").records
-    assert [r["dataset"] for r in active] == ["synthetic tokens", "VOC layout (random ViT)"]
+    assert [r["dataset"] for r in active] == [
+        "synthetic tokens",
+        "VOC-like tokens",
+        "VOC layout (random ViT)",
+    ]
     for r in active:
         assert set(r["median_strokes_to_95"]) == {"random", "uncertainty", "error", "refine"}
         assert 0 < r["full_label_miou"] <= 1
