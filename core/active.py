@@ -21,7 +21,7 @@ across the project, at most `per_image` from each image, spreads the suggestions
 
 Measured with the simulated annotator (bench part `active`): each step above lowered the strokes to 95 % of
 the full-label mIoU on the synthetic scenes (entropy alone needed more strokes than random labelling; step 4:
-median of 11 sessions 23 -> 19 strokes, and 20 -> 20 on the VOC-like scenes).
+medians 23 -> 19 strokes, and 20 -> 20 on the VOC-like scenes: within the sessions' noise, see bench/NOTES.md).
 """
 
 from __future__ import annotations
