@@ -280,9 +280,9 @@ def make_voc_like(
     rng = np.random.default_rng(seed)
     classes = int(model.mode_class.max()) + 1
     gt = np.zeros((size, size), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size] / size
     for c in rng.choice(np.arange(1, classes), size=int(rng.integers(1, 4)), replace=False):
         field = _smooth_fields(1, (size, size), rng, cells=4)[0].numpy()
-        yy, xx = np.mgrid[0:size, 0:size] / size
         cy, cx = rng.uniform(0.2, 0.8, 2)
         blob = field - 6 * ((yy - cy) ** 2 + (xx - cx) ** 2)
         gt[blob >= np.quantile(blob, 1 - rng.uniform(0.06, 0.2))] = c

@@ -260,14 +260,17 @@ def host_speed(repeats: int = 5) -> dict:
                 a @ b
 
         out = {}
-        for name, work, per in (("skinny_eval_us", skinny, 200), ("sgemm_512_ms", square, 10)):
+        for name, work, per, unit in (
+            ("skinny_eval_us", skinny, 200, 1e6),
+            ("sgemm_512_ms", square, 10, 1e3),
+        ):
             work()  # warm-up
             times = []
             for _ in range(repeats):
                 t = time.process_time()
                 work()
                 times.append((time.process_time() - t) / per)
-            out[name] = round(statistics.median(times) * (1e6 if name.endswith("_us") else 1e3), 2)
+            out[name] = round(statistics.median(times) * unit, 2)
         return out
     finally:
         torch.set_num_threads(threads)
