@@ -206,7 +206,7 @@ def profile_trainer(
         "optimise_s": t_opt.median,
         "iterations": res.iterations,
         "pixels": px.num_pixels,
-        "rows": int(px.rows.shape[0]),
+        "rows": int(px.rows_t.shape[1]),
         "top_ops": top,
     }
 

@@ -82,7 +82,7 @@ def test_gathered_loss_and_gradients_equal_the_literal_eq1(balance, form):
     px = gather(images, 4, TrainConfig(class_balance=balance))
     objective = Objective(px, head.mean, head.std)
     touched = sum(int(np.count_nonzero(np.asarray(im.labels) != IGNORE)) for im in images[:2]) + 3
-    assert px.rows.shape[0] == {"tokens": 15 + 8 + 3, "pixels": touched - 3, "mixed": touched}[form]
+    assert px.rows_t.shape[1] == {"tokens": 15 + 8 + 3, "pixels": touched - 3, "mixed": touched}[form]
     assert (objective.mix is None) == (form == "pixels")
     class_weight = None
     if balance:
@@ -131,7 +131,7 @@ def test_a_cache_sees_a_relabelled_pixel(density):
     relabelled[y, x] = (relabelled[y, x] + 1) % 4
     keyed[0] = LabelledImage(keyed[0].features, relabelled, key="img0")
     cached, fresh = gather(keyed, 4, cache=cache), gather(keyed, 4)
-    assert torch.equal(cached.y, fresh.y) and torch.equal(cached.rows, fresh.rows)
+    assert torch.equal(cached.y, fresh.y) and torch.equal(cached.rows_t, fresh.rows_t)
 
 
 def test_should_stop_cancels_a_fit():
