@@ -7,7 +7,8 @@ VOC-layout folder of textured synthetic scenes whose features come from the back
 through the project's own path (FeatureStore; random weights here, as no real weights can be downloaded).
 Each strategy runs with several annotator seeds; a strategy's figure is the median over seeds of the
 strokes it needed to reach 95 % of the full-ground-truth mIoU (a seed that ran out of budget counts as
-budget + 1, so the median stays honest). Targets: `uncertainty` needs at most half the strokes of `random`
+budget + 1, so the median stays honest); sessions stop once they reach it, but the first seed's, whose
+whole curves are plotted. Targets: `uncertainty` needs at most half the strokes of `random`
 and at most 1.5x those of the `error` oracle.
 """
 
@@ -129,7 +130,12 @@ def run_active(cfg: BenchConfig, report: Report) -> None:
             runs = []
             for seed in cfg.active_seeds:
                 config = simulate.SimConfig(budget=cfg.active_budget, seed=seed)
-                runs.append(simulate.simulate(train, val, cfg.num_classes, simulate.STRATEGIES, config))
+                plotted = seed == cfg.active_seeds[0]  # whole curves for the plot; the rest stop at 95 %
+                runs.append(
+                    simulate.simulate(
+                        train, val, cfg.num_classes, simulate.STRATEGIES, config, whole_curves=plotted
+                    )
+                )
                 log.info(
                     "   %s seed %d: %s",
                     name,

@@ -18,7 +18,9 @@ from core.simulate import (
     Sample,
     SimConfig,
     SimulationError,
+    _deepest,
     _Image,
+    _segment_in,
     scribble,
     simulate,
     strokes_to,
@@ -123,6 +125,46 @@ def test_uncertainty_and_error_pick_what_their_rules_say():
     images = [_Image(s, np.full(s.gt.shape, IGNORE, np.uint8)) for s in a.train]
     i, (y, x) = a._largest_error(images, zero)
     assert i == 1 and wide.gt[y, x] == 1 and 14 <= x < 56
+
+
+def test_strokes_start_in_the_middle_of_what_they_label():
+    """random: the deepest unlabelled point of the segment under its random pixel; uncertainty: of the
+    unlabelled segment in the suggested box that holds most of the need."""
+    gt = np.zeros((40, 60), np.uint8)
+    gt[:, 30:] = 1
+    im = _Image(Sample(_features(np.zeros((2, 3), np.uint8), 40), gt), np.full(gt.shape, IGNORE, np.uint8))
+    y, x = _deepest(im, 0, 0)
+    assert min(y + 1, 40 - y, x + 1, 30 - x) == 15  # as far from the left half's edges as can be
+    im.labels[:, :20] = 0  # its left part labelled: the middle of what is still unlabelled
+    y, x = _deepest(im, 0, 25)
+    assert x in (24, 25) and gt[y, x] == 0  # mid-way across the unlabelled 10-px strip
+    assert _deepest(im, 5, 5) == (5, 5)  # a labelled pixel: where it is
+
+    need = np.zeros((2, 3), np.float32)
+    need[:, 2] = 1.0  # the right third of the image (class 1) is where the need is
+    im.labels[:] = IGNORE
+    y, x = _segment_in(im, (10, 0, 60, 40), need)  # a box over both classes
+    assert gt[y, x] == 1 and min(y + 1, 40 - y, x - 29, 60 - x) == 15  # the middle of the class-1 part
+    im.labels[:, 30:] = 1
+    y, x = _segment_in(im, (10, 0, 60, 40), need)  # class 1 labelled: the unlabelled class-0 part
+    assert gt[y, x] == 0 and x in (19, 20)  # mid-way across the box's class-0 part (columns 10 to 29)
+    im.labels[:] = 0
+    assert _segment_in(im, (10, 0, 60, 40), need) is None  # nothing left to label in the box
+
+
+def test_sessions_can_stop_at_a_target_with_the_same_counts():
+    train = [_scene(1), _scene(2), _scene(3)]
+    config = SimConfig(budget=10, stroke_px=10, seed=1)
+    whole = simulate(train, [_scene(2)], 3, ["random", "uncertainty"], config)
+    short = simulate(train, [_scene(2)], 3, ["random", "uncertainty"], config, whole_curves=False)
+    target = 0.95 * whole["full_label_miou"]
+    for name, run in whole["strategies"].items():
+        cut = short["strategies"][name]
+        assert cut["strokes_to_95"] == run["strokes_to_95"] and cut["strokes_to_90"] == run["strokes_to_90"]
+        assert cut["curve"] == run["curve"][: len(cut["curve"])]  # the same session, cut short
+        reached = run["strokes_to_95"]
+        assert len(cut["curve"]) == (reached if reached is not None else 10)
+        assert all(p["miou"] < target for p in cut["curve"][:-1])
 
 
 def test_simulate_reports_strokes_to_targets():
