@@ -14,12 +14,16 @@ and at most 1.5x those of the `error` oracle.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import multiprocessing
+import os
 import statistics
 import tempfile
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from bench import synth
@@ -112,6 +116,24 @@ def _median_strokes(runs: list[dict], strategy: str, budget: int) -> float:
     return statistics.median(r["strategies"][strategy]["strokes_to_95"] or budget + 1 for r in runs)
 
 
+def _session(cfg: BenchConfig, train: list, val: list, seed: int) -> dict:
+    config = simulate.SimConfig(budget=cfg.active_budget, seed=seed)
+    plotted = seed == cfg.active_seeds[0]  # whole curves for the plot; the rest stop at 95 %
+    return simulate.simulate(train, val, cfg.num_classes, simulate.STRATEGIES, config, whole_curves=plotted)
+
+
+def _sessions(cfg: BenchConfig, train: list, val: list) -> list[dict]:
+    """Every seed's session on one dataset, side by side, one process per core (forked: the data is not made
+    again)."""
+    work = functools.partial(_session, cfg, train, val)
+    workers = min(len(cfg.active_seeds), os.cpu_count() or 1)
+    if workers == 1:
+        return [work(seed) for seed in cfg.active_seeds]
+    # one torch thread per session: the sessions run side by side, one per core
+    with multiprocessing.get_context("fork").Pool(workers, torch.set_num_threads, (1,)) as pool:
+        return pool.map(work, cfg.active_seeds, chunksize=1)
+
+
 def run_active(cfg: BenchConfig, report: Report) -> None:
     section = report.section(
         "active",
@@ -127,20 +149,13 @@ def run_active(cfg: BenchConfig, report: Report) -> None:
             "VOC layout (random ViT)": voc_dataset(cfg, Path(tmp)),
         }
         for name, (train, val) in datasets.items():
-            runs = []
-            for seed in cfg.active_seeds:
-                config = simulate.SimConfig(budget=cfg.active_budget, seed=seed)
-                plotted = seed == cfg.active_seeds[0]  # whole curves for the plot; the rest stop at 95 %
-                runs.append(
-                    simulate.simulate(
-                        train, val, cfg.num_classes, simulate.STRATEGIES, config, whole_curves=plotted
-                    )
-                )
+            runs = _sessions(cfg, train, val)
+            for seed, run in zip(cfg.active_seeds, runs, strict=True):
                 log.info(
                     "   %s seed %d: %s",
                     name,
                     seed,
-                    {k: v["strokes_to_95"] for k, v in runs[-1]["strategies"].items()},
+                    {k: v["strokes_to_95"] for k, v in run["strategies"].items()},
                 )
             med = {s: _median_strokes(runs, s, cfg.active_budget) for s in simulate.STRATEGIES}
             full = statistics.median(r["full_label_miou"] for r in runs)
