@@ -1,4 +1,4 @@
-"""Benchmark sizes: `full` (the numbers in RESULTS.md, ~7 min for `trainer` and 30-50 min for `active` on a
+"""Benchmark sizes: `full` (the numbers in RESULTS.md, ~7 min for `trainer` and ~25 min for `active` on a
 2-core CPU), `quick` (~2 min) and `tiny` (seconds; the smoke test uses it to exercise the machinery, its numbers
 mean nothing)."""
 

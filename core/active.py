@@ -19,9 +19,10 @@ Regions are the connected groups of patches whose need is in the top `1 - quanti
 least `min_need`); a region's score is its summed need, an image's score its best region's. Ranking regions
 across the project, at most `per_image` from each image, spreads the suggestions over images.
 
-Measured with the simulated annotator (bench part `active`): each step above lowered the strokes to 95 % of
-the full-label mIoU on the synthetic scenes (entropy alone needed more strokes than random labelling; step 4:
-medians 23 -> 19 strokes, and 20 -> 20 on the VOC-like scenes: within the sessions' noise, see bench/NOTES.md).
+Measured with the simulated annotator (bench part `active`, medians of 25 seeds, strokes to 95 % of the
+full-label mIoU): 13 strokes against 21 for random labelling and 21 for the error oracle on the synthetic
+scenes, 13 against 14 and 16 on the VOC-like ones. Each step above once lowered the count (entropy alone needed
+more strokes than random labelling); the rule does not halve random labelling there (bench/NOTES.md).
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def scribble(
 ) -> np.ndarray:
     """[H, W] bool brush stroke inside the ground-truth region holding `start` (never across its boundary)."""
     cls = gt[start]
-    comps, _ = ndimage.label(gt == cls, structure=np.ones((3, 3), bool))
+    comps, _ = ndimage.label(gt == cls, structure=_EIGHT)
     region = comps == comps[start]
     radius = (width - 1) // 2
     inner = ndimage.binary_erosion(region, iterations=radius, border_value=1) if radius else region
@@ -251,7 +251,7 @@ class Annotator:
         for i, im in enumerate(images):
             gt = im.sample.gt
             wrong = (predict(head, im.sample.features).labels != gt) & (gt != IGNORE) & (im.labels == IGNORE)
-            comps, count = ndimage.label(wrong, structure=np.ones((3, 3), bool))
+            comps, count = ndimage.label(wrong, structure=_EIGHT)
             if not count:
                 continue
             sizes = np.bincount(comps.reshape(-1))[1:]
