@@ -207,7 +207,8 @@ def run_active(cfg: BenchConfig, report: Report) -> None:
     section.notes.append(
         "random: a random pixel of each class in turn; uncertainty: the app's rule (core.active: "
         "entropy where unlabelled, weighted by how common that kind of patch is among unsure ones, "
-        "blobs before boundary strips; best region across images); error: the largest wrong region "
-        "(an oracle); refine: error, plus accepting each image's confident predictions once"
+        "blobs before boundary strips; best region across images); both stroke from the middle of the "
+        "segment chosen (for uncertainty, the one in the box holding most need); error: the largest wrong "
+        "region (an oracle); refine: error, plus accepting each image's confident predictions once"
     )
     report.figures["active"] = json.loads(json.dumps(figures, default=float))
