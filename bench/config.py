@@ -61,9 +61,8 @@ class BenchConfig:
     active_train: int = 12
     active_val: int = 12  # held-out images: fewer make the mIoU curve (and strokes to 95 %) jumpy
     active_budget: int = 80
-    active_seeds: tuple[int, ...] = tuple(
-        range(25)
-    )  # sessions are chaotic: medians of 7 moved by 3-4 strokes
+    # sessions are chaotic: medians of 7 seeds moved by 3-4 strokes from one set of seeds to the next
+    active_seeds: tuple[int, ...] = tuple(range(25))
     # 4. feature extraction
     backbone: str = "dinov2_vits14"
     long_side: int = 448
