@@ -36,6 +36,8 @@ log = logging.getLogger("bench")
 
 BENCH_DIR = Path(__file__).resolve().parent
 PLOT = BENCH_DIR / "active.png"  # committed with a full run; the README shows it
+# the app-facing strategies; lookahead (a refit per candidate stroke) was measured once, bench/NOTES.md
+STRATEGIES = simulate.DEFAULT_STRATEGIES
 MEANINGFUL_MIOU = 0.3  # below this full-label mIoU the stroke counts measure nothing (see run_active)
 
 
@@ -119,7 +121,7 @@ def _median_strokes(runs: list[dict], strategy: str, budget: int) -> float:
 def _session(cfg: BenchConfig, train: list, val: list, seed: int) -> dict:
     config = simulate.SimConfig(budget=cfg.active_budget, seed=seed)
     plotted = seed == cfg.active_seeds[0]  # whole curves for the plot; the rest stop at 95 %
-    return simulate.simulate(train, val, cfg.num_classes, simulate.STRATEGIES, config, whole_curves=plotted)
+    return simulate.simulate(train, val, cfg.num_classes, STRATEGIES, config, whole_curves=plotted)
 
 
 def _sessions(cfg: BenchConfig, train: list, val: list) -> list[dict]:
@@ -139,7 +141,7 @@ def run_active(cfg: BenchConfig, report: Report) -> None:
         "active",
         f"Active labelling: strokes to 95 % of full-label mIoU (median of {len(cfg.active_seeds)} annotator "
         f"seeds, budget {cfg.active_budget})",
-        ["dataset", "full-label mIoU", *simulate.STRATEGIES, "uncertainty / random", "uncertainty / error"],
+        ["dataset", "full-label mIoU", *STRATEGIES, "uncertainty / random", "uncertainty / error"],
     )
     figures: dict = {"datasets": {}}
     with tempfile.TemporaryDirectory(prefix="bench-active-") as tmp:
@@ -157,14 +159,14 @@ def run_active(cfg: BenchConfig, report: Report) -> None:
                     seed,
                     {k: v["strokes_to_95"] for k, v in run["strategies"].items()},
                 )
-            med = {s: _median_strokes(runs, s, cfg.active_budget) for s in simulate.STRATEGIES}
+            med = {s: _median_strokes(runs, s, cfg.active_budget) for s in STRATEGIES}
             full = statistics.median(r["full_label_miou"] for r in runs)
             vs_random, vs_error = med["uncertainty"] / med["random"], med["uncertainty"] / med["error"]
             section.add_row(
                 [
                     name,
                     f"{100 * full:.1f} %",
-                    *(f"{med[s]:g}" for s in simulate.STRATEGIES),
+                    *(f"{med[s]:g}" for s in STRATEGIES),
                     f"{vs_random:.2f}",
                     f"{vs_error:.2f}",
                 ],

@@ -134,8 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strategy",
         nargs="+",
         default=["random", "uncertainty", "error", "refine"],
-        choices=["random", "uncertainty", "error", "refine"],
-        help="strategies to run (default all four)",
+        choices=["random", "uncertainty", "error", "refine", "lookahead"],
+        help="strategies to run (default the first four; lookahead, an oracle that tries every segment "
+        "against the held-out images before each stroke, is slow and must be asked for)",
     )
     m.add_argument("--budget", type=int, default=100, help="actions per strategy (default 100)")
     m.add_argument(

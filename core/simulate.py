@@ -15,6 +15,11 @@ Strategies (where the next stroke goes):
 - `error`: an oracle: the deepest point of the largest wrongly predicted unlabelled region.
 - `refine`: like `error`, but the first time an image is visited once every class has a label, its
   confident predictions are accepted first (one action, like the app's Refine).
+- `lookahead`: an oracle that peeks at the held-out set: it tries a stroke from the middle of every
+  unlabelled ground-truth segment (a seeded sample of `LOOKAHEAD_CANDIDATES` when there are more), refits
+  for each, and keeps the one that raises held-out mIoU most. Greedy, so not the optimum, but no rule that
+  sees only the training images does better in practice: it is the floor the other strategies are read
+  against (bench/NOTES.md). Not run by default (a refit and a scoring per candidate per stroke).
 `random` and `uncertainty` choose a segment and, as a person does, draw from its middle (the deepest point
 of its unlabelled part; of its part inside the box for `uncertainty`), not from the pixel or patch that
 chose it, which is often on an edge: the same hand for both, so the comparison measures where, not how.
@@ -47,7 +52,9 @@ from core.metrics import ConfusionMatrix
 from core.predict import predict
 from core.train import LabelledImage, TrainingCache, TrainingError, train_head
 
-STRATEGIES = ("random", "uncertainty", "error", "refine")
+STRATEGIES = ("random", "uncertainty", "error", "refine", "lookahead")
+DEFAULT_STRATEGIES = STRATEGIES[:4]  # lookahead is an expensive oracle: asked for by name
+LOOKAHEAD_CANDIDATES = 48  # strokes a lookahead step tries
 _EIGHT = np.ones((3, 3), bool)  # 8-connectivity for segments
 STROKE_S = 1.5  # reaching for the spot and pressing the pen
 PIXEL_S = 0.02  # drawing, per centre-line pixel (a 40-pixel stroke: 0.8 s)
@@ -173,7 +180,7 @@ class Annotator:
         cache, head, seconds, curve = TrainingCache(), None, 0.0, []
         order: list[int] = []
         for step in range(1, self.config.budget + 1):
-            seconds += self._step(strategy, images, head, rng, order)
+            seconds += self._step(strategy, images, head, rng, order, cache)
             head = self._fit(images, head, cache)
             miou = score(head, self.val, self.k) if head is not None else 0.0
             curve.append(
@@ -194,10 +201,16 @@ class Annotator:
         head: LinearHead | None,
         rng: np.random.Generator,
         order: list[int],
+        cache: TrainingCache,
     ) -> float:
         """One annotator action by `strategy`; returns its simulated seconds."""
         if head is None or strategy == "random":
             return self._stroke(images, self._random_start(images, rng, order), rng)
+        if strategy == "lookahead":
+            target, hand = self._lookahead(images, head, rng, cache)
+            if target is None:
+                return self._stroke(images, self._random_start(images, rng, order), rng)
+            return self._stroke(images, target, hand)
         if strategy == "uncertainty":
             return self._stroke(
                 images, self._uncertain_start(images, head) or self._random_start(images, rng, order), rng
@@ -262,6 +275,36 @@ class Annotator:
         if where is None:
             return None
         return where[0], (int(where[1][0]), int(where[1][1]))
+
+    def _lookahead(
+        self, images: list[_Image], head: LinearHead, rng: np.random.Generator, cache: TrainingCache
+    ) -> tuple[tuple[int, tuple] | None, np.random.Generator]:
+        """The candidate stroke whose refit scores best on the held-out images, and the generator that draws
+        that very stroke again."""
+        candidates = []
+        for i, im in enumerate(images):
+            gt, free = im.sample.gt, im.labels == IGNORE
+            for c in np.unique(gt[free]):
+                if c == IGNORE:
+                    continue
+                comps, count = ndimage.label((gt == c) & free, structure=_EIGHT)
+                sizes = np.bincount(comps.reshape(-1))
+                # segments a stroke fits in (all of them when none is that large)
+                candidates += [(i, comps == j, sizes[j]) for j in range(1, count + 1)]
+        big = [cand for cand in candidates if cand[2] >= self.config.stroke_px] or candidates
+        if len(big) > LOOKAHEAD_CANDIDATES:
+            big = [big[j] for j in sorted(rng.choice(len(big), LOOKAHEAD_CANDIDATES, replace=False))]
+        seeds = rng.integers(2**63, size=len(big))
+        best, found = -1.0, (None, rng)
+        for (i, segment, _), seed in zip(big, seeds, strict=True):
+            target = (i, _deepest_point(segment))
+            saved = images[i].labels.copy()
+            self._stroke(images, target, np.random.default_rng(seed))
+            miou = score(self._fit(images, head, cache) or head, self.val, self.k)
+            images[i].labels[:] = saved
+            if miou > best:
+                best, found = miou, (target, np.random.default_rng(seed))
+        return found
 
     # -- what a label does ---------------------------------------------------------------------------
     def _stroke(self, images: list[_Image], target: tuple[int, tuple], rng: np.random.Generator) -> float:

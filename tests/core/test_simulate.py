@@ -21,10 +21,12 @@ from core.simulate import (
     _deepest,
     _Image,
     _segment_in,
+    score,
     scribble,
     simulate,
     strokes_to,
 )
+from core.train import TrainingCache
 
 
 def _features(grid_classes: np.ndarray, size: int, ambiguous: np.ndarray | None = None) -> PatchFeatures:
@@ -192,13 +194,40 @@ def test_refine_accepts_confident_predictions_once_every_class_is_labelled():
     a = Annotator([_scene(3), _scene(1)], [_scene(2)], 3, SimConfig(stroke_px=5))
     images = [_Image(s, np.full(s.gt.shape, IGNORE, np.uint8)) for s in a.train]
     rng = np.random.default_rng(0)
-    assert a._step("refine", images, zero, rng, []) != ACCEPT_S  # class 2 has no label yet: a correction
+    assert (
+        a._step("refine", images, zero, rng, [], TrainingCache()) != ACCEPT_S
+    )  # class 2 has no label yet: a correction
     for c, (y, x) in enumerate([(0, 0), (0, 55), (55, 55)]):
         images[0].labels[y, x] = c
     before = int((images[1].labels != IGNORE).sum())
-    assert a._step("refine", images, zero, rng, []) == ACCEPT_S and images[1].visited
+    assert a._step("refine", images, zero, rng, [], TrainingCache()) == ACCEPT_S and images[1].visited
     assert int((images[1].labels != IGNORE).sum()) > before + 1000
     assert (
-        a._step("refine", images, zero, rng, []) == ACCEPT_S and images[0].visited
+        a._step("refine", images, zero, rng, [], TrainingCache()) == ACCEPT_S and images[0].visited
     )  # the next largest error
-    assert a._step("refine", images, zero, rng, []) != ACCEPT_S  # each image is accepted once
+    assert (
+        a._step("refine", images, zero, rng, [], TrainingCache()) != ACCEPT_S
+    )  # each image is accepted once
+
+
+def test_lookahead_keeps_the_stroke_that_scores_best_on_the_held_out_images():
+    """Given a head that knows classes 0 and 1 only, the stroke that helps the held-out image most is the one
+    on the class-2 block: lookahead must pick it, and the stroke it draws is the one it tried."""
+    train = [_scene(1), _scene(2)]
+    val = [_scene(3)]
+    a = Annotator(train, val, 3, SimConfig(stroke_px=5, seed=1))
+    images = [_Image(s, np.full(s.gt.shape, IGNORE, np.uint8)) for s in train]
+    images[0].labels[:, :14] = 0  # classes 0 and 1 labelled, class 2 not yet
+    images[0].labels[:, 20:40] = 1
+    cache = TrainingCache()
+    head = a._fit(images, None, cache)
+    assert head is not None
+    target, hand = a._lookahead(images, head, np.random.default_rng(0), cache)
+    assert target is not None
+    i, (y, x) = target
+    assert train[i].gt[y, x] == 2
+    again = a._lookahead(images, head, np.random.default_rng(0), cache)
+    assert again[0] == target  # seeded
+    before = score(head, val, 3)
+    a._stroke(images, target, hand)
+    assert score(a._fit(images, head, cache), val, 3) > before
