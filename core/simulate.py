@@ -295,7 +295,8 @@ class Annotator:
         if len(big) > LOOKAHEAD_CANDIDATES:
             big = [big[j] for j in sorted(rng.choice(len(big), LOOKAHEAD_CANDIDATES, replace=False))]
         seeds = rng.integers(2**63, size=len(big))
-        best, found = -1.0, (None, rng)
+        best = -1.0
+        found: tuple[tuple[int, tuple] | None, np.random.Generator] = (None, rng)
         for (i, segment, _), seed in zip(big, seeds, strict=True):
             target = (i, _deepest_point(segment))
             saved = images[i].labels.copy()
