@@ -289,16 +289,16 @@ class Annotator:
                     continue
                 comps, count = ndimage.label((gt == c) & free, structure=_EIGHT)
                 sizes = np.bincount(comps.reshape(-1))
-                # segments a stroke fits in (all of them when none is that large)
-                candidates += [(i, comps == j, sizes[j]) for j in range(1, count + 1)]
-        big = [cand for cand in candidates if cand[2] >= self.config.stroke_px] or candidates
+                candidates += [(i, comps, j, sizes[j]) for j in range(1, count + 1)]
+        # segments a stroke fits in (all of them when none is that large)
+        big = [cand for cand in candidates if cand[3] >= self.config.stroke_px] or candidates
         if len(big) > LOOKAHEAD_CANDIDATES:
             big = [big[j] for j in sorted(rng.choice(len(big), LOOKAHEAD_CANDIDATES, replace=False))]
         seeds = rng.integers(2**63, size=len(big))
         best = -1.0
         found: tuple[tuple[int, tuple] | None, np.random.Generator] = (None, rng)
-        for (i, segment, _), seed in zip(big, seeds, strict=True):
-            target = (i, _deepest_point(segment))
+        for (i, comps, j, _), seed in zip(big, seeds, strict=True):
+            target = (i, _deepest_point(comps == j))  # a segment's mask made only when it is tried
             saved = images[i].labels.copy()
             self._stroke(images, target, np.random.default_rng(seed))
             miou = score(self._fit(images, head, cache) or head, self.val, self.k)

@@ -193,21 +193,19 @@ def test_refine_accepts_confident_predictions_once_every_class_is_labelled():
         zero.conv.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # class 0 everywhere, 99 % sure
     a = Annotator([_scene(3), _scene(1)], [_scene(2)], 3, SimConfig(stroke_px=5))
     images = [_Image(s, np.full(s.gt.shape, IGNORE, np.uint8)) for s in a.train]
-    rng = np.random.default_rng(0)
+    rng, cache = np.random.default_rng(0), TrainingCache()
     assert (
-        a._step("refine", images, zero, rng, [], TrainingCache()) != ACCEPT_S
+        a._step("refine", images, zero, rng, [], cache) != ACCEPT_S
     )  # class 2 has no label yet: a correction
     for c, (y, x) in enumerate([(0, 0), (0, 55), (55, 55)]):
         images[0].labels[y, x] = c
     before = int((images[1].labels != IGNORE).sum())
-    assert a._step("refine", images, zero, rng, [], TrainingCache()) == ACCEPT_S and images[1].visited
+    assert a._step("refine", images, zero, rng, [], cache) == ACCEPT_S and images[1].visited
     assert int((images[1].labels != IGNORE).sum()) > before + 1000
     assert (
-        a._step("refine", images, zero, rng, [], TrainingCache()) == ACCEPT_S and images[0].visited
+        a._step("refine", images, zero, rng, [], cache) == ACCEPT_S and images[0].visited
     )  # the next largest error
-    assert (
-        a._step("refine", images, zero, rng, [], TrainingCache()) != ACCEPT_S
-    )  # each image is accepted once
+    assert a._step("refine", images, zero, rng, [], cache) != ACCEPT_S  # each image is accepted once
 
 
 def test_lookahead_keeps_the_stroke_that_scores_best_on_the_held_out_images():
