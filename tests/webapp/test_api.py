@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -231,3 +233,76 @@ def test_the_api_needs_the_login_when_auth_is_on(app):
         # the page's session cookie works too (what the canvas uses)
         assert c.post(f"{url}/login", data={"username": "ann", "password": "s3cret"}).status_code == 200
         assert c.get(f"{base}/classes").status_code == 200
+
+
+def documented_keys() -> dict[str, set[str]]:
+    """README's REST table: route -> the top-level keys of the JSON it documents as the response (the part
+    after the arrow, else the whole cell); routes documenting no JSON object are left out."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## REST API", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for match in re.finditer(r"^\| `(GET|POST) ([^`]+)` \| (.+) \|$", table, re.M):
+        method, route, what = match.groups()
+        response = what.split("→", 1)[1] if "→" in what else what
+        start = response.find("{")
+        if start < 0:
+            continue
+        keys, depth, i = set(), 0, start
+        while i < len(response):
+            ch = response[i]
+            if ch in "{[":
+                depth += 1
+            elif ch in "}]":
+                depth -= 1
+                if depth == 0:
+                    break
+            elif ch == '"':
+                end = response.index('"', i + 1)
+                if depth == 1 and response[:i].rstrip()[-1] in "{,":  # a key, not a value after ':'
+                    keys.add(response[i + 1 : end])
+                i = end
+            i += 1
+        out[f"{method} {route}"] = keys
+    return out
+
+
+def test_the_readme_rest_table_matches_the_responses(app):
+    documented = documented_keys()
+    assert len(documented) >= 6, documented
+    url, ctx = app()
+    base = f"{url}/api/v1/projects/demo"
+    seen: dict[str, set[str]] = {}
+    with httpx.Client(timeout=120) as c:
+        seen["GET /classes"] = set(c.get(f"{base}/classes").json()[0])
+        red = c.post(f"{base}/classes", json={"name": "red"}).json()
+        blue = c.post(f"{base}/classes", json={"name": "blue"}).json()
+        up = upload(c, base, [("two.png", png_bytes(two_colour())), ("x.png", b"no image")]).json()
+        seen["POST /images"] = set(up)
+        seen["GET /images"] = set(c.get(f"{base}/images").json()[0])
+        image = up["imported"][0]["id"]
+        ctx.engine.features(image, wait=120)
+        ops = [
+            {
+                "op_id": "a",
+                "kind": "stroke",
+                "class_id": red["id"],
+                "radius": 3,
+                "points": [[5, 40], [45, 40]],
+            },
+            {"op_id": "b", "kind": "point", "class_id": blue["id"], "radius": 3, "points": [[90, 20]]},
+        ]
+        acks = [c.post(f"{base}/images/{image}/ops", json=op).json() for op in ops]
+        seen["POST /images/{id}/ops"] = set(acks[0])
+        seen["GET /images/{id}/points"] = set(c.get(f"{base}/images/{image}/points").json()[0])
+        r = c.get(f"{base}/images/{image}/prediction", params={"wait": 25})
+        for _ in range(4):  # the first fit may take a while on a loaded machine
+            if r.status_code == 200:
+                break
+            r = c.get(f"{base}/images/{image}/prediction", params={"wait": 25})
+        assert r.status_code == 200
+        seen["GET /images/{id}/prediction"] = set(r.json())
+    for route, keys in seen.items():
+        assert documented.get(route) == keys, (
+            f"README's row {route}: documents {documented.get(route)}, got {keys}"
+        )
+    assert set(documented) <= set(seen), f"documented but not checked: {set(documented) - set(seen)}"
