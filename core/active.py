@@ -77,7 +77,12 @@ def unlabelled_share(labels: np.ndarray | None, grid: tuple[int, int]) -> np.nda
 
 def label_need(head: LinearHead, feats: PatchFeatures, labels: np.ndarray | None) -> np.ndarray:
     """[h, w] need of each patch (steps 1 and 4 of the module docstring)."""
-    share = unlabelled_share(labels, feats.grid)
+    return need_from_share(head, feats, unlabelled_share(labels, feats.grid))
+
+
+def need_from_share(head: LinearHead, feats: PatchFeatures, share: np.ndarray) -> np.ndarray:
+    """`label_need` given the image's `unlabelled_share` (which changes only with its labels, so a caller
+    scoring many images under each new head keeps it per image instead of reading every label map)."""
     touched = int(np.count_nonzero(share < 1))  # patches holding some label
     return patch_entropy(head, feats) * share / (1.0 + touched / DIVERSITY)
 

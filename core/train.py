@@ -15,9 +15,10 @@ the per-image work. `literal_loss` is kept as the reference the tests and benchm
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,22 +80,65 @@ class TrainResult:
     trained_pixels: int  # pixels used after the sampling cap
 
 
-def _stratified_sample(y: np.ndarray, cap: int, seed: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a class-stratified sample of at most ~cap entries of y, and the weight that makes each
-    sampled pixel stand for the pixels of its class it replaced (so the weighted loss is unbiased)."""
+def sampling_rate(total_labelled: int | None, cap: int) -> float:
+    """The share of labelled pixels a fit keeps: 1 up to `cap`, beyond it the largest power of two 1/2^k
+    with total x rate <= cap. Quantised on purpose: a stroke on one image changes the project's total, and
+    an exact cap / total would change every image's sample with it (each image regathered per stroke); a
+    power of two changes only when the total doubles or halves, so between those steps a stroke regathers
+    only the image it touched."""
+    if not total_labelled or total_labelled <= cap:
+        return 1.0
+    return 2.0 ** -math.ceil(math.log2(total_labelled / cap))
+
+
+def _stratified_sample(y: np.ndarray, rate: float, seed: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a class-stratified sample of about rate x y.size entries of y (each class present keeps
+    at least one), and the weight that makes each sampled pixel stand for the pixels of its class it
+    replaced: per class the weights sum to its count, so the weighted loss is unbiased (each image and class
+    is a stratum; the estimator is the one of a proportional stratified sample)."""
     n = y.size
-    if n <= cap:
+    if rate >= 1.0:
         return np.arange(n), np.ones(n, dtype=np.float32)
     rng = np.random.default_rng(seed)  # made only when sampling: seeding costs more than a stroke's gather
     keep, weight = [], []
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
-        m = min(members.size, max(1, int(round(cap * members.size / n))))
+        m = min(members.size, max(1, int(round(rate * members.size))))
         chosen = np.sort(rng.choice(members, size=m, replace=False))
         keep.append(chosen)
         weight.append(np.full(m, members.size / m, dtype=np.float32))
     order = np.argsort(np.concatenate(keep), kind="stable")
     return np.concatenate(keep)[order], np.concatenate(weight)[order]
+
+
+@dataclass(frozen=True)
+class LabelledPixels:
+    """An image's labelled pixels, without the unlabelled rest of its label map: flat indices (row-major)
+    and classes. What the trainer keeps per image between fits, so that a fit reads again only the label
+    maps that changed (a 12-megapixel map is 12 MB to decode and scan; its strokes a few hundred KB here)."""
+
+    flat: np.ndarray  # [n] int32 (int64 for maps of 2^31 pixels or more), ascending
+    y: np.ndarray  # [n] uint8 class indices
+    shape: tuple[int, int]  # (H, W) of the label map
+    version: Hashable  # changes whenever the labels do (a digest, or the caller's label version)
+
+    @classmethod
+    def of(cls, labels: np.ndarray, version: Hashable | None = None) -> LabelledPixels:
+        labels = np.asarray(labels)
+        flat = np.flatnonzero(labels.ravel() != IGNORE)  # flat indices are ~20x faster than 2-D nonzero
+        y = np.ascontiguousarray(labels.ravel()[flat])
+        if labels.size < 2**31:
+            flat = flat.astype(np.int32)
+        shape = (int(labels.shape[0]), int(labels.shape[1]))
+        return cls(flat, y, shape, version if version is not None else _label_digest(flat, y, shape))
+
+    @property
+    def count(self) -> int:
+        return int(self.flat.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.flat.nbytes + self.y.nbytes)
 
 
 @dataclass(frozen=True)
@@ -110,18 +154,26 @@ class _Chunk:
 
 class TrainingCache:
     """Per-image pieces of the training problem kept between fits, for the interactive case where one
-    stroke changes one image: the token statistics of each image (its features never change) and each
-    image's gathered pixels, reused while its labels and sampling share stay the same. Give every
-    LabelledImage a `key` (e.g. the image id) to use it; a key must name the same features for the cache's
-    life (the engine's image ids do: one backbone per engine). Gathered pixels are bounded by `max_bytes`
-    (oldest first out; dense masks on many images would otherwise keep most tokens twice)."""
+    stroke changes one image: the token statistics of each image (its features never change), each image's
+    labelled pixels (so a refit reads no label map that did not change) and its gathered pixels, reused
+    while its labels and sampling rate stay the same. Give every LabelledImage a `key` (e.g. the image id)
+    to use it; a key must name the same features for the cache's life (the engine's image ids do: one
+    backbone per engine). Gathered pixels and labelled pixels are each bounded by `max_bytes` and evicted
+    least recently used first (dense masks on many images would otherwise keep most tokens twice); an
+    evicted image is read and gathered again at its next fit, nothing else changes."""
 
     def __init__(self, max_bytes: int = 256 * 2**20):
         self.max_bytes = max_bytes
         self._stats: dict[str, TokenMoments] = {}
-        self._chunks: LRU[tuple[tuple, _Chunk | None]] = LRU(
+        self._chunks: LRU[tuple[Hashable, _Chunk | None]] = LRU(
             max_bytes=max_bytes, size=lambda vc: _nbytes(vc[1])
         )
+        self._pixels: LRU[LabelledPixels] = LRU(max_bytes=max_bytes, size=lambda p: p.nbytes + 64)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by gathered and labelled pixels (the token statistics add 16 x dim bytes per image)."""
+        return self._chunks.nbytes + self._pixels.nbytes
 
     def stats(self, key: str, features: PatchFeatures, tokens: Callable[[], torch.Tensor]) -> TokenMoments:
         hit = self._stats.get(key)
@@ -130,7 +182,14 @@ class TrainingCache:
             hit = self._stats[key] = TokenMoments.of(tokens())
         return hit
 
-    def chunk(self, key: str, version: tuple, make: Callable[[], _Chunk | None]) -> _Chunk | None:
+    def pixels(self, key: str, version: Hashable, load: Callable[[], np.ndarray]) -> LabelledPixels:
+        """The labelled pixels of `key` at label `version`; `load()` (the label map) only when not kept."""
+        hit = self._pixels.get(key)
+        if hit is not None and hit.version == version:
+            return hit
+        return self._pixels.put(key, LabelledPixels.of(load(), version))
+
+    def chunk(self, key: str, version: Hashable, make: Callable[[], _Chunk | None]) -> _Chunk | None:
         hit = self._chunks.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
@@ -139,6 +198,7 @@ class TrainingCache:
     def forget(self, key: str) -> None:
         self._stats.pop(key, None)
         self._chunks.pop(key)
+        self._pixels.pop(key)
 
 
 def _nbytes(chunk: _Chunk | None) -> int:
@@ -147,22 +207,20 @@ def _nbytes(chunk: _Chunk | None) -> int:
     return sum(t.numel() * t.element_size() for t in (chunk.rows_t, chunk.y, chunk.w)) + chunk.block.nbytes
 
 
-def _label_digest(labels: np.ndarray, flat: np.ndarray) -> bytes:
-    """A digest that changes whenever the label map does: of the labelled pixels' positions and classes when
-    that is less to read than the map (strokes: a refit hashes 16 maps in microseconds, not milliseconds)."""
+def _label_digest(flat: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> bytes:
+    """A digest that changes whenever the label map does: of the labelled pixels' positions and classes."""
     h = hashlib.sha1(usedforsecurity=False)
-    if flat.nbytes + flat.size < labels.nbytes:
-        h.update(flat.tobytes())
-        h.update(np.ascontiguousarray(labels.ravel()[flat]).tobytes())
-    else:
-        h.update(b"map")
-        h.update(np.ascontiguousarray(labels).data)
+    h.update(np.asarray(shape, np.int64).tobytes())
+    h.update(flat.tobytes())
+    h.update(y.tobytes())
     return h.digest()
 
 
 class PixelSetBuilder:
     """Accumulates labelled pixels image by image, so callers can stream features through it instead of
-    holding every image's tokens in memory (only the tokens a labelled pixel touches are kept)."""
+    holding every image's tokens in memory (only the tokens a labelled pixel touches are kept).
+    `total_labelled` (the labelled pixels of all images to come) sets the sampling rate of the pixel cap
+    (`sampling_rate`); None keeps every pixel."""
 
     def __init__(
         self,
@@ -173,7 +231,7 @@ class PixelSetBuilder:
     ):
         self.num_classes = num_classes
         self.config = config
-        self.total_labelled = total_labelled  # enables the sampling cap; None = keep every pixel
+        self.rate = sampling_rate(total_labelled, config.max_pixels)
         self.cache = cache
         self._chunks: list[_Chunk] = []
         self._dim: int | None = None
@@ -183,20 +241,25 @@ class PixelSetBuilder:
     def add(
         self, features: PatchFeatures, labels: np.ndarray, name: str = "", key: str | None = None
     ) -> None:
-        """Add one image. With a `key` and a cache, its statistics and gathered pixels are reused from
-        earlier fits while its labels are unchanged."""
+        """Add one image from its label map. With a `key` and a cache, its statistics and gathered pixels
+        are reused from earlier fits while its labels are unchanged."""
+        self.add_pixels(features, LabelledPixels.of(labels), name, key)
+
+    def add_pixels(
+        self, features: PatchFeatures, pixels: LabelledPixels, name: str = "", key: str | None = None
+    ) -> None:
+        """Add one image from its labelled pixels (`TrainingCache.pixels` keeps them between fits)."""
         name = name or f"image {self._images}"
         self._images += 1
-        labels = np.asarray(labels)
         if self._dim is None:
             self._dim = features.dim
         elif features.dim != self._dim:
             raise TrainingError(
                 f"{name} has {features.dim}-d features, others {self._dim}-d: mixed backbones"
             )
-        if labels.shape != features.original_size:
+        if pixels.shape != features.original_size:
             raise TrainingError(
-                f"{name}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but the image is "
+                f"{name}: label map is {pixels.shape[1]}x{pixels.shape[0]} (WxH) but the image is "
                 f"{features.original_size[1]}x{features.original_size[0]}; labels must have the image's size"
             )
         cache = self.cache if key is not None else None
@@ -213,47 +276,31 @@ class PixelSetBuilder:
             else TokenMoments.of(tokens())
         )
         self._moments = stats if self._moments is None else self._moments + stats
-        flat = np.flatnonzero(labels.ravel() != IGNORE)  # flat indices are ~20x faster than 2-D nonzero
         if cache is not None and key is not None:
-            version = (
-                _label_digest(labels, flat),
-                labels.shape,
-                features.dim,
-                self._share(flat.size),
-                self.config.seed,
-                self.num_classes,
-            )
-            chunk = cache.chunk(
-                key, version, lambda: self._gather(features, tokens(), labels, flat, name, key)
-            )
+            version = (pixels.version, features.dim, self.rate, self.config.seed, self.num_classes)
+            chunk = cache.chunk(key, version, lambda: self._gather(features, tokens(), pixels, name, key))
         else:
-            chunk = self._gather(features, tokens(), labels, flat, name, key)
+            chunk = self._gather(features, tokens(), pixels, name, key)
         if chunk is not None:
             self._chunks.append(chunk)
-
-    def _share(self, labelled: int) -> int:
-        """This image's share of the pixel cap (so large images do not crowd out small ones)."""
-        cap, total = self.config.max_pixels, self.total_labelled
-        return max(1, int(cap * labelled / total)) if total and total > cap else labelled
 
     def _gather(
         self,
         features: PatchFeatures,
         tokens: torch.Tensor,
-        labels: np.ndarray,
-        flat: np.ndarray,
+        pixels: LabelledPixels,
         name: str,
         key: str | None,
     ) -> _Chunk | None:
-        if flat.size == 0:
+        if pixels.count == 0:
             return None
-        y = labels.ravel()[flat].astype(np.int64)
+        y = pixels.y.astype(np.int64)
         if y.max() >= self.num_classes:
             raise TrainingError(f"{name}: class index {int(y.max())} but only {self.num_classes} classes")
         # Seeded per image (by key, else by position), so a sample does not depend on the other images.
         tag = zlib.crc32((key if key is not None else f"#{self._images}").encode())
-        pick, sw = _stratified_sample(y, self._share(flat.size), [self.config.seed, tag])
-        ys, xs = np.divmod(flat[pick], labels.shape[1])
+        pick, sw = _stratified_sample(y, self.rate, [self.config.seed, tag])
+        ys, xs = np.divmod(pixels.flat[pick].astype(np.int64), pixels.shape[1])
         idx, wts = features.corner_indices(ys, xs)
         corner = idx.numpy()
         touched = np.zeros(tokens.shape[1], dtype=bool)  # the tokens some pixel touches (faster than a sort)
@@ -317,10 +364,10 @@ def gather(
     """Collect labelled pixels of all images into a PixelSet (validating labels against the classes)."""
     if not images:
         raise TrainingError("no images to train on; add images and label some pixels first")
-    total = sum(int(np.count_nonzero(np.asarray(im.labels) != IGNORE)) for im in images)
-    builder = PixelSetBuilder(num_classes, config, total_labelled=total, cache=cache)
-    for im in images:
-        builder.add(im.features, im.labels, key=im.key)
+    pixels = [LabelledPixels.of(im.labels) for im in images]
+    builder = PixelSetBuilder(num_classes, config, sum(p.count for p in pixels), cache)
+    for im, px in zip(images, pixels, strict=True):
+        builder.add_pixels(im.features, px, key=im.key)
     return builder.build()
 
 

@@ -169,6 +169,7 @@ class ProjectEngine:
         self._display.discard(lambda k: k[0] == image_id)
         for cache in list(self._train_caches.values()):
             cache.forget(str(image_id))
+        self.needs.forget(image_id)
 
     # ------------------------------------------------------------------ training
     def training_cache(self, project_id: int) -> TrainingCache:

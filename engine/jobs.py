@@ -5,6 +5,7 @@ they need of the engine, and no more; ProjectEngine is the implementation), not 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -16,10 +17,10 @@ from core.features import FEATURE_VERSION, PatchFeatures
 from core.head import head_to_bytes
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
-from core.train import LabelledImage, TrainingCache, TrainingCancelled, TrainingError, gather, train_head
+from core.train import PixelSetBuilder, TrainingCache, TrainingCancelled, TrainingError, train_head
 from engine import analysis
 from engine.analysis import HeadState
-from engine.needs import LabelNeeds
+from engine.needs import LabelNeeds, NeedsStopped
 from engine.results import EvalResult, TrainOutcome
 from engine.settings import EngineSettings
 from engine.training import Superseded, Trainer
@@ -72,29 +73,35 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
             "the project has only one class; add at least one more class (Classes tab) and "
             "label it before training"
         )
-    maps = repo.label_maps(project_id)
-    if not maps:
+    labelled = [i for i in repo.list_images(project_id) if i.labelled_pixels > 0]
+    if not labelled:
         raise TrainingError(
             "no labelled pixels yet: draw scribbles or click points of at least two classes, then train"
         )
-    images = []
-    for image_id, labels in maps.items():
+    class_ids = tuple(c.id for c in classes)
+    cache = engine.training_cache(project_id)
+    # Only what changed is read: an image's labelled pixels are kept between fits under its label version
+    # (and the class order, which maps class ids to indices), its gathered pixels under those and the
+    # sampling rate; an edit reads and gathers the one image it touched.
+    builder = PixelSetBuilder(len(classes), config, sum(i.labelled_pixels for i in labelled), cache)
+    for image in labelled:
         _check(stop)
-        feats = engine.features(image_id, wait=None)
+        feats = engine.features(image.id, wait=None)
         if feats is None:
-            reason = engine.feature_failure(image_id) or f"image {image_id}: features could not be computed"
+            reason = engine.feature_failure(image.id) or f"image {image.id}: features could not be computed"
             raise TrainingError(reason)
-        images.append(LabelledImage(feats, labels, key=str(image_id)))
+        load: Callable[[], np.ndarray] = functools.partial(repo.label_map, image.id)
+        pixels = cache.pixels(str(image.id), (image.label_version, class_ids), load)
+        builder.add_pixels(feats, pixels, name=image.name, key=str(image.id))
     _check(stop)
-    px = gather(images, len(classes), config, engine.training_cache(project_id))
-    if len(px.pixel_counts) < 2:  # (counted by the gather: a pass over every label map costs more than a fit)
+    px = builder.build()
+    if len(px.pixel_counts) < 2:
         present = next(iter(px.pixel_counts))
         name = classes[present].name if present < len(classes) else "?"
         raise TrainingError(
             f"only the class '{name}' is labelled; label at least one more class (for example "
             "the background) so the head has something to separate"
         )
-    class_ids = tuple(c.id for c in classes)
     prev = engine.live_head(project_id)  # warm start from the newest head, interim ones included
     init = prev.head if prev is not None and prev.class_ids == class_ids else None
     started, shown = time.perf_counter(), [0.0]
@@ -136,7 +143,7 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
         "iterations": result.iterations,
         "seconds": result.seconds,
         "trained_pixels": result.trained_pixels,
-        "images": len(images),
+        "images": len(labelled),
         "pixel_counts": pixel_counts,
         "config": config.to_dict(),
         "generation": generation,
@@ -164,7 +171,7 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
         iterations=result.iterations,
         pixel_counts=pixel_counts,
         trained_pixels=result.trained_pixels,
-        images=len(images),
+        images=len(labelled),
         finished_at=time.time(),
     )
 
@@ -188,7 +195,7 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
                 "config": config.to_dict(),
                 "backbone": engine.backbone_name,
                 "long_side": engine.long_side,
-                "images": len(images),
+                "images": len(labelled),
             },
             result.seconds,
             result.loss,
@@ -241,12 +248,22 @@ def evaluate(
 
 def update_stats(engine: TrainingHost, project_id: int, state: HeadState, stop: Stop) -> int:
     """Store each image's need for labels under the current head (core.active; images without features
-    are skipped)."""
+    are skipped), in one transaction, only where the score changed. Yields to a newer edit: stops (raising
+    Superseded) between images as soon as `stop()` is true, before anything is written."""
     _check(stop)
-    needs = engine.needs.all(project_id, state)
+    try:
+        needs = engine.needs.all(project_id, state, stop)
+    except NeedsStopped:
+        raise Superseded() from None
+    stored = {i.id: i.uncertainty for i in engine.repo.list_images(project_id)}
+    scores = {}
     for image_id, (need, size) in needs.items():
         _check(stop)
-        engine.repo.set_image_stats(image_id, active.image_score(need, size), True)
+        score = active.image_score(need, size)
+        if image_id in stored and stored[image_id] != score:
+            scores[image_id] = score
+    _check(stop)
+    engine.repo.set_image_scores(scores)
     return len(needs)
 
 

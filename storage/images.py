@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -239,6 +239,24 @@ def set_image_stats(ctx: Ctx, image_id: int, uncertainty: float | None, has_pred
         row.stats_updated_at = datetime.now(UTC)
         s.flush()
         return info(s, row)
+
+    return ctx.db.write(fn)
+
+
+def set_image_scores(ctx: Ctx, scores: Mapping[int, float]) -> int:
+    """Store many images' need scores in one transaction (has_prediction set); images deleted meanwhile are
+    skipped. Returns how many rows were updated."""
+    values = {int(i): check_finite(v, "uncertainty") for i, v in scores.items()}
+    if not values:
+        return 0
+    now = datetime.now(UTC)
+
+    def fn(s: Session) -> int:
+        rows = s.scalars(select(Image).where(Image.id.in_(values))).all()
+        for row in rows:
+            row.uncertainty, row.has_prediction, row.stats_updated_at = values[row.id], True, now
+        s.flush()
+        return len(rows)
 
     return ctx.db.write(fn)
 

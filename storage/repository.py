@@ -218,6 +218,10 @@ class Repository:
         return images.set_image_stats(self._ctx, image_id, uncertainty, has_prediction)
 
     # ------------------------------------------------------------------ annotations (versioned)
+    def set_image_scores(self, scores: Mapping[int, float]) -> int:
+        """{image_id: need score} for many images in one transaction (images deleted meanwhile skipped)."""
+        return images.set_image_scores(self._ctx, scores)
+
     def save_scribbles(
         self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR
     ) -> AnnotationInfo:

@@ -20,6 +20,7 @@ from core.train import (
     gather,
     literal_loss,
     pixel_loss,
+    sampling_rate,
     train_head,
 )
 
@@ -172,14 +173,49 @@ def test_separable_classes_are_learned_on_unlabelled_pixels():
 
 
 def test_stratified_sampling_keeps_class_shares_and_unbiased_weights():
-    y = np.repeat([0, 1, 2], [90_000, 9_000, 1_000])
-    idx, w = _stratified_sample(y, 10_000, [0])
-    counts = np.bincount(y[idx], minlength=3)
-    assert abs(counts.sum() - 10_000) <= 3 and counts[2] >= 99
-    for c, n in enumerate([90_000, 9_000, 1_000]):
+    y = np.repeat([0, 1, 2, 3], [90_000, 9_000, 1_000, 3])
+    idx, w = _stratified_sample(y, 0.1, [0])
+    counts = np.bincount(y[idx], minlength=4)
+    assert abs(counts.sum() - 10_000) <= 3 and counts[2] == 100 and counts[3] == 1  # every class keeps one
+    for c, n in enumerate([90_000, 9_000, 1_000, 3]):
         assert np.isclose(w[y[idx] == c].sum(), n)  # each class still weighs what it did
-    again, _ = _stratified_sample(y, 10_000, [0])
+    again, _ = _stratified_sample(y, 0.1, [0])
     assert np.array_equal(idx, again)
+
+
+def test_the_sampling_rate_is_a_power_of_two_that_moves_only_when_the_total_doubles():
+    assert sampling_rate(None, 1000) == sampling_rate(1000, 1000) == 1.0
+    assert sampling_rate(1001, 1000) == sampling_rate(2000, 1000) == 0.5
+    assert sampling_rate(2001, 1000) == 0.25 and sampling_rate(10**7, 400_000) == 1 / 32
+    # the kept share never exceeds the cap, and stays above half of it
+    for total in (1500, 4000, 123_457, 10**7):
+        assert 500 < sampling_rate(total, 1000) * total <= 1000
+
+
+def test_a_stroke_on_one_image_regathers_only_that_image_under_the_cap():
+    """With more labelled pixels than the cap, a stroke elsewhere leaves every other image's sample as it
+    was (the rate moves only when the total doubles): the cache serves them, only the edited one is made."""
+    images, _ = _problem(seed=5, density=1.0)
+    keyed = [LabelledImage(im.features, im.labels, key=f"img{i}") for i, im in enumerate(images)]
+    total = sum(int((im.labels != IGNORE).sum()) for im in images)
+    config = TrainConfig(max_pixels=total // 3)
+    cache = TrainingCache()
+    gather(keyed, 4, config, cache)
+    calls = []
+    original = PixelSetBuilder._gather
+    PixelSetBuilder._gather = lambda self, *a, **k: calls.append(a[-1]) or original(self, *a, **k)
+    try:
+        more = keyed[1].labels.copy()
+        more[0, :3] = IGNORE  # a small erase: the total moves, its power-of-two rate does not
+        keyed[1] = LabelledImage(keyed[1].features, more, key="img1")
+        px = gather(keyed, 4, config, cache)
+    finally:
+        PixelSetBuilder._gather = original
+    assert calls == ["img1"]
+    assert px.num_pixels <= config.max_pixels
+    fresh = gather(keyed, 4, config)  # the same problem as a gather without a cache
+    assert torch.equal(px.y, fresh.y) and torch.allclose(px.weight, fresh.weight)
+    assert torch.allclose(px.rows_t, fresh.rows_t)
 
 
 def test_sampling_cap_applies_to_dense_masks():

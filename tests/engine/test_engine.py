@@ -160,3 +160,32 @@ def test_a_stored_head_of_older_features_is_not_used(repo, project, engine):
     }  # as the first release stored it
     repo.save_head(project.id, head_to_bytes(engine.head(project.id).head), old_meta)
     assert engine.head(project.id) is None  # never predicts with a head of other features
+
+
+def test_a_fit_after_an_edit_reads_only_the_edited_images_labels(repo, project, engine, monkeypatch):
+    """Lab scale: every other image's labelled pixels, gathered pixels and need grids are kept between fits,
+    so a stroke costs the reading of one label map, for the fit and for the scoring after it."""
+    images = [add_image(repo, project, seed=s, name=f"{s}.png") for s in range(4)]
+    for im in images:
+        repo.save_scribbles(im.id, two_strokes())
+    engine.train_now(project.id, timeout=120)
+    engine.wait_settled(project.id, timeout=120)
+    read: list[int] = []
+    original = repo.label_map
+    monkeypatch.setattr(repo, "label_map", lambda image_id: read.append(image_id) or original(image_id))
+    edited = images[2]
+    op = {"op_id": "s", "kind": "stroke", "class_id": repo.list_classes(project.id)[1].id, "radius": 2}
+    res, gen = engine.apply_op(project.id, edited.id, op | {"points": [[10, 70], [60, 70]]}, "test")
+    assert res.applied and gen > 0
+    outcome = engine.trainer.wait(project.id, gen, timeout=120)
+    engine.wait_settled(project.id, gen, timeout=120)
+    assert outcome.images == 4
+    assert read and set(read) == {edited.id}  # the fit and the need scoring read the edited map only
+    scores = {i.id: i.uncertainty for i in repo.list_images(project.id)}
+    assert all(v is not None for v in scores.values())  # every image was scored, from kept grids
+    # the same problem as a fit from scratch: the kept pieces are the labels as they are now
+    fresh = engine.training_cache(project.id)
+    fresh.forget(str(images[0].id))
+    again = engine.train_now(project.id, timeout=120)
+    assert again.trained_pixels == outcome.trained_pixels
+    assert again.pixel_counts == outcome.pixel_counts

@@ -263,3 +263,14 @@ def test_failed_insert_removes_the_new_file(repo, data_dir, project, monkeypatch
     with pytest.raises(RuntimeError):
         repo.add_image(project.id, rgb_png(4, 4), "a.png")
     assert _files(data_dir) == []
+
+
+def test_image_scores_are_stored_in_one_write(repo, project, image) -> None:  # type: ignore[no-untyped-def]
+    other = repo.add_image(project.id, rgb_png(20, 30, seed=3), "other.png")
+    assert repo.set_image_scores({}) == 0
+    assert repo.set_image_scores({image.id: 0.5, other.id: 1.5, 9999: 2.0}) == 2  # a deleted id is skipped
+    got = {i.id: (i.uncertainty, i.has_prediction) for i in repo.list_images(project.id)}
+    assert got == {image.id: (0.5, True), other.id: (1.5, True)}
+    with pytest.raises(ValidationError):
+        repo.set_image_scores({image.id: float("nan")})
+    assert repo.get_image(image.id).uncertainty == 0.5  # nothing written by the refused call
