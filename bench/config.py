@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-PARTS = ("trainer", "dense", "canvas", "features", "memory", "soak", "active")
+PARTS = ("trainer", "dense", "canvas", "features", "memory", "soak", "active", "scale")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,16 @@ class BenchConfig:
     soak_writers: int = 8  # half threads sharing one repository, half processes
     soak_seconds: float = 60.0
     soak_kill_after: tuple[int, ...] = (3, 60, 150)  # SIGKILL a writer after this many acknowledged writes
+    # 8. the live loop at lab scale (bench/scale.py): mixed sizes 512x384 .. 4032x3024
+    scale_images: int = 400
+    scale_levels: tuple[int, ...] = (20, 60, 200)  # labelled images at which strokes are timed
+    scale_pixels: int = 20_000  # labelled px an image (brush strokes, at full size)
+    scale_strokes: int = 15  # timed strokes per level
+    scale_pause_s: float = 0.3  # between a stroke's final head and the next stroke
+    scale_annotators: int = 4
+    scale_concurrent_s: float = 60.0
+    scale_stroke_every_s: float = 2.0
+    scale_rss_bound: int = 3 * 2**30  # the server's RSS at the end (README, "Memory and disk at scale")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,6 +131,10 @@ QUICK = replace(
     memory_lru_bytes=128 * 2**20,
     memory_diagnostic=False,
     soak_seconds=10.0,
+    scale_images=60,
+    scale_levels=(10, 30),
+    scale_strokes=5,
+    scale_concurrent_s=15.0,
     active_train=6,
     active_val=3,
     active_budget=30,
@@ -177,6 +191,13 @@ TINY = replace(
     soak_seconds=2.0,
     soak_kill_after=(2, 5, 10),
     memory_diagnostic=False,
+    scale_images=4,
+    scale_levels=(2, 3),
+    scale_pixels=2_000,
+    scale_strokes=2,
+    scale_annotators=2,
+    scale_concurrent_s=2.0,
+    scale_stroke_every_s=1.0,
     active_size=56,
     active_dim=32,
     active_train=3,

@@ -195,6 +195,12 @@ class TrainingCache:
             return hit[1]
         return self._chunks.put(key, (version, make()))[1]
 
+    def clear(self) -> None:
+        """Drop everything (the next fit reads and gathers every image again)."""
+        self._stats.clear()
+        self._chunks.discard(lambda _k: True)
+        self._pixels.discard(lambda _k: True)
+
     def forget(self, key: str) -> None:
         self._stats.pop(key, None)
         self._chunks.pop(key)

@@ -20,7 +20,9 @@ from engine.analysis import HeadState
 from storage import ImageInfo, Repository
 
 REFIT_GROWTH = 1.2  # refit the clusters once a project has this many times the images they were fitted on
-GRIDS_KEPT = 100_000  # per-image grids kept (two small [h, w] arrays each: a few KB at the default scale)
+GRIDS_KEPT = (
+    10_000  # images whose grids are kept (two small [h, w] arrays each: a few KB at the default scale)
+)
 
 
 class NeedsStopped(Exception):

@@ -17,19 +17,39 @@ class FeatureProgress:
     total: int = 0
     current: str = ""  # name of the image being computed now, "" when idle
     failed: tuple[tuple[int, str], ...] = ()  # (image id, reason) of images that could not be processed
+    seconds: float = 0.0  # spent on the `done` images so far (since the queue was last empty)
 
     @property
     def busy(self) -> bool:
         return self.done < self.total
 
+    @property
+    def rate(self) -> float | None:
+        """Images per second so far (None before the first image is done)."""
+        return self.done / self.seconds if self.done and self.seconds > 0 else None
+
+    @property
+    def seconds_left(self) -> float | None:
+        rate = self.rate
+        return (self.total - self.done) / rate if rate else None
+
     def describe(self) -> str:
         if self.busy:
-            return f"Computing features {self.done}/{self.total}" + (
-                f" ({self.current})" if self.current else ""
-            )
+            text = f"Computing features {self.done}/{self.total}"
+            if self.rate is not None and self.seconds_left is not None:
+                text += f" · {self.rate:.1f} images/s · {_duration(self.seconds_left)} left"
+            return text + (f" ({self.current})" if self.current else "")
         if self.total:
             return f"Features ready for {self.total} new image{'s' if self.total != 1 else ''}"
         return "Features ready"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)

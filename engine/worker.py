@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ class FeatureWorker:
         self._done = 0
         self._total = 0
         self._current = ""
+        self._started = 0.0  # when the queue last became non-empty (monotonic)
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="probeseg-features", daemon=True)
         self._thread.start()
@@ -74,6 +76,7 @@ class FeatureWorker:
                 self._failed.pop(src.image_id, None)
                 if not self._pending and not self._running:
                     self._done = self._total = 0  # progress counts from the moment the queue was empty
+                    self._started = time.monotonic()
                 self._seq += 1
                 self._pending[src.image_id] = (priority, self._seq, src)
                 self._events.setdefault(src.image_id, threading.Event()).clear()
@@ -112,6 +115,7 @@ class FeatureWorker:
                 total=self._total,
                 current=self._current,
                 failed=tuple(sorted(self._failed.items())),
+                seconds=time.monotonic() - self._started if self._total else 0.0,
             )
 
     def wait_idle(self, timeout: float | None = None) -> bool:

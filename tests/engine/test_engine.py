@@ -189,3 +189,13 @@ def test_a_fit_after_an_edit_reads_only_the_edited_images_labels(repo, project, 
     again = engine.train_now(project.id, timeout=120)
     assert again.trained_pixels == outcome.trained_pixels
     assert again.pixel_counts == outcome.pixel_counts
+
+
+def test_feature_progress_says_how_fast_and_how_long():
+    from engine.results import FeatureProgress
+
+    busy = FeatureProgress(done=10, total=400, current="a.jpg", seconds=5.0)
+    assert busy.rate == 2.0 and busy.seconds_left == 195.0
+    assert busy.describe() == "Computing features 10/400 · 2.0 images/s · 3 min left (a.jpg)"
+    assert FeatureProgress(done=0, total=4, seconds=1.0).describe() == "Computing features 0/4"
+    assert FeatureProgress(done=4, total=4, seconds=2.0).describe() == "Features ready for 4 new images"
