@@ -453,11 +453,14 @@ class ProjectEngine:
             return None
         return max(scored, key=lambda i: (i.uncertainty, -i.labelled_pixels)).id
 
+    def thumbnail_path(self, image_id: int, side: int = 160) -> Path:
+        """The image's thumbnail as a small JPEG on disk (made once per image content and side), for
+        galleries of hundreds of images: never the original decoded again."""
+        return self.repo.thumbnail_path(image_id, side)
+
     def thumbnail(self, image_id: int, side: int = 160) -> np.ndarray:
-        rgb = self.display_rgb(image_id, max(side * 2, 320))
-        img = Image.fromarray(rgb)
-        img.thumbnail((side, side), Image.Resampling.BILINEAR)
-        return np.asarray(img)
+        with Image.open(self.thumbnail_path(image_id, side)) as img:
+            return np.asarray(img.convert("RGB"))
 
     def delete_image(self, image_id: int) -> None:
         """Delete an image with its labels; retrain when it had any (the head must not keep them)."""

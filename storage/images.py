@@ -7,7 +7,7 @@ import io
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import cast
 
 import numpy as np
@@ -23,6 +23,7 @@ from .errors import ConflictError, ValidationError
 from .files import sanitize_filename, sha256_bytes
 from .models import GroundTruth, Image, Project
 from .records import ImageInfo
+from .thumbnails import remove_thumbnails
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def remove_unreferenced_files(ctx: Ctx, relpaths: Iterable[str]) -> None:
     for rel in paths:
         if rel not in used:
             ctx.store.remove(rel)
+            remove_thumbnails(ctx, PurePosixPath(rel).stem)
 
 
 def get_image(ctx: Ctx, image_id: int) -> ImageInfo:

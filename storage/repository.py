@@ -17,7 +17,7 @@ import numpy as np
 from core.tiff import TiffOptions
 
 from . import annotations as label_store
-from . import archive, classes, exports, heads, images, imports, ops, projects
+from . import archive, classes, exports, heads, images, imports, ops, projects, thumbnails
 from .cache import LabelCache
 from .context import Ctx
 from .db import Database, check_database, sqlite_url
@@ -198,6 +198,14 @@ class Repository:
     def image_path(self, image_id: int) -> Path:
         """Where the original file is stored (read-only; do not modify it)."""
         return images.image_path(self._ctx, image_id)
+
+    @property
+    def thumbnail_folder(self) -> Path:
+        return self._ctx.data_dir / thumbnails.FOLDER
+
+    def thumbnail_path(self, image_id: int, side: int) -> Path:
+        """A small JPEG of the image on disk (made once per image content and side; see storage.thumbnails)."""
+        return thumbnails.thumbnail_path(self._ctx, image_id, side)
 
     def set_split(self, image_id: int, split: str) -> ImageInfo:
         """Set 'train', 'val' or 'unassigned'."""

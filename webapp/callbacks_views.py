@@ -170,7 +170,7 @@ def gallery(ctx: AppContext, sess: Session, sort: str) -> dict:
     classes = ctx.classes()
     images = sorted_images(ctx.images(), sort)
     sess.order = [i.id for i in images]
-    items = [(ctx.engine.thumbnail(i.id), caption(ctx, i, classes)) for i in images]
+    items = [(str(ctx.engine.thumbnail_path(i.id)), caption(ctx, i, classes)) for i in images]
     return {"state": sess, "gallery": gr.update(value=items, selected_index=selected(sess))}
 
 

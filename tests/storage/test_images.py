@@ -274,3 +274,26 @@ def test_image_scores_are_stored_in_one_write(repo, project, image) -> None:  # 
     with pytest.raises(ValidationError):
         repo.set_image_scores({image.id: float("nan")})
     assert repo.get_image(image.id).uncertainty == 0.5  # nothing written by the refused call
+
+
+def test_thumbnails_are_made_once_upright_and_go_with_the_image(repo, project, data_dir) -> None:  # type: ignore[no-untyped-def]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 400x300 landscape, displayed 300x400 portrait
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    im = repo.add_image(project.id, _jpeg(img, exif=exif.tobytes()), "rotated.jpg")
+    path = repo.thumbnail_path(im.id, 160)
+    assert path.is_relative_to(repo.thumbnail_folder) and path.suffix == ".jpg"
+    assert Image.open(path).size == (120, 160)  # upright, longer side 160
+    reads = []
+    original = repo._ctx.store.read
+    repo._ctx.store.read = lambda rel: reads.append(rel) or original(rel)
+    try:
+        assert repo.thumbnail_path(im.id, 160) == path and reads == []  # kept on disk: no decode
+        repo.thumbnail_path(im.id, 64)
+        assert len(reads) == 1
+    finally:
+        repo._ctx.store.read = original
+    with pytest.raises(ValidationError, match="thumbnail side"):
+        repo.thumbnail_path(im.id, 161)
+    repo.delete_image(im.id)
+    assert not path.exists() and not list(repo.thumbnail_folder.rglob("*.jpg"))

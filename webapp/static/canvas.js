@@ -11,7 +11,7 @@ const S = {
   view: { s: 1, x: 0, y: 0 }, userView: false, mouse: null, spaceDown: false, drag: null, path: null,
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
-  retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [],
+  retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null,
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -163,6 +163,10 @@ async function fetchOk(url, opts) {
 
 async function openImage() {
   const token = ++S.token;
+  // The previous image's prediction wait is over: abort it, or paging quickly through many images fills the
+  // browser's 6 connections per host with waits of up to 20 s and stalls every other request.
+  if (S.predAbort) S.predAbort.abort();
+  S.predAbort = null;
   S.pred = null; S.headVersion = null; S.points = []; S.img = null;
   const im = S.cfg.image;
   if (!im) { S.W = S.H = 0; draw(); status(); return; }
@@ -326,8 +330,13 @@ async function predictionLoop(token) {
     const id = S.cfg.image.id;
     const after = S.headVersion == null ? '' : `&after=${S.headVersion}`;
     let res = null;
-    try { res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20${after}`, { credentials: 'same-origin', cache: 'no-store' }); }
-    catch (e) { res = null; }
+    const abort = new AbortController();
+    S.predAbort = abort;
+    try {
+      res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20${after}`,
+        { credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
+    } catch (e) { res = null; }
+    if (S.predAbort === abort) S.predAbort = null;
     if (token !== S.token) return;
     if (res && res.status === 200) {
       const tResp = performance.now();
