@@ -4,8 +4,16 @@ Build one `ProjectEngine` per process from a `storage.Repository` and a `core.ca
 thread-safe and keeps no per-user state, so every browser session (and any other client) shares it.
 """
 
-from engine.engine import ProjectEngine
+from engine.engine import EXPORT_FORMATS, ProjectEngine
 from engine.results import EvalResult, FeatureProgress, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
 
-__all__ = ["EngineSettings", "EvalResult", "FeatureProgress", "ProjectEngine", "TrainOutcome", "TrainStatus"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "EngineSettings",
+    "EvalResult",
+    "FeatureProgress",
+    "ProjectEngine",
+    "TrainOutcome",
+    "TrainStatus",
+]

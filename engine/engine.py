@@ -16,6 +16,7 @@ from core import active
 from core.backbone import Backbone
 from core.cache import FeatureStore
 from core.clusters import ClusterResult, kmeans_image, kmeans_images, pca_rgb
+from core.errors import InputError
 from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
 from core.head import check_feature_version, head_from_bytes
 from core.labels import IGNORE
@@ -32,6 +33,8 @@ from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
 from storage import ImageInfo, ImportReport, NotFoundError, OpResult, Repository
 
 log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("archive", "voc", "coco")
 
 
 class ProjectEngine:
@@ -375,6 +378,43 @@ class ProjectEngine:
             self.ensure_features(report.image_ids)
         if report.annotations:
             self.request_train(project_id)
+
+    # ------------------------------------------------------------------ exports
+    def export(
+        self, project_id: int, fmt: str, dest: str | os.PathLike, predictions: bool = False
+    ) -> tuple[Path, int]:
+        """Write the project as `fmt` (`archive`: everything, for import elsewhere; `voc`: a PASCAL VOC zip;
+        `coco`: COCO JSON) to `dest`; with `predictions`, VOC and COCO carry the current head's predictions
+        instead of the labels, computed one image at a time (never all held in memory, nor kept in the
+        prediction cache). Returns the file and how many images were left out for want of features."""
+        if fmt not in EXPORT_FORMATS:
+            raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+        if fmt == "archive":
+            if predictions:
+                raise InputError(
+                    "a project archive holds the labels themselves; export predictions as voc or coco"
+                )
+            return self.repo.export_project(project_id, dest), 0
+        missing: list[int] = []
+        source = None
+        if predictions:
+            state = self.head(project_id)
+            if state is None:
+                raise TrainingError(
+                    "no trained head yet: label two classes and train before exporting predictions"
+                )
+            lut = state.lut(self.repo.list_classes(project_id))
+
+            def source(image_id: int) -> np.ndarray | None:
+                feats = self.features(image_id, wait=120.0)
+                if feats is None:
+                    missing.append(image_id)
+                    return None
+                return analysis.predict_mapped(state, feats, lut).labels
+
+        if fmt == "voc":
+            return self.repo.export_voc(project_id, dest, source), len(missing)
+        return self.repo.export_coco(project_id, dest, source), len(missing)
 
     def display_rgb(self, image_id: int, max_side: int) -> np.ndarray:
         """The image downscaled so its longer side is at most max_side (cached)."""

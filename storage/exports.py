@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from core import coco
 from core.atomic import atomic_path, atomic_write
 from core.labels import IGNORE, label_to_png_bytes
 
-from .annotations import ground_truth, label_maps
+from .annotations import ground_truth, label_map
 from .classes import list_classes
 from .context import Ctx
 from .errors import ValidationError
@@ -31,13 +31,6 @@ def _zip_path(dest: str | os.PathLike) -> Path:
     return path if path.suffix.lower() == ".zip" else path.with_name(path.name + ".zip")
 
 
-def _write_zip_atomically(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members:
-            zf.writestr(name, data)
-    return path
-
-
 def _stem(name: str) -> str:
     stem = (
         sanitize_filename(name).rsplit(".", 1)[0]
@@ -47,34 +40,45 @@ def _stem(name: str) -> str:
     return stem or "image"
 
 
+# Predictions to export instead of the labels: image id -> HxW class indices, as a mapping or as a function
+# called once per image (None: leave it out), so a caller can compute them one at a time.
+Predictions = Mapping[int, np.ndarray] | Callable[[int], np.ndarray | None]
+
+
 def _maps(
-    ctx: Ctx,
-    project_id: int,
-    images: list[ImageInfo],
-    classes: list[ClassInfo],
-    predictions: Mapping[int, np.ndarray] | None,
-) -> dict[int, np.ndarray]:
+    ctx: Ctx, images: list[ImageInfo], classes: list[ClassInfo], predictions: Predictions | None
+) -> Callable[[ImageInfo], np.ndarray | None]:
+    """A function giving each image's map to export (its labels, or its prediction), read or computed when
+    asked for: an export holds one image's map at a time, whatever the project's size."""
     if predictions is None:
-        return label_maps(ctx, project_id, None, True)
-    by_id = {im.id: im for im in images}
-    out: dict[int, np.ndarray] = {}
-    for image_id, pred in predictions.items():
-        im = by_id.get(int(image_id))
-        if im is None:
-            raise ValidationError(f"prediction for image {image_id}, which is not in this project")
+        return lambda im: label_map(ctx, im.id) if im.labelled_pixels > 0 else None
+    if isinstance(predictions, Mapping):
+        ids = {im.id for im in images}
+        for image_id in predictions:
+            if int(image_id) not in ids:
+                raise ValidationError(f"prediction for image {image_id}, which is not in this project")
+        source: Callable[[int], np.ndarray | None] = predictions.get
+    else:
+        source = predictions
+
+    def one(im: ImageInfo) -> np.ndarray | None:
+        pred = source(im.id)
+        if pred is None:
+            return None
         arr = np.asarray(pred)
         if arr.shape != (im.height, im.width) or not np.issubdtype(arr.dtype, np.integer):
             raise ValidationError(
-                f"prediction for image {image_id} must be an integer HxW array of shape "
+                f"prediction for image {im.id} must be an integer HxW array of shape "
                 f"{(im.height, im.width)}, got {arr.dtype} {arr.shape}"
             )
         if arr.size and (int(arr.min()) < 0 or (arr[arr != IGNORE] >= len(classes)).any()):
             raise ValidationError(
-                f"prediction for image {image_id} has values that are not class indices "
+                f"prediction for image {im.id} has values that are not class indices "
                 f"0..{len(classes) - 1} or 255"
             )
-        out[int(image_id)] = arr.astype(np.uint8)
-    return out
+        return arr.astype(np.uint8)
+
+    return one
 
 
 def _voc_image(ctx: Ctx, im: ImageInfo) -> tuple[str, bytes]:
@@ -90,9 +94,7 @@ def _voc_image(ctx: Ctx, im: ImageInfo) -> tuple[str, bytes]:
     return ".png", buf.getvalue()
 
 
-def export_voc(
-    ctx: Ctx, project_id: int, dest: str | os.PathLike, predictions: Mapping[int, np.ndarray] | None
-) -> Path:
+def export_voc(ctx: Ctx, project_id: int, dest: str | os.PathLike, predictions: Predictions | None) -> Path:
     """A PASCAL VOC layout zip that `train`, `evaluate` and the VOC import read back:
 
     JPEGImages/<stem>.jpg|.png       the images (JPEG and PNG as stored)
@@ -103,35 +105,38 @@ def export_voc(
     """
     images = list_images(ctx, project_id, None)
     classes = list_classes(ctx, project_id)
-    maps = _maps(ctx, project_id, images, classes, predictions)
+    map_of = _maps(ctx, images, classes, predictions)
     taken: set[str] = set()
-    members: list[tuple[str, bytes]] = []
     splits: dict[str, list[str]] = {"train": [], "val": [], "trainval": []}
-    for im in images:
-        stem = unique_name(_stem(im.name), taken)
-        suffix, data = _voc_image(ctx, im)
-        members.append((f"JPEGImages/{stem}{suffix}", data))
-        if im.id in maps:
-            members.append((f"labels/{stem}.png", label_to_png_bytes(maps[im.id])))
-        gt = ground_truth(ctx, im.id) if im.has_ground_truth else None
-        if gt is not None:
-            members.append((f"SegmentationClass/{stem}.png", label_to_png_bytes(gt)))
-        splits["trainval"].append(stem)
-        if im.split in splits:
-            splits[im.split].append(stem)
-    for name, stems in splits.items():
-        members.append((f"ImageSets/Segmentation/{name}.txt", "".join(f"{s}\n" for s in stems).encode()))
-    members.append(("classes.txt", "".join(f"{c.name} {c.colour}\n" for c in classes).encode("utf-8")))
-    return _write_zip_atomically(_zip_path(dest), members)
+    # Written member by member: one image (and its maps) in memory at a time, whatever the project's size.
+    path = _zip_path(dest)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for im in images:
+            stem = unique_name(_stem(im.name), taken)
+            suffix, data = _voc_image(ctx, im)
+            zf.writestr(f"JPEGImages/{stem}{suffix}", data)
+            labels = map_of(im)
+            if labels is not None:
+                zf.writestr(f"labels/{stem}.png", label_to_png_bytes(labels))
+            gt = ground_truth(ctx, im.id) if im.has_ground_truth else None
+            if gt is not None:
+                zf.writestr(f"SegmentationClass/{stem}.png", label_to_png_bytes(gt))
+            splits["trainval"].append(stem)
+            if im.split in splits:
+                splits[im.split].append(stem)
+        for name, stems in splits.items():
+            zf.writestr(f"ImageSets/Segmentation/{name}.txt", "".join(f"{s}\n" for s in stems).encode())
+        zf.writestr("classes.txt", "".join(f"{c.name} {c.colour}\n" for c in classes).encode("utf-8"))
+    return path
 
 
 def coco_dict(
-    ctx: Ctx, project_id: int, predictions: Mapping[int, np.ndarray] | None, include_background: bool = False
+    ctx: Ctx, project_id: int, predictions: Predictions | None, include_background: bool = False
 ) -> dict[str, object]:
     project = get_project(ctx, project_id)
     images = list_images(ctx, project_id, None)
     classes = list_classes(ctx, project_id)
-    maps = _maps(ctx, project_id, images, classes, predictions)
+    map_of = _maps(ctx, images, classes, predictions)
     info = {
         "description": f"probeseg project {project.name}",
         "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -144,7 +149,8 @@ def coco_dict(
     builder = coco.CocoBuilder(cats, info, include_background)
     taken: set[str] = set()
     for im in images:
-        if im.id in maps:
+        labels = map_of(im)
+        if labels is not None:
             builder.add(
                 {
                     "id": im.id,
@@ -153,7 +159,7 @@ def coco_dict(
                     "height": im.height,
                     "probeseg_split": im.split,
                 },
-                maps[im.id],
+                labels,
             )
     return builder.document()
 
@@ -162,7 +168,7 @@ def export_coco(
     ctx: Ctx,
     project_id: int,
     dest: str | os.PathLike,
-    predictions: Mapping[int, np.ndarray] | None,
+    predictions: Predictions | None,
     include_background: bool = False,
 ) -> Path:
     path = Path(dest)

@@ -425,10 +425,11 @@ class Repository:
         return imports.import_voc(self._ctx, project_id, root, labels_dir, roots, zero_is_unlabelled)
 
     def export_voc(
-        self, project_id: int, dest: str | os.PathLike, predictions: Mapping[int, np.ndarray] | None = None
+        self, project_id: int, dest: str | os.PathLike, predictions: exports.Predictions | None = None
     ) -> Path:
         """A PASCAL VOC layout zip (images, labels/, SegmentationClass/, ImageSets/, classes.txt) of the
-        labels (or `predictions`: image id -> HxW class indices) that import_voc and `train` read back."""
+        labels (or `predictions`: image id -> HxW class indices, a mapping or a function called once per
+        image, None leaving it out) that import_voc and `train` read back; written one image at a time."""
         return exports.export_voc(self._ctx, project_id, dest, predictions)
 
     def import_coco(
@@ -450,7 +451,7 @@ class Repository:
         self,
         project_id: int,
         dest: str | os.PathLike,
-        predictions: Mapping[int, np.ndarray] | None = None,
+        predictions: exports.Predictions | None = None,
         include_background: bool = False,
     ) -> Path:
         """COCO JSON (one annotation per image and class, compressed RLE masks) of labels or predictions;

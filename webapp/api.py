@@ -19,6 +19,8 @@ Routes (README "REST API" has examples):
   GET  /images/{id}/points          [{"id", "x", "y", "radius", "class_id", "index"}]
   GET  /images/{id}/prediction      patch-grid class scores (see `prediction_json`); ?after=VERSION&wait=S
                                     waits up to S seconds (max 25) for a head other than VERSION (204 if none)
+  GET  /export                      ?format=archive|voc|coco[&predictions=true]: the project as a download,
+                                    written to a temporary file that is deleted once sent
 """
 
 from __future__ import annotations
@@ -29,18 +31,23 @@ import hmac
 import io
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.background import BackgroundTask
 
 from core.errors import UserError
 from core.labels import label_to_png_bytes
+from engine import EXPORT_FORMATS
 from engine.results import GridScores
 from storage import ConflictError, DatabaseBusyError, NotFoundError, ValidationError
 from webapp.auth import Backoff, logged_in
@@ -73,6 +80,11 @@ def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
         "label_version": label_version,
         "logits": base64.b64encode(np.ascontiguousarray(scores.logits, "<f4").tobytes()).decode("ascii"),
     }
+
+
+def safe_stem(name: str) -> str:
+    """A file-name stem from a project name (letters, digits, - and _ kept)."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "project"
 
 
 def class_json(c) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -180,7 +192,36 @@ class Api:
         self._image_routes(r)
         self._label_routes(r)
         self._prediction_route(r)
+        self._export_route(r)
         return r
+
+    def _export_route(self, r: APIRouter) -> None:
+        ctx = self.ctx
+
+        @r.get("/export")
+        async def get_export(project: str, format: str = "archive", predictions: bool = False) -> Response:
+            pid = self.project_id(project)
+            if format not in EXPORT_FORMATS:
+                raise HTTPException(422, f"format must be one of {', '.join(EXPORT_FORMATS)}")
+            root = Path(ctx.export_dir or tempfile.gettempdir())
+            root.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="export-", dir=root))
+            what = "predictions" if predictions else ("project" if format == "archive" else "labels")
+            name = f"{safe_stem(project)}-{what}-{format}.{'json' if format == 'coco' else 'zip'}"
+            try:
+                path, _missing = await asyncio.to_thread(
+                    _guard, lambda: ctx.engine.export(pid, format, folder / name, predictions)
+                )
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            # streamed from the file, which goes with its folder once sent: no copy is left behind
+            return FileResponse(
+                path,
+                filename=name,
+                media_type="application/json" if format == "coco" else "application/zip",
+                background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+            )
 
     def _class_routes(self, r: APIRouter) -> None:
         ctx = self.ctx

@@ -5,6 +5,9 @@ CSS = """
 #banner p { margin: 2px 0; }
 #banner summary { cursor: pointer; }
 .muted { color: var(--body-text-color-subdued); font-size: 0.92em; }
+.ps-download { display: inline-block; margin: 4px 8px 4px 0; padding: 4px 12px; border-radius: 6px;
+               border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill);
+               text-decoration: none; font-weight: 600; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 3px; margin: 0 4px -1px 8px;
           border: 1px solid rgba(128,128,128,.6); }
 .swatch.big { width: 18px; height: 18px; margin-right: 8px; vertical-align: middle; }

@@ -1,14 +1,16 @@
-"""Export (PASCAL VOC zip, COCO JSON, head, project archive) and evaluation against ground truth."""
+"""Export (PASCAL VOC zip, COCO JSON and the project archive as download links; the head as files) and
+evaluation against ground truth."""
 
 from __future__ import annotations
 
+import html
 import math
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import gradio as gr
-import numpy as np
 
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
@@ -21,47 +23,36 @@ def _out_dir(ctx: AppContext) -> Path:
     return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
 
 
-def _stem(ctx: AppContext) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ctx.project_name) or "project"
-    return safe
+def download_links(ctx: AppContext, use_predictions: bool) -> str:
+    """Links that download the project through the REST API's export route: the file is written when the
+    link is followed, streamed, and deleted once sent (nothing held in memory, no copy left behind)."""
+    base = f"/api/v1/projects/{quote(ctx.project_name, safe='')}/export"
+    pred = "&predictions=true" if use_predictions else ""
+    what = "the current head's predictions" if use_predictions else "the labels"
+    links = [
+        (
+            f"{base}?format=voc{pred}",
+            "PASCAL VOC zip",
+            f"JPEGImages/, labels/ ({what}), SegmentationClass/ "
+            "(ground truth), ImageSets/Segmentation/ (your splits), classes.txt; `python app.py train --data DIR "
+            "--labels DIR/labels` reads it",
+        ),
+        (f"{base}?format=coco{pred}", "COCO JSON", f"RLE masks of {what}"),
+        (
+            f"{base}?format=archive",
+            "Project archive",
+            "the whole project (images, classes, label history, ground truth, heads) as one zip",
+        ),
+    ]
+    return "\n".join(
+        f"<a class='ps-download' href='{html.escape(href)}' download>{label}</a> <span class='muted'>{note}"
+        "</span><br>"
+        for href, label, note in links
+    )
 
 
-def predictions(ctx: AppContext) -> dict[int, np.ndarray]:
-    """Full-resolution predictions of the current head for every image with features."""
-    if ctx.engine.head(ctx.project_id) is None:
-        raise gr.Error("No trained head yet: label two classes and train before exporting predictions.")
-    out = {}
-    missing = 0
-    for info in ctx.images():
-        pred = ctx.engine.prediction(ctx.project_id, info.id, wait=120.0)
-        if pred is None:
-            missing += 1
-            continue
-        out[info.id] = pred.labels
-    if missing:
-        gr.Warning(f"{missing} image(s) have no features yet and were left out.")
-    return out
-
-
-@ui_errors
-def export_masks(ctx: AppContext, sess: Session, use_predictions: bool) -> dict:
-    preds = predictions(ctx) if use_predictions else None
-    what = "predictions" if use_predictions else "labels"
-    path = ctx.repo.export_voc(ctx.project_id, _out_dir(ctx) / f"{_stem(ctx)}-{what}-voc.zip", preds)
-    return {
-        "export_files": [str(path)],
-        "export_msg": f"PASCAL VOC layout of the {what}: JPEGImages/, labels/ (palette PNGs), SegmentationClass/ "
-        "(ground truth), ImageSets/Segmentation/ (your splits) and classes.txt. "
-        "`python app.py train --data DIR --labels DIR/labels` reads it.",
-    }
-
-
-@ui_errors
-def export_coco(ctx: AppContext, sess: Session, use_predictions: bool) -> dict:
-    preds = predictions(ctx) if use_predictions else None
-    what = "predictions" if use_predictions else "labels"
-    path = ctx.repo.export_coco(ctx.project_id, _out_dir(ctx) / f"{_stem(ctx)}-{what}-coco.json", preds)
-    return {"export_files": [str(path)], "export_msg": f"COCO JSON (RLE masks) of the {what}."}
+def export_links(ctx: AppContext, sess: Session, use_predictions: bool) -> dict:
+    return {"export_links": download_links(ctx, use_predictions)}
 
 
 @ui_errors
@@ -75,15 +66,6 @@ def export_head(ctx: AppContext, sess: Session) -> dict:
         "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): head.safetensors and "
         f"head.json, the format `python app.py predict --head FOLDER` reads (keep them in one "
         "folder).",
-    }
-
-
-@ui_errors
-def export_project(ctx: AppContext, sess: Session) -> dict:
-    path = ctx.repo.export_project(ctx.project_id, _out_dir(ctx) / f"{_stem(ctx)}-project.zip")
-    return {
-        "export_files": [str(path)],
-        "export_msg": "The whole project (images, classes, label history, ground truth, heads) as one zip.",
     }
 
 

@@ -24,18 +24,15 @@ def build_evaluation(ui: UI) -> None:
             )
 
 
-def build_export(ui: UI) -> None:
+def build_export(ui: UI, links: str) -> None:
     ui.add(
         export_pred=gr.Checkbox(
             value=False,
-            label="Masks and COCO: export the current head's predictions (every image) instead of the labels",
+            label="VOC and COCO: export the current head's predictions (every image) instead of the labels",
         )
     )
-    with gr.Row():
-        ui.add(export_masks_btn=gr.Button("PASCAL VOC zip", elem_id="export-masks"))
-        ui.add(export_coco_btn=gr.Button("COCO JSON", elem_id="export-coco"))
-        ui.add(export_head_btn=gr.Button("Trained head", elem_id="export-head"))
-        ui.add(export_project_btn=gr.Button("Project archive", elem_id="export-project"))
+    ui.add(export_links=gr.HTML(links, elem_id="export-links"))
+    ui.add(export_head_btn=gr.Button("Trained head", elem_id="export-head"))
     ui.add(export_msg=gr.Markdown(""))
     ui.add(
         export_files=gr.File(

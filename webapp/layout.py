@@ -74,7 +74,7 @@ def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
             with gr.Tab("Evaluation", id="evaluation") as eval_tab:
                 export.build_evaluation(ui)
             with gr.Tab("Export", id="export"):
-                export.build_export(ui)
+                export.build_export(ui, cbe.download_links(ctx, False))
         ui.add(timer=gr.Timer(TICK_SECONDS, active=False))
         wire(ctx, ui, demo, eval_tab)
     return demo, ui
@@ -233,7 +233,5 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on(ui.eval_refresh.click, cbe.evaluation, ["state"], eval_out)
     on(eval_tab.select, cbe.evaluation, ["state"], eval_out)
     export_out = ["export_files", "export_msg"]
-    on(ui.export_masks_btn.click, cbe.export_masks, ["state", "export_pred"], export_out)
-    on(ui.export_coco_btn.click, cbe.export_coco, ["state", "export_pred"], export_out)
     on(ui.export_head_btn.click, cbe.export_head, ["state"], export_out)
-    on(ui.export_project_btn.click, cbe.export_project, ["state"], export_out)
+    on(ui.export_pred.change, cbe.export_links, ["state", "export_pred"], ["export_links"])

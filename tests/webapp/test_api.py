@@ -6,6 +6,7 @@ import base64
 import io
 import re
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -306,3 +307,38 @@ def test_the_readme_rest_table_matches_the_responses(app):
             f"README's row {route}: documents {documented.get(route)}, got {keys}"
         )
     assert set(documented) <= set(seen), f"documented but not checked: {set(documented) - set(seen)}"
+
+
+def test_exports_stream_and_leave_nothing_behind(app):
+    url, ctx = app()
+    base = f"{url}/api/v1/projects/demo"
+    with httpx.Client(timeout=300) as c:
+        red = c.post(f"{base}/classes", json={"name": "red"}).json()["id"]
+        blue = c.post(f"{base}/classes", json={"name": "blue"}).json()["id"]
+        [im] = upload(c, base, [("two.png", png_bytes(two_colour()))]).json()["imported"]
+        ctx.engine.features(im["id"], wait=120)
+        for op in (
+            {"op_id": "a", "kind": "stroke", "class_id": red, "radius": 3, "points": [[5, 40], [45, 40]]},
+            {"op_id": "b", "kind": "stroke", "class_id": blue, "radius": 3, "points": [[65, 20], [105, 20]]},
+        ):
+            c.post(f"{base}/images/{im['id']}/ops", json=op)
+        ctx.engine.wait_settled(ctx.project_id, timeout=120)
+        voc = c.get(f"{base}/export", params={"format": "voc"})
+        assert voc.status_code == 200 and "demo-labels-voc.zip" in voc.headers["content-disposition"]
+        with zipfile.ZipFile(io.BytesIO(voc.content)) as zf:
+            labels = np.asarray(Image.open(io.BytesIO(zf.read("labels/two.png"))))
+        assert np.array_equal(labels, ctx.repo.label_map(im["id"]))
+        pred = c.get(f"{base}/export", params={"format": "voc", "predictions": "true"})
+        with zipfile.ZipFile(io.BytesIO(pred.content)) as zf:
+            predicted = np.asarray(Image.open(io.BytesIO(zf.read("labels/two.png"))))
+        assert np.array_equal(predicted, ctx.engine.prediction(ctx.project_id, im["id"]).labels)
+        coco = c.get(f"{base}/export", params={"format": "coco"}).json()
+        assert len(coco["images"]) == 1 and coco["annotations"]
+        archive = c.get(f"{base}/export", params={"format": "archive"})
+        assert zipfile.is_zipfile(io.BytesIO(archive.content))
+        bad = c.get(f"{base}/export", params={"format": "tar"})
+        assert bad.status_code == 422 and "archive, voc, coco" in bad.json()["detail"]
+        refused = c.get(f"{base}/export", params={"format": "archive", "predictions": "true"})
+        assert refused.status_code in (400, 422) and "voc or coco" in refused.json()["detail"]
+    # each file was deleted once sent: the export folder holds nothing
+    assert [p for p in Path(ctx.export_dir).rglob("*") if p.is_file()] == []
