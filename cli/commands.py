@@ -11,7 +11,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("cli.serve", "start the web app (default command)"),
     "train": ("cli.dataset", "train a head on a VOC-layout dataset with imperfect labels"),
     "evaluate": ("cli.dataset", "per-class IoU and mIoU of a head on a dataset split"),
-    "predict": ("cli.dataset", "write palette PNG predictions for images"),
+    "predict": ("cli.dataset", "write palette PNG predictions for images (sharded under torchrun)"),
+    "features": ("cli.dataset", "compute and cache backbone features of a folder (sharded under torchrun)"),
     "simulate": (
         "cli.dataset",
         "simulated annotation sessions: strokes each labelling strategy needs to reach a held-out mIoU",

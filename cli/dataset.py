@@ -112,8 +112,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --coco: make the background class a COCO category too (default: objects only)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip images whose prediction PNG is already in --out (a run that was stopped goes on)",
+    )
     _add_backbone_args(p, None)
     p.set_defaults(func=run_predict)
+
+    f = sub.add_parser(
+        "features",
+        help=help_of("features"),
+        description="Compute and cache the backbone features of a folder of images (the cache train, "
+        "evaluate and predict read). Under torchrun (`torchrun --nproc_per_node N app.py features ...`) "
+        "the processes split the images; images already cached are skipped, so a stopped run goes on.",
+    )
+    f.add_argument("--images", required=True, nargs="+", type=Path, help="a folder of images or image files")
+    f.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
+    _add_backbone_args(f, "hub")
+    f.set_defaults(func=run_features)
 
     m = sub.add_parser(
         "simulate",
@@ -360,43 +377,99 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from core import coco
-    from core.atomic import atomic_write
+    """Predict every image; under torchrun the ranks split the images (cli.shards) and rank 0 writes the
+    COCO file and summary.json from all ranks' PNGs, the same files one process writes."""
+    from cli import shards
     from core.head import load_head
     from core.imageio import load_rgb
     from core.labels import write_label_png
     from core.predict import Predictor
 
     files = _image_files(args.images)
-    head, meta = load_head(args.head)
-    store = _store_for_head(args, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise InputError(
             "two input images share a file name stem; their predictions would overwrite each other"
         )
+    head, meta = load_head(args.head)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with shards.process_group(args) as world:
+        store = _store_for_head(args, meta)
+        mine = shards.shard(files, world)
+        todo = [f for f in mine if not (args.resume and (args.out / f"{f.stem}.png").is_file())]
+        items = [(f, (lambda f=f: load_rgb(f))) for f in todo]
+        desc = f"predicting (rank {world.rank})" if world.enabled else "predicting"
+        predictor = Predictor()
+        for path, _rgb, feats in _features_in_batches(store, items, desc):
+            predictor.set_features(feats)
+            write_label_png(args.out / f"{path.stem}.png", predictor.predict(head).labels)
+        predicted = shards.total(len(todo), world)
+        shards.barrier(world)  # every rank's PNGs are written
+        if world.is_main:
+            _merge_predictions(args, meta, files, predicted, time.perf_counter() - started, world.world_size)
+    return 0
+
+
+def _merge_predictions(args, meta, files, predicted: int, seconds: float, ranks: int) -> None:  # type: ignore[no-untyped-def]
+    """summary.json and the COCO file of every image's prediction PNG, in the sorted files' order."""
+    from core import coco
+    from core.atomic import atomic_write
+    from core.labels import read_label_png
+
+    summary = {
+        "images": len(files),
+        "predicted": predicted,
+        "skipped": len(files) - predicted,
+        "seconds": round(seconds, 3),
+        "ranks": ranks,
+        "head": str(args.head),
+        "backbone": meta.backbone,
+    }
+    atomic_write(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+    print(f"wrote {len(files)} palette PNGs to {args.out} ({predicted} predicted, {ranks} process(es))")
+    if not args.coco:
+        return
     colours = {c.get("index"): c.get("colour") for c in meta.extra.get("classes", [])}  # a web-app export's
     classes = [coco.CocoClass(i, name, colours.get(i)) for i, name in enumerate(meta.classes)]
     info = {
         "description": f"probeseg predictions of {meta.backbone} head {args.head}",
         "head": str(args.head),
     }
-    builder = coco.CocoBuilder(classes, info, include_background=args.coco_background) if args.coco else None
-    items = [(f, (lambda f=f: load_rgb(f))) for f in files]
-    predictor = Predictor()
-    for n, (path, rgb, feats) in enumerate(_features_in_batches(store, items, "predicting"), start=1):
-        predictor.set_features(feats)
-        labels = predictor.predict(head).labels
-        write_label_png(args.out / f"{path.stem}.png", labels)
-        if builder is not None:
-            builder.add(
-                {"id": n, "file_name": path.name, "height": rgb.shape[0], "width": rgb.shape[1]}, labels
+    builder = coco.CocoBuilder(classes, info, include_background=args.coco_background)
+    for n, path in enumerate(files, start=1):
+        labels = read_label_png(args.out / f"{path.stem}.png")
+        builder.add(
+            {"id": n, "file_name": path.name, "height": labels.shape[0], "width": labels.shape[1]}, labels
+        )
+    atomic_write(args.coco, json.dumps(builder.document()).encode("utf-8"))
+    print(f"wrote {len(builder.annotations)} COCO annotations of {len(files)} images to {args.coco}")
+
+
+def run_features(args: argparse.Namespace) -> int:
+    """Fill the feature cache for a folder of images; under torchrun the ranks split the images."""
+    from cli import shards
+    from core.imageio import load_rgb
+
+    files = _image_files(args.images)
+    if args.no_cache:
+        raise InputError("features writes the feature cache; drop --no-cache")
+    started = time.perf_counter()
+    with shards.process_group(args) as world:
+        store = _open_store(args.backbone, args.weights, args, args.long_side)
+        mine = shards.shard(files, world)
+        items = [(f, (lambda f=f: load_rgb(f))) for f in mine]
+        desc = f"features (rank {world.rank})" if world.enabled else "features"
+        for _ in _features_in_batches(store, items, desc):
+            pass
+        done = shards.total(len(mine), world)
+        shards.barrier(world)
+        if world.is_main:
+            seconds = time.perf_counter() - started
+            print(
+                f"features of {done} images in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} images/s, "
+                f"{world.world_size} process(es)); cached in {args.cache_dir or default_cache_dir()}"
             )
-    print(f"wrote {len(files)} palette PNGs to {args.out}")
-    if builder is not None:
-        atomic_write(args.coco, json.dumps(builder.document()).encode("utf-8"))
-        print(f"wrote {len(builder.annotations)} COCO annotations of {len(files)} images to {args.coco}")
     return 0
 
 

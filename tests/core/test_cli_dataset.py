@@ -179,3 +179,71 @@ def test_simulate_writes_the_json_the_plot_and_the_table(tiny_voc, env, capsys):
         assert [p["strokes"] for p in run["curve"]] == [1, 2, 3]
         assert all(set(p) == {"strokes", "labelled_px", "seconds", "miou"} for p in run["curve"])
     assert Image.open(out / "simulation.png").size[0] > 500
+
+
+def test_predict_and_features_sharded_under_torchrun_equal_one_process(tiny_voc, env):
+    """2 CPU ranks (gloo) split the images, each writes its PNGs, rank 0 merges the COCO file and the summary:
+    the same files as one process. `--resume` skips what is there; `features` fills the same cache."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    voc, labels = tiny_voc
+    assert _train(voc, labels, env / "head") == 0
+    images = voc / "JPEGImages"
+    for i in range(10, 14):  # more images than ranks, and an odd number of them
+        flipped = Image.open(images / f"img_00{i - 10}.jpg").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        flipped.save(images / f"img_{i:03d}.jpg")
+    n = len(list(images.glob("*.jpg")))
+    assert n % 2 == 1
+    args = ["--head", str(env / "head"), "--images", str(images), "--no-cache"]
+    assert main(["predict", *args, "--out", str(env / "one"), "--coco", str(env / "one.json")]) == 0
+    root = Path(__file__).resolve().parents[2]
+    run = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(root / "app.py"),
+    ]
+    envs = dict(os.environ, PROBESEG_CACHE=str(env / "cache2"), OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [*run, "predict", *args, "--out", str(env / "two"), "--coco", str(env / "two.json")],
+        capture_output=True,
+        text=True,
+        env=envs,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    pngs = sorted(p.name for p in (env / "one").glob("*.png"))
+    assert len(pngs) == n and pngs == sorted(p.name for p in (env / "two").glob("*.png"))
+    for name in pngs:
+        assert (env / "one" / name).read_bytes() == (env / "two" / name).read_bytes()
+    assert (env / "one.json").read_bytes() == (env / "two.json").read_bytes()
+    summary = json.loads((env / "two" / "summary.json").read_text())
+    assert (summary["images"], summary["predicted"], summary["ranks"]) == (n, n, 2)
+    (env / "two" / "img_011.png").unlink()  # a stopped run: --resume predicts only what is missing
+    again = subprocess.run(
+        [*run, "predict", *args, "--resume", "--out", str(env / "two"), "--coco", str(env / "two.json")],
+        capture_output=True,
+        text=True,
+        env=envs,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((env / "two" / "summary.json").read_text())["predicted"] == 1
+    assert (env / "one" / "img_011.png").read_bytes() == (env / "two" / "img_011.png").read_bytes()
+    feats = subprocess.run(
+        [*run, "features", "--images", str(images), "--weights", "random", "--long-side", "112"],
+        capture_output=True,
+        text=True,
+        env=envs,
+        timeout=600,
+    )
+    assert feats.returncode == 0, feats.stdout + feats.stderr
+    assert (
+        f"features of {n} images" in feats.stdout and len(list((env / "cache2").rglob("*.safetensors"))) == n
+    )
