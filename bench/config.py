@@ -92,6 +92,7 @@ class BenchConfig:
     scale_annotators: int = 4
     scale_concurrent_s: float = 60.0
     scale_stroke_every_s: float = 2.0
+    scale_switches: int = 15  # image switches timed in the page
     scale_rss_bound: int = 3 * 2**30  # the server's RSS at the end (README, "Memory and disk at scale")
 
     def to_dict(self) -> dict:
@@ -196,6 +197,7 @@ TINY = replace(
     scale_pixels=2_000,
     scale_strokes=2,
     scale_annotators=2,
+    scale_switches=2,
     scale_concurrent_s=2.0,
     scale_stroke_every_s=1.0,
     active_size=56,

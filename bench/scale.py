@@ -62,12 +62,13 @@ def build(cfg: BenchConfig, root: Path, report_progress: bool = True) -> tuple[L
     from storage import Repository
 
     repo = Repository.open(root / "data")
-    project = repo.create_project("scale")
+    project = repo.create_project("default")
     class_ids = [repo.list_classes(project.id)[0].id]
     class_ids += [repo.add_class(project.id, f"class{c}").id for c in range(1, cfg.num_classes)]
     backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
+    # the app's own layout (data and data/features), so the page measured afterwards reuses it all
     engine = ProjectEngine.create(
-        repo, backbone, root / "features", long_side=cfg.long_side, settings=EngineSettings()
+        repo, backbone, root / "data" / "features", long_side=cfg.long_side, settings=EngineSettings()
     )
     gts, sizes = {}, {}
     t0 = time.perf_counter()
@@ -247,9 +248,154 @@ def run_scale(cfg: BenchConfig, report: Report) -> None:
         lab, setup = build(cfg, Path(tmp))
         try:
             _measure(cfg, report, lab, setup)
+            expected = _most_uncertain_name(lab)
         finally:
             lab.engine.close()
             lab.repo.close()
+        _browser_section(cfg, report, browser(cfg, Path(tmp), expected))
+
+
+def _most_uncertain_name(lab: Lab) -> str:
+    from webapp.callbacks_views import SORTS, sorted_images
+
+    return sorted_images(lab.repo.list_images(lab.project_id), SORTS[1])[0].name
+
+
+READY = (
+    "(prev) => { const s = window.__probeseg && window.__probeseg.state; "
+    "return !!(s && s.cfg && s.cfg.image && s.cfg.image.id !== prev && s.img && s.labelsFor === s.cfg.image.id); }"
+)
+
+
+def browser(cfg: BenchConfig, root: Path, most_uncertain: str) -> dict:
+    """The page on the lab's project (the app started as a user starts it): first usable canvas, image
+    switches with n, Suggest, the uncertainty sort, the project K-means view, long tasks while scrolling the
+    gallery."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.app import AppProcess
+    from bench.canvas import CHROMIUM, FLAGS, TIMEOUT_MS
+
+    app = AppProcess(cfg, root / "data")
+    out: dict = {}
+    try:
+        app.wait_ready(cfg.app_start_timeout_s)
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                str(root / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1366, "height": 768},
+            )
+            ctx.set_default_timeout(TIMEOUT_MS)
+            ctx.route(
+                "**/*",
+                lambda route: (
+                    route.continue_()
+                    if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+                    else route.abort()
+                ),
+            )
+            page = ctx.new_page()
+            t0 = time.perf_counter()
+            page.goto(app.url, wait_until="load")
+            page.wait_for_function(READY, arg=-1)
+            out["first_usable_s"] = time.perf_counter() - t0
+            page.wait_for_timeout(1000)
+            switches = []
+            for _ in range(cfg.scale_switches):
+                prev = page.evaluate("() => window.__probeseg.state.cfg.image.id")
+                t = time.perf_counter()
+                page.keyboard.press("n")
+                page.wait_for_function(READY, arg=prev)
+                switches.append(time.perf_counter() - t)
+                page.wait_for_timeout(150)
+            out["switch_s"] = switches
+            t = time.perf_counter()
+            page.locator("#suggest-btn").click()
+            page.wait_for_function(
+                "() => { const g = document.querySelector('#suggestions'); "
+                "return g && g.offsetParent !== null && g.querySelectorAll('img').length > 0; }"
+            )
+            out["suggest_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            page.locator("#sort input").click()
+            page.get_by_role("option", name="Most uncertain first").click()
+            page.wait_for_function(
+                "(name) => { const c = document.querySelector('#gallery .caption-label'); "
+                "return !!(c && c.textContent.startsWith(name)); }",
+                arg=most_uncertain,
+            )
+            out["sort_s"] = time.perf_counter() - t
+            page.evaluate(
+                "() => { window.__longtasks = []; new PerformanceObserver((l) => l.getEntries().forEach("
+                "(e) => window.__longtasks.push(e.duration))).observe({ type: 'longtask' }); }"
+            )
+            page.locator("#gallery").hover()
+            for _ in range(30):
+                page.mouse.wheel(0, 240)
+                page.wait_for_timeout(60)
+            page.wait_for_timeout(500)
+            out["scroll_longtasks_ms"] = page.evaluate("() => window.__longtasks")
+            t = time.perf_counter()
+            page.get_by_label("K-means (project)").check()
+            page.wait_for_function(
+                "() => { const n = document.querySelector('#view-note'); "
+                "return !!(n && /project.s images/.test(n.textContent)); }"
+            )
+            out["kmeans_project_s"] = time.perf_counter() - t
+            ctx.close()
+    finally:
+        app.stop()
+    return out
+
+
+def _browser_section(cfg: BenchConfig, report: Report, got: dict) -> None:
+    s = report.section(
+        "scale_page",
+        f"The page in Chromium with {cfg.scale_images} images (1366x768, the app as a user starts it)",
+        ["figure", "value"],
+    )
+    switch = got["switch_s"]
+    longest = max(got["scroll_longtasks_ms"], default=0.0)
+    rows = [
+        ("first usable canvas after load", seconds(got["first_usable_s"])),
+        (
+            f"image switch (n) p50 / p95 of {len(switch)}",
+            f"{seconds(_median(switch))} / {seconds(_p95(switch))}",
+        ),
+        ("Suggest (g) until the suggestions show", seconds(got["suggest_s"])),
+        ("sort: most uncertain first", seconds(got["sort_s"])),
+        ("K-means (project) view", seconds(got["kmeans_project_s"])),
+        ("longest task while scrolling the gallery", f"{longest:.0f} ms"),
+    ]
+    for name, value in rows:
+        s.add_row([name, value])
+    s.records.append(got)
+    report.figures.setdefault("scale", {})["page"] = got
+    full = cfg.name == "full"
+    report.target(
+        "scale page: first usable canvas",
+        "<= 5 s",
+        seconds(got["first_usable_s"]),
+        got["first_usable_s"] <= 5.0 if full else None,
+    )
+    report.target(
+        "scale page: image switch p50",
+        "<= 300 ms",
+        seconds(_median(switch)),
+        (_median(switch) or 1e9) <= 0.3 if full else None,
+    )
+    report.target(
+        "scale page: Suggest", "<= 1 s", seconds(got["suggest_s"]), got["suggest_s"] <= 1.0 if full else None
+    )
+    report.target(
+        "scale page: gallery scrolling, longest task",
+        "<= 200 ms",
+        f"{longest:.0f} ms",
+        longest <= 200 if full else None,
+    )
 
 
 def _measure(cfg: BenchConfig, report: Report, lab: Lab, setup: dict) -> None:

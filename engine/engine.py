@@ -59,7 +59,11 @@ class ProjectEngine:
         self._head_counter: dict[int, int] = {}
         # Per project, the per-image training work kept between fits; used by the one trainer thread only.
         self._train_caches: dict[int, TrainingCache] = {}
-        self._predictions: LRU[Prediction] = LRU(settings.prediction_cache)
+        self._predictions: LRU[Prediction] = LRU(
+            settings.prediction_cache,
+            settings.prediction_cache_bytes,
+            lambda p: p.labels.nbytes + p.confidence.nbytes + p.entropy.nbytes,
+        )
         self._display: LRU[np.ndarray] = LRU(settings.display_cache)
         self._views: LRU[Any] = LRU(16)
         self._eval: LRU[EvalResult] = LRU(8)
@@ -326,8 +330,22 @@ class ProjectEngine:
         state = self.head(project_id)
         if state is None:
             return []
-        needs = self.needs.all(project_id, state)
-        return active.suggest(((i, need, size) for i, (need, size) in needs.items()), n)
+        # The scores stored after the last fit are each image's best region (the same rule): rescoring the
+        # top few under the current head is enough, instead of every image (the full pass only when none
+        # has a score yet, e.g. right after a restart).
+        infos = [i for i in self.repo.list_images(project_id) if i.uncertainty is not None]
+        if not infos:
+            needs = self.needs.all(project_id, state)
+            return active.suggest(((i, need, size) for i, (need, size) in needs.items()), n)
+        top = sorted(infos, key=lambda i: (-(i.uncertainty or 0.0), -i.labelled_pixels, i.id))[: 2 * n + 4]
+        scored = []
+        for info in top:
+            feats = self.features(info.id)
+            if feats is not None:
+                scored.append(
+                    (info.id, self.needs.one(project_id, state, info.id, feats), (info.height, info.width))
+                )
+        return active.suggest(scored, n)
 
     # ------------------------------------------------------------------ label edits
     # Every change to a project's labels goes through one of these: each commits it through the repository

@@ -12,7 +12,8 @@ class EngineSettings:
     debounce_s: float = 0.2  # auto-retrain waits this long after the last edit before it starts
     feature_batch: int = 4  # images per backbone call in the background worker (small: priorities interleave)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_iter=100))
-    prediction_cache: int = 24  # predictions kept in memory (per head, image and size)
+    prediction_cache: int = 24  # predictions kept in memory (per head, image and size) ...
+    prediction_cache_bytes: int = 256 * 2**20  # ... and their bytes (9 per pixel: a 12 MP image's is 108 MB)
     display_cache: int = 48  # downscaled images kept in memory
     project_kmeans_images: int = 40  # most images one project-wide K-means uses (current image always in)
     eval_max_images: int = 500  # most ground-truth images evaluated after each training

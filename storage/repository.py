@@ -207,6 +207,11 @@ class Repository:
         """A small JPEG of the image on disk (made once per image content and side; see storage.thumbnails)."""
         return thumbnails.thumbnail_path(self._ctx, image_id, side)
 
+    def display_file(self, image_id: int) -> tuple[Path, str]:
+        """(file, media type) showing the image upright in a browser: the original when it can be sent as it
+        is (JPEG or PNG without EXIF rotation), else a JPEG made once (see storage.thumbnails)."""
+        return thumbnails.display_file(self._ctx, image_id)
+
     def set_split(self, image_id: int, split: str) -> ImageInfo:
         """Set 'train', 'val' or 'unassigned'."""
         return images.set_split(self._ctx, image_id, split)

@@ -21,6 +21,7 @@ from .errors import ValidationError
 from .models import Image
 
 FOLDER = "thumbnails"
+ORIENTATION = 0x0112  # the EXIF tag
 SIDES = (32, 64, 128, 160, 200, 256, 320)  # the sizes the app asks for; any other is refused
 
 
@@ -55,7 +56,30 @@ def _make(data: bytes, side: int, name: str) -> bytes:
     return buf.getvalue()
 
 
+def display_file(ctx: Ctx, image_id: int) -> tuple[Path, str]:
+    """(file, media type) a browser can show as the image upright: the stored original itself when it is a
+    JPEG or PNG without an EXIF rotation (no decode, no re-encode: a 12 MP photo is sent as it is), else a
+    JPEG made once from it and kept beside the thumbnails."""
+    content_hash, rel, fmt = ctx.db.read(
+        lambda s: (lambda row: (row.content_hash, row.file_path, row.format))(
+            get_or_404(s, Image, image_id, "image")
+        )
+    )
+    original = ctx.store.path(rel)
+    if fmt in ("JPEG", "PNG"):
+        with PILImage.open(original) as img:
+            if img.getexif().get(ORIENTATION, 1) == 1:
+                return original, "image/jpeg" if fmt == "JPEG" else "image/png"
+    path = ctx.data_dir / FOLDER / "full" / content_hash[:2] / f"{content_hash}.jpg"
+    if not path.is_file():
+        rgb = load_rgb(ctx.store.read(rel), f"image {image_id}")
+        buf = io.BytesIO()
+        PILImage.fromarray(rgb).save(buf, format="JPEG", quality=90)
+        atomic_write(path, buf.getvalue())
+    return path, "image/jpeg"
+
+
 def remove_thumbnails(ctx: Ctx, content_hash: str) -> None:
-    """Drop an image content's thumbnails (its original is gone)."""
-    for side in SIDES:
+    """Drop an image content's thumbnails and display copy (its original is gone)."""
+    for side in (*SIDES, "full"):
         (ctx.data_dir / FOLDER / str(side) / content_hash[:2] / f"{content_hash}.jpg").unlink(missing_ok=True)

@@ -11,7 +11,8 @@ Routes (README "REST API" has examples):
   POST /classes                     {"name", "color"?} -> the new class (201)
   GET  /images                      [{"id", "name", "width", "height", "labelled_pixels", "label_version"}]
   POST /images                      multipart `files` (images or zips) -> {"imported": [...], "rejected": [...]}
-  GET  /images/{id}/file            the image, EXIF orientation applied (JPEG)
+  GET  /images/{id}/file            the image upright: the stored JPEG or PNG as it is, else a JPEG with the
+                                    EXIF orientation applied
   POST /images/{id}/ops             one edit operation (storage.ops) -> {"op_id", "seq", "duplicate", ...};
                                     ?train=false: do not retrain after it
   GET  /images/{id}/labels          8-bit PNG of class indices, 255 = unlabelled (ETag: label version);
@@ -302,13 +303,9 @@ class Api:
             etag = f'"{info.pixel_hash or info.content_hash}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag})
-            rgb = _guard(lambda: ctx.repo.image_rgb(image_id))
-            buf = io.BytesIO()
-            Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
-            return Response(
-                buf.getvalue(),
-                media_type="image/jpeg",
-                headers={"ETag": etag, "Cache-Control": "private, max-age=86400"},
+            path, media = _guard(lambda: ctx.repo.display_file(image_id))
+            return FileResponse(
+                path, media_type=media, headers={"ETag": etag, "Cache-Control": "private, max-age=86400"}
             )
 
     def _label_routes(self, r: APIRouter) -> None:

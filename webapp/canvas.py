@@ -94,7 +94,14 @@ def canvas_value(
             "api": api_base(project_name),
             "image": None
             if image is None
-            else {"id": image.id, "name": image.name, "width": image.width, "height": image.height},
+            else {
+                "id": image.id,
+                "name": image.name,
+                "width": image.width,
+                "height": image.height,
+                "labelled": image.labelled_pixels > 0,  # an unlabelled image's empty map is not fetched
+                "label_version": image.label_version,
+            },
             "classes": [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index} for c in classes],
             "nonce": nonce,
             "select": select,

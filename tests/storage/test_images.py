@@ -295,5 +295,9 @@ def test_thumbnails_are_made_once_upright_and_go_with_the_image(repo, project, d
         repo._ctx.store.read = original
     with pytest.raises(ValidationError, match="thumbnail side"):
         repo.thumbnail_path(im.id, 161)
+    shown, media = repo.display_file(im.id)  # rotated: an upright JPEG copy, made once
+    assert media == "image/jpeg" and Image.open(shown).size == (300, 400) and shown.is_relative_to(data_dir)
+    plain = repo.add_image(project.id, rgb_png(20, 30, seed=4), "plain.png")
+    assert repo.display_file(plain.id) == (repo.image_path(plain.id), "image/png")  # sent as stored
     repo.delete_image(im.id)
-    assert not path.exists() and not list(repo.thumbnail_folder.rglob("*.jpg"))
+    assert not path.exists() and not shown.exists()

@@ -47,7 +47,14 @@ def test_the_canvas_gets_the_image_and_the_class_table(labelled_ctx, sess):
     ctx = labelled_ctx
     out = open_first(ctx, sess)
     value = canvas(out)
-    assert value["image"] == {"id": sess.image_id, "name": "two.png", "width": 112, "height": 84}
+    assert value["image"] == {
+        "id": sess.image_id,
+        "name": "two.png",
+        "width": 112,
+        "height": 84,
+        "labelled": False,
+        "label_version": 0,
+    }
     assert [(c["name"], c["index"]) for c in value["classes"]] == [("background", 0), ("red", 1), ("blue", 2)]
     assert all(c["color"].startswith("#") and len(c["color"]) == 7 for c in value["classes"])
     # labels stored by the API show up in the image's status line

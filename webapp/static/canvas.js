@@ -11,7 +11,7 @@ const S = {
   view: { s: 1, x: 0, y: 0 }, userView: false, mouse: null, spaceDown: false, drag: null, path: null,
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
-  retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null,
+  retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -168,6 +168,7 @@ async function openImage() {
   if (S.predAbort) S.predAbort.abort();
   S.predAbort = null;
   S.pred = null; S.headVersion = null; S.points = []; S.img = null;
+  S.knownVersion = -1;  // the label version seen of THIS image (another tab's edits are newer ones)
   const im = S.cfg.image;
   if (!im) { S.W = S.H = 0; draw(); status(); return; }
   S.W = im.width; S.H = im.height;
@@ -189,6 +190,17 @@ async function reloadLabels(token) {
   token = token || S.token;
   const im = S.cfg.image;
   if (!im) return;
+  if (im.labelled === false && token === S.token && S.labelsFor !== im.id) {
+    // nothing stored yet: an empty map, without fetching and decoding a full-size PNG of 255s (a 12 MP
+    // image's costs hundreds of ms); a later edit by anyone brings the real map (predictionLoop)
+    S.labelIdx = new Uint8Array(S.W * S.H).fill(255);
+    S.points = [];
+    S.labelsFor = im.id;
+    S.knownVersion = Math.max(S.knownVersion, im.label_version || 0);
+    for (const q of S.queue) if (q.image === im.id) paintOp(q.op);
+    draw();
+    return;
+  }
   try {
     const [res, pts] = await Promise.all([
       fetchOk(`${apiBase()}/images/${im.id}/labels?mode=gray`, { cache: 'no-cache' }),
@@ -205,6 +217,7 @@ async function reloadLabels(token) {
     S.labelIdx = new Uint8Array(S.W * S.H);
     for (let i = 0, j = 0; i < S.labelIdx.length; i++, j += 4) S.labelIdx[i] = src[j];
     S.points = pts;
+    S.labelsFor = im.id;  // the image whose labels are shown (tests and bench/ wait for it)
     S.knownVersion = Math.max(S.knownVersion, version);
     recolourLabels();
     for (const q of S.queue) if (q.image === im.id) paintOp(q.op);  // unsaved edits stay visible
@@ -394,7 +407,7 @@ async function pump() {
       } catch (e) { res = null; }
       if (res && res.ok) {
         S.queue.shift(); saveQueue(); S.failures = 0;
-        S.knownVersion = Math.max(S.knownVersion, body.label_version || 0);
+        if (S.cfg.image && item.image === S.cfg.image.id) S.knownVersion = Math.max(S.knownVersion, body.label_version || 0);
         if (item.rec) { item.rec.t_ack = performance.now(); item.rec.gen = body.train_generation || 0; }
         if (['undo', 'redo', 'clear', 'unpoint', 'erase'].includes(item.op.kind) && S.cfg.image && item.image === S.cfg.image.id) reloadLabels();
         continue;
