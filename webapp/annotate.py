@@ -66,6 +66,9 @@ def build_gallery(ui: UI) -> None:
             "<span class='muted'>Caption: name | labelled pixels per class | prediction | "
             "need for labels (entropy where still unlabelled; high = label it next).</span>"
         )
+        ui.add(page_prev_btn=gr.Button("◀", size="sm", scale=0, min_width=40, elem_id="page-prev"))
+        ui.add(gallery_range=gr.Markdown("", elem_id="gallery-range"))
+        ui.add(page_next_btn=gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="page-next"))
     ui.add(
         gallery=gr.Gallery(
             label="Images",

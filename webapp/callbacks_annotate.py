@@ -11,7 +11,7 @@ import numpy as np
 
 from storage import NotFoundError
 from webapp import imagepanel, render
-from webapp.callbacks_views import selected
+from webapp.callbacks_views import follow
 from webapp.canvas import canvas_value
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
@@ -37,8 +37,7 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
         "canvas": canvas_value(ctx.project_name, info, classes, sess.nonce, select, focus),
         "title": imagepanel.image_title(ctx, sess, info),
         "info": imagepanel.image_status(ctx, info, classes),
-        "gallery": gr.update(selected_index=selected(sess)),  # the highlight follows navigation
-    }
+    } | follow(ctx, sess)  # the gallery's highlight follows navigation, to another page if need be
     if info is not None:
         out["split"] = info.split
     return out
@@ -106,9 +105,9 @@ def pick_suggestion(ctx: AppContext, sess: Session, index: int | None) -> dict:
 
 @ui_errors
 def pick_gallery(ctx: AppContext, sess: Session, index: int | None) -> dict:
-    if index is None or not 0 <= index < len(sess.order):
+    if index is None or not 0 <= index < len(sess.page):
         return {}
-    return show(ctx, sess, sess.order[index])
+    return show(ctx, sess, sess.page[index])
 
 
 @ui_errors

@@ -24,6 +24,7 @@ PRED, CONF, UNC, KM, KMP, PCA, SBS = (
 )
 VIEW_MODES = (PRED, CONF, UNC, KM, KMP, PCA, SBS)
 SORTS = ("Upload order", "Most uncertain first", "Least labelled first", "Name")
+GALLERY_PAGE = 48  # thumbnails a gallery page shows (6 rows of 8)
 SBS_SIDE = 512
 
 
@@ -167,16 +168,45 @@ def sorted_images(images: list[ImageInfo], sort: str) -> list[ImageInfo]:
 
 @ui_errors
 def gallery(ctx: AppContext, sess: Session, sort: str) -> dict:
+    sess.order = [i.id for i in sorted_images(ctx.images(), sort)]
+    return {"state": sess} | page(ctx, sess, None)
+
+
+def page(ctx: AppContext, sess: Session, start: int | None) -> dict:
+    """One page of the gallery (GALLERY_PAGE thumbnails from position `start` of the order; None: the page
+    holding the open image): a page is built at once, never all of a project's hundreds of images."""
+    order = sess.order
+    if start is None:
+        at = order.index(sess.image_id) if sess.image_id in order else 0
+        start = at - at % GALLERY_PAGE
+    start = max(0, min(start, (max(len(order), 1) - 1) // GALLERY_PAGE * GALLERY_PAGE))
+    sess.page = order[start : start + GALLERY_PAGE]
+    infos = {i.id: i for i in ctx.images()}
     classes = ctx.classes()
-    images = sorted_images(ctx.images(), sort)
-    sess.order = [i.id for i in images]
-    items = [(str(ctx.engine.thumbnail_path(i.id)), caption(ctx, i, classes)) for i in images]
-    return {"state": sess, "gallery": gr.update(value=items, selected_index=selected(sess))}
+    items = [
+        (str(ctx.engine.thumbnail_path(i)), caption(ctx, infos[i], classes)) for i in sess.page if i in infos
+    ]
+    shown = f"Images {start + 1}–{start + len(sess.page)} of {len(order)}" if order else "No images yet"
+    return {"gallery": gr.update(value=items, selected_index=selected(sess)), "gallery_range": shown}
+
+
+@ui_errors
+def turn_page(ctx: AppContext, sess: Session, delta: int) -> dict:
+    """The previous (-1) or next (+1) page of the gallery."""
+    first = sess.order.index(sess.page[0]) if sess.page and sess.page[0] in sess.order else 0
+    return {"state": sess} | page(ctx, sess, first + delta * GALLERY_PAGE)
+
+
+def follow(ctx: AppContext, sess: Session) -> dict:
+    """The gallery after the open image changed: its highlight, on the page that holds it."""
+    if sess.image_id in sess.page or sess.image_id not in sess.order:
+        return {"gallery": gr.update(selected_index=selected(sess))}
+    return page(ctx, sess, None)
 
 
 def selected(sess: Session) -> int | None:
-    """The gallery position of the open image (the highlight follows navigation)."""
-    return sess.order.index(sess.image_id) if sess.image_id in sess.order else None
+    """The gallery position of the open image on the page shown (the highlight follows navigation)."""
+    return sess.page.index(sess.image_id) if sess.image_id in sess.page else None
 
 
 def background_busy(ctx: AppContext) -> bool:

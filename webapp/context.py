@@ -45,6 +45,7 @@ class Session:
     head_id: int | None = None  # head the views were last drawn with
     view_ready: bool = False  # False while the current view waits for features or a head
     order: list[int] = field(default_factory=list)  # image ids in gallery order
+    page: list[int] = field(default_factory=list)  # the ids the gallery shows now (one page of `order`)
     nonce: int = 0  # bumped to make the canvas reload the current image's labels
     select_class: int | None = None  # a class the canvas should switch to (a class just added)
     suggestions: list[tuple[int, tuple[int, int, int, int]]] = field(

@@ -19,7 +19,7 @@ from webapp.ui import UI, bind
 TICK_SECONDS = 1.5  # the status timer, active only while features are computed or a fit runs
 
 # Outputs of everything that (re)opens an image in the annotation panel.
-SHOW = ["state", "canvas", "title", "info", "split", "gallery"]
+SHOW = ["state", "canvas", "title", "info", "split", "gallery", "gallery_range"]
 VIEW_IN = ["state", "view_mode", "opacity", "class_toggles", "k"]
 VIEW_OUT = ["state", "view_img", "view_note"]
 CLASS_OUT = SHOW + [
@@ -31,7 +31,7 @@ CLASS_OUT = SHOW + [
     "class_toggles",
     "new_class_name",
 ]
-TICK_OUT = ["status", "state", "view_img", "view_note", "info", "gallery", "timer"]
+TICK_OUT = ["status", "state", "view_img", "view_note", "info", "gallery", "gallery_range", "timer"]
 
 
 def confirm_js(question: str) -> str:
@@ -93,7 +93,7 @@ def _on(ui: UI, ctx: AppContext, event, fn, inputs: list[str], outputs: list[str
 
 def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     on = lambda *a, **k: _on(ui, ctx, *a, **k)  # noqa: E731
-    gallery_out = ["state", "gallery"]
+    gallery_out = ["state", "gallery", "gallery_range"]
 
     load_out = list(dict.fromkeys(CLASS_OUT + gallery_out + ["status", "timer"]))
 
@@ -139,6 +139,8 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
         bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
     )
     on(ui.sort.input, cbv.gallery, ["state", "sort"], gallery_out)
+    on(ui.page_prev_btn.click, lambda c, s: cbv.turn_page(c, s, -1), ["state"], gallery_out)
+    on(ui.page_next_btn.click, lambda c, s: cbv.turn_page(c, s, +1), ["state"], gallery_out)
 
     # views
     for event in (ui.view_mode.change, ui.opacity.release, ui.k.release, ui.class_toggles.input):

@@ -159,7 +159,7 @@ def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
     )
 
 
-def _limit_heap_fragmentation() -> None:
+def limit_heap_fragmentation() -> None:
     """Serve large feature arrays from mmap'd memory that is returned to the OS when freed. Without a fixed
     threshold glibc raises it adaptively and RSS grows by gigabytes over a 1,000-image session
     (bench/RESULTS.md, memory part)."""
@@ -174,7 +174,7 @@ def _limit_heap_fragmentation() -> None:
 def serve(config: ServeConfig) -> None:
     """Start the app and block until interrupted."""
     config = config.resolved().validate()
-    _limit_heap_fragmentation()
+    limit_heap_fragmentation()
     os.umask(0o077)  # every file the server writes (database, journals, images, exports) is private
     prepare_upload_dir(config.data_dir)
     for noisy in ("httpx", "alembic", "urllib3"):  # keep the console to what the user needs to see

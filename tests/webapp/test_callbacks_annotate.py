@@ -188,3 +188,29 @@ def test_suggest_shows_needy_regions_and_opens_one_zoomed(labelled_ctx, sess):
     assert sess.image_id == second
     cba.suggest(ctx, sess)
     assert [image for image, _ in sess.suggestions] == [second]
+
+
+def test_the_gallery_shows_a_page_at_a_time_and_follows_navigation(ctx, sess):
+    from tests.images import png_bytes
+
+    rng = np.random.default_rng(0)
+    n = cbv.GALLERY_PAGE + 5
+    ids = [
+        ctx.repo.add_image(
+            ctx.project_id, png_bytes(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)), f"{i}.png"
+        ).id
+        for i in range(n)
+    ]
+    cba.show(ctx, sess, ids[0])
+    out = cbv.gallery(ctx, sess, cbv.SORTS[0])
+    assert len(out["gallery"]["value"]) == cbv.GALLERY_PAGE and out["gallery"]["selected_index"] == 0
+    assert out["gallery_range"] == f"Images 1–{cbv.GALLERY_PAGE} of {n}"
+    assert all(path.endswith(".jpg") for path, _caption in out["gallery"]["value"])  # thumbnails on disk
+    second = cbv.turn_page(ctx, sess, +1)
+    assert len(second["gallery"]["value"]) == 5 and second["gallery"]["selected_index"] is None
+    assert cbv.turn_page(ctx, sess, +1)["gallery_range"] == second["gallery_range"]  # the last page stays
+    picked = cba.pick_gallery(ctx, sess, 2)  # an index on the page shown
+    assert sess.image_id == ids[cbv.GALLERY_PAGE + 2] and picked["gallery"]["selected_index"] == 2
+    back = cba.step(ctx, sess, +3)  # past the end: wraps to the first image, on the first page
+    assert sess.image_id == ids[0] and back["gallery_range"].startswith("Images 1–")
+    assert back["gallery"]["selected_index"] == 0
