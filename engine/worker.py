@@ -71,7 +71,14 @@ class FeatureWorker:
                     if priority < old_prio:
                         self._pending[src.image_id] = (priority, seq, src)
                     continue
-                if self.store.cached(src.image_hash) is not None:
+                # Bulk requests (a restart queues every image) only look for the file, so finished images
+                # are neither redone nor read; an interactive one reads it (a torn file is then redone).
+                done = (
+                    self.store.contains(src.image_hash)
+                    if priority != HIGH
+                    else self.store.cached(src.image_hash) is not None
+                )
+                if done:
                     continue
                 self._failed.pop(src.image_id, None)
                 if not self._pending and not self._running:

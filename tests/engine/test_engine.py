@@ -199,3 +199,29 @@ def test_feature_progress_says_how_fast_and_how_long():
     assert busy.describe() == "Computing features 10/400 · 2.0 images/s · 3 min left (a.jpg)"
     assert FeatureProgress(done=0, total=4, seconds=1.0).describe() == "Computing features 0/4"
     assert FeatureProgress(done=4, total=4, seconds=2.0).describe() == "Features ready for 4 new images"
+
+
+def test_a_restart_goes_on_with_the_images_left_without_reading_the_finished_ones(
+    repo, project, random_backbone, tmp_path
+):
+    from engine import EngineSettings, ProjectEngine
+
+    ids = [add_image(repo, project, seed=s, name=f"{s}.png").id for s in range(4)]
+    first = ProjectEngine.create(repo, random_backbone, tmp_path / "feats", long_side=112)
+    try:
+        for image_id in ids[:2]:
+            assert first.features(image_id, wait=60) is not None
+    finally:
+        first.close()  # the server stops with two images done
+    again = ProjectEngine.create(
+        repo, random_backbone, tmp_path / "feats", long_side=112, settings=EngineSettings()
+    )
+    try:
+        reads = []
+        original = again.store._read
+        again.store._read = lambda key: reads.append(key) or original(key)
+        assert again.ensure_features(project_id=project.id) == 2  # only the two left are queued
+        assert reads == []  # finished images are found on disk, not read
+        assert again.worker.wait_idle(120) and all(again.has_features(i) for i in ids)
+    finally:
+        again.close()
