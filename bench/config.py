@@ -93,6 +93,7 @@ class BenchConfig:
     scale_concurrent_s: float = 60.0
     scale_stroke_every_s: float = 2.0
     scale_switches: int = 15  # image switches timed in the page
+    scale_batch_images: int = 200  # `predict` over this many, one process vs torchrun with 2 ranks
     scale_rss_bound: int = 3 * 2**30  # the server's RSS at the end (README, "Memory and disk at scale")
 
     def to_dict(self) -> dict:
@@ -136,6 +137,7 @@ QUICK = replace(
     scale_levels=(10, 30),
     scale_strokes=5,
     scale_concurrent_s=15.0,
+    scale_batch_images=20,
     active_train=6,
     active_val=3,
     active_budget=30,
@@ -198,6 +200,7 @@ TINY = replace(
     scale_strokes=2,
     scale_annotators=2,
     scale_switches=2,
+    scale_batch_images=3,
     scale_concurrent_s=2.0,
     scale_stroke_every_s=1.0,
     active_size=56,

@@ -252,10 +252,12 @@ def run_scale(cfg: BenchConfig, report: Report) -> None:
         try:
             _measure(cfg, report, lab, setup)
             expected = _most_uncertain_name(lab)
+            head_dir, folder = _batch_inputs(lab, Path(tmp), cfg.scale_batch_images)
         finally:
             lab.engine.close()
             lab.repo.close()
         _browser_section(cfg, report, browser(cfg, Path(tmp), expected))
+        _batch_section(cfg, report, sharded_predict(head_dir, folder, Path(tmp)))
 
 
 def _most_uncertain_name(lab: Lab) -> str:
@@ -532,4 +534,84 @@ def _measure(cfg: BenchConfig, report: Report, lab: Lab, setup: dict) -> None:
         f"<= {mib(cfg.scale_rss_bound)}",
         mib(current),
         current <= cfg.scale_rss_bound if full else None,
+    )
+
+
+def _batch_inputs(lab: Lab, root: Path, n: int) -> tuple[Path, Path]:
+    """The lab's head (as the page exports it) and its first n images as files, for `predict`."""
+    head = lab.repo.latest_head(lab.project_id)
+    assert head is not None  # trained at every level above
+    weights, _meta = lab.repo.export_head(head.id, root / "head")
+    folder = root / "batch"
+    folder.mkdir()
+    for info in lab.repo.list_images(lab.project_id)[:n]:
+        (folder / info.name).write_bytes(lab.repo.image_bytes(info.id))
+    return weights.parent, folder
+
+
+def sharded_predict(head: Path, folder: Path, root: Path) -> dict:
+    """`predict` over the folder in one process and under torchrun with 2 CPU ranks: time and equality."""
+    import os
+    import subprocess
+    import sys
+
+    from bench.app import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    common = ["predict", "--head", str(head), "--images", str(folder), "--no-cache"]
+    runs = {
+        "one": [sys.executable, "app.py"],
+        "two": [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "app.py",
+        ],
+    }
+    out: dict = {"images": len(list(folder.iterdir()))}
+    for name, cmd in runs.items():
+        t = time.perf_counter()
+        done = subprocess.run(
+            [*cmd, *common, "--out", str(root / name), "--coco", str(root / f"{name}.json")],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"predict ({name}) failed: {done.stderr[-600:]}")
+        out[f"{name}_s"] = time.perf_counter() - t
+    pngs = sorted(p.name for p in (root / "one").glob("*.png"))
+    out["same"] = (
+        pngs == sorted(p.name for p in (root / "two").glob("*.png"))
+        and all((root / "one" / n).read_bytes() == (root / "two" / n).read_bytes() for n in pngs)
+        and (root / "one.json").read_bytes() == (root / "two.json").read_bytes()
+    )
+    out["speedup"] = out["one_s"] / out["two_s"]
+    return out
+
+
+def _batch_section(cfg: BenchConfig, report: Report, got: dict) -> None:
+    s = report.section(
+        "scale_batch",
+        f"`predict` over {got['images']} images of mixed sizes: one process vs torchrun with 2 CPU ranks (gloo)",
+        ["run", "wall time", "images/s"],
+    )
+    s.add_row(["one process", seconds(got["one_s"]), f"{got['images'] / got['one_s']:.2f}"], got)
+    s.add_row(["torchrun, 2 ranks", seconds(got["two_s"]), f"{got['images'] / got['two_s']:.2f}"])
+    s.notes.append(
+        f"speed-up {got['speedup']:.2f}x on this machine's 2 cores (one process already uses both through "
+        "torch's threads; ranks pay off across GPUs or machines); PNGs and COCO file identical: "
+        f"{'yes' if got['same'] else 'NO'}"
+    )
+    report.figures.setdefault("scale", {})["batch"] = got
+    report.target(
+        "scale: torchrun 2 ranks, outputs equal one process",
+        "identical",
+        "yes" if got["same"] else "no",
+        got["same"] if cfg.name == "full" else None,
     )

@@ -1,5 +1,5 @@
-"""Smoke test of the benchmark machinery on the `tiny` preset: it runs every part (the canvas part, which
-needs chromium, in a test of its own), then checks the report files and table structure.
+"""Smoke test of the benchmark machinery on the `tiny` preset: it runs every part (the canvas and scale parts,
+which need chromium, in tests of their own), then checks the report files and table structure.
 
 Never asserts a timing: the numbers of a tiny run mean nothing, and this machine is shared."""
 
@@ -147,6 +147,25 @@ def test_canvas_part_drives_the_page_and_loses_nothing(tmp_path):
         fig["concurrent_lost_ops"] == 0 and fig["concurrent_errors"] == 0 and fig["toggle_server_calls"] == 0
     )
     assert all(t.met is not None for t in report.targets)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium missing")
+def test_scale_part_times_strokes_the_page_and_sharded_predict(tmp_path):
+    report = run_benchmarks(TINY, ["scale"], tmp_path, echo=False)
+    keys = [s.key for s in report.sections]
+    assert keys == ["scale_setup", "scale_strokes", "scale_concurrent", "scale_page", "scale_batch"], [
+        s.skipped for s in report.sections
+    ]
+    fig = report.figures["scale"]
+    for level in TINY.scale_levels:
+        rec = fig[f"labelled_{level}"]
+        assert rec["first_p50_s"] is not None and rec["no_prediction"] == 0  # every stroke saw a prediction
+        assert rec["final_p50_s"] >= rec["first_p50_s"] and rec["cold_fit_s"] > 0
+    assert fig["concurrent"]["errors"] == 0 and fig["concurrent"]["acked"] > 0
+    assert len(fig["page"]["switch_s"]) == TINY.scale_switches and fig["page"]["first_usable_s"] > 0
+    assert fig["batch"]["same"] is True  # torchrun's 2 ranks wrote what one process writes
+    assert fig["rss_end"] > 0
 
 
 def test_synthetic_labels_are_exact_and_truthful():
