@@ -11,6 +11,7 @@ Routes (README "REST API" has examples):
   POST /classes                     {"name", "color"?} -> the new class (201)
   GET  /images                      [{"id", "name", "width", "height", "labelled_pixels", "label_version"}]
   POST /images                      multipart `files` (images or zips) -> {"imported": [...], "rejected": [...]}
+  GET  /features                    background feature extraction: done, total, images/s, seconds left
   GET  /images/{id}/file            the image upright: the stored JPEG or PNG as it is, else a JPEG with the
                                     EXIF orientation applied
   POST /images/{id}/ops             one edit operation (storage.ops) -> {"op_id", "seq", "duplicate", ...};
@@ -295,6 +296,19 @@ class Api:
                 ],
                 "duplicates": list(report.duplicates),
                 "rejected": [{"name": n, "reason": why} for n, why in report.failed],
+            }
+
+        @r.get("/features")
+        def get_features(project: str) -> dict:
+            self.project_id(project)
+            prog = ctx.engine.feature_progress()
+            return {
+                "done": prog.done,
+                "total": prog.total,
+                "busy": prog.busy,
+                "images_per_s": prog.rate,
+                "seconds_left": prog.seconds_left,
+                "failed": [{"id": i, "reason": why} for i, why in prog.failed],
             }
 
         @r.get("/images/{image_id}/file")

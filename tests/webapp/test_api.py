@@ -280,6 +280,7 @@ def test_the_readme_rest_table_matches_the_responses(app):
         up = upload(c, base, [("two.png", png_bytes(two_colour())), ("x.png", b"no image")]).json()
         seen["POST /images"] = set(up)
         seen["GET /images"] = set(c.get(f"{base}/images").json()[0])
+        seen["GET /features"] = set(c.get(f"{base}/features").json())
         image = up["imported"][0]["id"]
         ctx.engine.features(image, wait=120)
         ops = [
