@@ -82,14 +82,24 @@ def _maps(
 
 
 def _voc_image(ctx: Ctx, im: ImageInfo) -> tuple[str, bytes]:
-    """(suffix, bytes) of an image for JPEGImages/: JPEG and PNG files as stored, anything else as PNG."""
-    if im.format in ("JPEG", "PNG"):
-        return (".jpg" if im.format == "JPEG" else ".png"), image_bytes(ctx, im.id)
+    """(suffix, bytes) of an image for JPEGImages/: JPEG and PNG files as stored when their pixels are upright,
+    anything else (other formats, and photos with an EXIF rotation, which readers such as PIL's Image.open
+    and torchvision's VOC loader do not apply) re-encoded upright without the tag, so every image has the
+    size of its label PNG."""
     import io
 
     from PIL import Image
 
+    data = image_bytes(ctx, im.id)
+    if im.format in ("JPEG", "PNG"):
+        with Image.open(io.BytesIO(data)) as img:
+            upright = img.getexif().get(0x0112, 1) == 1  # the EXIF orientation tag
+        if upright:
+            return (".jpg" if im.format == "JPEG" else ".png"), data
     buf = io.BytesIO()
+    if im.format == "JPEG":
+        Image.fromarray(image_rgb(ctx, im.id, None)).save(buf, format="JPEG", quality=95)
+        return ".jpg", buf.getvalue()
     Image.fromarray(image_rgb(ctx, im.id, None)).save(buf, format="PNG")
     return ".png", buf.getvalue()
 

@@ -502,3 +502,35 @@ def test_voc_labels_with_zero_as_unlabelled(repo, tmp_path) -> None:  # type: ig
     assert report.annotations == 1
     labels = repo.label_map(report.image_ids[0])
     assert (labels[0] == 1).all() and (labels[3] == 0).all() and (labels[1:3] == N).all()
+
+
+def test_exports_of_an_exif_rotated_photo_read_upright_as_they_are(repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Phone photos carry an orientation tag that PIL's Image.open and torchvision's VOC loader do not apply:
+    JPEGImages/ holds the pixels upright without the tag, the size of the label PNG; COCO says that size."""
+    import io
+
+    from pycocotools import mask as rle
+
+    p = repo.create_project("phone")
+    cat = repo.add_class(p.id, "thing")
+    stored = np.zeros((30, 40, 3), np.uint8)
+    stored[:15] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40x30, shown 30x40
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    im = repo.add_image(p.id, buf.getvalue(), "phone.jpg")
+    repo.add_point(im.id, cat.id, x=25, y=35, radius=2)
+    plain = repo.add_image(p.id, rgb_png(12, 16), "plain.png")
+    with zipfile.ZipFile(repo.export_voc(p.id, tmp_path / "voc.zip")) as zf:
+        photo = Image.open(io.BytesIO(zf.read("JPEGImages/phone.jpg")))
+        labels = read_label_png(zf.read("labels/phone.png"))
+        assert photo.size == (labels.shape[1], labels.shape[0]) == (30, 40)
+        assert photo.getexif().get(0x0112) is None  # no tag left to rotate it a second time
+        assert np.asarray(photo)[5:35, 20:28, 0].mean() > 200  # the stored top (red) is on the right
+        assert zf.read("JPEGImages/plain.png") == repo.image_bytes(plain.id)  # upright files go as stored
+    doc = json.loads(repo.export_coco(p.id, tmp_path / "coco.json").read_text())
+    [image] = doc["images"]
+    [ann] = doc["annotations"]
+    assert (image["width"], image["height"]) == (30, 40)
+    assert rle.decode(ann["segmentation"]).shape == (40, 30)
