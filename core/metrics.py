@@ -60,13 +60,16 @@ class ConfusionMatrix:
 
 
 def class_iou(tp: np.ndarray, gt_total: np.ndarray, pred_total: np.ndarray) -> tuple[np.ndarray, float]:
-    """The ONE IoU: per class tp / (gt + pred - tp), NaN where the union is empty, and their mean over the
-    classes with a non-empty union (NaN when there is none)."""
+    """The ONE IoU: per class tp / (gt + pred - tp), and their mean over the classes present in the ground
+    truth (VOC's rule). A class without ground-truth pixels has no IoU (NaN): it is left out of the mean, not
+    counted as 0 for the pixels predicted as it, so a class the evaluated images do not show (added, say, for
+    images not scored) does not pull the mean down. NaN mean when no class has ground truth."""
     tp, gt_total, pred_total = (np.asarray(v, dtype=np.float64) for v in (tp, gt_total, pred_total))
     union = gt_total + pred_total - tp
+    present = gt_total > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-    return iou, float(iou[union > 0].mean()) if (union > 0).any() else math.nan
+        iou = np.where(present, tp / np.where(union > 0, union, 1), np.nan)
+    return iou, float(iou[present].mean()) if present.any() else math.nan
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -77,8 +80,8 @@ def _nan_to_none(x: float) -> float | None:
 class SegmentationScores:
     """Scores of one confusion matrix; NaN marks a quantity that is undefined (nothing to measure)."""
 
-    per_class_iou: tuple[float, ...]  # NaN where the class is absent from both gt and prediction
-    miou: float  # mean over classes with nonzero union
+    per_class_iou: tuple[float, ...]  # NaN where the class has no ground-truth pixels
+    miou: float  # mean over the classes with ground-truth pixels (VOC's rule)
     pixel_accuracy: float
     mean_class_accuracy: float  # mean over classes present in the ground truth
 
@@ -115,6 +118,8 @@ class SegmentationScores:
             "pixel_accuracy": _nan_to_none(self.pixel_accuracy),
             "mean_class_accuracy": _nan_to_none(self.mean_class_accuracy),
             "per_class_iou": {n: _nan_to_none(v) for n, v in zip(names, self.per_class_iou, strict=True)},
+            # classes left out of the mean: no ground-truth pixels in what was scored
+            "no_ground_truth": [n for n, v in zip(names, self.per_class_iou, strict=True) if math.isnan(v)],
         }
 
     def format_table(self, class_names: Sequence[str] | None = None) -> str:

@@ -502,6 +502,10 @@ class ProjectEngine:
         result = jobs.evaluate(self, project_id, state, stop)
         return self._eval.put(key, result) if result is not None else None
 
+    def training_images(self, project_id: int) -> list[ImageInfo]:
+        """The images whose labels train the head (labelled, outside the val split: `jobs.trained_on`)."""
+        return jobs.trained_on(self.repo.list_images(project_id))
+
     def most_uncertain(self, project_id: int, exclude: int | None = None) -> int | None:
         """The image with the highest stored need score (core.active; ties: fewest labelled pixels)."""
         scored = [

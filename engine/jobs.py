@@ -24,7 +24,7 @@ from engine.needs import LabelNeeds, NeedsStopped
 from engine.results import EvalResult, TrainOutcome
 from engine.settings import EngineSettings
 from engine.training import Superseded, Trainer
-from storage import HeadInfo, Repository
+from storage import HeadInfo, ImageInfo, Repository
 
 Stop = Callable[[], bool]
 
@@ -73,8 +73,14 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
             "the project has only one class; add at least one more class (Classes tab) and "
             "label it before training"
         )
-    labelled = [i for i in repo.list_images(project_id) if i.labelled_pixels > 0]
+    images = repo.list_images(project_id)
+    labelled = trained_on(images)
     if not labelled:
+        if any(i.labelled_pixels for i in images):
+            raise TrainingError(
+                "only images in the val split have labels, and val images are kept for scoring the head, "
+                "never trained on: label a train or unassigned image (or move an image out of val)"
+            )
         raise TrainingError(
             "no labelled pixels yet: draw scribbles or click points of at least two classes, then train"
         )
@@ -208,19 +214,32 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
     return outcome, post
 
 
+def trained_on(images: list[ImageInfo]) -> list[ImageInfo]:
+    """The images whose labels train the head: every labelled image outside the val split. Val images keep
+    their labels (shown, exported) but are held out, so that evaluation never scores what the head saw."""
+    return [i for i in images if i.labelled_pixels > 0 and i.split != "val"]
+
+
+def held_out(images: list[ImageInfo]) -> list[ImageInfo]:
+    """The ground-truth images evaluation scores: those whose labels the head was not trained on (the val
+    split, and images without labels)."""
+    trained = {i.id for i in trained_on(images)}
+    return [i for i in images if i.has_ground_truth and i.id not in trained]
+
+
 def evaluate(
     engine: TrainingHost,
     project_id: int,
     state: HeadState,
     stop: Stop = lambda: False,
 ) -> EvalResult | None:
-    """Confusion over the ground-truth images that have features (the val split when it has ground truth)."""
+    """Confusion over the held-out ground-truth images that have features (`held_out`); None when there is
+    none."""
     repo = engine.repo
-    gt_images = [i for i in repo.list_images(project_id) if i.has_ground_truth]
-    if not gt_images:
+    chosen = held_out(repo.list_images(project_id))
+    if not chosen:
         return None
-    val = [i for i in gt_images if i.split == "val"]
-    chosen, split = (val, "val") if val else (gt_images, "all")
+    split = "val" if all(i.split == "val" for i in chosen) else "held out"
     chosen = chosen[: engine.settings.eval_max_images]
     classes = repo.list_classes(project_id)
     lut = state.lut(classes)

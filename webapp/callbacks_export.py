@@ -73,50 +73,83 @@ def _pct(x: float | None) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
+ADDED, REMOVED = "labels added", "labels removed (undo, erase, clear)"
+
+
 def progress_table(ctx: AppContext) -> list[list]:
-    """Rows (labelled pixels, mIoU %) of the training runs that were evaluated, for the plot."""
-    rows = []
+    """Rows (labelled pixels trained on, mIoU %, what changed since the fit before) of the evaluated training
+    runs, in the order of labelled pixels: an undo is a point of its own, not a line drawn backwards."""
+    rows, before = [], None
     for run in ctx.repo.list_training_runs(ctx.project_id):
         miou = (run.metrics or {}).get("miou")
         if miou is not None:
-            rows.append([int(run.labelled_pixels), round(100 * float(miou), 2)])
-    return rows
+            px = int(run.labelled_pixels)
+            rows.append(
+                [px, round(100 * float(miou), 2), REMOVED if before is not None and px < before else ADDED]
+            )
+            before = px
+    return sorted(rows, key=lambda r: r[0])
 
 
 @ui_errors
 def evaluation(ctx: AppContext, sess: Session) -> dict:
-    if not any(i.has_ground_truth for i in ctx.images()):
+    images = ctx.images()
+    if not any(i.has_ground_truth for i in images):
         return {
             "eval_md": "No ground truth in this project. Import a VOC-layout dataset (Images tab → import "
             "from a server folder) whose SegmentationClass masks become ground truth; then "
             "every training is scored here.",
             "eval_plot": None,
         }
+    trained = ctx.engine.training_images(ctx.project_id)
+    rule = (
+        f"The head is trained on the labels of {len(trained)} image(s) outside the val split; images in the val "
+        "split keep their labels but are never trained on. Scored: the ground-truth images the head did not "
+        "train on."
+    )
     result = ctx.engine.evaluate(ctx.project_id)
     if result is None:
         return {
-            "eval_md": "Ground truth found, but there is no trained head yet (or no features for the "
-            "ground-truth images): label two classes and train.",
+            "eval_md": (
+                "Every ground-truth image has labels the head was trained on, so none can score it honestly: "
+                "move some to the val split (Annotate tab, Split) to score the head on images it has not seen."
+                if ctx.engine.head(ctx.project_id) is not None
+                and not any(i.has_ground_truth and i.id not in {t.id for t in trained} for i in images)
+                else "Ground truth found, but there is no trained head yet (or no features for the "
+                "ground-truth images): label two classes and train."
+            )
+            + "\n\n"
+            + rule,
             "eval_plot": None,
         }
     scores = result.scores
+    absent = [n for n, v in zip(result.class_names, scores.per_class_iou, strict=True) if math.isnan(v)]
     lines = [
         f"**mIoU {_pct(scores.miou)}%** · pixel accuracy {_pct(scores.pixel_accuracy)}% on "
         f"{result.images} ground-truth image(s) ({result.split})"
         + (f"; {result.skipped} without features yet" if result.skipped else ""),
         "",
+        rule,
+        "",
         "| class | IoU % |",
         "|---|---:|",
     ]
     for name, iou in zip(result.class_names, scores.per_class_iou, strict=True):
-        lines.append(f"| {md(name)} | {_pct(iou)} |")
+        lines.append(f"| {md(name)} | {'no ground truth' if math.isnan(iou) else _pct(iou)} |")
+    if absent:
+        lines += [
+            "",
+            f"Left out of the mIoU (no ground-truth pixels in the scored images): {', '.join(map(md, absent))}.",
+        ]
     rows = progress_table(ctx)
-    labelled = sum(ctx.repo.labelled_pixel_counts(ctx.project_id).values())
-    if not rows or rows[-1][0] != labelled:  # runs whose scoring a newer edit superseded: score the head now
-        rows.append([int(labelled), round(100 * float(scores.miou), 2)])
+    labelled = sum(i.labelled_pixels for i in trained)
+    if not any(r[0] == labelled for r in rows):  # a run whose scoring a newer edit superseded: score now
+        rows = sorted(
+            [*rows, [labelled, round(100 * float(scores.miou), 2), "current head"]], key=lambda r: r[0]
+        )
     plot = None
     if rows:
         import pandas as pd
 
-        plot = pd.DataFrame(rows, columns=["labelled pixels", "mIoU %"])
+        plot = pd.DataFrame(rows, columns=["labelled pixels", "mIoU %", "fit"])
     return {"eval_md": "\n".join(lines), "eval_plot": plot}

@@ -14,10 +14,11 @@ def build_evaluation(ui: UI) -> None:
             ui.add(eval_md=gr.Markdown("", elem_id="eval-md"))
         with gr.Column():
             ui.add(
-                eval_plot=gr.LinePlot(
+                eval_plot=gr.ScatterPlot(
                     x="labelled pixels",
                     y="mIoU %",
-                    title="mIoU as annotation goes on",
+                    color="fit",
+                    title="mIoU against the labelled pixels trained on (each fit a point)",
                     elem_id="eval-plot",
                     height=320,
                 )

@@ -40,12 +40,15 @@ def test_class_absent_from_both_is_excluded():
     assert "53.33" in table and "70.00" in table and "60.00" in table
 
 
-def test_class_only_in_prediction_counts_as_zero():
+def test_a_class_without_ground_truth_is_left_out_of_the_mean_and_named():
+    """VOC's rule: a class the ground truth never shows has no IoU; predicting it still costs the true class."""
     pred = PRED.copy()
     pred[0, 0] = 3  # a false positive of class 3, which the ground truth never has
     s = ConfusionMatrix(4).update(GT, pred).scores()
-    assert s.per_class_iou[3] == 0.0
-    assert s.miou == pytest.approx((1 / 4 + 0.6 + 0.5 + 0.0) / 4)
+    assert math.isnan(s.per_class_iou[3])
+    assert s.per_class_iou[0] == pytest.approx(1 / 4)  # the pixel it took from class 0 is a miss of class 0
+    assert s.miou == pytest.approx((1 / 4 + 0.6 + 0.5) / 3)
+    assert s.to_dict(["a", "b", "c", "d"])["no_ground_truth"] == ["d"]
 
 
 def test_accumulation_equals_concatenation():

@@ -225,3 +225,30 @@ def test_a_restart_goes_on_with_the_images_left_without_reading_the_finished_one
         assert again.worker.wait_idle(120) and all(again.has_features(i) for i in ids)
     finally:
         again.close()
+
+
+def test_val_labels_are_never_trained_on_and_evaluation_scores_only_held_out_images(repo, project, engine):
+    """Honest numbers: the head learns from train and unassigned images; val images keep their labels (and
+    ground truth) and are what evaluation scores; a class absent from the scored ground truth is left out."""
+    train = add_image(repo, project, seed=0, name="train.png")
+    val = add_image(repo, project, seed=1, name="val.png")
+    repo.set_split(val.id, "val")
+    repo.save_scribbles(val.id, two_strokes())
+    with pytest.raises(TrainingError, match="val images are kept for scoring"):
+        engine.train_now(project.id, timeout=60)
+    repo.save_scribbles(train.id, two_strokes())
+    gt = np.zeros((84, 112), np.uint8)
+    gt[:, 56:] = 1  # background and red only: blue has no ground truth
+    for im in (train, val):
+        repo.set_ground_truth(im.id, gt)
+    outcome = engine.train_now(project.id, timeout=120)
+    assert outcome.images == 1  # the val image's labels did not train the head
+    trained = engine.training_images(project.id)
+    assert [i.id for i in trained] == [train.id]
+    assert engine.features(val.id, wait=60) is not None
+    result = engine.evaluate(project.id)
+    assert result.images == 1 and result.split == "val"  # the train image, trained on, is not scored
+    assert np.isnan(result.scores.per_class_iou[2])  # blue: no ground truth, left out of the mean
+    repo.set_split(val.id, "train")  # every ground-truth image now trained on: nothing to score honestly
+    engine.train_now(project.id, timeout=120)
+    assert engine.evaluate(project.id) is None

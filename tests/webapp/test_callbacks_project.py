@@ -118,11 +118,13 @@ def test_voc_import_enables_evaluation(ctx, sess, tiny_voc):
     cba.train(ctx, sess)
     res = cbe.evaluation(ctx, sess)
     assert "mIoU" in res["eval_md"] and "| red |" in res["eval_md"]
-    plot = res["eval_plot"]  # mIoU against labelled pixels, never empty once a head is scored
-    assert len(plot) >= 1 and plot["labelled pixels"].iloc[-1] == sum(
-        ctx.repo.labelled_pixel_counts(ctx.project_id).values()
-    )
-    assert ctx.engine.evaluate(ctx.project_id).scores.miou > 0.5
+    assert "never trained on" in res["eval_md"]  # the page says which images trained the head
+    plot = res["eval_plot"]  # mIoU against labelled pixels trained on, never empty once a head is scored
+    trained = ctx.engine.training_images(ctx.project_id)
+    assert all(i.split != "val" for i in trained) and len(trained) < len(ctx.images())
+    assert len(plot) >= 1 and plot["labelled pixels"].iloc[-1] == sum(i.labelled_pixels for i in trained)
+    ev = ctx.engine.evaluate(ctx.project_id)
+    assert ev.scores.miou > 0.5 and ev.split == "val"
 
 
 def test_every_view_renders(labelled_ctx, sess):
