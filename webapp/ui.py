@@ -2,7 +2,8 @@
 
 Callbacks are plain functions `fn(ctx, session, *values) -> {output name: value}`; `bind` supplies the
 shared context, runs them under the tab's session lock, and maps the dict onto the listener's outputs
-(names a callback leaves out are skipped, i.e. not updated in the page).
+(names a callback leaves out are skipped, i.e. not updated in the page). A callback that refuses (raises
+gr.Error, see webapp.errors) leaves every output as it was and its message shows as a toast.
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ def bind(ctx: AppContext, fn: Callable[..., dict], outputs: Sequence[str], block
             return to_outputs({}, outputs)
         try:
             return to_outputs(fn(ctx, sess, *values), outputs)
+        except gr.Error as exc:
+            # A refused action (webapp.errors turns user errors into gr.Error): say why in a toast and leave
+            # every output as it was. Raised on to Gradio, it would put an "Error" pill on each output
+            # component, covering the page (Undo and Redo included) until each is closed.
+            gr.Warning(
+                exc.message, duration=exc.duration, title="Not done" if exc.title == "Error" else exc.title
+            )
+            return to_outputs({}, outputs)
         finally:
             lock.release()
 

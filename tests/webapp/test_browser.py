@@ -106,6 +106,24 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             wait_saved(page)
             assert (labels(data, image_id)[160, 185:295] == 2).all()
 
+            # a refused action (a class name taken) says why and breaks nothing: no "Error" pill over any
+            # component, and Undo right after it is clickable and works
+            page.locator("#quick-class-name textarea, #quick-class-name input").first.fill("red")
+            page.locator("#quick-add-btn").click()
+            page.get_by_text("already has a class").first.wait_for(timeout=WAIT)
+            page.wait_for_timeout(1000)
+            assert page.get_by_text("Error", exact=True).count() == 0
+            undo = page.locator(".ps-undo").bounding_box()
+            hit = page.evaluate(
+                f"() => document.elementFromPoint({undo['x'] + undo['width'] / 2}, "
+                f"{undo['y'] + undo['height'] / 2}).className"
+            )
+            assert "ps-undo" in hit, hit
+            page.screenshot(path=str(tmp_path / "1b-refused-class.png"))
+            page.locator(".ps-undo").click()
+            wait_saved(page)
+            assert (labels(data, image_id)[160] == 255).all()
+
             # a save the server refuses (the class was deleted meanwhile) is shown as not saved
             with Repository.open(data) as repo:
                 repo.delete_class(ids["blue"], "delete_labels")

@@ -55,3 +55,21 @@ def test_bugs_are_internal_errors_without_internals(exc, caplog):
     assert text.startswith("Internal error") and "saved" not in text
     assert "'file'" not in text and "SQL" not in text and "sqlite" not in text and "broadcast" not in text
     assert any(r.exc_info for r in caplog.records)  # the traceback is in the server log
+
+
+def test_a_refused_callback_leaves_every_output_and_says_why(monkeypatch):
+    """Through `bind` (what Gradio calls) a refusal is a toast, never an exception: a raised gr.Error would put
+    an "Error" pill over every output component of the event."""
+    from webapp.context import Session
+    from webapp.ui import bind
+
+    shown: list[str] = []
+    monkeypatch.setattr(gr, "Warning", lambda message, **kw: shown.append(message))
+
+    @ui_errors
+    def refuse(ctx, sess):  # type: ignore[no-untyped-def]
+        raise ValidationError("the project already has a class named red; pick another name")
+
+    out = bind(None, refuse, ["state", "gallery", "classes"])(Session())  # type: ignore[arg-type]
+    assert all(isinstance(v, type(gr.skip())) for v in out)  # nothing updated
+    assert shown == ["The project already has a class named red; pick another name"]
