@@ -135,6 +135,28 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             assert (labels(data, image_id)[200] == 255).all()
             page.screenshot(path=str(tmp_path / "2-refused.png"))
 
+            # a reload restores the image, tool, class, zoom and the auto-train setting (from the URL)
+            page.keyboard.press("2")
+            page.locator("[data-tool='point']").click()
+            page.locator(".ps-auto").uncheck()
+            box = page.locator(".ps-view").bounding_box()
+            page.mouse.move(box["x"] + 100, box["y"] + 100)
+            page.mouse.wheel(0, -300)
+            page.wait_for_timeout(800)  # the zoom is written to the URL once the wheel stops
+            before = canvas_state(page)
+            assert before["tool"] == "point" and before["classId"] == ids["red"]
+            page.reload(wait_until="load")
+            page.wait_for_function(
+                "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx",
+                timeout=WAIT,
+            )
+            after = canvas_state(page)
+            assert (after["tool"], after["classId"], after["image"]) == ("point", ids["red"], image_id)
+            assert after["view"] == pytest.approx(before["view"], rel=1e-3, abs=0.2)
+            assert page.evaluate("() => window.__probeseg.state.autoTrain") is False
+            assert not page.locator(".ps-auto").is_checked()
+            page.locator(".ps-auto").check()
+
             # an idle page uploads nothing (only its one waiting prediction request, renewed every 20 s),
             # once the refresh that follows the last prediction is done
             page.wait_for_timeout(4000)

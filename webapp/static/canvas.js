@@ -12,6 +12,7 @@ const S = {
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
+  restoreView: null, urlTimer: 0,
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -46,23 +47,36 @@ function loadQueue() {
   } catch (e) { /* ignore a corrupt entry */ }
 }
 
+// The URL holds what a reload restores: image, tool, class, the zoom the user chose, and auto-train when off.
 function setUrl() {
   const u = new URL(location.href);
   if (S.cfg && S.cfg.image) u.searchParams.set('image', S.cfg.image.id);
   u.searchParams.set('tool', S.tool);
   if (S.classId != null) u.searchParams.set('class', S.classId);
+  if (S.userView) u.searchParams.set('view', [S.view.s.toFixed(4), S.view.x.toFixed(1), S.view.y.toFixed(1)].join(','));
+  else u.searchParams.delete('view');
+  if (S.autoTrain) u.searchParams.delete('auto'); else u.searchParams.set('auto', '0');
   history.replaceState(history.state, '', u);
+}
+function setUrlSoon() { clearTimeout(S.urlTimer); S.urlTimer = setTimeout(setUrl, 300); }
+
+function readUrl() {
+  const q = new URLSearchParams(location.search);
+  if (['brush', 'eraser', 'point', 'pan'].includes(q.get('tool'))) S.tool = q.get('tool');
+  if (q.get('class')) S.classId = parseInt(q.get('class'), 10);
+  if (q.get('auto') === '0') { S.autoTrain = false; $('.ps-auto').checked = false; }
+  const v = (q.get('view') || '').split(',').map(Number);
+  if (v.length === 3 && v.every(Number.isFinite) && v[0] > 0) S.restoreView = { s: v[0], x: v[1], y: v[2] };
 }
 
 function applyConfig() {
   const prev = S.cfg;
   S.cfg = config();
   if (!S.cfg.api) return;
-  const first = prev === null;
+  // The first config that names a project (the component's first value is an empty one): restore the URL.
+  const first = !(prev && prev.api);
   if (first) {
-    const q = new URLSearchParams(location.search);
-    if (['brush', 'eraser', 'point', 'pan'].includes(q.get('tool'))) S.tool = q.get('tool');
-    if (q.get('class')) S.classId = parseInt(q.get('class'), 10);
+    readUrl();
     loadQueue();
   }
   const classes = S.cfg.classes || [];
@@ -145,14 +159,14 @@ $('.ps-mode').onchange = (e) => {
   S.predMode = e.target.value; paintPrediction(); drawNow();
   S.toggleMs.push(performance.now() - t0);
 };
-$('.ps-auto').onchange = (e) => { S.autoTrain = e.target.checked; };
+$('.ps-auto').onchange = (e) => { S.autoTrain = e.target.checked; setUrl(); };
 $('.ps-undo').onclick = () => history_('undo');
 $('.ps-redo').onclick = () => history_('redo');
 $('.ps-clear').onclick = () => {
   if (!S.cfg.image) return;
   if (window.confirm(`Clear every label of ${S.cfg.image.name}? (Undo brings them back.)`)) history_('clear');
 };
-$('.ps-fit').onclick = () => { S.userView = false; S.focus = null; fitView(); draw(); };
+$('.ps-fit').onclick = () => { S.userView = false; S.focus = null; fitView(); draw(); setUrl(); };
 
 // ------------------------------------------------------------------ image, labels, points
 async function fetchOk(url, opts) {
@@ -177,7 +191,11 @@ async function openImage() {
   const sc = Math.min(1, PRED_MAX / Math.max(S.W, S.H));
   S.predCanvas.width = Math.max(1, Math.round(S.W * sc)); S.predCanvas.height = Math.max(1, Math.round(S.H * sc));
   pc.clearRect(0, 0, S.predCanvas.width, S.predCanvas.height);
-  S.userView = false; S.focus = S.cfg.focus || null; resize();
+  S.userView = false; S.focus = S.cfg.focus || null;
+  const imageInUrl = +new URLSearchParams(location.search).get('image') === im.id;
+  if (S.restoreView && imageInUrl) { S.view = S.restoreView; S.userView = true; }  // a reload keeps the zoom
+  S.restoreView = null;
+  resize();
   const img = new Image();
   img.decoding = 'async';
   img.src = `${apiBase()}/images/${im.id}/file`;
@@ -608,7 +626,7 @@ canvas.addEventListener('pointermove', (e) => {
   draw();
 });
 function endStroke() {
-  if (S.drag) { S.drag = null; return; }
+  if (S.drag) { S.drag = null; setUrl(); return; }
   if (!S.path) return;
   const path = S.path;
   S.path = null;
@@ -633,6 +651,7 @@ canvas.addEventListener('wheel', (e) => {
   S.view.s = s;
   S.userView = true;
   draw();
+  setUrlSoon();
 }, { passive: false });
 
 // ------------------------------------------------------------------ keys (installed once per page)
