@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -209,6 +210,14 @@ def check_database(db: Database) -> None:
                 f"{path} is not an SQLite database (it holds other data); move it away or "
                 "use another --data-dir"
             )
+        for f in (path, *journals(path)):
+            # Read-only by its mode (chmod a-w) is refused even for a user the kernel would let write
+            # (root): an administrator's read-only file stays read-only, byte for byte and mode for mode.
+            if f.is_file() and (not f.stat().st_mode & stat.S_IWUSR or not os.access(f, os.W_OK)):
+                raise DatabaseUnusableError(
+                    f"{f} is read-only (mode {stat.S_IMODE(f.stat().st_mode):o}); make it and its "
+                    "folder writable for this user (chmod u+w), or use another --data-dir"
+                )
     elif path is not None and not os.access(path.parent, os.W_OK):
         raise DatabaseUnusableError(
             f"cannot create {path}: the folder {path.parent} is read-only for this user; "
@@ -256,6 +265,21 @@ def check_database(db: Database) -> None:
             f"{where} was written by a newer probeseg (schema revision {revision}); "
             "upgrade probeseg or use another --data-dir"
         )
+
+
+def journals(path: Path) -> tuple[Path, Path]:
+    """The -wal and -shm files SQLite keeps beside a database in WAL mode."""
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def tighten(path: Path) -> None:
+    """Make a database file private by removing group and other permissions; never adds one (a read-only
+    file stays read-only)."""
+    for f in (path, *journals(path)):
+        if f.is_file():
+            mode = stat.S_IMODE(f.stat().st_mode)
+            if mode & 0o077:
+                f.chmod(mode & ~0o077)
 
 
 def alembic_config() -> Config:

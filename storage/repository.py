@@ -20,7 +20,7 @@ from . import annotations as label_store
 from . import archive, classes, exports, heads, images, imports, ops, projects, thumbnails
 from .cache import LabelCache
 from .context import Ctx
-from .db import Database, check_database, sqlite_url
+from .db import Database, check_database, sqlite_url, tighten
 from .files import ImageStore
 from .records import (
     AnnotationInfo,
@@ -83,10 +83,7 @@ class Repository:
             db.dispose()
             raise
         if db.is_sqlite:  # labels are private: the database and its journal files for the owner only
-            base = Path(db.engine.url.database or "")
-            for f in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
-                if f.is_file():
-                    f.chmod(0o600)
+            tighten(Path(db.engine.url.database or ""))
         return cls(Ctx(root, db, ImageStore(root / "images"), LabelCache()))
 
     def close(self) -> None:

@@ -147,3 +147,54 @@ def test_the_database_and_its_journal_are_private(tmp_path):
         db = tmp_path / "data" / "probeseg.db"
         for f in (db, db.with_name("probeseg.db-wal")):
             assert f.is_file() and (f.stat().st_mode & 0o077) == 0, oct(f.stat().st_mode)
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {f.name: f.stat().st_mode & 0o7777 for f in folder.glob("probeseg.db*")}
+
+
+def test_a_database_chmodded_read_only_stays_read_only(tmp_path):
+    """An administrator's `chmod 444 probeseg.db*`: start-up stops with the one line, and the files keep
+    their bytes and modes (the server used to chmod them to 600, adding the write permission back)."""
+    folder = _valid_db(tmp_path)
+    for f in folder.glob("probeseg.db*"):
+        f.chmod(0o444)
+    modes = _modes(folder)
+    msg = _refused(folder, "read-only")
+    assert "chmod u+w" in msg and _modes(folder) == modes
+
+
+def test_tightening_only_removes_permissions(tmp_path):
+    folder = _valid_db(tmp_path)
+    db = folder / "probeseg.db"
+    db.chmod(0o644)
+    Repository.open(folder).close()
+    assert db.stat().st_mode & 0o777 == 0o600  # group and other bits removed
+    db.chmod(0o640)  # rw-r-----: the group's read goes, the owner's permissions stay
+    Repository.open(folder).close()
+    assert db.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not Path("/usr/bin/setpriv").exists(), reason="util-linux setpriv missing")
+def test_the_server_without_dac_override_refuses_a_read_only_database(tmp_path):
+    """As a service user would run it: a process without CAP_DAC_OVERRIDE (or as a non-root user) starting
+    the CLI on a read-only database exits 1 with one line and leaves the files as they were."""
+    folder = _valid_db(tmp_path)
+    for f in folder.glob("probeseg.db*"):
+        f.chmod(0o444)
+    modes, data = _modes(folder), (folder / "probeseg.db").read_bytes()
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--inh-caps=-all", "--"]
+    probe = subprocess.run([*drop, sys.executable, "-c", "print(1)"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.strip()[:200]}")
+    script = (
+        "import sys\nfrom storage import Repository\n"
+        "try:\n    Repository.open(sys.argv[1]).close()\nexcept Exception as e:\n"
+        "    print(type(e).__name__, e)\n    sys.exit(1)\n"
+    )
+    out = subprocess.run(
+        [*drop, sys.executable, "-c", script, str(folder)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "DatabaseUnusableError" in out.stdout and "read-only" in out.stdout
+    assert _modes(folder) == modes and (folder / "probeseg.db").read_bytes() == data
