@@ -210,12 +210,12 @@ def check_database(db: Database) -> None:
                 f"{path} is not an SQLite database (it holds other data); move it away or "
                 "use another --data-dir"
             )
-        for f in (path, *journals(path)):
+        for file in (path, *journals(path)):
             # Read-only by its mode (chmod a-w) is refused even for a user the kernel would let write
             # (root): an administrator's read-only file stays read-only, byte for byte and mode for mode.
-            if f.is_file() and (not f.stat().st_mode & stat.S_IWUSR or not os.access(f, os.W_OK)):
+            if file.is_file() and (not file.stat().st_mode & stat.S_IWUSR or not os.access(file, os.W_OK)):
                 raise DatabaseUnusableError(
-                    f"{f} is read-only (mode {stat.S_IMODE(f.stat().st_mode):o}); make it and its "
+                    f"{file} is read-only (mode {stat.S_IMODE(file.stat().st_mode):o}); make it and its "
                     "folder writable for this user (chmod u+w), or use another --data-dir"
                 )
     elif path is not None and not os.access(path.parent, os.W_OK):
