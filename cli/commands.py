@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "simulated annotation sessions: strokes each labelling strategy needs to reach a held-out mIoU",
     ),
     "export-onnx": ("cli.dataset", "write a trained head (with its backbone, or alone) as one ONNX graph"),
+    "export-project": ("cli.projects", "write a project as an archive, a VOC zip or COCO JSON"),
+    "import-project": (
+        "cli.projects",
+        "make a project from an archive or a VOC zip (or merge a VOC zip into one)",
+    ),
     "make-labels": (
         "cli.experiments",
         "make imperfect labels (scribble, point, noisy, zeroshot) for a VOC-layout dataset",

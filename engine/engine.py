@@ -30,7 +30,7 @@ from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome
 from engine.settings import EngineSettings
 from engine.training import Trainer
 from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
-from storage import ImageInfo, ImportReport, NotFoundError, OpResult, Repository
+from storage import ImageInfo, ImportReport, NotFoundError, OpResult, ProjectInfo, Repository
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +433,22 @@ class ProjectEngine:
         if fmt == "voc":
             return self.repo.export_voc(project_id, dest, source), len(missing)
         return self.repo.export_coco(project_id, dest, source), len(missing)
+
+    def import_bundle(
+        self,
+        source: str | os.PathLike,
+        name: str | None = None,
+        into: int | None = None,
+        zero_is_unlabelled: bool = False,
+    ) -> tuple[ProjectInfo, ImportReport | None]:
+        """A project archive or VOC zip as a new project `name` (or a VOC zip merged `into` a project), with its
+        features queued and, for imported labels, a fit asked for: what is exported comes back
+        (storage.bundles)."""
+        project, report = self.repo.import_bundle(source, name, into, zero_is_unlabelled)
+        self.ensure_features(project_id=project.id)
+        if report is not None and report.annotations:  # (an archive brings its heads: nothing to retrain)
+            self.request_train(project.id)
+        return project, report
 
     def display_rgb(self, image_id: int, max_side: int) -> np.ndarray:
         """The image downscaled so its longer side is at most max_side (cached)."""

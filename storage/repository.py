@@ -17,7 +17,7 @@ import numpy as np
 from core.tiff import TiffOptions
 
 from . import annotations as label_store
-from . import archive, classes, exports, heads, images, imports, ops, projects, thumbnails
+from . import archive, bundles, classes, exports, heads, images, imports, ops, projects, thumbnails
 from .cache import LabelCache
 from .context import Ctx
 from .db import Database, check_database, sqlite_url, tighten
@@ -467,6 +467,21 @@ class Repository:
     def export_project(self, project_id: int, dest: str | os.PathLike) -> Path:
         """Whole-project archive (zip: project.json with all rows incl. history, images, blobs, heads)."""
         return archive.export_project(self._ctx, project_id, dest)
+
+    def zip_kind(self, source: str | os.PathLike) -> str | None:
+        """`project` (a probeseg project archive), `voc` (a VOC-layout zip) or None (see storage.bundles)."""
+        return bundles.zip_kind(source)
+
+    def import_bundle(
+        self,
+        source: str | os.PathLike,
+        name: str | None = None,
+        into: int | None = None,
+        zero_is_unlabelled: bool = False,
+    ) -> tuple[ProjectInfo, ImportReport | None]:
+        """A new project (`name`) from a project archive or a VOC zip, or a VOC zip merged `into` a project;
+        returns the project and the VOC import's report (see storage.bundles)."""
+        return bundles.import_bundle(self._ctx, source, name, into, zero_is_unlabelled)
 
     def import_project(self, archive_path: str | os.PathLike, name: str | None = None) -> ProjectInfo:
         """Recreate a project from `export_project` output (as `name`, default: its original name)."""

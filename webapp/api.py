@@ -21,6 +21,8 @@ Routes (README "REST API" has examples):
   GET  /images/{id}/points          [{"id", "x", "y", "radius", "class_id", "index"}]
   GET  /images/{id}/prediction      patch-grid class scores (see `prediction_json`); ?after=VERSION&wait=S
                                     waits up to S seconds (max 25) for a head other than VERSION (204 if none)
+  POST /import                      multipart `file`: a project archive or VOC zip becomes the new project
+                                    {project} (409 if the name is taken)
   GET  /export                      ?format=archive|voc|coco[&predictions=true]: the project as a download,
                                     written to a temporary file that is deleted once sent
 """
@@ -199,6 +201,38 @@ class Api:
 
     def _export_route(self, r: APIRouter) -> None:
         ctx = self.ctx
+
+        @r.post("/import", status_code=201)
+        async def post_import(project: str, request: Request, zero_is_unlabelled: bool = False) -> dict:
+            """A new project named {project} from a probeseg project archive or a VOC-layout zip."""
+            if not request.headers.get("x-requested-with"):
+                raise HTTPException(400, "uploads need the header X-Requested-With (any value)")
+            if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+                raise HTTPException(415, "send the archive as multipart/form-data in the field `file`")
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise HTTPException(
+                    422, "no archive: send a project archive or a VOC zip in the field `file`"
+                )
+            root = Path(ctx.export_dir or tempfile.gettempdir())
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="import-", dir=root) as tmp:
+                path = Path(tmp) / "upload.zip"
+                with open(path, "wb") as out:  # streamed to disk: an archive can be gigabytes
+                    while chunk := await upload.read(2**20):
+                        out.write(chunk)
+                info, report = await asyncio.to_thread(
+                    _guard, lambda: ctx.engine.import_bundle(path, project, None, zero_is_unlabelled)
+                )
+            info = await asyncio.to_thread(_guard, lambda: ctx.repo.get_project(info.id))  # with its counts
+            return {
+                "project": info.name,
+                "id": info.id,
+                "images": info.image_count,
+                "classes": info.class_count,
+                "rejected": [{"name": n, "reason": why} for n, why in report.failed] if report else [],
+            }
 
         @r.get("/export")
         async def get_export(project: str, format: str = "archive", predictions: bool = False) -> Response:

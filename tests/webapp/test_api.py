@@ -343,3 +343,69 @@ def test_exports_stream_and_leave_nothing_behind(app):
         assert refused.status_code in (400, 422) and "voc or coco" in refused.json()["detail"]
     # each file was deleted once sent: the export folder holds nothing
     assert [p for p in Path(ctx.export_dir).rglob("*") if p.is_file()] == []
+
+
+def test_exports_come_back_through_the_import_route(app):
+    """Archive -> import -> archive gives the same project; a VOC zip gives the same label maps, ground truth,
+    splits and classes; a name in use is 409; a zip of loose images is refused with what to do instead."""
+    from tests.storage.test_exports import _snapshot
+
+    url, ctx = app()
+    api = f"{url}/api/v1/projects"
+    base = f"{api}/demo"
+    with httpx.Client(timeout=300, headers={"X-Requested-With": "test"}) as c:
+        red = c.post(f"{base}/classes", json={"name": "red", "color": "#aa0000"}).json()["id"]
+        blue = c.post(f"{base}/classes", json={"name": "blue"}).json()["id"]
+        up = upload(
+            c, base, [("two.png", png_bytes(two_colour())), ("other.png", png_bytes(two_colour(seed=3)))]
+        )
+        first, second = (i["id"] for i in up.json()["imported"])
+        for n, (cid, y) in enumerate(((red, 40), (blue, 20))):
+            op = {
+                "op_id": f"s{n}",
+                "kind": "stroke",
+                "class_id": cid,
+                "radius": 2,
+                "points": [[5, y], [60, y]],
+            }
+            c.post(f"{base}/images/{first}/ops?train=false", json=op)
+        c.post(f"{base}/images/{first}/ops?train=false", json={"op_id": "u", "kind": "undo"})  # history kept
+        ctx.repo.set_ground_truth(
+            second, np.where(np.arange(112)[None, :] < 56, 1, 2).repeat(84, 0).astype(np.uint8)
+        )
+        ctx.repo.set_split(second, "val")
+
+        archive = c.get(f"{base}/export", params={"format": "archive"}).content
+        made = c.post(f"{api}/copy/import", files={"file": ("demo.zip", archive)})
+        assert made.status_code == 201, made.text
+        assert (made.json()["project"], made.json()["images"], made.json()["classes"]) == ("copy", 2, 3)
+        copy = ctx.repo.find_project("copy")
+        one, two = _snapshot(ctx.repo, ctx.project_id), _snapshot(ctx.repo, copy.id)
+        assert {k: v for k, v in one.items() if k != "project"} == {
+            k: v for k, v in two.items() if k != "project"
+        }
+        again = c.get(f"{api}/copy/export", params={"format": "archive"}).content
+        taken = c.post(f"{api}/copy/import", files={"file": ("again.zip", again)})
+        assert taken.status_code == 409 and "already exists" in taken.json()["detail"]
+
+        voc = c.get(f"{base}/export", params={"format": "voc"}).content
+        made = c.post(f"{api}/fromvoc/import", files={"file": ("demo-voc.zip", voc)})
+        assert made.status_code == 201, made.text
+        pv = ctx.repo.find_project("fromvoc")
+        assert [(k.name, k.colour, k.index) for k in ctx.repo.list_classes(pv.id)] == [
+            (k.name, k.colour, k.index) for k in ctx.repo.list_classes(ctx.project_id)
+        ]
+        by_name = {i.name.rsplit(".", 1)[0]: i for i in ctx.repo.list_images(pv.id)}
+        for im in ctx.repo.list_images(ctx.project_id):
+            got = by_name[im.name.rsplit(".", 1)[0]]
+            assert got.split == im.split
+            assert np.array_equal(ctx.repo.label_map(got.id), ctx.repo.label_map(im.id))
+            gt, gt_back = ctx.repo.ground_truth(im.id), ctx.repo.ground_truth(got.id)
+            assert (gt is None and gt_back is None) or np.array_equal(gt, gt_back)
+
+        loose = io.BytesIO()
+        with zipfile.ZipFile(loose, "w") as zf:
+            zf.writestr("a.png", png_bytes(two_colour()))
+        refused = c.post(f"{api}/loose/import", files={"file": ("loose.zip", loose.getvalue())})
+        assert refused.status_code == 422 and "neither a probeseg project archive" in refused.json()["detail"]
+        assert ctx.repo.find_project("loose") is None
