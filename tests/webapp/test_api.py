@@ -303,6 +303,13 @@ def test_the_readme_rest_table_matches_the_responses(app):
             r = c.get(f"{base}/images/{image}/prediction", params={"wait": 25})
         assert r.status_code == 200
         seen["GET /images/{id}/prediction"] = set(r.json())
+        archive = c.get(f"{base}/export", params={"format": "archive"}).content
+        made = c.post(
+            f"{url}/api/v1/projects/docs/import",
+            files={"file": ("a.zip", archive)},
+            headers={"X-Requested-With": "test"},
+        )
+        seen["POST /import"] = set(made.json())
     for route, keys in seen.items():
         assert documented.get(route) == keys, (
             f"README's row {route}: documents {documented.get(route)}, got {keys}"
