@@ -108,12 +108,68 @@ def upload(
     paths = _paths(files)
     if not paths:
         return {}
+    kinds = {p: ctx.repo.zip_kind(p) for p in paths}
+    bundles = [p for p in paths if kinds[p] is not None]
+    loose = [p for p in paths if kinds[p] is None]
+    out: dict = {"upload_files": None, "upload_dir": None}
+    if bundles:  # a project archive or a VOC zip is a project, never loose images: offer to import it
+        _discard_uploads(ctx, bundles[1:] + ([sess.bundle[0]] if sess.bundle else []))
+        out |= offer_bundle(sess, bundles[0], str(kinds[bundles[0]]), len(bundles) - 1)
+    if not loose:
+        return out
     tiff = tiff_options(plane, channels, low, high)
     try:
-        report = ctx.repo.import_uploads(ctx.project_id, paths, tiff)
+        report = ctx.repo.import_uploads(ctx.project_id, loose, tiff)
     finally:
-        _discard_uploads(ctx, paths)  # imported (or refused): the temporary copies are not needed any more
-    return after_import(ctx, sess, report, "Upload", sort) | {"upload_files": None, "upload_dir": None}
+        _discard_uploads(ctx, loose)  # imported (or refused): the temporary copies are not needed any more
+    return after_import(ctx, sess, report, "Upload", sort) | out
+
+
+def offer_bundle(sess: Session, path: str, kind: str, others: int) -> dict:
+    """Show the choice for an uploaded project archive or VOC zip (kept until it is imported or replaced)."""
+    sess.bundle = (path, kind)
+    name = Path(path).name
+    what = (
+        "a probeseg project archive: it becomes a project of its own"
+        if kind == "project"
+        else "a PASCAL VOC dataset: import it as a new project, or merge its images, labels, ground truth and "
+        "splits into this one (classes matched by name)"
+    )
+    note = (
+        f" ({others} more archive(s) in the same upload were left out: upload them one at a time)"
+        if others
+        else ""
+    )
+    return {
+        "bundle_box": gr.update(visible=True),
+        "bundle_md": f"**{md(name)}** is {what}.{note}",
+        "bundle_name": Path(name).stem.removesuffix("-project").removesuffix("-voc") or "imported",
+        "bundle_merge_btn": gr.update(visible=kind == "voc"),
+    }
+
+
+@ui_errors
+def import_bundle(ctx: AppContext, sess: Session, name: str, merge: bool, sort: str) -> dict:
+    """Import the offered archive: as a new project (`name`), or a VOC zip merged into this project."""
+    if sess.bundle is None:
+        return {"bundle_box": gr.update(visible=False)}
+    path, _kind = sess.bundle
+    into = ctx.project_id if merge else None
+    project, report = ctx.engine.import_bundle(path, None if merge else (name.strip() or None), into)
+    _discard_uploads(ctx, [path])
+    sess.bundle = None
+    hide = {"bundle_box": gr.update(visible=False)}
+    if merge and report is not None:
+        return after_import(ctx, sess, report, f"{Path(path).name} merged", sort) | hide
+    info = ctx.repo.get_project(project.id)
+    gr.Info(f"Project {html.escape(info.name)} created with {info.image_count} image(s).")
+    text = (
+        f"**Project {md(info.name)} created** with {info.image_count} image(s) and {info.class_count} "
+        f"class(es). This page shows project {md(ctx.project_name)}: open the new one with "
+        f"`python app.py serve --project {info.name}`; the REST API serves it at "
+        f"`/api/v1/projects/{info.name}` already."
+    )
+    return hide | {"import_report": text}
 
 
 def _discard_uploads(ctx: AppContext, paths: Sequence[str]) -> None:

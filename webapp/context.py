@@ -52,3 +52,6 @@ class Session:
         default_factory=list
     )  # (image, box) shown
     focus: tuple[int, int, int, int] | None = None  # a box the canvas zooms to when it opens the image
+    bundle: tuple[str, str] | None = (
+        None  # an uploaded project archive or VOC zip awaiting import: (path, kind)
+    )

@@ -48,6 +48,13 @@ def build_images(ui: UI, allow_server_paths: bool) -> None:
             )
             ui.add(tiff_low=gr.Number(label="Low percentile", value=0.5, minimum=0, maximum=100, scale=1))
             ui.add(tiff_high=gr.Number(label="High percentile", value=99.5, minimum=0, maximum=100, scale=1))
+    with gr.Group(visible=False, elem_id="bundle-box") as box:
+        ui.add(bundle_md=gr.Markdown("", elem_id="bundle-md"))
+        with gr.Row(equal_height=True):
+            ui.add(bundle_name=gr.Textbox(label="New project's name", scale=2, elem_id="bundle-name"))
+            ui.add(bundle_new_btn=gr.Button("Import as a new project", scale=1, elem_id="bundle-new"))
+            ui.add(bundle_merge_btn=gr.Button("Merge into this project", scale=1, elem_id="bundle-merge"))
+    ui.add(bundle_box=box)
     ui.add(import_report=gr.Markdown("", elem_id="import-report"))
     with gr.Accordion(
         "Import from a folder on the server (--import-root)", open=False, visible=allow_server_paths

@@ -154,11 +154,28 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
     )
 
     # images
-    import_out = CLASS_OUT + gallery_out + ["import_report", "upload_files", "upload_dir", "timer"]
+    bundle_out = ["bundle_box", "bundle_md", "bundle_name", "bundle_merge_btn"]
+    import_out = (
+        CLASS_OUT + gallery_out + ["import_report", "upload_files", "upload_dir", "timer", *bundle_out]
+    )
     tiff_in = ["tiff_plane", "tiff_channels", "tiff_low", "tiff_high"]
     on(ui.upload_files.upload, cbd.upload, ["state", "upload_files", "sort", *tiff_in], import_out, view=True)
     on(ui.upload_dir.upload, cbd.upload, ["state", "upload_dir", "sort", *tiff_in], import_out, view=True)
     on(ui.samples_btn.click, cbd.load_samples, ["state", "sort"], import_out, view=True)
+    on(
+        ui.bundle_new_btn.click,
+        lambda c, s, name, sort: cbd.import_bundle(c, s, name, False, sort),
+        ["state", "bundle_name", "sort"],
+        import_out,
+        view=True,
+    )
+    on(
+        ui.bundle_merge_btn.click,
+        lambda c, s, name, sort: cbd.import_bundle(c, s, name, True, sort),
+        ["state", "bundle_name", "sort"],
+        import_out,
+        view=True,
+    )
     on(
         ui.import_folder_btn.click,
         cbd.import_folder,

@@ -331,3 +331,32 @@ def test_tiff_settings_coco_and_napari_imports_from_the_images_tab(ctx, sess, tm
     first = report.image_ids[0]
     stem = ctx.repo.get_image(first).name.rsplit(".", 1)[0]
     np.testing.assert_array_equal(ctx.repo.label_map(first), read_label_png(labels / f"{stem}.png"))
+
+
+def test_an_uploaded_archive_or_voc_zip_is_offered_as_a_project_never_as_loose_images(
+    labelled_ctx, sess, tmp_path
+):
+    ctx = labelled_ctx
+    [im] = ctx.images()
+    red = next(c for c in ctx.classes() if c.name == "red")
+    ctx.repo.add_point(im.id, red.id, 10, 10, 3)
+    archive = ctx.repo.export_project(ctx.project_id, tmp_path / "mine-project.zip")
+    voc = ctx.repo.export_voc(ctx.project_id, tmp_path / "mine-voc.zip")
+    before = len(ctx.images())
+
+    out = cbd.upload(ctx, sess, [str(archive)], cbv.SORTS[0])
+    assert len(ctx.images()) == before  # nothing imported as loose images
+    assert out["bundle_box"]["visible"] is True and "project archive" in out["bundle_md"]
+    assert out["bundle_name"] == "mine" and out["bundle_merge_btn"]["visible"] is False
+    made = cbd.import_bundle(ctx, sess, "restored", False, cbv.SORTS[0])
+    restored = ctx.repo.find_project("restored")
+    assert restored is not None and restored.image_count == 1 and "restored" in made["import_report"]
+    assert made["bundle_box"]["visible"] is False and sess.bundle is None
+
+    out = cbd.upload(ctx, sess, [str(voc)], cbv.SORTS[0])
+    assert "VOC dataset" in out["bundle_md"] and out["bundle_merge_btn"]["visible"] is True
+    merged = cbd.import_bundle(ctx, sess, "", True, cbv.SORTS[0])
+    assert len(ctx.images()) == before and "merged" in merged["import_report"]  # the same image: no double
+    with pytest.raises(gr.Error, match="already exists"):  # (through the page: a toast, see ui.bind)
+        cbd.upload(ctx, sess, [str(archive)], cbv.SORTS[0])
+        cbd.import_bundle(ctx, sess, "restored", False, cbv.SORTS[0])
