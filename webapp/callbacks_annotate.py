@@ -11,7 +11,7 @@ import numpy as np
 
 from storage import NotFoundError
 from webapp import imagepanel, render
-from webapp.callbacks_views import follow
+from webapp.callbacks_views import follow, page, status_text
 from webapp.canvas import canvas_value
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
@@ -115,7 +115,7 @@ def train(ctx: AppContext, sess: Session) -> dict:
     """Train now on every labelled image (cached features) and wait for the result."""
     outcome = ctx.engine.train_now(ctx.project_id, timeout=600)
     gr.Info(f"Trained in {outcome.seconds:.2f} s on {outcome.trained_pixels:,} labelled pixels.")
-    return {"state": sess}
+    return {"state": sess, "status": status_text(ctx)}  # the status line shows this fit's figures
 
 
 @ui_errors
@@ -133,4 +133,4 @@ def refine(ctx: AppContext, sess: Session, threshold: float, visible: list[str] 
         gr.Info(f"No unlabelled pixel is predicted with confidence ≥ {threshold:.2f}; lower the threshold.")
         return {}
     gr.Info(f"Added {added:,} labelled pixels from the prediction; erase or paint over the mistakes.")
-    return _reopen(ctx, sess, reload_labels=True)
+    return _reopen(ctx, sess, reload_labels=True) | page(ctx, sess, None)  # captions: now labelled

@@ -113,7 +113,7 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
         show_progress="hidden",
         trigger_mode="always_last",
     )
-    on(ui.train_btn.click, cba.train, ["state"], ["state"], view=True).then(
+    on(ui.train_btn.click, cba.train, ["state"], ["state", "status"], view=True).then(
         bind(ctx, cbv.gallery, gallery_out),
         ui.pick(["state", "sort"]),
         ui.pick(gallery_out),

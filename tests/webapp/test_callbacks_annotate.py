@@ -100,7 +100,8 @@ def test_training_errors_are_messages_and_success_updates_views(labelled_ctx, se
         cba.train(ctx, sess)
     assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()  # nothing lost
     paint(ctx, sess.image_id, "blue", *RIGHT)
-    cba.train(ctx, sess)
+    trained = cba.train(ctx, sess)
+    assert "Trained on" in trained["status"] and "red" in trained["status"]  # this fit's figures at once
     view = cbv.render_view(ctx, sess, cbv.PRED, 1.0, None, 5)
     pal = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0]], np.float32)
     img = view["view_img"].astype(np.float32)
@@ -126,6 +127,8 @@ def test_refine_and_navigation(labelled_ctx, sess):
     nonce = sess.nonce
     out = cba.refine(ctx, sess, 0.5, None)
     assert (ctx.repo.label_map(first) != IGNORE).sum() > before
+    caption = out["gallery"]["value"][0][1]
+    assert "unlabelled" not in caption and " px" in caption  # the gallery caption follows the refinement
     assert canvas(out)["nonce"] > nonce  # the canvas reloads the labels the refinement added
     out = cba.step(ctx, sess, +1)
     assert sess.image_id == second.id and out["gallery"]["selected_index"] == 1
