@@ -15,6 +15,7 @@ from webapp.callbacks_views import follow, page, status_text
 from webapp.canvas import canvas_value
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
+from webapp.text import md
 
 SUGGEST_SIDE = 200  # thumbnail size of a suggestion
 
@@ -40,6 +41,11 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
     } | follow(ctx, sess)  # the gallery's highlight follows navigation, to another page if need be
     if info is not None:
         out["split"] = info.split
+    out["current_image"] = (
+        "No image open."
+        if info is None
+        else f"Current image: **{md(info.name)}** ({info.width} x {info.height})"
+    )
     return out
 
 

@@ -21,14 +21,23 @@ def table_html(ctx: AppContext, classes: list[ClassInfo]) -> str:
     rows = []
     for c in classes:
         key = str(c.index + 1) if c.index < 9 else ""
+        attrs = (
+            f"data-class-id='{c.id}' data-name='{html.escape(c.name)}' data-pixels='{counts.get(c.index, 0)}'"
+        )
         rows.append(
-            f"<tr><td>{key}</td><td><span class='swatch big' style='background:{c.colour}'></span>"
+            f"<tr {attrs}><td>{key}</td><td><span class='swatch big' style='background:{c.colour}'></span>"
             f"<code>{c.colour}</code></td><td>{html.escape(c.name)}</td><td>{counts.get(c.index, 0):,}</td></tr>"
         )
     return (
         "<table class='classes'><thead><tr><th>key</th><th>colour</th><th>class</th>"
         "<th>labelled pixels</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
+
+
+@ui_errors
+def refresh_table(ctx: AppContext, sess: Session) -> dict:
+    """The table with today's pixel counts (the Classes tab shows it)."""
+    return {"classes_table": table_html(ctx, ctx.classes())}
 
 
 def _choices(classes: list[ClassInfo]) -> list[tuple[str, str]]:

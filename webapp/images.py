@@ -92,6 +92,7 @@ def build_images(ui: UI, allow_server_paths: bool) -> None:
             "classes.txt.</span>"
         )
     with gr.Row(equal_height=True):
+        ui.add(current_image=gr.Markdown("", elem_id="current-image"))
         ui.add(split=gr.Radio(list(SPLITS), label="Split of the current image", scale=3, elem_id="split"))
         ui.add(
             delete_image_btn=gr.Button(

@@ -12,6 +12,7 @@ from webapp import callbacks_data as cbd
 from webapp import callbacks_export as cbe
 from webapp import callbacks_page as cbp
 from webapp import callbacks_views as cbv
+from webapp.callbacks_classes import DROP, REASSIGN
 from webapp.context import AppContext, Session
 from webapp.text import md
 from webapp.ui import UI, bind
@@ -19,7 +20,7 @@ from webapp.ui import UI, bind
 TICK_SECONDS = 1.5  # the status timer, active only while features are computed or a fit runs
 
 # Outputs of everything that (re)opens an image in the annotation panel.
-SHOW = ["state", "canvas", "title", "info", "split", "gallery", "gallery_range"]
+SHOW = ["state", "canvas", "title", "info", "split", "current_image", "gallery", "gallery_range"]
 VIEW_IN = ["state", "view_mode", "opacity", "class_toggles", "k"]
 VIEW_OUT = ["state", "view_img", "view_note"]
 CLASS_OUT = SHOW + [
@@ -38,6 +39,21 @@ def confirm_js(question: str) -> str:
     """Runs in the page before the event: a refused confirmation stops the event (the error is swallowed)."""
     q = question.replace("\\", "\\\\").replace('"', '\\"')
     return f'(...args) => {{ if (!window.confirm("{q}")) throw new Error("cancelled"); return args; }}'
+
+
+# The confirmation says what goes with the class: its labelled pixels, from the Classes table (counted when
+# the tab was shown).
+DELETE_CLASS_JS = f"""(...args) => {{
+  const [, pick, mode] = args;
+  const row = document.querySelector(`#classes-table tr[data-class-id="${{pick}}"]`);
+  const px = row ? +row.dataset.pixels : 0;
+  let q = `Delete the class ${{row ? row.dataset.name : ''}}?`;
+  if (px && mode === "{DROP}") q += ` Its ${{px.toLocaleString()}} labelled pixels go with it.`;
+  else if (px && mode === "{REASSIGN}") q += ` Its ${{px.toLocaleString()}} labelled pixels move to the class chosen.`;
+  else if (px) q += ` It has ${{px.toLocaleString()}} labelled pixels: choose what happens to them first.`;
+  if (!window.confirm(q)) throw new Error("cancelled");
+  return args;
+}}"""
 
 
 def header(ctx: AppContext, ui: UI) -> None:
@@ -69,14 +85,14 @@ def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
                 annotate.build_gallery(ui)
             with gr.Tab("Images", id="images"):
                 images.build_images(ui, ctx.allow_server_paths)
-            with gr.Tab("Classes", id="classes"):
+            with gr.Tab("Classes", id="classes") as classes_tab:
                 classes.build_classes(ui)
             with gr.Tab("Evaluation", id="evaluation") as eval_tab:
                 export.build_evaluation(ui)
             with gr.Tab("Export", id="export"):
                 export.build_export(ui, cbe.download_links(ctx, False))
         ui.add(timer=gr.Timer(TICK_SECONDS, active=False))
-        wire(ctx, ui, demo, eval_tab)
+        wire(ctx, ui, demo, eval_tab, classes_tab)
     return demo, ui
 
 
@@ -91,7 +107,7 @@ def _on(ui: UI, ctx: AppContext, event, fn, inputs: list[str], outputs: list[str
     return dep
 
 
-def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
+def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> None:
     on = lambda *a, **k: _on(ui, ctx, *a, **k)  # noqa: E731
     gallery_out = ["state", "gallery", "gallery_range"]
 
@@ -204,7 +220,9 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
         ["state", "sort"],
         SHOW + gallery_out,
         view=True,
-        js=confirm_js("Delete the current image and all its labels? This cannot be undone."),
+        js=confirm_js(
+            "Delete the current image (named above the button) and all its labels? This cannot be undone."
+        ),
     )
 
     # classes
@@ -244,13 +262,15 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab) -> None:
         ["state", "class_pick", "delete_mode", "reassign_to"],
         CLASS_OUT,
         view=True,
-        js=confirm_js("Delete this class?"),
+        js=DELETE_CLASS_JS,
     )
 
     # evaluation and export
     eval_out = ["eval_md", "eval_plot"]
     on(ui.eval_refresh.click, cbe.evaluation, ["state"], eval_out)
     on(eval_tab.select, cbe.evaluation, ["state"], eval_out)
+    # strokes reach the server through the REST API, not through these callbacks: count them when shown
+    on(classes_tab.select, cbc.refresh_table, ["state"], ["classes_table"], show_progress="hidden")
     export_out = ["export_files", "export_msg"]
     on(ui.export_head_btn.click, cbe.export_head, ["state"], export_out)
     on(ui.export_pred.change, cbe.export_links, ["state", "export_pred"], ["export_links"])
