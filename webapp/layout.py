@@ -227,13 +227,11 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
 
     # classes
     on(ui.class_pick.input, cbc.pick, ["state", "class_pick"], ["class_name", "class_colour"])
-    on(ui.quick_add_btn.click, cbc.quick_add, ["state", "quick_class_name"], CLASS_OUT + ["quick_class_name"])
-    on(
-        ui.quick_class_name.submit,
-        cbc.quick_add,
-        ["state", "quick_class_name"],
-        CLASS_OUT + ["quick_class_name"],
-    )
+    # after adding a class the focus leaves the name box, so the next key ("1") picks a class, not types
+    for event in (ui.quick_add_btn.click, ui.quick_class_name.submit):
+        on(event, cbc.quick_add, ["state", "quick_class_name"], CLASS_OUT + ["quick_class_name"]).then(
+            None, js="() => { if (document.activeElement) document.activeElement.blur(); }"
+        )
     on(
         ui.add_btn.click,
         cbc.add,

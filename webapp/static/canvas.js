@@ -671,8 +671,9 @@ api.onKey = (e) => {
   const tools = { b: 'brush', e: 'eraser', o: 'point', h: 'pan' };
   if (tools[k]) { setTool(tools[k]); return true; }
   if (k === '[' || k === ']') {
-    const d = k === '[' ? -1 : 1;
-    if (S.tool === 'point') S.pointRadius = Math.max(1, S.pointRadius + d); else S.radius = Math.max(1, S.radius + d);
+    // a fifth per press (at least 1 px): a few presses go from a fine line to a broad brush
+    const step = (r) => Math.min(60, Math.max(1, k === '[' ? Math.min(r - 1, Math.round(r / 1.25)) : Math.max(r + 1, Math.round(r * 1.25))));
+    if (S.tool === 'point') S.pointRadius = step(S.pointRadius); else S.radius = step(S.radius);
     buildToolbar(); draw(); return true;
   }
   if (k === 'f') { S.userView = false; S.focus = null; fitView(); draw(); return true; }
