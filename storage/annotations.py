@@ -290,7 +290,8 @@ def class_of(s: Session, im: Image, class_id: Any) -> LabelClass:
     c = s.get(LabelClass, int(class_id))
     if c is None or c.project_id != im.project_id:
         raise NotFoundError(
-            f"class {class_id} is not a class of this image's project; pick one from list_classes(project_id)"
+            f"class {class_id} is not a class of this image's project; pick one of its classes "
+            "(GET /classes lists them)"
         )
     return c
 
