@@ -1,9 +1,13 @@
 """Login: one user and password, checked in constant time, with failed attempts slowed down and logged.
 
-Two back-offs: per client address (LoginRequired, the middleware that sees the request) and per user name
-(login_check, which Gradio calls with the name and password only), so guessing from one address or against
-one account from many is throttled; after a few failures each further attempt waits, doubling up to a cap,
-right or wrong, so the real user still gets in (after the wait).
+Three back-offs, each waiting, after a few failures, twice as long per further failure up to a cap:
+- per client address (LoginRequired, the middleware that sees the request): every attempt from an address
+  that keeps failing waits;
+- per user name and address together (login_check, which Gradio calls with the name and password; the
+  middleware tells it the address): every attempt at that name from that address waits, so one address
+  guessing a name never slows the real user logging in from another;
+- per user name across all addresses, for guessing from many: only WRONG answers wait (after the check),
+  so the right password always gets in at once from an address that has not failed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import stat
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 from core.errors import InputError
@@ -47,19 +52,29 @@ class Backoff:
         log.warning(f"failed login {self.what} (%d in a row)", key, self.failures[key])
 
 
+# The client address of the login request being checked: set by LoginRequired around the request, read by
+# login_check (Gradio calls it with the name and password only). "?" when no middleware set it.
+CLIENT: ContextVar[str] = ContextVar("probeseg_login_client", default="?")
+
+
 def login_check(
     user: str, password: str, free_failures: int = FREE_FAILURES, max_delay_s: float = MAX_DELAY_S
 ) -> Callable[[str, str], Awaitable[bool]]:
     """An async `auth=` callable for Gradio that accepts exactly (user, password)."""
-    backoff = Backoff("for user %r", free_failures, max_delay_s)
+    per_client = Backoff("for user and address %r", free_failures, max_delay_s)
+    per_user = Backoff("for user %r from any address", 10 * free_failures, max_delay_s)
 
     async def check(username: str, attempt: str) -> bool:
-        key = username.strip().lower()[:200]
-        await backoff.wait(key)
+        name = username.strip().lower()[:200]
+        key = f"{name}@{CLIENT.get()}"
+        await per_client.wait(key)
         ok = hmac.compare_digest(username.encode(), user.encode()) & hmac.compare_digest(
             attempt.encode(), password.encode()
         )
-        backoff.record(key, ok)
+        per_client.record(key, ok)
+        per_user.record(name, ok)
+        if not ok:
+            await per_user.wait(name)  # many addresses guessing one name: their wrong answers come slowly
         return ok
 
     return check
@@ -135,7 +150,11 @@ class LoginRequired:
                 status.append(message["status"])
             await send(message)
 
-        await self.app(scope, receive, watch)
+        token = CLIENT.set(client)  # login_check keys its back-off on the name and this address
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            CLIENT.reset(token)
         if status:
             self.backoff.record(client, status[0] == 200)
 

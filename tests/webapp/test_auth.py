@@ -11,30 +11,62 @@ import pytest
 from webapp.auth import login_check, read_auth_file
 
 
-def test_failed_logins_are_slowed_down_and_logged(caplog):
+def test_failed_logins_are_slowed_down_per_name_and_address_and_logged(caplog):
+    from webapp.auth import CLIENT
+
     check = login_check("ann", "s3cret", free_failures=2, max_delay_s=0.4)
 
-    async def attempt(user: str, password: str) -> tuple[bool, float]:
-        start = time.perf_counter()
-        ok = await check(user, password)
-        return ok, time.perf_counter() - start
+    async def attempt(user: str, password: str, client: str = "10.0.0.1") -> tuple[bool, float]:
+        token = CLIENT.set(client)
+        try:
+            start = time.perf_counter()
+            ok = await check(user, password)
+            return ok, time.perf_counter() - start
+        finally:
+            CLIENT.reset(token)
 
     async def scenario():
         results = [await attempt("ann", "wrong") for _ in range(5)]
-        right = await attempt("ann", "s3cret")  # still slowed after the failures, but accepted
+        elsewhere = await attempt("ann", "s3cret", client="10.0.0.2")  # the real user, another address
+        right = await attempt("ann", "s3cret")  # from the guessing address: slowed, but accepted
         after = await attempt("ann", "s3cret")  # success resets the count
         other = await attempt("bob", "s3cret")  # unknown user: refused
-        return results, right, after, other
+        return results, elsewhere, right, after, other
 
     with caplog.at_level(logging.WARNING, logger="webapp.auth"):
-        results, right, after, other = asyncio.run(scenario())
+        results, elsewhere, right, after, other = asyncio.run(scenario())
     assert [ok for ok, _ in results] == [False] * 5
     assert results[0][1] < 0.1 and results[1][1] < 0.1  # the first failures are free
     assert results[3][1] >= 0.18 and results[4][1] >= 0.35  # then the wait doubles, up to the cap
+    assert elsewhere[0] and elsewhere[1] < 0.1  # one address guessing never slows another's login
     assert right[0] and right[1] >= 0.35
     assert after[0] and after[1] < 0.1
     assert not other[0]
-    assert sum("failed login for user 'ann'" in r.getMessage() for r in caplog.records) == 5
+    assert (
+        sum("failed login for user and address 'ann@10.0.0.1'" in r.getMessage() for r in caplog.records) == 5
+    )
+
+
+def test_guessing_one_name_from_many_addresses_slows_wrong_answers_only():
+    from webapp.auth import CLIENT
+
+    check = login_check("ann", "s3cret", free_failures=1, max_delay_s=0.3)
+
+    async def attempt(password: str, client: str) -> tuple[bool, float]:
+        token = CLIENT.set(client)
+        try:
+            start = time.perf_counter()
+            return await check("ann", password), time.perf_counter() - start
+        finally:
+            CLIENT.reset(token)
+
+    async def scenario():
+        wrong = [await attempt("guess", f"10.1.0.{i}") for i in range(14)]  # a new address each time
+        return wrong, await attempt("s3cret", "10.2.0.1")
+
+    wrong, right = asyncio.run(scenario())
+    assert wrong[-1][1] >= 0.25 and not wrong[-1][0]  # past the per-name cap, wrong answers come slowly
+    assert right[0] and right[1] < 0.1  # the right password gets in at once
 
 
 def test_auth_file_must_be_private_and_well_formed(tmp_path):
