@@ -216,11 +216,22 @@ def _import_zip_into(
         rb.failed.append((label, f"not a readable zip file ({exc})"))
         return
     with zf:
+        skipped = len(rb.skipped)
         try:
             members = list(_zip_members(zf, rb))
         except ImportLimitError as exc:
             rb.failed.append((label, str(exc)))
             return
+        if not members:  # said, not dropped: an empty upload must not look like a success of nothing
+            others = len(rb.skipped) - skipped
+            rb.failed.append(
+                (
+                    label,
+                    f"no images in this zip ({others} other file(s) skipped)"
+                    if others
+                    else "the zip is empty",
+                )
+            )
         for name, info in members:
             try:
                 data = read_member(zf, info, name)

@@ -34,6 +34,15 @@ def report_markdown(report: ImportReport, what: str) -> str:
         lines.append(f"- … and {len(report.failed) - MAX_LISTED} more failures")
     for name, reason in report.skipped[:3]:
         lines.append(f"- skipped {md(name)}: {md(reason)}")
+    if report.duplicates:
+        more = (
+            f" and {len(report.duplicates) - MAX_LISTED} more" if len(report.duplicates) > MAX_LISTED else ""
+        )
+        lines.append(
+            "Already in the project (same pixels, not added again): "
+            + md(", ".join(report.duplicates[:MAX_LISTED]))
+            + more
+        )
     return "  \n".join(lines)
 
 

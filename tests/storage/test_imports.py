@@ -175,3 +175,26 @@ def test_import_voc_defaults_to_the_21_voc_classes(repo, tmp_path) -> None:  # t
     assert len(report.classes_added) == 20
     with pytest.raises(ValidationError, match="JPEGImages"):
         repo.import_voc(p.id, tmp_path)
+
+
+def test_a_zip_without_images_is_a_failure_with_its_reason(repo, project) -> None:  # type: ignore[no-untyped-def]
+    def zipped(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        return buf.getvalue()
+
+    report = repo.import_uploads(
+        project.id,
+        [
+            ("empty.zip", zipped({})),
+            ("notes.zip", zipped({"a.txt": b"hello", "b.csv": b"1,2"})),
+            ("ok.png", rgb_png(8, 8)),
+        ],
+    )
+    assert len(report.imported) == 1  # the mixed upload's image is in, and each zip says why it is not
+    assert dict(report.failed) == {
+        "empty.zip": "the zip is empty",
+        "notes.zip": "no images in this zip (2 other file(s) skipped)",
+    }
