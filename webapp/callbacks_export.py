@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import html
 import math
+import shutil
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -60,12 +62,18 @@ def export_head(ctx: AppContext, sess: Session) -> dict:
     info = ctx.repo.latest_head(ctx.project_id)
     if info is None:
         raise gr.Error("No trained head yet: label two classes and press Train.")
-    weights, meta = ctx.repo.export_head(info.id, _out_dir(ctx))
+    out = _out_dir(ctx)
+    weights, meta = ctx.repo.export_head(info.id, out)
+    bundle = out / f"{weights.parent.name}.zip"  # one download: the folder predict reads, zipped
+    with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in (weights, meta):
+            zf.write(f, f"{weights.parent.name}/{f.name}")
+    shutil.rmtree(weights.parent)
     return {
-        "export_files": [str(weights), str(meta)],
-        "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): head.safetensors and "
-        f"head.json, the format `python app.py predict --head FOLDER` reads (keep them in one "
-        "folder).",
+        "export_files": [str(bundle)],
+        "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): a zip of the folder "
+        f"{weights.parent.name}/ (head.safetensors and head.json); unzip it and pass the folder to "
+        "`python app.py predict --head FOLDER`.",
     }
 
 

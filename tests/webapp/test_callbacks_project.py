@@ -153,7 +153,11 @@ def test_exports(labelled_ctx, sess):
     links = cbe.download_links(ctx, False)  # VOC, COCO and the archive download through the REST route
     assert "format=voc'" in links and "format=coco'" in links and "format=archive'" in links
     assert "predictions=true" in cbe.export_links(ctx, sess, True)["export_links"]
-    files = cbe.export_head(ctx, sess)["export_files"]
+    [bundle] = cbe.export_head(ctx, sess)["export_files"]  # one download
+    unpacked = Path(bundle).parent / "unpacked"
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(unpacked)
+    files = sorted(str(p) for p in unpacked.rglob("head.*"))[::-1]  # head.safetensors, head.json
     assert (
         files[0].endswith("head.safetensors")
         and json.loads(Path(files[1]).read_text())["backbone"] == "dinov2_vits14"
