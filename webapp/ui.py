@@ -8,6 +8,7 @@ gr.Error, see webapp.errors) leaves every output as it was and its message shows
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import gradio as gr
 
 from webapp.context import AppContext, Session
 
+log = logging.getLogger(__name__)
 _LOCKS_GUARD = threading.Lock()
 _LOCK_ATTR = "_lock"
 
@@ -78,6 +80,7 @@ def bind(ctx: AppContext, fn: Callable[..., dict], outputs: Sequence[str], block
             gr.Warning(
                 exc.message, duration=exc.duration, title="Not done" if exc.title == "Error" else exc.title
             )
+            log.info("refused %s: %s", handler.__name__, " ".join(str(exc.message).split())[:300])  # one line
             return to_outputs({}, outputs)
         finally:
             lock.release()

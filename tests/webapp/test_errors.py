@@ -57,7 +57,7 @@ def test_bugs_are_internal_errors_without_internals(exc, caplog):
     assert any(r.exc_info for r in caplog.records)  # the traceback is in the server log
 
 
-def test_a_refused_callback_leaves_every_output_and_says_why(monkeypatch):
+def test_a_refused_callback_leaves_every_output_and_says_why(monkeypatch, caplog):
     """Through `bind` (what Gradio calls) a refusal is a toast, never an exception: a raised gr.Error would put
     an "Error" pill over every output component of the event."""
     from webapp.context import Session
@@ -70,6 +70,13 @@ def test_a_refused_callback_leaves_every_output_and_says_why(monkeypatch):
     def refuse(ctx, sess):  # type: ignore[no-untyped-def]
         raise ValidationError("the project already has a class named red; pick another name")
 
-    out = bind(None, refuse, ["state", "gallery", "classes"])(Session())  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="webapp.ui"):
+        out = bind(None, refuse, ["state", "gallery", "classes"])(Session())  # type: ignore[arg-type]
     assert all(isinstance(v, type(gr.skip())) for v in out)  # nothing updated
     assert shown == ["The project already has a class named red; pick another name"]
+    [record] = [r for r in caplog.records if r.name == "webapp.ui"]  # logged as one line, no traceback
+    assert (
+        "\n" not in record.getMessage()
+        and record.exc_info is None
+        and "class named red" in record.getMessage()
+    )
