@@ -28,7 +28,10 @@ def register(subparsers) -> None:
         "--project", default=ServeConfig().project, help="the project's name (default %(default)s)"
     )
     e.add_argument(
-        "--format", choices=["archive", "voc", "coco"], default="archive", help="the kind of file (default archive)"
+        "--format",
+        choices=["archive", "voc", "coco"],
+        default="archive",
+        help="the kind of file (default archive)",
     )
     e.add_argument("--out", required=True, type=Path, help="the file to write")
     _common(e)

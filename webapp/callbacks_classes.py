@@ -64,10 +64,18 @@ def class_outputs(ctx: AppContext, sess: Session, selected: int | None = None) -
     return out | annotate.show(ctx, sess, sess.image_id)
 
 
-def _selected(value: str | None) -> int:
+def _selected(ctx: AppContext, value: str | None) -> int:
+    """The picked class's id; a value that is not one of this project's classes (the picker accepts any
+    value, so a page open across a server restart keeps working) is refused."""
     if value in (None, ""):
         raise gr.Error("Select a class first.")
-    return int(value)
+    try:
+        cid = int(str(value))
+    except ValueError:
+        cid = -1
+    if cid not in {c.id for c in ctx.classes()}:
+        raise gr.Error("That class is not in this project any more; pick one from the list.")
+    return cid
 
 
 def _check_colour_free(classes: list[ClassInfo], colour: str, exclude: int | None = None) -> str:
@@ -114,7 +122,7 @@ def quick_add(ctx: AppContext, sess: Session, name: str) -> dict:
 
 @ui_errors
 def rename(ctx: AppContext, sess: Session, value: str | None, name: str) -> dict:
-    cid = _selected(value)
+    cid = _selected(ctx, value)
     if not (name or "").strip():
         raise gr.Error("Type the new name.")
     ctx.repo.rename_class(cid, name.strip())
@@ -123,14 +131,14 @@ def rename(ctx: AppContext, sess: Session, value: str | None, name: str) -> dict
 
 @ui_errors
 def recolour(ctx: AppContext, sess: Session, value: str | None, colour: str) -> dict:
-    cid = _selected(value)
+    cid = _selected(ctx, value)
     ctx.repo.recolour_class(cid, _check_colour_free(ctx.classes(), colour, exclude=cid))
     return class_outputs(ctx, sess, cid)
 
 
 @ui_errors
 def move(ctx: AppContext, sess: Session, value: str | None, delta: int) -> dict:
-    cid = _selected(value)
+    cid = _selected(ctx, value)
     classes = ctx.classes()
     index = next(c.index for c in classes if c.id == cid)
     target = index + int(delta)
@@ -142,7 +150,7 @@ def move(ctx: AppContext, sess: Session, value: str | None, delta: int) -> dict:
 
 @ui_errors
 def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassign_to: str | None) -> dict:
-    cid = _selected(value)
+    cid = _selected(ctx, value)
     c = ctx.repo.get_class(cid)
     usage = ctx.repo.class_usage(cid)
     if len(ctx.classes()) <= 1:
@@ -157,7 +165,7 @@ def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassig
     if usage.in_use and mode == REASSIGN:
         if not reassign_to:
             raise gr.Error("Choose the class that gets the labels.")
-        target = int(reassign_to)
+        target = _selected(ctx, reassign_to)
         if target == cid:
             raise gr.Error("Choose another class than the one being deleted.")
     api_mode = None if not usage.in_use else ("reassign" if mode == REASSIGN else "delete_labels")

@@ -33,7 +33,11 @@ def build_classes(ui: UI) -> None:
         ui.add(add_btn=gr.Button("Add class", variant="primary", scale=1, elem_id="add-class-btn"))
     with gr.Group():
         with gr.Row(equal_height=True):
-            ui.add(class_pick=gr.Dropdown([], label="Class", scale=2, elem_id="class-pick"))
+            ui.add(
+                class_pick=gr.Dropdown(
+                    [], label="Class", scale=2, elem_id="class-pick", allow_custom_value=True
+                )
+            )
             ui.add(class_name=gr.Textbox(label="Name", scale=2, elem_id="class-name"))
             ui.add(rename_btn=gr.Button("Rename", scale=1))
             ui.add(class_colour=gr.ColorPicker(label="Colour", scale=1, elem_id="class-colour"))
@@ -46,5 +50,5 @@ def build_classes(ui: UI) -> None:
                     list(DELETE_MODES), value=KEEP, label="When deleting a class in use", scale=3
                 )
             )
-            ui.add(reassign_to=gr.Dropdown([], label="Reassign to", scale=2))
+            ui.add(reassign_to=gr.Dropdown([], label="Reassign to", scale=2, allow_custom_value=True))
             ui.add(delete_btn=gr.Button("Delete class", variant="stop", scale=1, elem_id="delete-class-btn"))

@@ -81,7 +81,7 @@ def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
                         annotate.build_tools(ui)
                         annotate.build_canvas(ui)
                     with gr.Column(scale=2):
-                        views.build_views(ui)
+                        views.build_views(ui, [(c.name, str(c.id)) for c in ctx.classes()])
                 annotate.build_gallery(ui)
             with gr.Tab("Images", id="images"):
                 images.build_images(ui, ctx.allow_server_paths)

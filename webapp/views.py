@@ -8,7 +8,10 @@ from webapp.callbacks_views import PRED, VIEW_MODES
 from webapp.ui import UI
 
 
-def build_views(ui: UI) -> None:
+def build_views(ui: UI, class_choices: list[tuple[str, str]]) -> None:
+    """`class_choices`: (name, id) of the classes when the app is built. Gradio checks a value against the
+    choices the component was built with when the session does not know the component's later updates (a
+    page still open across a server restart): built empty, every event of such a page failed."""
     ui.add(view_mode=gr.Radio(list(VIEW_MODES), value=PRED, label="View", elem_id="view-mode"))
     ui.add(
         view_img=gr.Image(
@@ -27,7 +30,10 @@ def build_views(ui: UI) -> None:
         ui.add(k=gr.Slider(2, 12, value=5, step=1, label="K-means clusters (k)", elem_id="k-slider"))
     ui.add(
         class_toggles=gr.CheckboxGroup(
-            [], label="Classes shown in the prediction overlay", elem_id="class-toggles"
+            class_choices,
+            value=[v for _, v in class_choices],
+            label="Classes shown in the prediction overlay",
+            elem_id="class-toggles",
         )
     )
     with gr.Group():

@@ -364,3 +364,20 @@ def test_an_uploaded_archive_or_voc_zip_is_offered_as_a_project_never_as_loose_i
     with pytest.raises(gr.Error, match="already exists"):  # (through the page: a toast, see ui.bind)
         cbd.upload(ctx, sess, [str(archive)], cbv.SORTS[0])
         cbd.import_bundle(ctx, sess, "restored", False, cbv.SORTS[0])
+
+
+def test_a_page_open_across_a_restart_keeps_working(labelled_ctx, sess):
+    """Gradio checks a value against the choices a component was built with when the session lost its
+    updates (a server restart): the class toggles are built with the classes, and the class pickers take
+    any value and refuse what is not a class of this project in words."""
+    from webapp.layout import build
+
+    ctx = labelled_ctx
+    demo, ui = build(ctx)
+    toggles = ui.class_toggles
+    ids = [str(c.id) for c in ctx.classes()]
+    assert [v for _, v in toggles.choices] == ids and toggles.preprocess(ids) == ids
+    assert ui.class_pick.preprocess("12345") == "12345"  # no "not in the list of choices" error
+    with pytest.raises(gr.Error, match="not in this project"):
+        cbc.rename(ctx, sess, "12345", "x")
+    demo.close()
