@@ -13,7 +13,7 @@ def build_images(ui: UI, allow_server_paths: bool) -> None:
         with gr.Column():
             ui.add(
                 upload_files=gr.File(
-                    label="Upload images or zip files",
+                    label="Upload images or zips (a project archive or a VOC zip is offered as a project)",
                     file_count="multiple",
                     file_types=["image", ".zip"],
                     type="filepath",
