@@ -6,6 +6,7 @@ import gradio as gr
 
 from webapp import canvas
 from webapp.callbacks_views import SORTS
+from webapp.inline import InlineGallery
 from webapp.ui import UI
 
 
@@ -40,7 +41,7 @@ def build_canvas(ui: UI) -> None:
         ui.add(uncertain_btn=gr.Button("Next most uncertain (u)", size="sm", elem_id="uncertain-btn"))
         ui.add(suggest_btn=gr.Button("Suggest where to label (g)", size="sm", elem_id="suggest-btn"))
     ui.add(
-        suggestions=gr.Gallery(
+        suggestions=InlineGallery(
             label="Where labels help most (click one to zoom there)",
             columns=5,
             height=170,
@@ -70,7 +71,7 @@ def build_gallery(ui: UI) -> None:
         ui.add(gallery_range=gr.Markdown("", elem_id="gallery-range"))
         ui.add(page_next_btn=gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="page-next"))
     ui.add(
-        gallery=gr.Gallery(
+        gallery=InlineGallery(
             label="Images",
             show_label=False,
             columns=8,

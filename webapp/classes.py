@@ -41,7 +41,9 @@ def build_classes(ui: UI) -> None:
             ui.add(class_name=gr.Textbox(label="Name", scale=2, elem_id="class-name"))
             ui.add(rename_btn=gr.Button("Rename", scale=1))
             # wide enough for the picker's panel (at scale 1 its right side was cut off)
-            ui.add(class_colour=gr.ColorPicker(label="Colour", scale=1, min_width=260, elem_id="class-colour"))
+            ui.add(
+                class_colour=gr.ColorPicker(label="Colour", scale=1, min_width=260, elem_id="class-colour")
+            )
             ui.add(recolour_btn=gr.Button("Recolour", scale=1))
         with gr.Row(equal_height=True):
             ui.add(up_btn=gr.Button("Move up ▲", scale=1))

@@ -145,7 +145,7 @@ def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
         css=CSS,
         head=SHORTCUTS_JS,
         run_history=False,  # a growing run history slows every queued event down (gradio-notes)
-        allowed_paths=[ctx.export_dir, str(ctx.repo.thumbnail_folder)],  # the gallery's thumbnails
+        allowed_paths=[ctx.export_dir],
         footer_links=["settings"],
         quiet=True,
         auth_message="probeseg: log in with the user and password the server was started with."

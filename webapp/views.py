@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from webapp.callbacks_views import PRED, VIEW_MODES
+from webapp.inline import InlineImage
 from webapp.ui import UI
 
 
@@ -14,7 +15,7 @@ def build_views(ui: UI, class_choices: list[tuple[str, str]]) -> None:
     page still open across a server restart): built empty, every event of such a page failed."""
     ui.add(view_mode=gr.Radio(list(VIEW_MODES), value=PRED, label="View", elem_id="view-mode"))
     ui.add(
-        view_img=gr.Image(
+        view_img=InlineImage(
             type="numpy",
             format="jpeg",
             interactive=False,

@@ -165,6 +165,8 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             page.wait_for_timeout(30_000)
             assert [t for t in traffic if t[0] != "GET"] == [], traffic
             assert all("/prediction" in t[1] for t in traffic) and len(traffic) <= 3, traffic
+        # views, galleries and toasts came inline: the uploads folder holds only uploads in flight (none)
+        assert [p for p in (data / "uploads").rglob("*") if p.is_file()] == []
     finally:
         stop_server(proc)
 

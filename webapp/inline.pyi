@@ -1,0 +1,64 @@
+"""Images that travel inside the event's response as data URLs. Gradio writes every image a callback returns
+into its cache folder (the uploads folder here) and serves it from there: a new file per view change, per
+gallery page and per suggestion strip, kept until Gradio's hourly clean-up. The page's pictures are small
+(a view at display size, thumbnails), so they go inline instead, and the uploads folder holds only uploads
+in flight."""
+
+from __future__ import annotations
+
+import base64
+import io
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from gradio.components.gallery import GalleryData, GalleryImage
+from gradio.data_classes import ImageData
+from PIL import Image
+
+def data_url(value: np.ndarray | str | Path, fmt: str = "jpeg") -> str:
+    """An image file (sent as it is) or an RGB array (encoded as `fmt`) as a data URL."""
+    if isinstance(value, str | Path):
+        mime = mimetypes.guess_type(str(value))[0] or "image/jpeg"
+        data = Path(value).read_bytes()
+    else:
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(value, np.uint8)).save(buf, format=fmt.upper(), quality=85)
+        mime, data = f"image/{fmt}", buf.getvalue()
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+class InlineImage(gr.Image):
+    """gr.Image whose values are sent as data URLs, never written to a file. A template of gr.Image for
+    Gradio (`is_template`): the page draws it with gr.Image's own front end."""
+
+    is_template = True
+
+    def postprocess(self, value: Any) -> ImageData | None:  # type: ignore[override]
+        fmt = self.format or "jpeg"
+        return None if value is None else ImageData(url=data_url(value, fmt), orig_name=f"view.{fmt}")
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+class InlineGallery(gr.Gallery):
+    """gr.Gallery whose images (paths or arrays, with captions) are sent as data URLs (a template of
+    gr.Gallery, like InlineImage)."""
+
+    is_template = True
+
+    def postprocess(self, value: Any) -> GalleryData:  # type: ignore[override]
+        items = []
+        for item in value or []:
+            img, caption = item if isinstance(item, tuple | list) else (item, None)
+            name = Path(img).name if isinstance(img, str | Path) else "image.jpeg"
+            items.append(GalleryImage(image=ImageData(url=data_url(img), orig_name=name), caption=caption))
+        return GalleryData(root=items)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
