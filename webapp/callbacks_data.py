@@ -158,13 +158,18 @@ def offer_bundle(sess: Session, path: str, kind: str, others: int) -> dict:
 
 
 @ui_errors
-def import_bundle(ctx: AppContext, sess: Session, name: str, merge: bool, sort: str) -> dict:
-    """Import the offered archive: as a new project (`name`), or a VOC zip merged into this project."""
+def import_bundle(
+    ctx: AppContext, sess: Session, name: str, merge: bool, sort: str, zero_is_unlabelled: bool = False
+) -> dict:
+    """Import the offered archive: as a new project (`name`), or a VOC zip merged into this project
+    (`zero_is_unlabelled`: its label PNGs use 0 = unlabelled)."""
     if sess.bundle is None:
         return {"bundle_box": gr.update(visible=False)}
     path, _kind = sess.bundle
     into = ctx.project_id if merge else None
-    project, report = ctx.engine.import_bundle(path, None if merge else (name.strip() or None), into)
+    project, report = ctx.engine.import_bundle(
+        path, None if merge else (name.strip() or None), into, bool(zero_is_unlabelled)
+    )
     _discard_uploads(ctx, [path])
     sess.bundle = None
     hide = {"bundle_box": gr.update(visible=False)}

@@ -52,6 +52,11 @@ def build_images(ui: UI, allow_server_paths: bool) -> None:
         ui.add(bundle_md=gr.Markdown("", elem_id="bundle-md"))
         with gr.Row(equal_height=True):
             ui.add(bundle_name=gr.Textbox(label="New project's name", scale=2, elem_id="bundle-name"))
+            ui.add(
+                bundle_zero=gr.Checkbox(
+                    label="VOC label PNGs use 0 = unlabelled (napari, ilastik)", value=False, scale=1
+                )
+            )
             ui.add(bundle_new_btn=gr.Button("Import as a new project", scale=1, elem_id="bundle-new"))
             ui.add(bundle_merge_btn=gr.Button("Merge into this project", scale=1, elem_id="bundle-merge"))
     ui.add(bundle_box=box)

@@ -178,20 +178,14 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
     on(ui.upload_files.upload, cbd.upload, ["state", "upload_files", "sort", *tiff_in], import_out, view=True)
     on(ui.upload_dir.upload, cbd.upload, ["state", "upload_dir", "sort", *tiff_in], import_out, view=True)
     on(ui.samples_btn.click, cbd.load_samples, ["state", "sort"], import_out, view=True)
-    on(
-        ui.bundle_new_btn.click,
-        lambda c, s, name, sort: cbd.import_bundle(c, s, name, False, sort),
-        ["state", "bundle_name", "sort"],
-        import_out,
-        view=True,
-    )
-    on(
-        ui.bundle_merge_btn.click,
-        lambda c, s, name, sort: cbd.import_bundle(c, s, name, True, sort),
-        ["state", "bundle_name", "sort"],
-        import_out,
-        view=True,
-    )
+    for button, merge in ((ui.bundle_new_btn, False), (ui.bundle_merge_btn, True)):
+        on(
+            button.click,
+            lambda c, s, name, zero, sort, merge=merge: cbd.import_bundle(c, s, name, merge, sort, zero),
+            ["state", "bundle_name", "bundle_zero", "sort"],
+            import_out,
+            view=True,
+        )
     on(
         ui.import_folder_btn.click,
         cbd.import_folder,
