@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio.component_meta import ComponentMeta
 from gradio.components.gallery import GalleryData, GalleryImage
 from gradio.data_classes import ImageData
 from PIL import Image
@@ -31,27 +32,33 @@ def data_url(value: np.ndarray | str | Path, fmt: str = "jpeg") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-class InlineImage(gr.Image):
-    """gr.Image whose values are sent as data URLs, never written to a file. A template of gr.Image for
-    Gradio (`is_template`): the page draws it with gr.Image's own front end."""
-
-    is_template = True
-
-    def postprocess(self, value: Any) -> ImageData | None:  # type: ignore[override]
-        fmt = self.format or "jpeg"
-        return None if value is None else ImageData(url=data_url(value, fmt), orig_name=f"view.{fmt}")
+def _image_postprocess(self: gr.Image, value: Any) -> ImageData | None:
+    fmt = self.format or "jpeg"
+    return None if value is None else ImageData(url=data_url(value, fmt), orig_name=f"view.{fmt}")
 
 
-class InlineGallery(gr.Gallery):
-    """gr.Gallery whose images (paths or arrays, with captions) are sent as data URLs (a template of
-    gr.Gallery, like InlineImage)."""
+def _gallery_postprocess(self: gr.Gallery, value: Any) -> GalleryData:
+    items = []
+    for item in value or []:
+        img, caption = item if isinstance(item, tuple | list) else (item, None)
+        name = Path(img).name if isinstance(img, str | Path) else "image.jpeg"
+        items.append(GalleryImage(image=ImageData(url=data_url(img), orig_name=name), caption=caption))
+    return GalleryData(root=items)
 
-    is_template = True
 
-    def postprocess(self, value: Any) -> GalleryData:  # type: ignore[override]
-        items = []
-        for item in value or []:
-            img, caption = item if isinstance(item, tuple | list) else (item, None)
-            name = Path(img).name if isinstance(img, str | Path) else "image.jpeg"
-            items.append(GalleryImage(image=ImageData(url=data_url(img), orig_name=name), caption=caption))
-        return GalleryData(root=items)
+def _template(base: type, name: str, postprocess: Any, doc: str) -> Any:
+    """A subclass of a Gradio component that only changes `postprocess`. A subclass, not a patched instance:
+    Gradio rebuilds a component from its class on every update of its properties. `is_template` makes the
+    page draw it with the base component's own front end; `type.__new__` skips ComponentMeta's, which would
+    write a .pyi stub beside this file at import."""
+    attrs = {"__module__": __name__, "__qualname__": name, "__doc__": doc, "is_template": True}
+    return type.__new__(ComponentMeta, name, (base,), attrs | {"postprocess": postprocess})
+
+
+InlineImage = _template(gr.Image, "InlineImage", _image_postprocess, "gr.Image whose values are data URLs.")
+InlineGallery = _template(
+    gr.Gallery,
+    "InlineGallery",
+    _gallery_postprocess,
+    "gr.Gallery whose images (with captions) are data URLs.",
+)

@@ -32,3 +32,15 @@ def test_views_and_galleries_are_data_urls_and_write_no_file(tmp_path, monkeypat
     assert all(item.image.path is None and item.image.url.startswith("data:image/") for item in data)
     assert gallery.get_block_name() == "gallery"
     assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").rglob("*"))
+
+
+def test_the_components_are_rebuilt_from_their_class_and_leave_no_stub_behind():
+    """Gradio rebuilds a component from its class on every property update (so a patched instance would
+    lose its postprocess), and would write a .pyi stub beside a component subclass at import."""
+    from pathlib import Path
+
+    import webapp.inline as inline
+
+    rebuilt = InlineImage(**InlineImage(format="jpeg").constructor_args)
+    assert rebuilt.postprocess(np.zeros((2, 2, 3), np.uint8)).url.startswith("data:image/jpeg")
+    assert not Path(inline.__file__).with_suffix(".pyi").exists()
