@@ -3,8 +3,10 @@ imports, split and deletion."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -196,6 +198,11 @@ def _discard_uploads(ctx: AppContext, paths: Sequence[str]) -> None:
             path.unlink(missing_ok=True)
             if path.parent != root and not any(path.parent.iterdir()):
                 path.parent.rmdir()
+    cutoff = time.time() - 60
+    for stray in root.glob("tmp*"):  # a cancelled upload leaves Gradio's empty part file behind
+        with contextlib.suppress(OSError):
+            if stray.is_file() and stray.stat().st_size == 0 and stray.stat().st_mtime < cutoff:
+                stray.unlink()
 
 
 @ui_errors

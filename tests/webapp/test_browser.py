@@ -142,7 +142,7 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             box = page.locator(".ps-view").bounding_box()
             page.mouse.move(box["x"] + 100, box["y"] + 100)
             page.mouse.wheel(0, -300)
-            page.wait_for_timeout(800)  # the zoom is written to the URL once the wheel stops
+            page.wait_for_function("() => location.search.includes('view=')", timeout=WAIT)  # once it stops
             before = canvas_state(page)
             assert before["tool"] == "point" and before["classId"] == ids["red"]
             page.reload(wait_until="load")
