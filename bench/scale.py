@@ -304,10 +304,12 @@ def browser(cfg: BenchConfig, root: Path, most_uncertain: str) -> dict:
             )
             page = ctx.new_page()
             t0 = time.perf_counter()
+            log.info("   page: load")
             page.goto(app.url, wait_until="load")
             page.wait_for_function(READY, arg=-1)
             out["first_usable_s"] = time.perf_counter() - t0
             page.wait_for_timeout(1000)
+            log.info("   page: image switches")
             switches = []
             for _ in range(cfg.scale_switches):
                 prev = page.evaluate("() => window.__probeseg.state.cfg.image.id")
@@ -317,6 +319,7 @@ def browser(cfg: BenchConfig, root: Path, most_uncertain: str) -> dict:
                 switches.append(time.perf_counter() - t)
                 page.wait_for_timeout(150)
             out["switch_s"] = switches
+            log.info("   page: suggest")
             t = time.perf_counter()
             page.locator("#suggest-btn").click()
             page.wait_for_function(
@@ -324,6 +327,7 @@ def browser(cfg: BenchConfig, root: Path, most_uncertain: str) -> dict:
                 "return g && g.offsetParent !== null && g.querySelectorAll('img').length > 0; }"
             )
             out["suggest_s"] = time.perf_counter() - t
+            log.info("   page: sort")
             t = time.perf_counter()
             page.locator("#sort input").click()
             page.get_by_role("option", name="Most uncertain first").click()
@@ -337,12 +341,14 @@ def browser(cfg: BenchConfig, root: Path, most_uncertain: str) -> dict:
                 "() => { window.__longtasks = []; new PerformanceObserver((l) => l.getEntries().forEach("
                 "(e) => window.__longtasks.push(e.duration))).observe({ type: 'longtask' }); }"
             )
+            log.info("   page: gallery scrolling")
             page.locator("#gallery").hover()
             for _ in range(30):
                 page.mouse.wheel(0, 240)
                 page.wait_for_timeout(60)
             page.wait_for_timeout(500)
             out["scroll_longtasks_ms"] = page.evaluate("() => window.__longtasks")
+            log.info("   page: project K-means view")
             t = time.perf_counter()
             page.get_by_label("K-means (project)").check()
             page.wait_for_function(

@@ -168,8 +168,16 @@ def sorted_images(images: list[ImageInfo], sort: str) -> list[ImageInfo]:
 
 @ui_errors
 def gallery(ctx: AppContext, sess: Session, sort: str) -> dict:
+    """The gallery in `sort` order, on the page that holds the open image."""
     sess.order = [i.id for i in sorted_images(ctx.images(), sort)]
     return {"state": sess} | page(ctx, sess, None)
+
+
+@ui_errors
+def resort(ctx: AppContext, sess: Session, sort: str) -> dict:
+    """The gallery in a newly chosen order, from its first page (the top of the new order)."""
+    sess.order = [i.id for i in sorted_images(ctx.images(), sort)]
+    return {"state": sess} | page(ctx, sess, 0)
 
 
 def page(ctx: AppContext, sess: Session, start: int | None) -> dict:

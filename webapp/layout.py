@@ -154,7 +154,7 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
     ui.gallery.select(gallery_select, ui.pick(["state"]), ui.pick(SHOW)).then(
         bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
     )
-    on(ui.sort.input, cbv.gallery, ["state", "sort"], gallery_out)
+    on(ui.sort.input, cbv.resort, ["state", "sort"], gallery_out)
     on(ui.page_prev_btn.click, lambda c, s: cbv.turn_page(c, s, -1), ["state"], gallery_out)
     on(ui.page_next_btn.click, lambda c, s: cbv.turn_page(c, s, +1), ["state"], gallery_out)
 
