@@ -148,10 +148,12 @@ class ProjectEngine:
         return self.worker.get(src, wait)
 
     def _features_done(self, image_ids: list[int]) -> None:
-        """New features: score the images under their project's current head (gallery, "most uncertain")."""
+        """New features: score the images under their project's current head (gallery, "most uncertain"), and
+        make their gallery thumbnails now rather than when a page first shows them."""
         for image_id in image_ids:
             try:
                 info = self.repo.get_image(image_id)
+                self.thumbnail_path(image_id)
             except NotFoundError:
                 continue
             state = self.head(info.project_id)
