@@ -157,6 +157,24 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             assert not page.locator(".ps-auto").is_checked()
             page.locator(".ps-auto").check()
 
+            # a project archive uploaded through the page comes back as a project, never as loose images
+            with Repository.open(data) as repo:
+                archive = repo.export_project(
+                    repo.find_project("default").id, tmp_path / "default-project.zip"
+                )
+            page.get_by_role("tab", name="Images").click()
+            page.locator("#upload-files input[type=file]").set_input_files(str(archive))
+            page.get_by_text("is a probeseg project archive").wait_for(timeout=WAIT)
+            page.locator("#bundle-name textarea, #bundle-name input").first.fill("restored")
+            page.locator("#bundle-new").click()
+            page.get_by_text("Project restored created").wait_for(timeout=WAIT)
+            page.screenshot(path=str(tmp_path / "4-archive-imported.png"))
+            with Repository.open(data) as repo:
+                restored = repo.find_project("restored")
+                assert restored is not None and restored.image_count == 1
+                assert len(repo.list_images(repo.find_project("default").id)) == 1  # nothing added here
+            page.get_by_role("tab", name="Annotate").click()
+
             # an idle page uploads nothing (only its one waiting prediction request, renewed every 20 s),
             # once the refresh that follows the last prediction is done
             page.wait_for_timeout(4000)

@@ -214,7 +214,9 @@ def test_the_gallery_shows_a_page_at_a_time_and_follows_navigation(ctx, sess):
     assert cbv.turn_page(ctx, sess, +1)["gallery_range"] == second["gallery_range"]  # the last page stays
     picked = cba.pick_gallery(ctx, sess, 2)  # an index on the page shown
     assert sess.image_id == ids[cbv.GALLERY_PAGE + 2] and picked["gallery"]["selected_index"] == 2
-    assert cbv.resort(ctx, sess, cbv.SORTS[3])["gallery_range"].startswith("Images 1–")  # a new order: its top
+    assert cbv.resort(ctx, sess, cbv.SORTS[3])["gallery_range"].startswith(
+        "Images 1–"
+    )  # a new order: its top
     cba.show(ctx, sess, ids[cbv.GALLERY_PAGE + 2])
     cbv.gallery(ctx, sess, cbv.SORTS[0])
     back = cba.step(ctx, sess, +3)  # past the end: wraps to the first image, on the first page
