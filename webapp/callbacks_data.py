@@ -192,16 +192,20 @@ def _discard_uploads(ctx: AppContext, paths: Sequence[str]) -> None:
     if not ctx.upload_dir:
         return
     root = Path(ctx.upload_dir).resolve()
+    cutoff = time.time() - 60
     for p in paths:
         path = Path(p).resolve()
         if path.is_relative_to(root) and path != root:
+            with contextlib.suppress(OSError):
+                cutoff = max(cutoff, path.stat().st_mtime)
             path.unlink(missing_ok=True)
             if path.parent != root and not any(path.parent.iterdir()):
                 path.parent.rmdir()
-    cutoff = time.time() - 60
-    for stray in root.glob("tmp*"):  # a cancelled upload leaves Gradio's empty part file behind
+    # Gradio's upload parser leaves an empty part file behind (also for a cancelled upload): those no newer
+    # than the uploads just handled (or a minute old) go; a newer one may be an upload in flight
+    for stray in root.glob("tmp*"):
         with contextlib.suppress(OSError):
-            if stray.is_file() and stray.stat().st_size == 0 and stray.stat().st_mtime < cutoff:
+            if stray.is_file() and stray.stat().st_size == 0 and stray.stat().st_mtime <= cutoff:
                 stray.unlink()
 
 
