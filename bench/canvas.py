@@ -137,6 +137,27 @@ def _stroke_in(
     return [(float(xs[0]), float(ys[0]))]
 
 
+def launch(playwright, profile: Path):  # type: ignore[no-untyped-def]
+    """Debian's chromium at 1366x768 with a fresh profile, reaching nothing but the app on 127.0.0.1."""
+    ctx = playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=FLAGS,
+        viewport={"width": 1366, "height": 768},
+    )
+    ctx.set_default_timeout(TIMEOUT_MS)
+    ctx.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+            else route.abort()
+        ),
+    )
+    return ctx
+
+
 def browser_session(
     cfg: BenchConfig, work: Path, n_images: int, labelled: int, strokes: int, toggles: bool
 ) -> dict:
@@ -148,22 +169,7 @@ def browser_session(
     try:
         app.wait_ready(cfg.app_start_timeout_s)
         with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                str(work / "profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=FLAGS,
-                viewport={"width": 1366, "height": 768},
-            )
-            ctx.set_default_timeout(TIMEOUT_MS)
-            ctx.route(
-                "**/*",
-                lambda route: (
-                    route.continue_()
-                    if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
-                    else route.abort()
-                ),
-            )
+            ctx = launch(p, work / "profile")
             page = ctx.new_page()
             page.goto(app.url + "?image=1", wait_until="load")
             page.wait_for_function(

@@ -280,29 +280,14 @@ def browser(cfg: BenchConfig, root: Path, most_uncertain: str) -> dict:
     from playwright.sync_api import sync_playwright
 
     from bench.app import AppProcess
-    from bench.canvas import CHROMIUM, FLAGS, TIMEOUT_MS
+    from bench.canvas import launch
 
     app = AppProcess(cfg, root / "data")
     out: dict = {}
     try:
         app.wait_ready(cfg.app_start_timeout_s)
         with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                str(root / "profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=FLAGS,
-                viewport={"width": 1366, "height": 768},
-            )
-            ctx.set_default_timeout(TIMEOUT_MS)
-            ctx.route(
-                "**/*",
-                lambda route: (
-                    route.continue_()
-                    if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
-                    else route.abort()
-                ),
-            )
+            ctx = launch(p, root / "profile")
             page = ctx.new_page()
             t0 = time.perf_counter()
             log.info("   page: load")
