@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from storage import NotFoundError
+from storage import ImageInfo, NotFoundError
 from webapp import imagepanel, render
 from webapp.callbacks_views import follow, page, status_text
 from webapp.canvas import canvas_value
@@ -20,12 +20,27 @@ from webapp.text import md
 SUGGEST_SIDE = 200  # thumbnail size of a suggestion
 
 
+def _in_order(ctx: AppContext, sess: Session) -> list[ImageInfo]:
+    """The project's images in the gallery's order (upload order before the gallery was drawn)."""
+    live = {i.id: i for i in ctx.images()}
+    return [live[i] for i in sess.order if i in live] or list(live.values())
+
+
+def _near(order: list[ImageInfo], image_id: int | None) -> list[ImageInfo]:
+    """The images Previous and Next open from `image_id` (the order wraps), for the canvas to fetch ahead."""
+    ids = [i.id for i in order]
+    if image_id not in ids or len(ids) < 2:
+        return []
+    pos = ids.index(image_id)
+    return [order[pos - 1], order[(pos + 1) % len(order)]]
+
+
 def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
     """Open `image_id` (None: the first image) in the canvas."""
     classes = ctx.classes()
+    order = _in_order(ctx, sess)
     if image_id is None:
-        images = ctx.images()
-        image_id = images[0].id if images else None
+        image_id = order[0].id if order else None
     info = ctx.repo.get_image(image_id) if image_id is not None else None
     if info is not None:
         ctx.engine.ensure_features([info.id], priority=True)
@@ -35,7 +50,9 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
     sess.view_ready = False
     out = {
         "state": sess,
-        "canvas": canvas_value(ctx.project_name, info, classes, sess.nonce, select, focus),
+        "canvas": canvas_value(
+            ctx.project_name, info, classes, sess.nonce, select, focus, _near(order, image_id)
+        ),
         "title": imagepanel.image_title(ctx, sess, info),
         "info": imagepanel.image_status(ctx, info, classes),
     } | follow(ctx, sess)  # the gallery's highlight follows navigation, to another page if need be
@@ -60,9 +77,9 @@ def _reopen(ctx: AppContext, sess: Session, reload_labels: bool = False) -> dict
 
 @ui_errors
 def step(ctx: AppContext, sess: Session, delta: int) -> dict:
-    """Previous (-1) / next (+1) image in the gallery's order."""
-    live = [i.id for i in ctx.images()]
-    ids = [i for i in sess.order if i in set(live)] or live
+    """Previous (-1) / next (+1) image in the gallery's order (the canvas has opened it already when it
+    knew it: the `near` images of its value)."""
+    ids = [i.id for i in _in_order(ctx, sess)]
     if not ids:
         return show(ctx, sess, None)
     pos = ids.index(sess.image_id) if sess.image_id in ids else -delta

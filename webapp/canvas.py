@@ -4,6 +4,7 @@ the browser draws and edits everything itself (webapp/static/canvas.js) through 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -84,30 +85,35 @@ def canvas_value(
     nonce: int = 0,
     select: int | None = None,
     focus: tuple[int, int, int, int] | None = None,
+    near: Sequence[ImageInfo] = (),
 ) -> str:
     """What the browser needs to show an image: the API base, the image, the class table. `nonce`
     changes force a reload of the same image's labels (after a refine, an import of masks, ...);
     `select` is a class id the brush switches to (a class just added); `focus` a box (x0, y0, x1, y1,
-    image pixels) the view zooms to (a suggested region)."""
+    image pixels) the view zooms to (a suggested region); `near` the images Previous and Next open, which
+    the browser fetches ahead and opens at once on p / n."""
     return json.dumps(
         {
             "api": api_base(project_name),
-            "image": None
-            if image is None
-            else {
-                "id": image.id,
-                "name": image.name,
-                "width": image.width,
-                "height": image.height,
-                "labelled": image.labelled_pixels > 0,  # an unlabelled image's empty map is not fetched
-                "label_version": image.label_version,
-            },
+            "image": None if image is None else _image(image),
+            "near": [_image(i) for i in near],
             "classes": [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index} for c in classes],
             "nonce": nonce,
             "select": select,
             "focus": None if focus is None else [int(v) for v in focus],
         }
     )
+
+
+def _image(image: ImageInfo) -> dict:
+    return {
+        "id": image.id,
+        "name": image.name,
+        "width": image.width,
+        "height": image.height,
+        "labelled": image.labelled_pixels > 0,  # an unlabelled image's empty map is not fetched
+        "label_version": image.label_version,
+    }
 
 
 def build_canvas() -> gr.HTML:

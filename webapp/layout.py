@@ -136,8 +136,16 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
         show_progress="hidden",
     )
     on(ui.refine_btn.click, cba.refine, ["state", "refine_threshold", "class_toggles"], SHOW, view=True)
-    on(ui.prev_btn.click, lambda c, s: cba.step(c, s, -1), ["state"], SHOW, view=True)
-    on(ui.next_btn.click, lambda c, s: cba.step(c, s, +1), ["state"], SHOW, view=True)
+    # every press counts (Gradio drops a click while the last one runs, by default): p p goes back two
+    for button, delta in ((ui.prev_btn, -1), (ui.next_btn, +1)):
+        on(
+            button.click,
+            lambda c, s, d=delta: cba.step(c, s, d),
+            ["state"],
+            SHOW,
+            view=True,
+            trigger_mode="multiple",
+        )
     on(ui.uncertain_btn.click, cba.next_uncertain, ["state"], SHOW, view=True)
     on(ui.suggest_btn.click, cba.suggest, ["state"], ["state", "suggestions"])
 

@@ -37,11 +37,17 @@ WAIT = 180_000
 
 
 def prepare(data: Path, tmp_path: Path) -> tuple[int, dict[str, int]]:
-    """Project 'default' with classes red and blue and one 320x240 image (red left half, blue right)."""
+    """Project 'default' with classes red and blue and a 320x240 image (red left half, blue right), then
+    two smaller ones to page to (the last one labelled)."""
     with Repository.open(data) as repo:
         p = repo.create_project("default")
         ids = {n: repo.add_class(p.id, n).id for n in ("red", "blue")}
         im = repo.add_image(p.id, two_colour_png(tmp_path / "two.png").read_bytes(), "two.png")
+        for name, (w, h) in (("b.png", (200, 150)), ("c.png", (150, 200))):
+            other = repo.add_image(p.id, two_colour_png(tmp_path / name, w, h).read_bytes(), name)
+        scribbles = np.full((200, 150), 255, np.uint8)
+        scribbles[20:40, 10:60] = 1  # red (index 0 is the project's background class), in the red half
+        repo.save_scribbles(other.id, scribbles)
     return im.id, ids
 
 
@@ -157,6 +163,33 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             assert not page.locator(".ps-auto").is_checked()
             page.locator(".ps-auto").check()
 
+            # n / p open the neighbour at once (picture and labels fetched ahead); the server follows
+            second, third = image_id + 1, image_id + 2
+            page.evaluate("async (id) => { await window.__probeseg.state.pictures.get(id); }", second)
+            page.keyboard.press("n")
+            assert canvas_state(page)["image"] == second  # before any reply from the server
+            page.wait_for_function(f"() => window.__probeseg.state.labelsFor === {second}", timeout=WAIT)
+            page.locator("#title").get_by_text("b.png").wait_for(timeout=WAIT)
+            page.wait_for_function(  # the server's reply names the next ones
+                f"() => window.__probeseg.state.cfg.near.some((i) => i.id === {third})", timeout=WAIT
+            )
+            page.keyboard.press("n")
+            page.wait_for_function(
+                f"() => window.__probeseg.state.labelsFor === {third} && window.__probeseg.state.img",
+                timeout=WAIT,
+            )
+            shown = page.evaluate("() => Array.from(window.__probeseg.state.labelIdx)")
+            assert (np.array(shown, np.uint8).reshape(200, 150) == labels(data, third)).all()
+            page.screenshot(path=str(tmp_path / "3-paged.png"))
+            page.keyboard.press("p")  # twice, quicker than the server's reply: the canvas ends where it does
+            page.keyboard.press("p")
+            page.locator("#title").get_by_text("two.png").wait_for(timeout=WAIT)
+            page.wait_for_function(
+                f"() => window.__probeseg.state.labelsFor === {image_id} && "
+                f"window.__probeseg.state.cfg.image.id === {image_id}",
+                timeout=WAIT,
+            )
+
             # a project archive uploaded through the page comes back as a project, never as loose images
             with Repository.open(data) as repo:
                 archive = repo.export_project(
@@ -171,8 +204,8 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             page.screenshot(path=str(tmp_path / "4-archive-imported.png"))
             with Repository.open(data) as repo:
                 restored = repo.find_project("restored")
-                assert restored is not None and restored.image_count == 1
-                assert len(repo.list_images(repo.find_project("default").id)) == 1  # nothing added here
+                assert restored is not None and restored.image_count == 3
+                assert len(repo.list_images(repo.find_project("default").id)) == 3  # nothing added here
             page.get_by_role("tab", name="Annotate").click()
 
             # an idle page uploads nothing (only its one waiting prediction request, renewed every 20 s),

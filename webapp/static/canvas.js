@@ -12,7 +12,7 @@ const S = {
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
-  restoreView: null, urlTimer: 0,
+  restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(),
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -91,7 +91,8 @@ function applyConfig() {
   const same = prev && prev.image && im && prev.image.id === im.id && prev.nonce === S.cfg.nonce;
   if (!same) openImage();
   else {
-    recolourLabels(); paintPrediction();
+    if (JSON.stringify(prev.classes) !== JSON.stringify(S.cfg.classes)) { recolourLabels(); paintPrediction(); }
+    ahead();
     const f = S.cfg.focus;  // a new suggested region on the image already open: zoom there
     if (f && JSON.stringify(f) !== JSON.stringify(prev.focus)) { S.focus = f; S.userView = false; fitView(); draw(); }
   }
@@ -181,7 +182,7 @@ async function openImage() {
   // browser's 6 connections per host with waits of up to 20 s and stalls every other request.
   if (S.predAbort) S.predAbort.abort();
   S.predAbort = null;
-  S.pred = null; S.headVersion = null; S.points = []; S.img = null;
+  S.pred = null; S.headVersion = null; S.points = []; S.img = null; S.labelIdx = null;
   S.knownVersion = -1;  // the label version seen of THIS image (another tab's edits are newer ones)
   const im = S.cfg.image;
   if (!im) { S.W = S.H = 0; draw(); status(); return; }
@@ -196,15 +197,73 @@ async function openImage() {
   if (S.restoreView && imageInUrl) { S.view = S.restoreView; S.userView = true; }  // a reload keeps the zoom
   S.restoreView = null;
   resize();
-  const img = new Image();
-  img.decoding = 'async';
-  img.src = `${apiBase()}/images/${im.id}/file`;
-  img.onload = () => { if (token === S.token) { S.img = img; draw(); } };
-  await reloadLabels(token);
+  const shown = picture(im).then((bmp) => { if (token === S.token) { S.img = bmp; draw(); } }).catch(() => {});
+  await reloadLabels(token, true);
   predictionLoop(token);
+  await shown;
+  if (token === S.token) ahead();
 }
 
-async function reloadLabels(token) {
+// ------------------------------------------------------------------ fetched ahead
+// The picture (decoded off the main thread) and labels of the open image and of the images p / n open
+// (cfg.near) are kept, so a switch draws at once; anything else is dropped (a 12 MP picture is 48 MB).
+function picture(im) {
+  if (!S.pictures.has(im.id)) {
+    const got = fetchOk(`${apiBase()}/images/${im.id}/file`).then((r) => r.blob()).then((b) => createImageBitmap(b));
+    got.catch(() => S.pictures.delete(im.id));  // tried again next time
+    S.pictures.set(im.id, got);
+  }
+  return S.pictures.get(im.id);
+}
+function labelsAhead(im) {
+  const key = `${im.id}:${im.label_version}`;  // a newer version (an edit since) is another entry
+  if (!S.labelsAhead.has(key)) {
+    const got = fetchLabels(im.id);
+    got.catch(() => S.labelsAhead.delete(key));
+    S.labelsAhead.set(key, got);
+  }
+  return S.labelsAhead.get(key);
+}
+function ahead() {
+  const near = S.cfg.near || [];
+  const keep = new Set([S.cfg.image && S.cfg.image.id, ...near.map((i) => i.id)]);
+  for (const [id, got] of S.pictures) {
+    if (keep.has(id)) continue;
+    S.pictures.delete(id);
+    got.then((b) => { if (b !== S.img) b.close(); }).catch(() => {});
+  }
+  for (const key of S.labelsAhead.keys()) if (!keep.has(+key.split(':')[0])) S.labelsAhead.delete(key);
+  for (const im of near) { picture(im).catch(() => {}); if (im.labelled) labelsAhead(im).catch(() => {}); }
+}
+api.go = (delta) => {
+  // p / n and the Previous / Next buttons: open the neighbour the server named at once; the server's reply
+  // to the click then names the same image (nothing reloads) or, if the order changed meanwhile, the right one
+  const near = S.cfg && S.cfg.near;
+  if (!near || near.length !== 2 || S.path) return;
+  S.cfg = Object.assign({}, S.cfg, { image: near[delta < 0 ? 0 : 1], near: [], focus: null });
+  openImage(); setUrl();
+};
+
+async function fetchLabels(id) {
+  // the stored label map (class index per pixel, 255 unlabelled), its version and the points
+  const [res, points] = await Promise.all([
+    fetchOk(`${apiBase()}/images/${id}/labels?mode=gray`, { cache: 'no-cache' }),
+    fetchOk(`${apiBase()}/images/${id}/points`).then((r) => r.json()),
+  ]);
+  const version = +(res.headers.get('X-Label-Version') || -1);
+  const bmp = await createImageBitmap(await res.blob(), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  const tmp = document.createElement('canvas');
+  tmp.width = bmp.width; tmp.height = bmp.height;
+  const t = tmp.getContext('2d', { willReadFrequently: true });
+  t.drawImage(bmp, 0, 0);
+  bmp.close();
+  const src = t.getImageData(0, 0, tmp.width, tmp.height).data;
+  const idx = new Uint8Array(tmp.width * tmp.height);
+  for (let i = 0, j = 0; i < idx.length; i++, j += 4) idx[i] = src[j];
+  return { idx, points, version };
+}
+
+async function reloadLabels(token, opening) {
   token = token || S.token;
   const im = S.cfg.image;
   if (!im) return;
@@ -220,23 +279,14 @@ async function reloadLabels(token) {
     return;
   }
   try {
-    const [res, pts] = await Promise.all([
-      fetchOk(`${apiBase()}/images/${im.id}/labels?mode=gray`, { cache: 'no-cache' }),
-      fetchOk(`${apiBase()}/images/${im.id}/points`).then((r) => r.json()),
-    ]);
-    const version = +(res.headers.get('X-Label-Version') || -1);
-    const bmp = await createImageBitmap(await res.blob(), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+    // opening: what was fetched ahead (as of the version the server named); after an edit: fetched anew
+    const got = await (opening ? labelsAhead(im) : fetchLabels(im.id));
     if (token !== S.token) return;
-    const tmp = document.createElement('canvas');
-    tmp.width = S.W; tmp.height = S.H;
-    const t = tmp.getContext('2d', { willReadFrequently: true });
-    t.drawImage(bmp, 0, 0);
-    const src = t.getImageData(0, 0, S.W, S.H).data;
-    S.labelIdx = new Uint8Array(S.W * S.H);
-    for (let i = 0, j = 0; i < S.labelIdx.length; i++, j += 4) S.labelIdx[i] = src[j];
-    S.points = pts;
+    if (got.idx.length !== S.W * S.H) throw new Error('label map of another size');
+    S.labelIdx = got.idx;  // read only: the fetched-ahead entry may share it
+    S.points = got.points;
     S.labelsFor = im.id;  // the image whose labels are shown (tests and bench/ wait for it)
-    S.knownVersion = Math.max(S.knownVersion, version);
+    S.knownVersion = Math.max(S.knownVersion, got.version);
     recolourLabels();
     for (const q of S.queue) if (q.image === im.id) paintOp(q.op);  // unsaved edits stay visible
     draw();
@@ -689,6 +739,10 @@ if (!window.__probesegCanvasKeys) {
     if (window.__probeseg.onKey(e)) e.preventDefault();
   }, true);
   document.addEventListener('keyup', (e) => { if (e.key === ' ') window.__probeseg.state.spaceDown = false; }, true);
+  document.addEventListener('click', (e) => {  // Previous / Next, clicked or by p / n (webapp/assets.py)
+    const b = e.target.closest && e.target.closest('#next-btn, #prev-btn');
+    if (b) window.__probeseg.go(b.id === 'next-btn' ? 1 : -1);
+  }, true);
 }
 
 new ResizeObserver(() => resize()).observe($('.ps-stage'));
