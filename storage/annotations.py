@@ -62,6 +62,8 @@ def load_events(s: Session, image_id: int) -> list[Event]:
             Annotation.target_id,
             Annotation.class_map,
             Annotation.path,
+            Annotation.author,
+            Annotation.client,
         )
         .where(Annotation.image_id == image_id)
         .order_by(Annotation.seq)
@@ -78,6 +80,7 @@ def load_events(s: Session, image_id: int) -> list[Event]:
             r.target_id,
             dict(r.class_map or {}),
             _path(r.path),
+            (r.author, r.client),
         )
         for r in rows
     ]
@@ -162,6 +165,7 @@ def _event(row: Annotation) -> Event:
         row.target_id,
         dict(row.class_map or {}),
         _path(row.path),
+        (row.author, row.client),
     )
 
 
@@ -364,15 +368,16 @@ def tx_clear(ctx: Ctx, s: Session, im: Image, author: str) -> Result:
     return _append_and_refresh(s, im, events, "erase", author, raster_array=full, source="clear")
 
 
-def tx_step(ctx: Ctx, s: Session, im: Image, kind: str, author: str) -> Result:
-    """Undo (kind="undo") the newest applied edit or redo (kind="redo") the newest undone one."""
+def tx_step(ctx: Ctx, s: Session, im: Image, kind: str, author: str, client: str | None = None) -> Result:
+    """Undo (kind="undo") the newest applied edit of this author and client, or redo (kind="redo") the one
+    they undid last: nobody's undo takes back another's edit (storage.rasterize.fold)."""
     events = load_events(s, im.id)
     folded = fold(events)
-    stack = folded.applied if kind == "undo" else folded.redo_stack
-    if not stack:
+    owner = (clean_author(author), client)
+    target = folded.undo_target(owner) if kind == "undo" else folded.redo_target(owner)
+    if target is None:
         return None, None
-    target = stack[-1]
-    _info, rendered = _append_and_refresh(s, im, events, kind, author, target_id=target.id)
+    _info, rendered = _append_and_refresh(s, im, events, kind, author, target_id=target.id, client=client)
     row = s.get(Annotation, target.id)
     assert row is not None
     return annotation_info(row, active=kind == "redo"), rendered
@@ -425,20 +430,28 @@ def clear_labels(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
     return _on_image(ctx, image_id, lambda s, im: tx_clear(ctx, s, im, author))
 
 
-def undo(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
-    return _on_image(ctx, image_id, lambda s, im: tx_step(ctx, s, im, "undo", author))
+def undo(ctx: Ctx, image_id: int, author: str, client: str | None = None) -> AnnotationInfo | None:
+    return _on_image(ctx, image_id, lambda s, im: tx_step(ctx, s, im, "undo", author, client))
 
 
-def redo(ctx: Ctx, image_id: int, author: str) -> AnnotationInfo | None:
-    return _on_image(ctx, image_id, lambda s, im: tx_step(ctx, s, im, "redo", author))
+def redo(ctx: Ctx, image_id: int, author: str, client: str | None = None) -> AnnotationInfo | None:
+    return _on_image(ctx, image_id, lambda s, im: tx_step(ctx, s, im, "redo", author, client))
 
 
 # ------------------------------------------------------------------ reads
-def edit_state(ctx: Ctx, image_id: int) -> EditState:
+def edit_state(ctx: Ctx, image_id: int, author: str, client: str | None = None) -> EditState:
+    """What this author and client's undo and redo would do on the image."""
+    owner = (clean_author(author), client)
+
     def fn(s: Session) -> EditState:
         im = get_or_404(s, Image, image_id, "image")
         folded = fold(load_events(s, im.id))
-        return EditState(im.id, int(im.history_seq or 0), bool(folded.applied), bool(folded.redo_stack))
+        return EditState(
+            im.id,
+            int(im.history_seq or 0),
+            folded.undo_target(owner) is not None,
+            folded.redo_target(owner) is not None,
+        )
 
     return ctx.db.read(fn)
 

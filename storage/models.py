@@ -150,6 +150,9 @@ class Annotation(Base):
     # polyline [[x, y], ...] of a stroke or erase stroke, in image pixels
     op_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     path: Mapped[list[Any] | None] = mapped_column(nullable=True)
+    # added by revision 0004: who within `author` made the edit (a browser tab's id, sent with its ops);
+    # undo and redo act on the edits of the same author and client only
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 Index("uq_annotations_image_op", Annotation.image_id, Annotation.op_id, unique=True)

@@ -1,10 +1,11 @@
 """The edit-operation protocol: what a canvas (or a script) sends, one operation at a time.
 
-An operation is a dict `{"op_id", "kind", "class_id", "radius", "points"}` (see `parse_op`). Each is
+An operation is a dict `{"op_id", "kind", "class_id", "radius", "points", "client"}` (see `parse_op`). Each is
 committed in one transaction on the image's locked row, so operations on one image are applied in
 arrival order, and exactly once: the op_id is stored with the history row it produced (a `noop` row
 when it changed nothing), and a retry of a committed op_id is acknowledged again without being applied.
-The server rasterises (storage.rasterize); nobody sends a whole label layer.
+The server rasterises (storage.rasterize); nobody sends a whole label layer. `client` (optional: a
+browser tab's id) makes undo and redo act on that client's own edits only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Op:
     class_id: int | None = None
     radius: float = 0.0
     points: tuple[tuple[float, float], ...] = ()
+    client: str | None = None
 
 
 def _int(value: Any, what: str) -> int:
@@ -55,8 +57,14 @@ def parse_op(op: Any) -> Op:
     kind = op.get("kind")
     if kind not in KINDS:
         raise ValidationError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    client = op.get("client")
+    if client is not None and (not isinstance(client, str) or not OP_ID.match(client)):
+        raise ValidationError(
+            "client must be a string of 1 to 64 letters, digits or _ . : - (one per browser tab or script: "
+            "undo and redo act on its own edits)"
+        )
     if kind in ("undo", "redo", "clear"):
-        return Op(op_id, kind)
+        return Op(op_id, kind, client=client)
     class_id = None
     if kind in ("stroke", "point"):
         if "class_id" not in op:
@@ -79,7 +87,7 @@ def parse_op(op: Any) -> Op:
         if not isinstance(p, list | tuple) or len(p) != 2 or any(isinstance(v, bool) for v in p):
             raise ValidationError(f"each entry of points must be [x, y], got {p!r}"[:200])
         pts.append((an.check_finite(p[0], "x"), an.check_finite(p[1], "y")))
-    return Op(op_id, kind, class_id, radius, tuple(pts))
+    return Op(op_id, kind, class_id, radius, tuple(pts), client)
 
 
 def _apply(ctx: Ctx, s: Session, im: Image, op: Op, author: str) -> an.Result:
@@ -96,7 +104,7 @@ def _apply(ctx: Ctx, s: Session, im: Image, op: Op, author: str) -> an.Result:
         return an.tx_remove_point(ctx, s, im, None, *op.points[0], author)
     if op.kind == "clear":
         return an.tx_clear(ctx, s, im, author)
-    return an.tx_step(ctx, s, im, op.kind, author)
+    return an.tx_step(ctx, s, im, op.kind, author, op.client)
 
 
 def apply_op(ctx: Ctx, image_id: int, op: Any, author: str) -> OpResult:
@@ -117,7 +125,7 @@ def apply_op(ctx: Ctx, image_id: int, op: Any, author: str) -> OpResult:
         s.execute(
             update(Annotation)
             .where(Annotation.image_id == im.id, Annotation.seq == im.history_seq)
-            .values(op_id=parsed.op_id)
+            .values(op_id=parsed.op_id, client=parsed.client)
         )
         return OpResult(
             parsed.op_id, int(im.history_seq), False, info is not None, int(im.label_version or 0)

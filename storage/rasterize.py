@@ -20,7 +20,7 @@ op_id of an operation that changed nothing (an undo with nothing to undo), so a 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from core.labels import IGNORE
 from storage.errors import ValidationError
 
 NONE = IGNORE  # code of 'no label'
+
+
+Owner = tuple[str, str | None]  # (author, client: a browser tab's id or None) of an edit
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,25 @@ class Event:
     target_id: int | None = None
     class_map: Mapping[str, int] = field(default_factory=dict)
     path: tuple[tuple[float, float], ...] | None = None  # polyline of a stroke or erase stroke
+    owner: Owner = ("", None)  # who made it: (author, client), see `fold`
 
 
 @dataclass(frozen=True)
 class Folded:
-    """Result of replaying undo/redo: the edits that currently apply, in order, and the redo stack
-    (its last element is the next edit `redo` brings back)."""
+    """Result of replaying undo/redo: the edits that currently apply, in order, and each owner's redo
+    stack (its last element is the next edit that owner's `redo` brings back)."""
 
     applied: tuple[Event, ...]
-    redo_stack: tuple[Event, ...]
+    redo: Mapping[Owner, tuple[Event, ...]]
     removed_points: frozenset[int]
+
+    def undo_target(self, owner: Owner) -> Event | None:
+        """The edit `owner`'s undo takes back: their newest that applies (never someone else's)."""
+        return next((e for e in reversed(self.applied) if e.owner == owner), None)
+
+    def redo_target(self, owner: Owner) -> Event | None:
+        stack = self.redo.get(owner, ())
+        return stack[-1] if stack else None
 
     @property
     def scribble(self) -> Event | None:
@@ -72,24 +84,36 @@ class Folded:
 
 
 def fold(events: Iterable[Event]) -> Folded:
-    """Replay a history (ordered by seq): edits push, undo pops to the redo stack, redo pops back,
-    and a new edit clears the redo stack."""
-    done: list[Event] = []
-    redo: list[Event] = []
+    """Replay a history (ordered by seq). Undo is per owner (author and client, e.g. one browser tab):
+    an undo row takes its target out of the applied edits onto its owner's redo stack; a redo row puts it
+    back on top, as if drawn at the redo's place in the history (a redone stroke shows, whatever others drew
+    meanwhile); a new edit clears only its owner's redo stack. With one owner this is the plain stack.
+    (Rows without a target act on the newest applied edit / the owner's last undone one.)"""
+    done: dict[int, Event] = {}  # by id, in the order they apply (a dict keeps insertion order)
+    redo: dict[Owner, list[Event]] = {}
     for ev in sorted(events, key=lambda e: e.seq):
         if ev.kind == "noop":
             continue
         if ev.kind == "undo":
-            if done:
-                redo.append(done.pop())
+            target = (
+                done.get(ev.target_id) if ev.target_id is not None else next(reversed(done.values()), None)
+            )
+            if target is not None:
+                del done[target.id]
+                redo.setdefault(ev.owner, []).append(target)
         elif ev.kind == "redo":
-            if redo:
-                done.append(redo.pop())
+            stack = redo.get(ev.owner, [])
+            found = [e for e in stack if e.id == ev.target_id] if ev.target_id is not None else stack[-1:]
+            if found:
+                stack.remove(found[0])
+                done[found[0].id] = replace(found[0], seq=ev.seq)
         else:
-            done.append(ev)
-            redo.clear()
-    removed = frozenset(e.target_id for e in done if e.kind == "point_remove" and e.target_id is not None)
-    return Folded(tuple(done), tuple(redo), removed)
+            done[ev.id] = ev
+            redo.pop(ev.owner, None)
+    removed = frozenset(
+        e.target_id for e in done.values() if e.kind == "point_remove" and e.target_id is not None
+    )
+    return Folded(tuple(done.values()), {o: tuple(st) for o, st in redo.items() if st}, removed)
 
 
 RasterLoader = Callable[[Event], np.ndarray]

@@ -282,17 +282,23 @@ class Repository:
         """Erase the whole image (undoable). None if there was nothing to clear."""
         return label_store.clear_labels(self._ctx, image_id, author)
 
-    def undo(self, image_id: int, author: str = DEFAULT_AUTHOR) -> AnnotationInfo | None:
-        """Undo the latest active edit of the image; returns that edit, or None if nothing to undo."""
-        return label_store.undo(self._ctx, image_id, author)
+    def undo(
+        self, image_id: int, author: str = DEFAULT_AUTHOR, client: str | None = None
+    ) -> AnnotationInfo | None:
+        """Undo this author and client's latest active edit of the image (never another's); returns that
+        edit, or None if they have nothing to undo."""
+        return label_store.undo(self._ctx, image_id, author, client)
 
-    def redo(self, image_id: int, author: str = DEFAULT_AUTHOR) -> AnnotationInfo | None:
-        """Redo the latest undone edit; returns it, or None. A new edit after undo clears the redo stack."""
-        return label_store.redo(self._ctx, image_id, author)
+    def redo(
+        self, image_id: int, author: str = DEFAULT_AUTHOR, client: str | None = None
+    ) -> AnnotationInfo | None:
+        """Redo the edit this author and client undid last; returns it, or None. Their new edit after an
+        undo clears their redo stack."""
+        return label_store.redo(self._ctx, image_id, author, client)
 
-    def edit_state(self, image_id: int) -> EditState:
-        """Version number and whether undo / redo are possible."""
-        return label_store.edit_state(self._ctx, image_id)
+    def edit_state(self, image_id: int, author: str = DEFAULT_AUTHOR, client: str | None = None) -> EditState:
+        """Version number and whether this author and client's undo / redo would do something."""
+        return label_store.edit_state(self._ctx, image_id, author, client)
 
     def history(self, image_id: int) -> list[AnnotationInfo]:
         """Every version row of the image, oldest first (including undo / redo rows)."""

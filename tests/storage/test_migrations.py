@@ -33,7 +33,7 @@ def _engine(data_dir: Path, db_url: str | None) -> sa.Engine:
 
 def test_there_are_at_least_two_revisions() -> None:
     versions = sorted(p.name for p in (ROOT / "storage" / "migrations" / "versions").glob("0*.py"))
-    assert len(versions) >= 3 and head_revision() == versions[-1].split("_")[0] == "0003"
+    assert len(versions) >= 3 and head_revision() == versions[-1].split("_")[0] == "0004"
 
 
 def test_upgrade_from_first_revision_keeps_all_data(data_dir, db_url) -> None:  # type: ignore[no-untyped-def]

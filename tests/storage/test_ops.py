@@ -136,6 +136,8 @@ def test_bad_operations_are_refused_with_a_message_and_store_nothing(
         (op("k", "stroke", class_id=cat, radius=1, points=[[1, "nan"]]), "finite"),
         (op("k", "stroke", class_id=cat, radius=1, points=[[1, 500]]), "outside"),
         (op("k", "point", class_id=cat, radius=1, points=[[1, 1], [2, 2]]), "exactly one"),
+        (op("k", "undo", client="a tab"), "client"),
+        (op("k", "undo", client=7), "client"),
     ]
     for body, words in bad:
         with pytest.raises(ValidationError, match=words):
@@ -171,6 +173,41 @@ def test_two_writers_on_one_image_keep_every_stroke(repo: Repository, project) -
     for row in (5, 30):
         assert all(labels[row, i * 2] == 1 for i in range(20))
     assert sorted(a.seq for a in acks) == list(range(1, 41))
+
+
+def test_undo_and_redo_are_per_client_and_never_take_back_another_s_edit(
+    repo: Repository, project
+) -> None:  # type: ignore[no-untyped-def]
+    ids = class_ids(repo, project.id)
+    cat, dog = ids["cat"], ids["dog"]
+    im = repo.add_image(project.id, rgb_png(10, 20), "two-tabs.png")  # 10 rows, 20 columns
+    repo.apply_op(im.id, stroke("a1", cat, [(0, 1), (19, 1)], 0.0) | {"client": "tab-a"})
+    repo.apply_op(im.id, stroke("b1", dog, [(0, 5), (19, 5)], 0.0) | {"client": "tab-b"})
+    assert repo.edit_state(im.id, client="tab-a").can_undo and not repo.edit_state(im.id).can_undo
+
+    # A's undo takes back A's stroke although B's is newer; B's stays
+    assert repo.apply_op(im.id, op("a2", "undo", client="tab-a")).applied
+    labels = repo.label_map(im.id)
+    assert (labels[1] == N).all() and (labels[5] == 2).all()
+    assert repo.apply_op(im.id, op("a3", "undo", client="tab-a")).applied is False  # nothing of A's left
+    assert (repo.label_map(im.id)[5] == 2).all()
+
+    # B's new edit does not clear A's redo; A's redo brings the stroke back on top of B's
+    repo.apply_op(im.id, stroke("b2", dog, [(3, 0), (3, 9)], 0.0) | {"client": "tab-b"})
+    assert repo.edit_state(im.id, client="tab-a").can_redo
+    assert repo.apply_op(im.id, op("a4", "redo", client="tab-a")).applied
+    labels = repo.label_map(im.id)
+    assert (labels[1] == 1).all() and labels[1, 3] == 1 and labels[5, 3] == 2
+
+    # B's undo takes back B's newest (the vertical stroke), then B's first; A's stroke stays throughout
+    repo.apply_op(im.id, op("b3", "undo", client="tab-b"))
+    assert (repo.label_map(im.id)[:, 3] == [N, 1, N, N, N, 2, N, N, N, N]).all()
+    repo.apply_op(im.id, op("b4", "undo", client="tab-b"))
+    assert (repo.label_map(im.id)[1] == 1).all() and (repo.label_map(im.id)[5] == N).all()
+
+    # a script without a client id has its own history too (the repository's undo, e.g. the CLI)
+    assert repo.undo(im.id) is None
+    assert repo.undo(im.id, client="tab-a") is not None and (repo.label_map(im.id) == N).all()
 
 
 def test_an_erased_point_is_no_longer_listed(repo: Repository, project, image) -> None:  # type: ignore[no-untyped-def]

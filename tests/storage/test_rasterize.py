@@ -51,14 +51,15 @@ def test_disk_radius_sqrt2_includes_diagonals() -> None:
 
 def test_fold_undo_redo_and_new_edit_clears_redo() -> None:
     a, b, c = Event(1, 1, "point"), Event(2, 2, "point"), Event(4, 4, "point")
+    me = ("", None)
     f = fold([a, b, Event(3, 3, "undo")])
-    assert [e.id for e in f.applied] == [1] and [e.id for e in f.redo_stack] == [2]
+    assert [e.id for e in f.applied] == [1] and [e.id for e in f.redo[me]] == [2]
     f = fold([a, b, Event(3, 3, "undo"), Event(5, 5, "redo")])
-    assert [e.id for e in f.applied] == [1, 2] and not f.redo_stack
+    assert [e.id for e in f.applied] == [1, 2] and not f.redo
     f = fold([a, b, Event(3, 3, "undo"), c, Event(5, 5, "redo")])  # redo after a new edit: nothing to redo
-    assert [e.id for e in f.applied] == [1, 4] and not f.redo_stack
+    assert [e.id for e in f.applied] == [1, 4] and not f.redo
     f = fold([Event(1, 1, "undo"), Event(2, 2, "redo")])  # undo/redo with empty stacks are no-ops
-    assert f.applied == () and f.redo_stack == ()
+    assert f.applied == () and f.redo == {}
 
 
 def test_fold_point_remove_and_its_undo() -> None:

@@ -248,6 +248,16 @@ def test_two_pages_and_a_killed_server_lose_no_acknowledged_stroke(tmp_path: Pat
             assert all((stored[r, 15:145] == 1).all() for r in rows_a)
             assert all((stored[r, 175:305] == 2).all() for r in rows_b)
 
+            # undo is yours: A's Ctrl+Z takes back A's newest stroke although B drew after it; redo returns it
+            a.keyboard.press("Control+z")
+            wait_saved(a)
+            stored = labels(data, image_id)
+            assert (stored[rows_a[-1] + 4, 15:145] == 255).all() and (stored[rows_a[-2], 15:145] == 1).all()
+            assert all((stored[r, 175:305] == 2).all() for r in rows_b)
+            a.keyboard.press("Control+Shift+z")
+            wait_saved(a)
+            assert (labels(data, image_id)[rows_a[-1] + 4, 15:145] == 1).all()
+
             proc.kill()  # SIGKILL: no shutdown of any kind
             proc.wait(30)
             draw_stroke(a, [(10, 220), (150, 220)], steps=3)

@@ -447,7 +447,16 @@ async function predictionLoop(token) {
 function opId() {
   return (crypto.randomUUID ? crypto.randomUUID() : Date.now().toString(36) + Math.random().toString(36).slice(2));
 }
+function clientId() {
+  // this tab's id, sent with its edits: undo and redo take back this tab's own (it survives a reload)
+  if (!S.client) {
+    try { S.client = sessionStorage.getItem('probeseg-client') || opId(); sessionStorage.setItem('probeseg-client', S.client); }
+    catch (e) { S.client = S.client || opId(); }
+  }
+  return S.client;
+}
 function enqueue(op, rec) {
+  op.client = clientId();
   const item = { image: S.cfg.image.id, op, t0: performance.now(), rec };
   S.queue.push(item);
   saveQueue();
