@@ -58,6 +58,7 @@ def prepare(cfg: BenchConfig, data: Path, n_images: int, labelled: int) -> list[
     """Project 'default' with k classes and n scenes; ~`labelled` pixels already labelled (strokes through
     the operation API, as a canvas sends them) on every image but the first; features computed."""
     from core.backbone import load_backbone
+    from core.config import FeatureConfig
     from engine import ProjectEngine
     from storage import Repository
 
@@ -84,7 +85,10 @@ def prepare(cfg: BenchConfig, data: Path, n_images: int, labelled: int) -> list[
                     },
                 )
         engine = ProjectEngine.create(
-            repo, load_backbone(cfg.backbone, weights="random"), data / "features", long_side=cfg.long_side
+            repo,
+            load_backbone(cfg.backbone, weights="random"),
+            data / "features",
+            FeatureConfig(cfg.long_side),
         )
         try:
             for image_id in images:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-PARTS = ("trainer", "dense", "canvas", "features", "memory", "soak", "active", "scale")
+PARTS = ("trainer", "dense", "canvas", "features", "memory", "soak", "active", "scale", "resolution")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,11 @@ class BenchConfig:
     scale_switches: int = 15  # image switches timed in the page
     scale_batch_images: int = 200  # `predict` over this many, one process vs torchrun with 2 ranks
     scale_rss_bound: int = 3 * 2**30  # the server's RSS at the end (README, "Memory and disk at scale")
+    # 9. masks at the image's scale (bench/resolution.py)
+    resolution_scenes: int = 4
+    resolution_size: tuple[int, int] = (248, 330)  # (H, W) at 1x
+    resolution_scales: tuple[int, ...] = (1, 4, 8)
+    resolution_pixels: int = 1_500  # scribbled px per scene at 1x
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +143,8 @@ QUICK = replace(
     scale_strokes=5,
     scale_concurrent_s=15.0,
     scale_batch_images=20,
+    resolution_scenes=2,
+    resolution_scales=(1, 4),
     active_train=6,
     active_val=3,
     active_budget=30,
@@ -203,6 +210,10 @@ TINY = replace(
     scale_batch_images=3,
     scale_concurrent_s=2.0,
     scale_stroke_every_s=1.0,
+    resolution_scenes=1,
+    resolution_size=(60, 80),
+    resolution_scales=(1, 2),
+    resolution_pixels=300,
     active_size=56,
     active_dim=32,
     active_train=3,

@@ -92,7 +92,7 @@ def parse_parts(text: str) -> list[str]:
 
 def run_benchmarks(cfg: BenchConfig, parts: list[str], out_dir: Path, echo: bool = True) -> Report:
     """Run the chosen parts in one process and write report.json / report.md / report.txt to out_dir."""
-    from bench import active, canvas, features, memory, scale, soak, trainer
+    from bench import active, canvas, features, memory, resolution, scale, soak, trainer
 
     start = time.perf_counter()
     report = Report(machine=machine_info(), config=cfg.to_dict(), mode=cfg.name)
@@ -106,6 +106,7 @@ def run_benchmarks(cfg: BenchConfig, parts: list[str], out_dir: Path, echo: bool
         "soak": lambda: soak.run_soak(cfg, report),
         "active": lambda: active.run_active(cfg, report),
         "scale": lambda: scale.run_scale(cfg, report),
+        "resolution": lambda: resolution.run_resolution(cfg, report),
     }
     for part in parts:
         log.info("== %s", part)

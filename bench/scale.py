@@ -59,6 +59,7 @@ def _scene(i: int, cfg: BenchConfig) -> tuple[bytes, np.ndarray, tuple[int, int]
 
 def build(cfg: BenchConfig, root: Path, report_progress: bool = True) -> tuple[Lab, dict]:
     from core.backbone import load_backbone
+    from core.config import FeatureConfig
     from engine import EngineSettings, ProjectEngine
     from storage import Repository
 
@@ -69,7 +70,7 @@ def build(cfg: BenchConfig, root: Path, report_progress: bool = True) -> tuple[L
     backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
     # the app's own layout (data and data/features), so the page measured afterwards reuses it all
     engine = ProjectEngine.create(
-        repo, backbone, root / "data" / "features", long_side=cfg.long_side, settings=EngineSettings()
+        repo, backbone, root / "data" / "features", FeatureConfig(cfg.long_side), settings=EngineSettings()
     )
     gts, sizes = {}, {}
     t0 = time.perf_counter()

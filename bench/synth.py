@@ -55,8 +55,9 @@ def make_gt(height: int, width: int, num_classes: int, seed: int) -> np.ndarray:
     return gt.numpy().astype(np.uint8)
 
 
-def textured_image(gt: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
-    """RGB uint8 image: per class a base colour and an oriented stripe texture, plus pixel noise."""
+def textured_image(gt: np.ndarray, num_classes: int, seed: int, scale: float = 1.0) -> np.ndarray:
+    """RGB uint8 image: per class a base colour and an oriented stripe texture, plus pixel noise. `scale`: the
+    same scene drawn that many times larger (stripes as wide relative to the regions; noise per pixel)."""
     rng = np.random.default_rng(seed + 7919)
     h, w = gt.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -68,16 +69,18 @@ def textured_image(gt: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
         base = rng.uniform(40, 215, size=3).astype(np.float32)
         theta = rng.uniform(0, np.pi)
         freq = rng.uniform(0.05, 0.4)
-        phase = np.cos(theta) * xx[mask] + np.sin(theta) * yy[mask]
+        phase = (np.cos(theta) * xx[mask] + np.sin(theta) * yy[mask]) / scale
         stripe = np.sin(freq * phase)[:, None] * rng.uniform(10, 40, size=3).astype(np.float32)
         img[mask] = base + stripe
     img += rng.normal(0, 8, size=img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_scene(height: int, width: int, num_classes: int, seed: int) -> Scene:
+def make_scene(height: int, width: int, num_classes: int, seed: int, scale: float = 1.0) -> Scene:
+    """A scene of organic regions; with `scale`, the same scene (regions and textures) drawn that many times
+    larger at height x width (the regions come from smooth fields, so they are the same at any size)."""
     gt = make_gt(height, width, num_classes, seed)
-    return Scene(rgb=textured_image(gt, num_classes, seed), gt=gt)
+    return Scene(rgb=textured_image(gt, num_classes, seed, scale), gt=gt)
 
 
 def _eroded(gt: np.ndarray, c: int, margin: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -12,12 +13,13 @@ from typing import TYPE_CHECKING
 
 from cli.commands import help_of
 from cli.protocol_args import add_protocol_arguments
-from core.config import TrainConfig
+from core.config import RESOLUTION_HELP, FeatureConfig, TrainConfig
 from core.errors import InputError
 
 if TYPE_CHECKING:  # the run functions import these (torch, timm) when they run: `--help` needs none of them
     from core.cache import FeatureStore
     from core.head import HeadMeta
+    from core.predict import Predictor
     from core.voc import VocDataset
 
 log = logging.getLogger("probeseg")
@@ -45,6 +47,30 @@ def _add_backbone_args(p: argparse.ArgumentParser, weights_default: str | None) 
     )
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
     p.add_argument("--batch-size", type=int, default=None, help="images per backbone forward (default 8)")
+    p.add_argument(
+        "--resolution",
+        "--long-side",
+        dest="resolution",
+        default=None,
+        help=RESOLUTION_HELP + ("" if weights_default else "; default: the head's own"),
+    )
+
+
+def _add_edges_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--edges",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="class boundaries follow the image's edges (core.edges; default on); --no-edges: the plain "
+        "bilinear upsampling of the patch-grid scores",
+    )
+
+
+def _predictor(args: argparse.Namespace) -> Predictor:
+    from core.edges import EdgeConfig
+    from core.predict import Predictor
+
+    return Predictor(edges=EdgeConfig() if args.edges else None)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +89,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--split", default="train", help="ImageSets/Segmentation/SPLIT.txt to train on (default train)"
     )
-    t.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     _add_backbone_args(t, "hub")
     t.add_argument(
         "--max-iter",
@@ -95,6 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--json", type=Path, default=None, help="where to write the scores (default HEAD/eval-SPLIT.json)"
     )
     _add_backbone_args(e, None)
+    _add_edges_arg(e)
     e.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("predict", help=help_of("predict"))
@@ -118,6 +144,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="skip images whose prediction PNG is already in --out (a run that was stopped goes on)",
     )
     _add_backbone_args(p, None)
+    _add_edges_arg(p)
     p.set_defaults(func=run_predict)
 
     f = sub.add_parser(
@@ -128,7 +155,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the processes split the images; images already cached are skipped, so a stopped run goes on.",
     )
     f.add_argument("--images", required=True, nargs="+", type=Path, help="a folder of images or image files")
-    f.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     _add_backbone_args(f, "hub")
     f.set_defaults(func=run_features)
 
@@ -163,7 +189,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="centre-line pixels of one scribble (default 40; 1 simulates clicks)",
     )
     m.add_argument("--seed", type=int, default=0, help="seed of the simulated annotator (default 0)")
-    m.add_argument("--long-side", type=int, default=448, help="backbone input size of the longer side")
     m.add_argument("--out", required=True, type=Path, help="folder for simulation.json and simulation.png")
     _add_backbone_args(m, "hub")
     m.set_defaults(func=run_simulate)
@@ -190,19 +215,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(func=run_export_onnx)
 
 
-def _open_store(name: str | None, weights: str, args: argparse.Namespace, long_side: int) -> FeatureStore:
+def _features_config(args: argparse.Namespace, head: HeadMeta | None = None) -> FeatureConfig:
+    """The resolution a command computes features at: --resolution, else the head's (a head applied at
+    another resolution works: its grid is just finer or coarser; said on stderr), else auto."""
+    if args.resolution is None:
+        cfg = head.feature_config if head is not None else FeatureConfig.parse("auto")
+    else:
+        cfg = FeatureConfig.parse(args.resolution)
+        if head is not None and cfg.resolution != head.feature_config.resolution:
+            log.warning(
+                "the head was trained at resolution %s; applying it at %s as asked (--resolution)",
+                head.feature_config.resolution,
+                cfg.resolution,
+            )
+    return dataclasses.replace(cfg, batch_size=args.batch_size or cfg.batch_size)
+
+
+def _open_store(
+    name: str | None, weights: str, args: argparse.Namespace, features: FeatureConfig
+) -> FeatureStore:
     from core.backbone import default_backbone_name, load_backbone, resolve_device
     from core.cache import FeatureStore
-    from core.features import FeatureConfig, FeatureExtractor
+    from core.features import FeatureExtractor
 
     device = resolve_device(args.device)
     name = name or default_backbone_name(device)
     backbone = load_backbone(name, weights, device)
     note = "  (RANDOM WEIGHTS: for testing only)" if backbone.is_random else ""
     print(f"backbone: {name} [{backbone.weights_id}] on {device}{note}")
-    extractor = FeatureExtractor(
-        backbone, FeatureConfig(long_side=long_side, batch_size=args.batch_size or 8)
-    )
+    extractor = FeatureExtractor(backbone, features)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     return FeatureStore(extractor, cache_dir=cache, max_memory_bytes=64 * 2**20)
 
@@ -261,7 +302,7 @@ def run_train(args: argparse.Namespace) -> int:
         total += int((ds.labels(args.labels, image_id) != IGNORE).sum())
     if total == 0:
         raise TrainingError(f"{args.labels}: no labelled pixels in split {args.split!r} (all 255)")
-    store = _open_store(args.backbone, args.weights, args, args.long_side)
+    store = _open_store(args.backbone, args.weights, args, _features_config(args))
     builder = PixelSetBuilder(len(ds.classes), config, total_labelled=total)
     started = time.perf_counter()
     items = [(i, (lambda i=i: ds.image(i))) for i in ids]
@@ -274,7 +315,8 @@ def run_train(args: argparse.Namespace) -> int:
         backbone=spec.name,
         weights_id=store.extractor.backbone.weights_id,
         classes=list(ds.classes),
-        long_side=args.long_side,
+        long_side=store.extractor.config.long_side if store.extractor.config.scale is None else 0,
+        resolution=store.extractor.config.resolution,
         train={
             "label_kind": args.label_kind,
             "split": args.split,
@@ -314,7 +356,7 @@ def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
         raise InputError(
             f"the head was trained on {meta.backbone} features, not {args.backbone}; drop --backbone"
         )
-    store = _open_store(meta.backbone, weights, args, meta.long_side)
+    store = _open_store(meta.backbone, weights, args, _features_config(args, meta))
     if store.extractor.backbone.weights_id != meta.weights_id:
         raise InputError(
             f"the head was trained on features of weights {meta.weights_id} but these are "
@@ -326,7 +368,6 @@ def _store_for_head(args: argparse.Namespace, meta: HeadMeta) -> FeatureStore:
 def run_evaluate(args: argparse.Namespace) -> int:
     from core.head import load_head
     from core.metrics import ConfusionMatrix
-    from core.predict import Predictor
     from core.voc import DatasetError, VocDataset
 
     ds = VocDataset.open(args.data)
@@ -340,10 +381,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     store = _store_for_head(args, meta)
     cm = ConfusionMatrix(len(ds.classes))
     items = [(i, (lambda i=i: ds.image(i))) for i in ids]
-    predictor = Predictor()
+    predictor = _predictor(args)
     for image_id, rgb, feats in _features_in_batches(store, items, f"evaluating {args.split}"):
         gt = ds.ground_truth(image_id, size=rgb.shape[:2])
-        predictor.set_features(feats)
+        predictor.set_features(feats, rgb)
         cm.update(gt, predictor.predict(head).labels)
     scores = cm.scores()
     print(scores.format_table(list(ds.classes)))
@@ -383,7 +424,6 @@ def run_predict(args: argparse.Namespace) -> int:
     from core.head import load_head
     from core.imageio import load_rgb
     from core.labels import write_label_png
-    from core.predict import Predictor
 
     files = _image_files(args.images)
     stems = [f.stem for f in files]
@@ -400,9 +440,9 @@ def run_predict(args: argparse.Namespace) -> int:
         todo = [f for f in mine if not (args.resume and (args.out / f"{f.stem}.png").is_file())]
         items = [(f, (lambda f=f: load_rgb(f))) for f in todo]
         desc = f"predicting (rank {world.rank})" if world.enabled else "predicting"
-        predictor = Predictor()
-        for path, _rgb, feats in _features_in_batches(store, items, desc):
-            predictor.set_features(feats)
+        predictor = _predictor(args)
+        for path, rgb, feats in _features_in_batches(store, items, desc):
+            predictor.set_features(feats, rgb)
             write_label_png(args.out / f"{path.stem}.png", predictor.predict(head).labels)
         predicted = shards.total(len(todo), world)
         shards.barrier(world)  # every rank's PNGs are written
@@ -456,7 +496,7 @@ def run_features(args: argparse.Namespace) -> int:
         raise InputError("features writes the feature cache; drop --no-cache")
     started = time.perf_counter()
     with shards.process_group(args) as world:
-        store = _open_store(args.backbone, args.weights, args, args.long_side)
+        store = _open_store(args.backbone, args.weights, args, _features_config(args))
         mine = shards.shard(files, world)
         items = [(f, (lambda f=f: load_rgb(f))) for f in mine]
         desc = f"features (rank {world.rank})" if world.enabled else "features"
@@ -480,7 +520,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from core.voc import VocDataset
 
     ds = VocDataset.open(args.data)
-    store = _open_store(args.backbone, args.weights, args, args.long_side)
+    store = _open_store(args.backbone, args.weights, args, _features_config(args))
 
     def samples(split: str) -> list:
         items = [(i, (lambda i=i: ds.image(i))) for i in ds.ids(split)]

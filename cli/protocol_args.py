@@ -89,7 +89,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, with_protocol_flag: 
         default=d.crop,
         help=f"training crop, a multiple of 14 (default {d.crop})",
     )
-    if parser.get_default("long_side") is None:  # else the command's --long-side is this setting
+    if "--long-side" not in parser._option_string_actions:  # else the command's --long-side is this setting
         _add(
             parser,
             g,
@@ -191,7 +191,9 @@ def protocol_config_from_args(args: argparse.Namespace, **overrides) -> Protocol
 
     long_side = get("base_long_side", None)
     if long_side is None:
-        long_side = getattr(args, "long_side", None) or d.base_long_side
+        # the command's --long-side N (its --resolution N: the protocol trains at a fixed size)
+        fixed = str(getattr(args, "resolution", None) or "")
+        long_side = int(fixed) if fixed.isdigit() else d.base_long_side
     values = {
         "iterations": get("iterations", d.iterations),
         "batch_size": get("batch_size", d.batch_size),

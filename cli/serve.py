@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cli.commands import help_of
+from core.config import RESOLUTION_HELP
 from webapp.config import ServeConfig
 
 
@@ -41,10 +42,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default=d.device, help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument(
-        "--long-side",
-        type=int,
-        default=d.long_side,
-        help=f"backbone input size, longer side (default {d.long_side})",
+        "--resolution", "--long-side", dest="resolution", default=d.resolution, help=RESOLUTION_HELP
     )
     p.add_argument(
         "--auth",
@@ -88,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             backbone=args.backbone,
             weights=args.weights,
             device=args.device,
-            long_side=args.long_side,
+            resolution=args.resolution,
             auth=auth,
             project=args.project,
             share=bool(getattr(args, "share", False)),

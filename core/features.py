@@ -18,6 +18,7 @@ align_corners=False)` computes it. Everything that maps between patches and pixe
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -169,17 +170,15 @@ def cell_span(c0: int, c1: int, n_cells: int, n_pixels: int) -> tuple[int, int]:
     return int(np.ceil(c0 * n_pixels / n_cells - 0.5)), int(np.ceil(c1 * n_pixels / n_cells - 0.5))
 
 
-def resized_size_for(size: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """(H, W) -> backbone input size: aspect kept, long side ~= long_side, both multiples of 14."""
-    H, W = size
-    scale = long_side / max(H, W)
-    return (
-        max(PATCH_SIZE, int(round(H * scale / PATCH_SIZE)) * PATCH_SIZE),
-        max(PATCH_SIZE, int(round(W * scale / PATCH_SIZE)) * PATCH_SIZE),
-    )
+def resized_size_for(size: tuple[int, int], config: FeatureConfig | int) -> tuple[int, int]:
+    """(H, W) -> backbone input size (h*14, w*14) for the token grid `config.token_grid` picks (an int: a
+    fixed long side, as before scales existed)."""
+    cfg = FeatureConfig(long_side=config) if isinstance(config, int) else config
+    h, w = cfg.token_grid(size, PATCH_SIZE)
+    return h * PATCH_SIZE, w * PATCH_SIZE
 
 
-def preprocess(rgb: np.ndarray, long_side: int) -> torch.Tensor:
+def preprocess(rgb: np.ndarray, config: FeatureConfig | int) -> torch.Tensor:
     """HxWx3 uint8 RGB (orientation already applied by core.imageio) -> [3, h*14, w*14] normalised.
 
     The same tensor as Meta's eval recipe (torchvision Resize(bicubic) on the PIL image, ToTensor,
@@ -188,9 +187,31 @@ def preprocess(rgb: np.ndarray, long_side: int) -> torch.Tensor:
         raise ValueError(
             f"expected an HxWx3 uint8 RGB array, got {rgb.shape} {rgb.dtype}; use core.imageio.load_rgb"
         )
-    rh, rw = resized_size_for(rgb.shape[:2], long_side)
+    rh, rw = resized_size_for(rgb.shape[:2], config)
     img = Image.fromarray(rgb).resize((rw, rh), Image.Resampling.BICUBIC)
     return normalise(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1))
+
+
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Token offsets of the tiles along one axis of n tokens: the fewest tiles that overlap by at least
+    `overlap`, spread evenly from one end to the other; one tile when the axis fits."""
+    if n <= tile:
+        return [0]
+    k = math.ceil((n - overlap) / (tile - overlap))
+    return [round(i * (n - tile) / (k - 1)) for i in range(k)]
+
+
+def _ramp(n: int, start: int, size: int, overlap: int) -> torch.Tensor:
+    """A tile's blending weight along one axis: rising over the overlap from a neighbour's side, flat 1 at
+    the image's own border, so weights sum to a smooth partition across every seam."""
+    i = torch.arange(size, dtype=torch.float32)
+    w = torch.ones(size)
+    if overlap:
+        if start > 0:
+            w = torch.minimum(w, (i + 1) / (overlap + 1))
+        if start + size < n:
+            w = torch.minimum(w, (size - i) / (overlap + 1))
+    return w
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -208,10 +229,13 @@ class FeatureExtractor:
     @property
     def identity(self) -> str:
         """What the features depend on besides the pixels (part of the cache key)."""
-        return (
-            f"{self.backbone.spec.name}|{self.backbone.weights_id}|long_side={self.config.long_side}"
-            f"|features=v{FEATURE_VERSION}"
+        c = self.config
+        size = (  # a fixed long side keys as it always did: caches made before scales stay valid
+            f"long_side={c.long_side}"
+            if c.scale is None
+            else f"scale={c.resolution}|max_tokens={c.max_tokens}|tile={c.tile}/{c.overlap}"
         )
+        return f"{self.backbone.spec.name}|{self.backbone.weights_id}|{size}|features=v{FEATURE_VERSION}"
 
     def extract(self, rgb: np.ndarray) -> PatchFeatures:
         return self.extract_many([rgb])[0]
@@ -219,16 +243,24 @@ class FeatureExtractor:
     def extract_many(
         self, images: Sequence[np.ndarray], progress: Callable[[int], object] | None = None
     ) -> list[PatchFeatures]:
-        """Features for many images, batched by input size. `progress`, if given, is called with the
-        number of images finished after each batch (a tqdm.update or gr.Progress adapter)."""
+        """Features for many images, batched by input size; an image whose grid is larger than a tile is
+        extracted in tiles (`extract_tiled`). `progress`, if given, is called with the number of images
+        finished after each batch (a tqdm.update or gr.Progress adapter)."""
+        cfg = self.config
         out: list[PatchFeatures | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, rgb in enumerate(images):
-            groups.setdefault(resized_size_for(rgb.shape[:2], self.config.long_side), []).append(i)
+            h, w = cfg.token_grid(rgb.shape[:2], PATCH_SIZE)
+            if cfg.scale is not None and max(h, w) > cfg.tile:
+                out[i] = self.extract_tiled(rgb)
+                if progress is not None:
+                    progress(1)
+            else:
+                groups.setdefault((h, w), []).append(i)
         for idxs in groups.values():
-            for start in range(0, len(idxs), self.config.batch_size):
-                chunk = idxs[start : start + self.config.batch_size]
-                batch = torch.stack([preprocess(images[i], self.config.long_side) for i in chunk])
+            for start in range(0, len(idxs), cfg.batch_size):
+                chunk = idxs[start : start + cfg.batch_size]
+                batch = torch.stack([preprocess(images[i], cfg) for i in chunk])
                 tokens = self.backbone.patch_tokens(batch).cpu()
                 for i, t in zip(chunk, tokens, strict=True):
                     out[i] = PatchFeatures(
@@ -239,3 +271,32 @@ class FeatureExtractor:
                 if progress is not None:
                     progress(len(chunk))
         return out  # type: ignore[return-value]
+
+    def extract_tiled(self, rgb: np.ndarray) -> PatchFeatures:
+        """One image's grid from overlapping tiles of `tile` tokens (each a forward at the size the backbone
+        was trained at), blended with weights that ramp across each overlap, so tokens change smoothly over
+        a seam instead of jumping. Memory: the resized image, the [C, h, w] result and one batch of tiles."""
+        cfg = self.config
+        x = preprocess(rgb, cfg)  # [3, h*p, w*p]
+        h, w = x.shape[1] // PATCH_SIZE, x.shape[2] // PATCH_SIZE
+        ty, tx = min(cfg.tile, h), min(cfg.tile, w)
+        boxes = [(y, x0) for y in tile_starts(h, ty, cfg.overlap) for x0 in tile_starts(w, tx, cfg.overlap)]
+        acc: torch.Tensor | None = None
+        weight = torch.zeros(h, w)
+        p = PATCH_SIZE
+        for b0 in range(0, len(boxes), cfg.batch_size):
+            chunk = boxes[b0 : b0 + cfg.batch_size]
+            batch = torch.stack([x[:, y * p : (y + ty) * p, x0 * p : (x0 + tx) * p] for y, x0 in chunk])
+            tokens = self.backbone.patch_tokens(batch).float().cpu()
+            if acc is None:
+                acc = torch.zeros(tokens.shape[1], h, w)
+            for (y, x0), t in zip(chunk, tokens, strict=True):
+                wt = _ramp(h, y, ty, cfg.overlap)[:, None] * _ramp(w, x0, tx, cfg.overlap)[None, :]
+                acc[:, y : y + ty, x0 : x0 + tx] += t * wt
+                weight[y : y + ty, x0 : x0 + tx] += wt
+        assert acc is not None
+        return PatchFeatures(
+            tokens=(acc / weight).contiguous(),
+            resized_size=(int(x.shape[1]), int(x.shape[2])),
+            original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+        )

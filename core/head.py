@@ -18,7 +18,7 @@ from safetensors.torch import save as save_bytes
 from torch import nn
 
 from core.errors import UserError
-from core.features import FEATURE_VERSION, IMAGENET_MEAN, IMAGENET_STD
+from core.features import FEATURE_VERSION, IMAGENET_MEAN, IMAGENET_STD, FeatureConfig
 from core.labels import IGNORE
 
 WEIGHTS_FILE = "head.safetensors"
@@ -88,7 +88,7 @@ class HeadMeta:
     backbone: str  # registry name, e.g. dinov2_vits14
     weights_id: str  # identity of the backbone weights the features came from
     classes: list[str]  # class names by output index
-    long_side: int  # backbone input size the head was trained at
+    long_side: int  # backbone input size the head was trained at (by scale: 0)
     train: dict = field(default_factory=dict)  # training settings and results (loss, seconds, pixels)
     created: float = field(default_factory=time.time)
     format: int = 1
@@ -98,17 +98,35 @@ class HeadMeta:
     extra: dict = field(
         default_factory=dict
     )  # whatever else the writer recorded (the web app: class colours...)
+    resolution: str = (
+        ""  # core.config.FeatureConfig.resolution of its features ("" in older heads: long_side)
+    )
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """How its training features were computed (predict with it at the same resolution by default)."""
+        return FeatureConfig.parse(self.resolution or str(self.long_side))
 
 
-def feature_recipe(backbone: str, long_side: int) -> dict:
+def feature_recipe(backbone: str, features: FeatureConfig) -> dict:
     """What a head's input is, for using it outside probeseg (written into every head.json)."""
     from core.backbone import PATCH_SIZE, get_spec  # (timm: only when a head is written)
 
+    p = PATCH_SIZE
+    if features.scale is None:
+        size = f"longer side ~{features.long_side} px, each side rounded to a multiple of {p}"
+    else:
+        size = (
+            f"h = round(H / s), w = round(W / s) tokens, s = {features.resolution} image pixels per token "
+            f"('auto': min(max(H, W) / 32, {p}) ), s raised so h * w <= {features.max_tokens}; input h*{p} x w*{p}; "
+            f"grids over {features.tile} tokens a side from overlapping {features.tile * p}-px tiles (>= "
+            f"{features.overlap} tokens shared), tokens averaged with weights ramping across each overlap"
+        )
     return {
         "timm_model": get_spec(backbone).timm_name,
-        "patch_size": PATCH_SIZE,
-        "resize": f"PIL bicubic (no reducing_gap), aspect kept, longer side ~{long_side} px, each side rounded "
-        f"to a multiple of {PATCH_SIZE}",
+        "patch_size": p,
+        "resolution": features.resolution,
+        "resize": f"PIL bicubic (no reducing_gap), aspect kept, {size}",
         "image_mean": list(IMAGENET_MEAN),
         "image_std": list(IMAGENET_STD),  # on RGB in 0..1
         "tokens": "the last block's patch tokens after the final norm (no class or register tokens), "
@@ -164,7 +182,7 @@ def write_head(out_dir: str | os.PathLike, weights: bytes, meta: HeadMeta) -> Pa
         **{
             **asdict(meta),
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
-            "features": meta.features or feature_recipe(meta.backbone, meta.long_side),
+            "features": meta.features or feature_recipe(meta.backbone, meta.feature_config),
         }
     )
     out = Path(out_dir)

@@ -117,3 +117,13 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise ImageReadError(f"{root}: not a folder")
     return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """HxWx3 uint8 -> size (H, W): area average when shrinking (each output pixel the mean of the pixels it
+    covers), bilinear when enlarging; the image itself when the size is already that."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    shrink = size[0] <= rgb.shape[0] and size[1] <= rgb.shape[1]
+    method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(rgb).resize((int(size[1]), int(size[0])), method))

@@ -149,7 +149,7 @@ def export_onnx(
 
 def onnx_metadata(meta: HeadMeta, head_only: bool, max_side: int) -> dict:
     """What the graph's input and output are, and how to make the input from an image."""
-    recipe = meta.features or feature_recipe(meta.backbone, meta.long_side)
+    recipe = meta.features or feature_recipe(meta.backbone, meta.feature_config)
     if head_only:
         io = {"input": "tokens [1, C, h, w] float32 (see features.tokens)", "output": "logits [1, K, h, w]"}
     else:
@@ -166,6 +166,7 @@ def onnx_metadata(meta: HeadMeta, head_only: bool, max_side: int) -> dict:
         "weights_id": meta.weights_id,
         "feature_version": meta.feature_version,
         "long_side": meta.long_side,
+        "resolution": meta.feature_config.resolution,
         "classes": list(meta.classes),
         "class_details": meta.extra.get("classes"),  # colours and ids, from a web-app export
         "features": recipe,

@@ -1,7 +1,8 @@
 """Prediction at full image resolution: label map, confidence and entropy per pixel.
 
 The head runs on the patch grid; its logits are upsampled bilinearly (the same mapping training used) in
-bands of rows, so memory stays bounded for 60-megapixel images.
+bands of rows, so memory stays bounded for 60-megapixel images. Given the image, the class probabilities
+then follow its edges (core.edges, the one boundary rule), band by band too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import numpy as np
 import torch
 
 from core.cache import FeatureStore
+from core.edges import EdgeConfig, luminance, refine_rows
 from core.errors import InputError
 from core.features import PatchFeatures, upsample_rows
 from core.head import LinearHead
+from core.imageio import resize_rgb
 
 BAND_BYTES = 64 * 2**20  # working memory per band of rows
 
@@ -52,18 +55,35 @@ def patch_probabilities(head: LinearHead, feats: PatchFeatures) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict(head: LinearHead, feats: PatchFeatures, band_bytes: int = BAND_BYTES) -> Prediction:
+def predict(
+    head: LinearHead,
+    feats: PatchFeatures,
+    band_bytes: int = BAND_BYTES,
+    guide: np.ndarray | None = None,
+    edges: EdgeConfig = EdgeConfig(),
+) -> Prediction:
+    """Labels, confidence and entropy at `feats.original_size`. `guide`: the image (RGB uint8) at that
+    size, whose edges the class boundaries then follow (core.edges); None: the bilinear rule alone."""
     logits = patch_logits(head, feats)  # [K, h, w]
     k = logits.shape[0]
     H, W = feats.original_size
     labels = np.empty((H, W), np.uint8)
     conf = np.empty((H, W), np.float32)
     ent = np.empty((H, W), np.float32)
-    rows = max(1, band_bytes // (4 * 4 * k * W))  # a few [K, rows, W] float32 temporaries per band
+    rows = max(1, band_bytes // (4 * (4 if guide is None else 16) * k * W))  # [K, rows, W] temporaries
     norm = math.log(k) if k > 1 else 1.0
+    luma = None
+    if guide is not None:
+        if guide.shape[:2] != (H, W):
+            raise InputError(f"the guide image is {guide.shape[1]}x{guide.shape[0]}, the prediction {W}x{H}")
+        luma, radius = luminance(guide), edges.radius((H, W), feats.grid)
     for r0 in range(0, H, rows):
         band = slice(r0, min(H, r0 + rows))
-        logp = upsample_rows(logits, (H, W), band).log_softmax(0)
+        if luma is None:
+            logp = upsample_rows(logits, (H, W), band).log_softmax(0)
+        else:
+            bilinear = lambda rs: upsample_rows(logits, (H, W), rs).softmax(0)  # noqa: E731
+            logp = refine_rows(bilinear, luma, band, radius, edges.eps).clamp(min=1e-12).log()
         p = logp.exp()
         best, arg = p.max(0)
         labels[band] = arg.numpy().astype(np.uint8)
@@ -78,9 +98,12 @@ class Predictor:
     CLI, the engine (the app and the API) and the exports. The image comes as RGB, whose features the
     store fetches or computes, or as features computed elsewhere (a batched extraction, the engine's cache)."""
 
-    def __init__(self, store: FeatureStore | None = None):
+    def __init__(self, store: FeatureStore | None = None, edges: EdgeConfig | None = EdgeConfig()):
+        """`edges`: how predictions follow the image's edges when it is known (None: bilinear only)."""
         self.store = store
+        self.edges = edges
         self._features: PatchFeatures | None = None
+        self._image: np.ndarray | None = None
 
     def set_image(self, rgb: np.ndarray, image_hash: str | None = None) -> PatchFeatures:
         if self.store is None:
@@ -89,10 +112,14 @@ class Predictor:
                 "images, or pass features with set_features"
             )
         self._features = self.store.get(rgb, image_hash)
+        self._image = rgb
         return self._features
 
-    def set_features(self, features: PatchFeatures) -> None:
+    def set_features(self, features: PatchFeatures, image: np.ndarray | None = None) -> None:
+        """Features computed elsewhere; `image` (RGB, at any size: it is resized to each prediction's)
+        lets predictions follow its edges."""
         self._features = features
+        self._image = image
 
     @property
     def features(self) -> PatchFeatures:
@@ -108,7 +135,10 @@ class Predictor:
         feats = self.features
         if size is not None and tuple(size) != tuple(feats.original_size):
             feats = dataclasses.replace(feats, original_size=(int(size[0]), int(size[1])))
-        return predict(head, feats)
+        guide = None
+        if self.edges is not None and self._image is not None:  # the image at the output size
+            guide = resize_rgb(self._image, feats.original_size)
+        return predict(head, feats, guide=guide, edges=self.edges or EdgeConfig())
 
     def patch_logits(self, head: LinearHead) -> torch.Tensor:
         """[K, h, w] scores on the patch grid (what a client upsamples by the same rule; see patch_logits)."""

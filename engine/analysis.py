@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.edges import EdgeConfig
 from core.errors import InputError
 from core.features import PatchFeatures
 from core.head import LinearHead
@@ -44,11 +45,17 @@ class HeadState:
 
 
 def predict_mapped(
-    state: HeadState, feats: PatchFeatures, lut: np.ndarray, size: tuple[int, int] | None = None
+    state: HeadState,
+    feats: PatchFeatures,
+    lut: np.ndarray,
+    size: tuple[int, int] | None = None,
+    image: np.ndarray | None = None,
+    edges: EdgeConfig | None = None,
 ) -> Prediction:
-    """Prediction whose labels are current class indices (IGNORE where the predicted class was deleted)."""
-    predictor = Predictor()
-    predictor.set_features(feats)
+    """Prediction whose labels are current class indices (IGNORE where the predicted class was deleted);
+    with `image` (RGB, any size) and `edges`, its boundaries follow the image's edges (core.edges)."""
+    predictor = Predictor(edges=edges)
+    predictor.set_features(feats, image)
     pred = predictor.predict(state.head, size)
     return dataclasses.replace(pred, labels=lut[pred.labels])
 

@@ -31,6 +31,7 @@ from engine.settings import EngineSettings
 from engine.training import Trainer
 from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
 from storage import ImageInfo, ImportReport, NotFoundError, OpResult, ProjectInfo, Repository
+from storage.thumbnails import SCREEN
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,11 @@ class ProjectEngine:
         repo: Repository,
         backbone: Backbone,
         cache_dir: str | os.PathLike | None,
-        long_side: int = 448,
+        features: FeatureConfig = FeatureConfig(scale="auto"),
         settings: EngineSettings = EngineSettings(),
         max_memory_bytes: int = 512 * 2**20,
     ) -> ProjectEngine:
-        extractor = FeatureExtractor(backbone, FeatureConfig(long_side=long_side))
+        extractor = FeatureExtractor(backbone, features)
         store = FeatureStore(extractor, Path(cache_dir) if cache_dir is not None else None, max_memory_bytes)
         return cls(repo, store, settings)
 
@@ -105,8 +106,9 @@ class ProjectEngine:
         return self.backbone.is_random
 
     @property
-    def long_side(self) -> int:
-        return self.store.extractor.config.long_side
+    def feature_config(self) -> FeatureConfig:
+        """How images become tokens here (the resolution every head of this server records)."""
+        return self.store.extractor.config
 
     # ------------------------------------------------------------------ features
     def _source(self, image_id: int, info: ImageInfo | None = None) -> ImageSource:
@@ -149,11 +151,14 @@ class ProjectEngine:
 
     def _features_done(self, image_ids: list[int]) -> None:
         """New features: score the images under their project's current head (gallery, "most uncertain"), and
-        make their gallery thumbnails now rather than when a page first shows them."""
+        make their gallery thumbnails (and a big image's screen-sized copy) now rather than when a page first
+        shows them."""
         for image_id in image_ids:
             try:
                 info = self.repo.get_image(image_id)
                 self.thumbnail_path(image_id)
+                if max(info.width, info.height) > SCREEN:
+                    self.thumbnail_path(image_id, SCREEN)  # what the canvas shows first (see GET .../file)
             except NotFoundError:
                 continue
             state = self.head(info.project_id)
@@ -284,9 +289,13 @@ class ProjectEngine:
         state = self.head(project_id)
         return None if state is None else state.head_id
 
-    def grid_scores(self, project_id: int, image_id: int) -> GridScores | None:
+    def grid_scores(
+        self, project_id: int, image_id: int, edges_size: tuple[int, int] | None = None
+    ) -> GridScores | None:
         """The live head's patch-grid class scores of an image (None: no head yet or features not
-        ready, which are then queued first)."""
+        ready, which are then queued first); with `edges_size` (H', W'), also each pixel's class channel at
+        that size by the boundary rule (core.edges: what `prediction` gives at that size), for a canvas
+        that shows the image there."""
         counter = self.head_counter(project_id)
         state = self.live_head(project_id)
         feats = self.features(image_id) if state is not None else None
@@ -294,11 +303,16 @@ class ProjectEngine:
             return None
         lut = state.lut(self.repo.list_classes(project_id))
         index = tuple(None if lut[ch] == IGNORE else int(lut[ch]) for ch in range(len(state.class_ids)))
-        predictor = Predictor()
-        predictor.set_features(feats)
+        predictor = Predictor(edges=self.settings.edges)
+        edges = None
+        if edges_size is not None and self.settings.edges is not None:
+            predictor.set_features(feats, self.display_rgb(image_id, max(edges_size)))
+            edges = predictor.predict(state.head, edges_size).labels
+        else:
+            predictor.set_features(feats)
         logits = predictor.patch_logits(state.head).numpy().astype(np.float32, copy=False)
         return GridScores(
-            state.head_id, logits, index, feats.original_size, state.generation, counter, state.interim
+            state.head_id, logits, index, feats.original_size, state.generation, counter, state.interim, edges
         )
 
     # ------------------------------------------------------------------ predictions and views
@@ -315,7 +329,20 @@ class ProjectEngine:
             return None
         lut = state.lut(self.repo.list_classes(project_id))
         key = (state.head_id, image_id, tuple(size) if size else None, lut.tobytes())
-        return self._predictions.get_or_compute(key, lambda: analysis.predict_mapped(state, feats, lut, size))
+        return self._predictions.get_or_compute(
+            key, lambda: self.predict_at(state, image_id, feats, lut, size or feats.original_size)
+        )
+
+    def predict_at(
+        self, state: HeadState, image_id: int, feats: PatchFeatures, lut: np.ndarray, size: tuple[int, int]
+    ) -> Prediction:
+        """The one prediction of the app at `size`: boundaries follow the image (core.edges) unless the
+        settings turn that off; the image is read at the size needed (a display size: from its cache)."""
+        image = None
+        if self.settings.edges is not None:
+            full = tuple(size) == tuple(feats.original_size)
+            image = self.repo.image_rgb(image_id) if full else self.display_rgb(image_id, max(size))
+        return analysis.predict_mapped(state, feats, lut, size, image, self.settings.edges)
 
     def hotspots(
         self, project_id: int, image_id: int, size: tuple[int, int], n: int = 3
@@ -368,16 +395,27 @@ class ProjectEngine:
         return res, gen
 
     def refine(
-        self, project_id: int, image_id: int, threshold: float, allowed: np.ndarray | None = None
+        self,
+        project_id: int,
+        image_id: int,
+        threshold: float,
+        classes: Iterable[int] | None = None,
+        author: str = "refine",
+        client: str | None = None,
     ) -> int:
-        """Store confident predictions (>= threshold) as scribbles where the image has none, and retrain;
-        returns the number of pixels added (0 stores nothing). Undo removes them again."""
+        """Store confident predictions (>= threshold) of the classes with these ids (None: all) as scribbles
+        where the image has none, and retrain; returns the number of pixels added (0 stores nothing). The
+        same author and client's undo removes them again (the canvas's Ctrl+Z: it sends its client id)."""
+        allowed = None
+        if classes is not None:
+            keep = {int(c) for c in classes}
+            allowed = np.array([c.id in keep for c in self.repo.list_classes(project_id)], bool)
         pred = self.prediction(project_id, image_id, wait=30.0)
         if pred is None:
             raise TrainingError("no prediction to refine yet: label two classes and train first")
         layer, added = analysis.refine_layer(self.repo.scribble_layer(image_id), pred, threshold, allowed)
         if added:
-            self.repo.save_scribbles(image_id, layer, author="refine")
+            self.repo.save_scribbles(image_id, layer, author=author, client=client)
             self.request_train(project_id)
         return added
 
@@ -430,7 +468,7 @@ class ProjectEngine:
                 if feats is None:
                     missing.append(image_id)
                     return None
-                return analysis.predict_mapped(state, feats, lut).labels
+                return self.predict_at(state, image_id, feats, lut, feats.original_size).labels
 
         if fmt == "voc":
             return self.repo.export_voc(project_id, dest, source), len(missing)

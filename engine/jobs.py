@@ -13,12 +13,12 @@ from typing import Protocol
 import numpy as np
 
 from core import active
-from core.features import FEATURE_VERSION, PatchFeatures
+from core.features import FEATURE_VERSION, FeatureConfig, PatchFeatures
 from core.head import head_to_bytes
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
+from core.predict import Prediction
 from core.train import PixelSetBuilder, TrainingCache, TrainingCancelled, TrainingError, train_head
-from engine import analysis
 from engine.analysis import HeadState
 from engine.needs import LabelNeeds, NeedsStopped
 from engine.results import EvalResult, TrainOutcome
@@ -44,7 +44,7 @@ class TrainingHost(Protocol):
     @property
     def weights_id(self) -> str: ...
     @property
-    def long_side(self) -> int: ...
+    def feature_config(self) -> FeatureConfig: ...
     def features(self, image_id: int, wait: float | None = 0.0) -> PatchFeatures | None: ...
     def has_features(self, image_id: int) -> bool: ...
     def feature_failure(self, image_id: int) -> str | None: ...
@@ -53,6 +53,9 @@ class TrainingHost(Protocol):
     def set_head(self, project_id: int, state: HeadState) -> None: ...
     def publish_interim(self, project_id: int, state: HeadState) -> None: ...
     def evaluate(self, project_id: int, stop: Stop = ...) -> EvalResult | None: ...
+    def predict_at(
+        self, state: HeadState, image_id: int, feats: PatchFeatures, lut: np.ndarray, size: tuple[int, int]
+    ) -> Prediction: ...
 
 
 INTERIM_FIRST_ITER, INTERIM_FIRST_S = 2, 0.02  # the first interim head: after this many iterations or seconds
@@ -160,7 +163,8 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
         "weights_id": engine.weights_id,
         "classes": names,
         "class_ids": list(class_ids),
-        "long_side": engine.long_side,
+        "long_side": 0 if engine.feature_config.scale is not None else engine.feature_config.long_side,
+        "resolution": engine.feature_config.resolution,
         "train": train_info,
         "feature_version": FEATURE_VERSION,
     }
@@ -200,7 +204,7 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
             {
                 "config": config.to_dict(),
                 "backbone": engine.backbone_name,
-                "long_side": engine.long_side,
+                "resolution": engine.feature_config.resolution,
                 "images": len(labelled),
             },
             result.seconds,
@@ -255,7 +259,7 @@ def evaluate(
         if feats is None or gt is None:
             skipped += 1
             continue
-        labels = analysis.predict_mapped(state, feats, lut).labels
+        labels = engine.predict_at(state, info.id, feats, lut, feats.original_size).labels
         gt = gt.copy()
         gt[(gt >= len(classes)) | (labels == IGNORE)] = IGNORE  # pixels of a class deleted since training
         cm.update(gt, np.where(labels == IGNORE, 0, labels))

@@ -121,3 +121,4 @@ class GridScores:
     generation: int = 0  # training request the head answers (compare with `request_train`'s return value)
     counter: int = 0  # the engine's head counter when it was computed (`ProjectEngine.head_counter`)
     interim: bool = False  # from a fit still running (a better one follows)
+    edges: np.ndarray | None = None  # [h', w'] uint8 channel of each pixel at a requested size, by core.edges

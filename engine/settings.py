@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.edges import EdgeConfig
 from core.train import TrainConfig
 
 
@@ -20,4 +21,5 @@ class EngineSettings:
     display_cache: int = 48  # downscaled images kept in memory
     project_kmeans_images: int = 40  # most images one project-wide K-means uses (current image always in)
     eval_max_images: int = 500  # most ground-truth images evaluated after each training
+    edges: EdgeConfig | None = field(default_factory=EdgeConfig)  # core.edges (None: bilinear boundaries)
     seed: int = 0

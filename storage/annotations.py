@@ -21,6 +21,7 @@ from .convert import (
     check_finite,
     check_raster,
     check_region,
+    check_client,
     clean_author,
     clean_text,
     get_or_404,
@@ -225,7 +226,11 @@ def raster_class_map(
     return arr, cmap
 
 
-def save_scribbles(ctx: Ctx, image_id: int, raster: Any, author: str) -> AnnotationInfo:
+def save_scribbles(
+    ctx: Ctx, image_id: int, raster: Any, author: str, client: str | None = None
+) -> AnnotationInfo:
+    check_client(client)
+
     def fn(s: Session) -> tuple[AnnotationInfo, Rendered | None]:
         im = locked_image(s, image_id)
         arr, cmap = raster_class_map(s, im, raster, "scribble raster")
@@ -240,7 +245,7 @@ def save_scribbles(ctx: Ctx, image_id: int, raster: Any, author: str) -> Annotat
                 assert row is not None
                 return annotation_info(row, active=True), None
         return _append_and_refresh(
-            s, im, events, "scribble", author, raster_array=arr, loader=loader, class_map=cmap
+            s, im, events, "scribble", author, raster_array=arr, loader=loader, class_map=cmap, client=client
         )
 
     return write_cached(ctx, fn)

@@ -140,6 +140,19 @@ def clean_text(value: Any, what: str, max_len: int, allow_empty: bool = False) -
     return text
 
 
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_client(client: Any) -> str | None:
+    """A client id (one per browser tab or script: undo and redo act on its own edits) or None."""
+    if client is not None and (not isinstance(client, str) or not CLIENT_ID.match(client)):
+        raise ValidationError(
+            "client must be a string of 1 to 64 letters, digits or _ . : - (one per browser tab or script: "
+            "undo and redo act on its own edits)"
+        )
+    return client
+
+
 def clean_author(author: Any) -> str:
     """Author / session tag: control characters dropped, truncated to 100 characters (never an error)."""
     return clean_text(str(author if author is not None else "")[:400], "author", 400, allow_empty=True)[:100]

@@ -57,12 +57,7 @@ def parse_op(op: Any) -> Op:
     kind = op.get("kind")
     if kind not in KINDS:
         raise ValidationError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-    client = op.get("client")
-    if client is not None and (not isinstance(client, str) or not OP_ID.match(client)):
-        raise ValidationError(
-            "client must be a string of 1 to 64 letters, digits or _ . : - (one per browser tab or script: "
-            "undo and redo act on its own edits)"
-        )
+    client = an.check_client(op.get("client"))
     if kind in ("undo", "redo", "clear"):
         return Op(op_id, kind, client=client)
     class_id = None

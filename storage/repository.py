@@ -233,12 +233,13 @@ class Repository:
         return images.set_image_scores(self._ctx, scores)
 
     def save_scribbles(
-        self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR
+        self, image_id: int, raster: np.ndarray, author: str = DEFAULT_AUTHOR, client: str | None = None
     ) -> AnnotationInfo:
-        """Store a new version of the image's whole scribble layer: HxW uint8 class indices, 255 = none.
+        """Store a new version of the image's whole scribble layer: HxW uint8 class indices, 255 = none
+        (`client`: whose undo takes it back, see `undo`).
 
         A raster identical to the current layer is not stored again; the current version is returned."""
-        return label_store.save_scribbles(self._ctx, image_id, raster, author)
+        return label_store.save_scribbles(self._ctx, image_id, raster, author, client)
 
     def apply_op(self, image_id: int, op: dict, author: str = DEFAULT_AUTHOR) -> OpResult:
         """Commit one edit operation (stroke, erase, point, unpoint, undo, redo, clear; see storage.ops)

@@ -13,9 +13,11 @@ Routes (README "REST API" has examples):
   POST /images                      multipart `files` (images or zips) -> {"imported": [...], "rejected": [...]}
   GET  /features                    background feature extraction: done, total, images/s, seconds left
   GET  /images/{id}/file            the image upright: the stored JPEG or PNG as it is, else a JPEG with the
-                                    EXIF orientation applied
+                                    EXIF orientation applied; ?side=1536: a JPEG at most that size
   POST /images/{id}/ops             one edit operation (storage.ops) -> {"op_id", "seq", "duplicate", ...};
                                     ?train=false: do not retrain after it
+  POST /images/{id}/refine          {"threshold", "classes"?, "client"?}: confident predictions become labels
+                                    -> {"added", "label_version"}
   GET  /images/{id}/labels          8-bit PNG of class indices, 255 = unlabelled (ETag: label version);
                                     ?mode=gray: a greyscale PNG (grey value = index) instead of a palette
   GET  /images/{id}/points          [{"id", "x", "y", "radius", "class_id", "index"}]
@@ -69,9 +71,19 @@ def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
     """The prediction as it travels: the head's class scores on the patch grid, float32 little-endian,
     base64, shape [K, h, w] (channel-major). `classes[k]` is the class index of channel k (null: deleted).
     The client upsamples them to `size` with bilinear interpolation (align_corners=False) and takes the
-    argmax, as `core.predict` does at full resolution."""
+    argmax, as `core.predict` does without the image. When asked for (`?edges=HxW`), `edges` is each pixel's
+    class channel at that size by the boundary rule (core.edges: the image's edges), a grayscale PNG in
+    base64: what `core.predict` gives at that size."""
     k, h, w = scores.logits.shape
-    return {
+    extra = {}
+    if scores.edges is not None:
+        png = io.BytesIO()
+        Image.fromarray(scores.edges, "L").save(png, format="PNG", compress_level=1)
+        extra["edges"] = {
+            "size": list(scores.edges.shape),
+            "png": base64.b64encode(png.getvalue()).decode("ascii"),
+        }
+    return extra | {
         "head_id": scores.head_id,
         "version": scores.counter,
         "interim": scores.interim,
@@ -84,6 +96,25 @@ def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
         "label_version": label_version,
         "logits": base64.b64encode(np.ascontiguousarray(scores.logits, "<f4").tobytes()).decode("ascii"),
     }
+
+
+MAX_LAYER_SIDE = 2048  # the largest size `?edges=` computes (a display, not an export)
+
+
+def _layer_size(text: str, image: tuple[int, int]) -> tuple[int, int]:
+    """`?edges=HxW`: a size no larger than the image nor MAX_LAYER_SIDE, else 422 saying what fits."""
+    h, sep, w = text.partition("x")
+    if sep and h.isdigit() and w.isdigit():
+        size = (int(h), int(w))
+        if all(1 <= v <= min(lim, MAX_LAYER_SIDE) for v, lim in zip(size, image, strict=True)):
+            return size
+    raise HTTPException(
+        422,
+        f"edges must be HEIGHTxWIDTH within the image ({image[0]}x{image[1]}) and at most {MAX_LAYER_SIDE} a "
+        f"side, e.g. edges={min(image[0], MAX_LAYER_SIDE)}x{min(image[1], MAX_LAYER_SIDE)}; got {text!r}"[
+            :300
+        ],
+    )
 
 
 def safe_stem(name: str) -> str:
@@ -346,18 +377,47 @@ class Api:
             }
 
         @r.get("/images/{image_id}/file")
-        def get_file(project: str, image_id: int, request: Request) -> Response:
+        def get_file(project: str, image_id: int, request: Request, side: int | None = None) -> Response:
             _pid, info = self.image(project, image_id)
-            etag = f'"{info.pixel_hash or info.content_hash}"'
+            smaller = side is not None and max(info.width, info.height) > side
+            etag = f'"{info.pixel_hash or info.content_hash}{f"-{side}" if smaller else ""}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag})
-            path, media = _guard(lambda: ctx.repo.display_file(image_id))
+            if smaller:
+                path, media = _guard(lambda: ctx.engine.thumbnail_path(image_id, int(side))), "image/jpeg"
+            else:
+                path, media = _guard(lambda: ctx.repo.display_file(image_id))
             return FileResponse(
                 path, media_type=media, headers={"ETag": etag, "Cache-Control": "private, max-age=86400"}
             )
 
     def _label_routes(self, r: APIRouter) -> None:
         ctx = self.ctx
+
+        @r.post("/images/{image_id}/refine")
+        async def post_refine(project: str, image_id: int, request: Request) -> dict:
+            """Confident predictions become labels where the image has none (engine.refine); the same
+            client's undo takes them back."""
+            body = await self.json_body(request)
+            if not isinstance(body, dict) or not isinstance(body.get("threshold"), int | float):
+                raise HTTPException(422, 'send {"threshold": 0..1, "classes": [class ids] or null, "client"}')
+            classes = body.get("classes")
+            if classes is not None and not (
+                isinstance(classes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+            ):
+                raise HTTPException(422, "classes must be a list of class ids (GET /classes) or null for all")
+
+            def run() -> tuple[int, int]:
+                pid, _info = self.image(project, image_id)
+                added = _guard(
+                    lambda: ctx.engine.refine(
+                        pid, image_id, float(body["threshold"]), classes, self.author(request), body.get("client")
+                    )
+                )
+                return added, _guard(lambda: ctx.repo.get_image(image_id)).label_version
+
+            added, version = await asyncio.to_thread(run)
+            return {"added": added, "label_version": version}
 
         @r.post("/images/{image_id}/ops")
         async def post_op(project: str, image_id: int, request: Request, train: bool = True) -> dict:
@@ -429,9 +489,15 @@ class Api:
 
         @r.get("/images/{image_id}/prediction")
         async def get_prediction(
-            project: str, image_id: int, request: Request, after: int | None = None, wait: float = 0.0
+            project: str,
+            image_id: int,
+            request: Request,
+            after: int | None = None,
+            wait: float = 0.0,
+            edges: str | None = None,
         ) -> Response:
-            pid, _info = await asyncio.to_thread(self.image, project, image_id)
+            pid, info = await asyncio.to_thread(self.image, project, image_id)
+            edges_size = None if edges is None else _layer_size(edges, (info.height, info.width))
             deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
             tried: tuple[int | None, float] = (None, 0.0)  # head counter last tried, and when
             checked = time.monotonic()
@@ -441,7 +507,9 @@ class Api:
                 # a new head, or (features were not ready) half a second later: try to score the image
                 if counter != after and (counter != tried[0] or now - tried[1] > 0.5):
                     tried = (counter, now)
-                    scores = await asyncio.to_thread(_guard, lambda: ctx.engine.grid_scores(pid, image_id))
+                    scores = await asyncio.to_thread(
+                        _guard, lambda: ctx.engine.grid_scores(pid, image_id, edges_size)
+                    )
                     if scores is not None:
                         version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version
                         return JSONResponse(

@@ -1,5 +1,5 @@
-"""Annotation callbacks: open and navigate images, train, refine. Strokes, points, undo, redo and clear
-do not pass through here: the canvas sends them as operations to the REST API (webapp/api.py).
+"""Annotation callbacks: open and navigate images, train. Strokes, points, undo, redo, clear and Refine do
+not pass through here: the canvas sends them to the REST API (webapp/api.py) as this tab's edits.
 
 Each returns a dict {output name: value}; names it leaves out are not updated (see `layout.bind`).
 """
@@ -7,11 +7,10 @@ Each returns a dict {output name: value}; names it leaves out are not updated (s
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
 
-from storage import ImageInfo, NotFoundError
+from storage import ImageInfo
 from webapp import imagepanel, render
-from webapp.callbacks_views import follow, page, status_text
+from webapp.callbacks_views import follow, status_text
 from webapp.canvas import canvas_value
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
@@ -64,15 +63,6 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
         else f"Current image: **{md(info.name)}** ({info.width} x {info.height})"
     )
     return out
-
-
-def _reopen(ctx: AppContext, sess: Session, reload_labels: bool = False) -> dict:
-    if reload_labels:
-        sess.nonce += 1
-    try:
-        return show(ctx, sess, sess.image_id)
-    except NotFoundError:
-        return show(ctx, sess, None)  # deleted meanwhile (another session): show the first image
 
 
 @ui_errors
@@ -139,21 +129,3 @@ def train(ctx: AppContext, sess: Session) -> dict:
     outcome = ctx.engine.train_now(ctx.project_id, timeout=600)
     gr.Info(f"Trained in {outcome.seconds:.2f} s on {outcome.trained_pixels:,} labelled pixels.")
     return {"state": sess, "status": status_text(ctx)}  # the status line shows this fit's figures
-
-
-@ui_errors
-def refine(ctx: AppContext, sess: Session, threshold: float, visible: list[str] | None) -> dict:
-    """Turn the prediction's confident pixels (of the visible classes) into editable labels."""
-    if sess.image_id is None:
-        return {}
-    allowed = None
-    if visible is not None:
-        classes = ctx.classes()
-        keep = {int(v) for v in visible}
-        allowed = np.array([c.id in keep for c in classes], bool)
-    added = ctx.engine.refine(ctx.project_id, sess.image_id, float(threshold), allowed)
-    if not added:
-        gr.Info(f"No unlabelled pixel is predicted with confidence ≥ {threshold:.2f}; lower the threshold.")
-        return {}
-    gr.Info(f"Added {added:,} labelled pixels from the prediction; erase or paint over the mistakes.")
-    return _reopen(ctx, sess, reload_labels=True) | page(ctx, sess, None)  # captions: now labelled

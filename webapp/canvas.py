@@ -36,6 +36,8 @@ TEMPLATE = """
     <span class="ps-group">
       <label><input class="ps-show-labels" type="checkbox" checked> labels</label>
       <label><input class="ps-show-pred" type="checkbox" checked> prediction</label>
+      <label title="class boundaries follow the image's edges (off: the plain upsampled patch grid)"><input
+        class="ps-edges" type="checkbox" checked> follow edges</label>
       <input class="ps-opacity" type="range" min="0" max="100" value="50" title="prediction opacity">
       <select class="ps-mode" title="what the prediction layer shows">
         <option value="classes">classes</option><option value="confidence">confidence</option>

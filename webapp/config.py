@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
+from core.config import FeatureConfig
 from core.errors import InputError
 
 
@@ -17,7 +18,7 @@ class ServeConfig:
     backbone: str | None = None  # None: ViT-B/14 with a GPU, ViT-S/14 on a CPU
     weights: str = "hub"  # hub | random | path to a checkpoint
     device: str = "auto"
-    long_side: int = 448
+    resolution: str = "auto"  # core.config.FeatureConfig.parse: "auto", "16px" or a long side like "448"
     auth: str | None = None  # "user:password"; None: env PROBESEG_AUTH, else no login
     project: str = "default"
     share: bool = False
@@ -44,12 +45,15 @@ class ServeConfig:
     def validate(self) -> ServeConfig:
         if not 0 < int(self.port) < 65536:
             raise InputError(f"--port must be within 1..65535, got {self.port}")
-        if not 14 <= int(self.long_side) <= 4096:
-            raise InputError(f"--long-side must be within 14..4096, got {self.long_side}")
+        self.features  # noqa: B018 (an unreadable --resolution is refused here, with what to write)
         if not self.project.strip():
             raise InputError("--project must not be empty")
         self.auth_pair()
         return self
+
+    @property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig.parse(self.resolution)
 
     @property
     def url(self) -> str:

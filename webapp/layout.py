@@ -59,8 +59,8 @@ DELETE_CLASS_JS = f"""(...args) => {{
 def header(ctx: AppContext, ui: UI) -> None:
     backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
     gr.Markdown(
-        f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone} + a linear head "
-        "trained on your scribbles and points</span>",
+        f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone}, "
+        f"{ctx.engine.feature_config.describe()}, + a linear head trained on your scribbles and points</span>",
         elem_id="header",
     )
     ui.add(banner=gr.Markdown(ctx.banner, elem_id="banner", visible=bool(ctx.banner)))
@@ -135,7 +135,13 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
         ui.pick(gallery_out),
         show_progress="hidden",
     )
-    on(ui.refine_btn.click, cba.refine, ["state", "refine_threshold", "class_toggles"], SHOW, view=True)
+    # Refine goes through the canvas (an edit of its own, sent as this tab's, so the tab's Ctrl+Z undoes it)
+    ui.refine_btn.click(
+        None,
+        ui.pick(["refine_threshold", "class_toggles"]),
+        None,
+        js="(t, v) => { window.__probeseg.refine(t, v); return []; }",
+    )
     # every press counts (Gradio drops a click while the last one runs, by default): p p goes back two
     for button, delta in ((ui.prev_btn, -1), (ui.next_btn, +1)):
         on(

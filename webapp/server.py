@@ -83,7 +83,7 @@ def create_context(
     elif banner is None:
         banner = random_banner(backbone.spec.name, fell_back=False) if backbone.is_random else ""
     project = repo.find_project(config.project) or repo.create_project(config.project)
-    engine = ProjectEngine.create(repo, backbone, data / "features", long_side=config.long_side)
+    engine = ProjectEngine.create(repo, backbone, data / "features", config.features)
     queued = engine.ensure_features(project_id=project.id)
     if queued:
         print(f"probeseg: computing features of {queued} image(s) in the background", flush=True)

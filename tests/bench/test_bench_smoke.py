@@ -244,3 +244,24 @@ def test_check_records_then_flags_a_figure_that_got_worse(tmp_path, monkeypatch,
     assert bench_run.run(build_parser().parse_args(["--check", "--out", str(tmp_path / "out")])) == 1
     printed = capsys.readouterr().out
     assert "WORSE" in printed and "host speed: the trainer's inner products take" in printed
+
+
+def test_resolution_part_scores_every_setting_at_every_size(tmp_path):
+    report = run_benchmarks(TINY, ["resolution"], tmp_path, echo=False)
+    assert not [t for t in report.targets if t.name.endswith("part ran")]
+    rows = report.figures["resolution"]["rows"]
+    assert len(rows) == 2 * 2 * len(TINY.resolution_scales)  # fixed long side / auto, bilinear / edges
+    for r in rows:
+        assert 0 <= r["miou"] <= 1 and 0 <= r["boundary_f1"] <= 1 and r["cache_bytes"] > 0
+        assert r["cpu_s_per_mp"] > 0 and r["bare_cpu_s_per_mp"] > 0
+
+
+def test_boundary_f1_counts_boundaries_within_the_tolerance():
+    from bench.resolution import boundary_f1
+
+    gt = np.zeros((40, 60), np.uint8)
+    gt[:, 30:] = 1
+    near, far = np.zeros_like(gt), np.zeros_like(gt)
+    near[:, 32:] = 1  # 2 px off: within 3 px
+    far[:, 40:] = 1  # 10 px off
+    assert boundary_f1(gt, gt) == 1.0 and boundary_f1(near, gt) == 1.0 and boundary_f1(far, gt) == 0.0

@@ -85,7 +85,7 @@ def test_head_files_round_trip(tmp_path):
     loaded, meta2 = load_head(tmp_path / "h")
     assert meta2 == dataclasses.replace(
         meta,
-        features=feature_recipe("dinov2_vits14", 448),  # filled in on save
+        features=feature_recipe("dinov2_vits14", FeatureConfig(448)),  # filled in on save
         weights_sha256=hashlib.sha256(head_to_bytes(head)).hexdigest(),
     )
     assert meta2.features["patch_size"] == 14 and meta2.features["image_mean"] == [0.485, 0.456, 0.406]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.config import FeatureConfig
 from engine import EngineSettings, ProjectEngine
 from storage import Repository
 
@@ -34,7 +35,11 @@ def project(repo):
 @pytest.fixture
 def engine(repo, random_backbone, tmp_path):
     eng = ProjectEngine.create(
-        repo, random_backbone, tmp_path / "features", long_side=112, settings=EngineSettings(debounce_s=0.05)
+        repo,
+        random_backbone,
+        tmp_path / "features",
+        FeatureConfig(112),
+        settings=EngineSettings(debounce_s=0.05),
     )
     yield eng
     eng.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.config import FeatureConfig
 from core.labels import IGNORE
 from core.train import TrainingError
 from tests.engine.conftest import two_strokes
@@ -108,9 +109,9 @@ def test_refine_turns_confident_predictions_into_labels(repo, project, engine):
     labels = repo.label_map(image.id)
     assert added > 0 and (labels != IGNORE).sum() == before + added
     assert (labels[:, :50] == 1).mean() > 0.95
-    only_blue = np.array([False, False, True])
-    repo.undo(image.id)
-    assert engine.refine(project.id, image.id, 0.5, allowed=only_blue) > 0
+    only_blue = [next(c.id for c in repo.list_classes(project.id) if c.name == "blue")]
+    assert repo.undo(image.id, "refine").kind == "scribble"  # the refine's author takes it back
+    assert engine.refine(project.id, image.id, 0.5, classes=only_blue) > 0
     assert not (repo.label_map(image.id)[:, :50] == 2).any()
     with pytest.raises(ValueError, match="threshold"):
         engine.refine(project.id, image.id, 1.5)
@@ -207,14 +208,14 @@ def test_a_restart_goes_on_with_the_images_left_without_reading_the_finished_one
     from engine import EngineSettings, ProjectEngine
 
     ids = [add_image(repo, project, seed=s, name=f"{s}.png").id for s in range(4)]
-    first = ProjectEngine.create(repo, random_backbone, tmp_path / "feats", long_side=112)
+    first = ProjectEngine.create(repo, random_backbone, tmp_path / "feats", FeatureConfig(112))
     try:
         for image_id in ids[:2]:
             assert first.features(image_id, wait=60) is not None
     finally:
         first.close()  # the server stops with two images done
     again = ProjectEngine.create(
-        repo, random_backbone, tmp_path / "feats", long_side=112, settings=EngineSettings()
+        repo, random_backbone, tmp_path / "feats", FeatureConfig(112), settings=EngineSettings()
     )
     try:
         reads = []

@@ -195,7 +195,7 @@ def test_flags_round_trip_and_share_existing_options():
     p = argparse.ArgumentParser()  # like `train`, which has these flags for its fast trainer
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--long-side", type=int, default=448)
+    p.add_argument("--resolution", "--long-side", dest="resolution", default=None)
     add_protocol_arguments(p)
     assert protocol_config_from_args(p.parse_args([])) == ProtocolConfig()  # the paper's defaults (batch 10)
     args = p.parse_args(

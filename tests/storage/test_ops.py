@@ -175,9 +175,7 @@ def test_two_writers_on_one_image_keep_every_stroke(repo: Repository, project) -
     assert sorted(a.seq for a in acks) == list(range(1, 41))
 
 
-def test_undo_and_redo_are_per_client_and_never_take_back_another_s_edit(
-    repo: Repository, project
-) -> None:  # type: ignore[no-untyped-def]
+def test_undo_and_redo_are_per_client_and_never_take_back_another_s_edit(repo: Repository, project) -> None:  # type: ignore[no-untyped-def]
     ids = class_ids(repo, project.id)
     cat, dog = ids["cat"], ids["dog"]
     im = repo.add_image(project.id, rgb_png(10, 20), "two-tabs.png")  # 10 rows, 20 columns

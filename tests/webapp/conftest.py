@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.config import FeatureConfig
 from engine import EngineSettings, ProjectEngine
 from storage import Repository
 from tests.images import png_bytes, two_colour
@@ -16,7 +17,11 @@ def ctx(tmp_path, random_backbone):
     repo = Repository.open(tmp_path / "data")
     project = repo.create_project("default")
     engine = ProjectEngine.create(
-        repo, random_backbone, tmp_path / "features", long_side=112, settings=EngineSettings(debounce_s=0.05)
+        repo,
+        random_backbone,
+        tmp_path / "features",
+        FeatureConfig(112),
+        settings=EngineSettings(debounce_s=0.05),
     )
     yield AppContext(
         engine=engine,

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from core.features import upsample_rows
+from core.predict import Predictor
 from tests.images import png_bytes, two_colour
 from tests.webapp.test_server import free_port
 from webapp import server
@@ -31,7 +32,7 @@ def app(tmp_path, random_backbone):
             port=free_port(),
             data_dir=str(tmp_path / "data"),
             weights="random",
-            long_side=112,
+            resolution="112",
             project="demo",
             auth=auth,
         )
@@ -145,15 +146,60 @@ def test_prediction_travels_small_and_matches_core(app):
         assert p is not None and not p["interim"]
         assert len(r.content) < 20_000 and p["grid"] == [6, 8] and p["classes"] == [0, 1, 2]
         logits = np.frombuffer(base64.b64decode(p["logits"]), "<f4").reshape(p["channels"], *p["grid"])
-        # the client's rule (bilinear, align_corners=False, argmax) gives core's full-size prediction
+        # the client's rule (bilinear, align_corners=False, argmax) gives core's full-size bilinear prediction
         H, W = p["size"]
         up = upsample_rows(torch.from_numpy(logits.copy()), (H, W), slice(0, H)).argmax(0).numpy()
-        core = ctx.engine.prediction(ctx.project_id, im["id"]).labels
-        assert (up == core).mean() > 0.999
+        plain = Predictor(edges=None)
+        plain.set_features(ctx.engine.features(im["id"]))
+        assert (up == plain.predict(ctx.engine.head(ctx.project_id).head).labels).mean() > 0.999
+        # and `edges` at the image's size is the app's prediction (boundaries following the image)
+        r = c.get(f"{base}/images/{im['id']}/prediction", params={"edges": f"{H}x{W}"})
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["edges"]["png"]))))
+        assert (shown == ctx.engine.prediction(ctx.project_id, im["id"]).labels).mean() > 0.999
         # nothing newer: a waiting request returns 204 when its time is up
         start = time.monotonic()
         r = c.get(f"{base}/images/{im['id']}/prediction", params={"after": p["version"], "wait": 0.5})
         assert r.status_code == 204 and time.monotonic() - start >= 0.45
+
+
+def test_refine_labels_confident_pixels_and_only_its_client_undoes_it(app):
+    url, ctx = app()
+    base = f"{url}/api/v1/projects/demo"
+    with httpx.Client(timeout=120) as c:
+        red, blue = (c.post(f"{base}/classes", json={"name": n}).json()["id"] for n in ("red", "blue"))
+        [im] = upload(c, base, [("two.png", png_bytes(two_colour()))]).json()["imported"]
+        ctx.engine.features(im["id"], wait=120)
+        for op_id, cid, y in (("a", red, 40), ("b", blue, 20)):
+            x0 = 5 if cid == red else 65
+            op = {
+                "op_id": op_id,
+                "kind": "stroke",
+                "class_id": cid,
+                "radius": 3,
+                "points": [[x0, y], [x0 + 40, y]],
+            }
+            c.post(f"{base}/images/{im['id']}/ops", json=op | {"client": "tab-a"})
+        ctx.engine.train_now(ctx.project_id, timeout=120)
+        before = ctx.repo.label_map(im["id"])
+        refine = f"{base}/images/{im['id']}/refine"
+        r = c.post(refine, json={"threshold": 0.5, "classes": [blue], "client": "tab-a"}).json()
+        after = ctx.repo.label_map(im["id"])
+        assert r["added"] == int(((after != 255) & (before == 255)).sum()) > 0
+        assert set(np.unique(after[(after != 255) & (before == 255)])) == {2}  # blue's pixels only
+        undo = {"kind": "undo", "client": "tab-b"}
+        assert not c.post(f"{base}/images/{im['id']}/ops", json=undo | {"op_id": "u1"}).json()["applied"]
+        assert c.post(f"{base}/images/{im['id']}/ops", json=undo | {"op_id": "u2", "client": "tab-a"}).json()[
+            "applied"
+        ]
+        assert (ctx.repo.label_map(im["id"]) == before).all()
+        for body, status, words in (
+            ({"threshold": 1.5}, 400, "threshold"),
+            ({"threshold": "high"}, 422, "threshold"),
+            ({"threshold": 0.5, "classes": ["red"]}, 422, "class ids"),
+            ({"threshold": 0.5, "client": "a tab"}, 422, "client"),
+        ):
+            r = c.post(refine, json=body)
+            assert r.status_code == status and words in r.json()["detail"], (body, r.text)
 
 
 @pytest.mark.parametrize(
@@ -304,6 +350,18 @@ def test_the_readme_rest_table_matches_the_responses(app):
             r = c.get(f"{base}/images/{image}/prediction", params={"wait": 25})
         assert r.status_code == 200
         seen["GET /images/{id}/prediction"] = set(r.json())
+        ctx.engine.train_now(ctx.project_id, timeout=120)  # a stored head (the prediction may be an interim one)
+        refined = c.post(f"{base}/images/{image}/refine", json={"threshold": 0.99, "client": "docs"})
+        assert refined.status_code == 200, refined.text
+        seen["POST /images/{id}/refine"] = set(refined.json())
+        h, w = r.json()["size"]
+        layer = c.get(f"{base}/images/{image}/prediction", params={"edges": f"{h // 2}x{w // 2}"}).json()
+        channels = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer["edges"]["png"]))))
+        assert channels.shape == (h // 2, w // 2) == tuple(layer["edges"]["size"])
+        assert set(np.unique(channels)) <= set(range(layer["channels"]))
+        for bad in ("0x5", f"{h + 1}x{w}", "big"):
+            refused = c.get(f"{base}/images/{image}/prediction", params={"edges": bad})
+            assert refused.status_code == 422 and "HEIGHTxWIDTH" in refused.json()["detail"]
         archive = c.get(f"{base}/export", params={"format": "archive"}).content
         made = c.post(
             f"{url}/api/v1/projects/docs/import",

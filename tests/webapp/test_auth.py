@@ -109,7 +109,11 @@ def test_failed_logins_are_slowed_down_per_client_address(tmp_path, random_backb
     from webapp.config import ServeConfig
 
     cfg = ServeConfig(
-        port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112, auth="ann:secret"
+        port=free_port(),
+        data_dir=str(tmp_path / "data"),
+        weights="random",
+        resolution="112",
+        auth="ann:secret",
     )
     ctx = server.create_context(cfg, backbone=random_backbone)
     demo = server.build_app(cfg, ctx)

@@ -51,12 +51,32 @@ def prepare(data: Path, tmp_path: Path) -> tuple[int, dict[str, int]]:
     return im.id, ids
 
 
+def app_predictions(data: Path, image_id: int, backbone) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """The stored head's prediction of the image as the app makes it (engine.prediction, the server's
+    default resolution), with and without the boundary rule."""
+    from core.config import FeatureConfig
+    from engine import EngineSettings, ProjectEngine
+
+    out = {}
+    with Repository.open(data) as repo:
+        pid = repo.find_project("default").id
+        for name, edges in (("edges", EngineSettings().edges), ("bilinear", None)):
+            engine = ProjectEngine.create(
+                repo, backbone, data / "features", FeatureConfig.parse("auto"), EngineSettings(edges=edges)
+            )
+            try:
+                out[name] = engine.prediction(pid, image_id, wait=120).labels
+            finally:
+                engine.close()
+    return out
+
+
 def labels(data: Path, image_id: int) -> np.ndarray:
     with Repository.open(data) as repo:
         return repo.label_map(image_id)
 
 
-def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path):
+def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path, random_backbone):
     data = tmp_path / "data"
     image_id, ids = prepare(data, tmp_path)
     proc = start_server(data, tmp_path / "server.log", free_port())
@@ -89,6 +109,17 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path)
             )
             assert (pred[:, :130] == 1).mean() > 0.9 and (pred[:, 190:] == 2).mean() > 0.9
             page.screenshot(path=str(tmp_path / "1-overlay.png"))
+
+            # the overlay is the app's own prediction at the layer's size, following the image's edges, or
+            # with "follow edges" off the bilinear rule (computed here by the same engine on the same data)
+            page.wait_for_timeout(4000)  # the last fit stored and shown
+            expected = app_predictions(data, image_id, random_backbone)
+            shown = np.array(page.evaluate("() => window.__probeseg.predictionLabels()"), np.uint8)
+            assert (shown.reshape(240, 320) == expected["edges"]).mean() >= 0.999
+            page.locator(".ps-edges").uncheck()
+            shown = np.array(page.evaluate("() => window.__probeseg.predictionLabels()"), np.uint8)
+            assert (shown.reshape(240, 320) == expected["bilinear"]).mean() >= 0.999
+            page.locator(".ps-edges").check()
 
             # toggles repaint in the page without a server call (after the page's own refresh has settled)
             page.wait_for_timeout(3000)

@@ -53,10 +53,13 @@ def test_defaults_flags_and_environment(monkeypatch):
         )
     )
     assert cfg.db_url == "sqlite:////tmp/x.db" and cfg.auth_pair() == ("ann", "secret")
-    assert (cfg.host, cfg.port, cfg.long_side, cfg.project) == ("0.0.0.0", 9000, 224, "cells")
+    assert (cfg.host, cfg.port, cfg.resolution, cfg.project) == ("0.0.0.0", 9000, "224", "cells")
+    assert cfg.features.long_side == 224 and cfg.features.scale is None  # --long-side N: --resolution N
     assert parse().func is cli_serve.run
     with pytest.raises(ValueError, match="user:password"):
         ServeConfig(auth="nopassword").validate()
+    with pytest.raises(ValueError, match="resolution 'huge' not understood: use 'auto'"):
+        ServeConfig(resolution="huge").validate()
     with pytest.raises(ValueError, match="port"):
         ServeConfig(port=0).validate()
 
@@ -86,7 +89,11 @@ def test_hub_failure_falls_back_to_random_weights_with_a_banner(monkeypatch, ran
 
 def test_app_is_served_with_login(tmp_path, random_backbone):
     cfg = ServeConfig(
-        port=free_port(), data_dir=str(tmp_path / "data"), weights="random", long_side=112, auth="ann:secret"
+        port=free_port(),
+        data_dir=str(tmp_path / "data"),
+        weights="random",
+        resolution="112",
+        auth="ann:secret",
     )
     ctx = server.create_context(cfg, backbone=random_backbone)
     demo = server.build_app(cfg, ctx)

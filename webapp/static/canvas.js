@@ -4,10 +4,11 @@
 const root = element.querySelector('.ps-root');
 const $ = (sel) => root.querySelector(sel);
 const PRED_MAX = 1024;  // longest side of the prediction layer (an exact subsample of core's full-size map)
+const SCREEN = 1536;  // storage.thumbnails.SCREEN: a bigger image is drawn from a copy this size first
 const S = {
   cfg: null, token: 0, img: null, W: 0, H: 0,
   tool: 'brush', classId: null, radius: 8, pointRadius: 6, opacity: 0.5, labelOpacity: 0.7,
-  showPred: true, showLabels: true, predMode: 'classes', hidden: new Set(), autoTrain: true,
+  showPred: true, showLabels: true, predMode: 'classes', hidden: new Set(), autoTrain: true, followEdges: true,
   view: { s: 1, x: 0, y: 0 }, userView: false, mouse: null, spaceDown: false, drag: null, path: null,
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
@@ -47,7 +48,8 @@ function loadQueue() {
   } catch (e) { /* ignore a corrupt entry */ }
 }
 
-// The URL holds what a reload restores: image, tool, class, the zoom the user chose, and auto-train when off.
+// The URL holds what a reload restores: image, tool, class, the zoom the user chose, auto-train and
+// follow-edges when off.
 function setUrl() {
   const u = new URL(location.href);
   if (S.cfg && S.cfg.image) u.searchParams.set('image', S.cfg.image.id);
@@ -56,6 +58,7 @@ function setUrl() {
   if (S.userView) u.searchParams.set('view', [S.view.s.toFixed(4), S.view.x.toFixed(1), S.view.y.toFixed(1)].join(','));
   else u.searchParams.delete('view');
   if (S.autoTrain) u.searchParams.delete('auto'); else u.searchParams.set('auto', '0');
+  if (S.followEdges) u.searchParams.delete('edges'); else u.searchParams.set('edges', '0');
   history.replaceState(history.state, '', u);
 }
 function setUrlSoon() { clearTimeout(S.urlTimer); S.urlTimer = setTimeout(setUrl, 300); }
@@ -65,6 +68,7 @@ function readUrl() {
   if (['brush', 'eraser', 'point', 'pan'].includes(q.get('tool'))) S.tool = q.get('tool');
   if (q.get('class')) S.classId = parseInt(q.get('class'), 10);
   if (q.get('auto') === '0') { S.autoTrain = false; $('.ps-auto').checked = false; }
+  if (q.get('edges') === '0') { S.followEdges = false; $('.ps-edges').checked = false; }
   const v = (q.get('view') || '').split(',').map(Number);
   if (v.length === 3 && v.every(Number.isFinite) && v[0] > 0) S.restoreView = { s: v[0], x: v[1], y: v[2] };
 }
@@ -161,6 +165,14 @@ $('.ps-mode').onchange = (e) => {
   S.toggleMs.push(performance.now() - t0);
 };
 $('.ps-auto').onchange = (e) => { S.autoTrain = e.target.checked; setUrl(); };
+$('.ps-edges').onchange = (e) => {
+  const t0 = performance.now();
+  S.followEdges = e.target.checked; paintPrediction(); drawNow(); setUrl();
+  S.toggleMs.push(performance.now() - t0);
+  if (S.followEdges && S.pred && !S.pred.edgeArg && S.predAbort) {  // not fetched yet: ask again now
+    S.headVersion = null; S.predAbort.abort('refetch');
+  }
+};
 $('.ps-undo').onclick = () => history_('undo');
 $('.ps-redo').onclick = () => history_('redo');
 $('.ps-clear').onclick = () => {
@@ -197,23 +209,30 @@ async function openImage() {
   if (S.restoreView && imageInUrl) { S.view = S.restoreView; S.userView = true; }  // a reload keeps the zoom
   S.restoreView = null;
   resize();
-  const shown = picture(im).then((bmp) => { if (token === S.token) { S.img = bmp; draw(); } }).catch(() => {});
+  const show = (bmp) => { if (token === S.token) { S.img = bmp; draw(); } };
+  const shown = picture(im, false).then(show).catch(() => {});
   await reloadLabels(token, true);
   predictionLoop(token);
   await shown;
-  if (token === S.token) ahead();
+  if (token !== S.token) return;
+  ahead();
+  // a big image: its full resolution once the user stays on it (paging past it never decodes 12 MP)
+  if (Math.max(S.W, S.H) > SCREEN) setTimeout(() => { if (token === S.token) picture(im, true).then(show).catch(() => {}); }, 500);
 }
 
 // ------------------------------------------------------------------ fetched ahead
-// The picture (decoded off the main thread) and labels of the open image and of the images p / n open
+// The pictures (decoded off the main thread) and labels of the open image and of the images p / n open
 // (cfg.near) are kept, so a switch draws at once; anything else is dropped (a 12 MP picture is 48 MB).
-function picture(im) {
-  if (!S.pictures.has(im.id)) {
-    const got = fetchOk(`${apiBase()}/images/${im.id}/file`).then((r) => r.blob()).then((b) => createImageBitmap(b));
-    got.catch(() => S.pictures.delete(im.id));  // tried again next time
-    S.pictures.set(im.id, got);
+// A picture is the screen-sized copy (`full` false) or the original.
+function picture(im, full) {
+  const key = `${im.id}:${full ? 'full' : 'screen'}`;
+  if (!S.pictures.has(key)) {
+    const url = `${apiBase()}/images/${im.id}/file${full ? '' : `?side=${SCREEN}`}`;
+    const got = fetchOk(url).then((r) => r.blob()).then((b) => createImageBitmap(b));
+    got.catch(() => S.pictures.delete(key));  // tried again next time
+    S.pictures.set(key, got);
   }
-  return S.pictures.get(im.id);
+  return S.pictures.get(key);
 }
 function labelsAhead(im) {
   const key = `${im.id}:${im.label_version}`;  // a newer version (an edit since) is another entry
@@ -227,13 +246,15 @@ function labelsAhead(im) {
 function ahead() {
   const near = S.cfg.near || [];
   const keep = new Set([S.cfg.image && S.cfg.image.id, ...near.map((i) => i.id)]);
-  for (const [id, got] of S.pictures) {
-    if (keep.has(id)) continue;
-    S.pictures.delete(id);
+  const cur = S.cfg.image ? S.cfg.image.id : null;
+  for (const [key, got] of S.pictures) {
+    const id = +key.split(':')[0];
+    if (keep.has(id) && (id === cur || key.endsWith(':screen'))) continue;
+    S.pictures.delete(key);
     got.then((b) => { if (b !== S.img) b.close(); }).catch(() => {});
   }
   for (const key of S.labelsAhead.keys()) if (!keep.has(+key.split(':')[0])) S.labelsAhead.delete(key);
-  for (const im of near) { picture(im).catch(() => {}); if (im.labelled) labelsAhead(im).catch(() => {}); }
+  for (const im of near) { picture(im, false).catch(() => {}); if (im.labelled) labelsAhead(im).catch(() => {}); }
 }
 api.go = (delta) => {
   // p / n and the Previous / Next buttons: open the neighbour the server named at once; the server's reply
@@ -348,8 +369,27 @@ function applyPrediction(p) {
       }
     }
   }
-  S.pred = { arg, best, R, ax, K, w, oh, ow, conf: null, ent: null, classes: p.classes, generation: p.generation };
+  const edgeArg = p.edgeArg && p.edgeArg.length === ow * oh ? p.edgeArg : null;
+  S.pred = { plainArg: arg, edgeArg, best, R, ax, K, w, oh, ow, conf: null, ent: null, classes: p.classes, generation: p.generation };
   paintPrediction();
+}
+function shownArg(P) {
+  // "follow edges": the server's classes by core.edges at this layer's size (what predict gives there);
+  // off: the bilinear argmax computed here
+  return S.followEdges && P.edgeArg ? P.edgeArg : P.plainArg;
+}
+async function grayPixels(b64, [h, w]) {
+  const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+  const bmp = await createImageBitmap(new Blob([bytes], { type: 'image/png' }), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  const tmp = document.createElement('canvas');
+  tmp.width = w; tmp.height = h;
+  const t = tmp.getContext('2d', { willReadFrequently: true });
+  t.drawImage(bmp, 0, 0);
+  bmp.close();
+  const src = t.getImageData(0, 0, w, h).data;
+  const out = new Uint8Array(w * h);
+  for (let i = 0, j = 0; i < out.length; i++, j += 4) out[i] = src[j];
+  return out;
 }
 
 function confidence(P) {
@@ -387,12 +427,13 @@ function paintPrediction() {
   if (S.predMode !== 'classes') confidence(P);
   const out = pc.createImageData(ow, oh);
   const d = out.data;
-  for (let i = 0, j = 0; i < P.arg.length; i++, j += 4) {
+  const arg = shownArg(P);
+  for (let i = 0, j = 0; i < arg.length; i++, j += 4) {
     if (S.predMode === 'uncertainty') {
       d[j] = 255; d[j + 1] = 0; d[j + 2] = 160; d[j + 3] = Math.round(255 * P.ent[i]);
       continue;
     }
-    const c = lut[P.arg[i]];
+    const c = lut[arg[i]];
     if (!c) continue;
     d[j] = c[0]; d[j + 1] = c[1]; d[j + 2] = c[2];
     d[j + 3] = S.predMode === 'confidence' ? Math.round(255 * P.conf[i]) : 255;
@@ -403,7 +444,7 @@ api.predictionLabels = () => {
   // the argmax class index of every pixel of the prediction layer (tests compare it with core's)
   const P = S.pred;
   if (!P) return null;
-  return Array.from(P.arg, (ch) => (P.classes[ch] == null ? 255 : P.classes[ch]));
+  return Array.from(shownArg(P), (ch) => (P.classes[ch] == null ? 255 : P.classes[ch]));
 };
 
 async function predictionLoop(token) {
@@ -414,14 +455,17 @@ async function predictionLoop(token) {
     const abort = new AbortController();
     S.predAbort = abort;
     try {
-      res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20${after}`,
+      const edges = S.followEdges ? `&edges=${S.predCanvas.height}x${S.predCanvas.width}` : '';
+      res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20${after}${edges}`,
         { credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
     } catch (e) { res = null; }
     if (S.predAbort === abort) S.predAbort = null;
     if (token !== S.token) return;
+    if (!res && abort.signal.reason === 'refetch') continue;
     if (res && res.status === 200) {
       const tResp = performance.now();
       const p = await res.json();
+      if (p.edges) p.edgeArg = await grayPixels(p.edges.png, p.edges.size);
       if (token !== S.token) return;
       S.headVersion = p.version;
       applyPrediction(p);
@@ -457,6 +501,7 @@ function clientId() {
 }
 function enqueue(op, rec) {
   op.client = clientId();
+  if (op.kind !== 'refine') S.notice = null;
   const item = { image: S.cfg.image.id, op, t0: performance.now(), rec };
   S.queue.push(item);
   saveQueue();
@@ -466,6 +511,11 @@ function history_(kind) {
   if (!S.cfg.image) return;
   enqueue({ op_id: opId(), kind });
 }
+api.refine = (threshold, visible) => {
+  // the Refine button (webapp/layout.py): an edit of this tab's, queued after its strokes, so Ctrl+Z undoes it
+  if (!S.cfg || !S.cfg.image) return;
+  enqueue({ op_id: opId(), kind: 'refine', threshold: +threshold, classes: visible == null ? null : visible.map(Number) });
+};
 
 async function pump() {
   if (S.sending || !S.cfg || !S.cfg.api) return;
@@ -476,7 +526,8 @@ async function pump() {
       const item = S.queue[0];
       let res = null, body = null;
       try {
-        res = await fetch(`${apiBase()}/images/${item.image}/ops${S.autoTrain ? '' : '?train=false'}`, {
+        const path = item.op.kind === 'refine' ? 'refine' : `ops${S.autoTrain ? '' : '?train=false'}`;
+        res = await fetch(`${apiBase()}/images/${item.image}/${path}`, {
           method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' },
           body: JSON.stringify(item.op),
         });
@@ -486,7 +537,11 @@ async function pump() {
         S.queue.shift(); saveQueue(); S.failures = 0;
         if (S.cfg.image && item.image === S.cfg.image.id) S.knownVersion = Math.max(S.knownVersion, body.label_version || 0);
         if (item.rec) { item.rec.t_ack = performance.now(); item.rec.gen = body.train_generation || 0; }
-        if (['undo', 'redo', 'clear', 'unpoint', 'erase'].includes(item.op.kind) && S.cfg.image && item.image === S.cfg.image.id) reloadLabels();
+        if (item.op.kind === 'refine') {
+          S.notice = body.added ? `Refine labelled ${body.added.toLocaleString()} px (Ctrl+Z takes them back)`
+            : `Refine: no unlabelled pixel is predicted with confidence ≥ ${item.op.threshold}; lower the threshold`;
+        }
+        if (['undo', 'redo', 'clear', 'unpoint', 'erase', 'refine'].includes(item.op.kind) && S.cfg.image && item.image === S.cfg.image.id) reloadLabels();
         continue;
       }
       if (res && res.status >= 400 && res.status < 500 && ![408, 429].includes(res.status)) {
@@ -522,7 +577,7 @@ function status() {
     const secs = S.retryAt ? Math.max(0, Math.ceil((S.retryAt - performance.now()) / 1000)) : 0;
     text = `${n} unsaved edit${n > 1 ? 's' : ''}` + (secs ? ` · server unreachable, retrying in ${secs} s` : ' · saving…');
     cls = secs ? 'warn' : 'busy';
-  } else text = 'All edits saved';
+  } else text = 'All edits saved' + (S.notice ? ` · ${S.notice}` : '');
   if (S.refused.length) {
     const last = S.refused[S.refused.length - 1];
     text += ` · ${S.refused.length} edit${S.refused.length > 1 ? 's' : ''} NOT saved (last: ${last.kind}: ${last.reason})`;

@@ -1,0 +1,216 @@
+"""Part `resolution`: masks as sharp as the image. Synthetic scenes with exact ground truth, a head trained on
+scribbles at their own size (1x), then the same scenes drawn 4x and 8x larger (regions and textures scaled,
+noise per pixel) predicted with it:
+- at a fixed long side of 448 px (every image gets the same 32-token grid: before scales) and at `auto`;
+- with the plain bilinear boundary and with the boundary rule (core.edges);
+- mIoU and boundary F1 within 3 px (boundary pixels: a 4-neighbour of another class; matched within a
+  Euclidean distance of 3 px, both ways);
+- feature extraction CPU seconds per megapixel and cache bytes per image, against the bare backbone forward
+  of the same tiles (what tiling and blending add).
+Random backbone weights, as everywhere in bench/: the figures compare settings, not the real model."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+
+import numpy as np
+from scipy import ndimage
+
+from bench import synth
+from bench.config import BenchConfig
+from bench.report import Report, fmt
+
+log = logging.getLogger("bench")
+RESOLUTIONS = ("448", "auto")  # before scales (a fixed long side) and the default now
+
+
+def boundary(labels: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another class."""
+    b = np.zeros(labels.shape, bool)
+    dx = labels[:, 1:] != labels[:, :-1]
+    dy = labels[1:] != labels[:-1]
+    b[:, 1:] |= dx
+    b[:, :-1] |= dx
+    b[1:] |= dy
+    b[:-1] |= dy
+    return b
+
+
+def boundary_f1(pred: np.ndarray, gt: np.ndarray, tol: float = 3.0) -> float:
+    """F1 of boundary pixels matched within `tol` px (Euclidean) of the other map's boundary."""
+    bp, bg = boundary(pred), boundary(gt)
+    if not bp.any() or not bg.any():
+        return float(bp.any() == bg.any())
+    precision = float((ndimage.distance_transform_edt(~bg)[bp] <= tol).mean())
+    recall = float((ndimage.distance_transform_edt(~bp)[bg] <= tol).mean())
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def _bare_cpu(backbone, rgb: np.ndarray, config) -> float:  # type: ignore[no-untyped-def]
+    """CPU seconds of the backbone alone on the tiles (or the one input) the extractor uses."""
+    import torch
+
+    from core.features import PATCH_SIZE, preprocess, tile_starts
+
+    x = preprocess(rgb, config)
+    h, w = x.shape[1] // PATCH_SIZE, x.shape[2] // PATCH_SIZE
+    tiled = config.scale is not None and max(h, w) > config.tile
+    ty, tx = (min(config.tile, h), min(config.tile, w)) if tiled else (h, w)
+    boxes = [(y, x0) for y in tile_starts(h, ty, config.overlap) for x0 in tile_starts(w, tx, config.overlap)]
+    p = PATCH_SIZE
+    t0 = time.process_time()
+    for b0 in range(0, len(boxes), config.batch_size):
+        chunk = boxes[b0 : b0 + config.batch_size]
+        backbone.patch_tokens(
+            torch.stack([x[:, y * p : (y + ty) * p, x0 * p : (x0 + tx) * p] for y, x0 in chunk])
+        )
+    return time.process_time() - t0
+
+
+def run_resolution(cfg: BenchConfig, report: Report) -> None:
+    from core.backbone import load_backbone
+    from core.config import FeatureConfig
+    from core.edges import EdgeConfig
+    from core.features import FeatureExtractor
+    from core.metrics import ConfusionMatrix
+    from core.predict import Predictor
+    from core.train import LabelledImage, train_head
+
+    backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
+    h0, w0 = cfg.resolution_size
+    seeds = [cfg.seed + 500 + i for i in range(cfg.resolution_scenes)]
+    base = {s: synth.make_scene(h0, w0, cfg.num_classes, s) for s in seeds}
+    rows: list[dict] = []
+    for res in RESOLUTIONS:
+        fcfg = FeatureConfig.parse(res)
+        ex = FeatureExtractor(backbone, fcfg)
+        train = [
+            LabelledImage(
+                ex.extract(base[s].rgb),
+                synth.scribble_labels(base[s].gt, cfg.resolution_pixels, s),
+                key=str(s),
+            )
+            for s in seeds
+        ]
+        head = train_head(train, cfg.num_classes).head
+        for scale in cfg.resolution_scales:
+            log.info("   resolution %s, %dx", res, scale)
+            scores = {False: ConfusionMatrix(cfg.num_classes), True: ConfusionMatrix(cfg.num_classes)}
+            f1s: dict[bool, list[float]] = {False: [], True: []}
+            cpu, bare, mp, nbytes, grids, refine_s = 0.0, 0.0, 0.0, [], [], []
+            for s in seeds:
+                scene = (
+                    base[s]
+                    if scale == 1
+                    else synth.make_scene(h0 * scale, w0 * scale, cfg.num_classes, s, scale)
+                )
+                t0 = time.process_time()
+                feats = ex.extract(scene.rgb)
+                cpu += time.process_time() - t0
+                bare += _bare_cpu(backbone, scene.rgb, fcfg)
+                mp += scene.gt.size / 1e6
+                nbytes.append(feats.tokens.numel() * 2)  # float16 in the cache
+                grids.append(feats.grid)
+                for edges in (False, True):
+                    predictor = Predictor(edges=EdgeConfig() if edges else None)
+                    predictor.set_features(feats, scene.rgb)
+                    t0 = time.perf_counter()
+                    labels = predictor.predict(head).labels
+                    if edges:
+                        refine_s.append((time.perf_counter() - t0) / (scene.gt.size / 1e6))
+                    scores[edges].update(scene.gt, labels)
+                    f1s[edges].append(boundary_f1(labels, scene.gt))
+            for edges in (False, True):
+                rows.append(
+                    {
+                        "resolution": res,
+                        "edges": edges,
+                        "scale": scale,
+                        "size": [h0 * scale, w0 * scale],
+                        "grid": list(grids[0]),
+                        "miou": scores[edges].scores().miou,
+                        "boundary_f1": statistics.mean(f1s[edges]),
+                        "cpu_s_per_mp": cpu / mp,
+                        "bare_cpu_s_per_mp": bare / mp,
+                        "cache_bytes": statistics.mean(nbytes),
+                        "predict_s_per_mp": statistics.mean(refine_s) if edges else None,
+                    }
+                )
+    _report(cfg, report, rows)
+
+
+def _report(cfg: BenchConfig, report: Report, rows: list[dict]) -> None:
+    s = report.section(
+        "resolution",
+        f"Masks at 1x, 4x and 8x the training size ({cfg.resolution_scenes} scenes of "
+        f"{cfg.resolution_size[1]}x{cfg.resolution_size[0]} at 1x, {cfg.num_classes} classes, "
+        f"{cfg.resolution_pixels:,} scribbled px each)",
+        [
+            "resolution",
+            "boundaries",
+            "size",
+            "grid",
+            "mIoU",
+            "boundary F1 @3px",
+            "features CPU s/MP",
+            "bare forward s/MP",
+            "overhead",
+            "cache / image",
+            "edges s/MP",
+        ],
+    )
+    for r in rows:
+        s.add_row(
+            [
+                r["resolution"],
+                "follow edges" if r["edges"] else "bilinear",
+                f"{r['scale']}x ({r['size'][1]}x{r['size'][0]})",
+                f"{r['grid'][1]}x{r['grid'][0]}",
+                fmt(r["miou"]),
+                fmt(r["boundary_f1"]),
+                fmt(r["cpu_s_per_mp"]),
+                fmt(r["bare_cpu_s_per_mp"]),
+                f"{r['cpu_s_per_mp'] / max(r['bare_cpu_s_per_mp'], 1e-9):.2f}x",
+                f"{r['cache_bytes'] / 1024:,.0f} KiB",
+                fmt(r["predict_s_per_mp"]) if r["predict_s_per_mp"] is not None else "",
+            ],
+            r,
+        )
+    s.notes.append(
+        "448: every image's longer side fed at 448 px (32 tokens), as before scales; auto: the default now "
+        "(tiles of 37 tokens past 37). Boundary F1: boundary pixels matched within 3 px both ways. CPU seconds "
+        "over both cores (process time); 'bare forward' is the backbone alone on the same tiles."
+    )
+    report.figures["resolution"] = {"rows": rows}
+    full = report.mode == "full"
+    get = {(r["resolution"], r["edges"], r["scale"]): r for r in rows}
+    before = get[("448", False, 1)]["miou"]
+    for scale, goal in ((1, 0.93), (4, 0.90), (8, 0.90)):
+        r = get.get(("auto", True, scale))
+        if r is None:
+            continue
+        report.target(
+            f"resolution: boundary F1 @3px at {scale}x",
+            f">= {goal}",
+            fmt(r["boundary_f1"]),
+            r["boundary_f1"] >= goal if full else None,
+            f"bilinear {fmt(get[('auto', False, scale)]['boundary_f1'])}, before scales "
+            f"{fmt(get[('448', False, scale)]['boundary_f1'])}",
+        )
+        report.target(
+            f"resolution: mIoU at {scale}x not below 448/bilinear at 1x",
+            f">= {fmt(before)}",
+            fmt(r["miou"]),
+            r["miou"] >= before - 1e-9 if full else None,
+        )
+    worst = max(
+        r["cpu_s_per_mp"] / max(r["bare_cpu_s_per_mp"], 1e-9) for r in rows if r["resolution"] == "auto"
+    )
+    report.target(
+        "resolution: extraction overhead over the bare forward",
+        "<= 1.3x",
+        f"{worst:.2f}x",
+        worst <= 1.3 if full else None,
+    )
