@@ -18,10 +18,10 @@ from core.labels import IGNORE, label_to_png_bytes, read_label_png
 from .context import Ctx
 from .convert import (
     annotation_info,
+    check_client,
     check_finite,
     check_raster,
     check_region,
-    check_client,
     clean_author,
     clean_text,
     get_or_404,

@@ -403,7 +403,8 @@ class Api:
                 raise HTTPException(422, 'send {"threshold": 0..1, "classes": [class ids] or null, "client"}')
             classes = body.get("classes")
             if classes is not None and not (
-                isinstance(classes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+                isinstance(classes, list)
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
             ):
                 raise HTTPException(422, "classes must be a list of class ids (GET /classes) or null for all")
 
@@ -411,7 +412,12 @@ class Api:
                 pid, _info = self.image(project, image_id)
                 added = _guard(
                     lambda: ctx.engine.refine(
-                        pid, image_id, float(body["threshold"]), classes, self.author(request), body.get("client")
+                        pid,
+                        image_id,
+                        float(body["threshold"]),
+                        classes,
+                        self.author(request),
+                        body.get("client"),
                     )
                 )
                 return added, _guard(lambda: ctx.repo.get_image(image_id)).label_version

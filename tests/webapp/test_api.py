@@ -350,7 +350,9 @@ def test_the_readme_rest_table_matches_the_responses(app):
             r = c.get(f"{base}/images/{image}/prediction", params={"wait": 25})
         assert r.status_code == 200
         seen["GET /images/{id}/prediction"] = set(r.json())
-        ctx.engine.train_now(ctx.project_id, timeout=120)  # a stored head (the prediction may be an interim one)
+        ctx.engine.train_now(
+            ctx.project_id, timeout=120
+        )  # a stored head (the prediction may be an interim one)
         refined = c.post(f"{base}/images/{image}/refine", json={"threshold": 0.99, "client": "docs"})
         assert refined.status_code == 200, refined.text
         seen["POST /images/{id}/refine"] = set(refined.json())
