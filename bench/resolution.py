@@ -1,6 +1,8 @@
 """Part `resolution`: masks as sharp as the image. Synthetic scenes with exact ground truth, a head trained on
 scribbles at their own size (1x), then the same scenes drawn 4x and 8x larger (regions and textures scaled,
-noise per pixel) predicted with it:
+noise per pixel) predicted with it. The quality figures use synthetic tokens (bench.synth.TokenModel: each
+token the mix of class means over the pixels it covers, plus noise) on the grid each resolution gives, because
+random backbone weights carry no shape; the cost figures run the real (random-weight) backbone:
 - at a fixed long side of 448 px (every image gets the same 32-token grid: before scales) and at `auto`;
 - with the plain bilinear boundary and with the boundary rule (core.edges);
 - mIoU and boundary F1 within 3 px (boundary pixels: a 4-neighbour of another class; matched within a
@@ -79,6 +81,7 @@ def run_resolution(cfg: BenchConfig, report: Report) -> None:
     from core.train import LabelledImage, train_head
 
     backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
+    model = synth.TokenModel.create(cfg.num_classes, backbone.spec.embed_dim, cfg.seed)
     h0, w0 = cfg.resolution_size
     seeds = [cfg.seed + 500 + i for i in range(cfg.resolution_scenes)]
     base = {s: synth.make_scene(h0, w0, cfg.num_classes, s) for s in seeds}
@@ -88,7 +91,7 @@ def run_resolution(cfg: BenchConfig, report: Report) -> None:
         ex = FeatureExtractor(backbone, fcfg)
         train = [
             LabelledImage(
-                ex.extract(base[s].rgb),
+                synth.synthetic_tokens(base[s].gt, model, s, fcfg),
                 synth.scribble_labels(base[s].gt, cfg.resolution_pixels, s),
                 key=str(s),
             )
@@ -107,12 +110,13 @@ def run_resolution(cfg: BenchConfig, report: Report) -> None:
                     else synth.make_scene(h0 * scale, w0 * scale, cfg.num_classes, s, scale)
                 )
                 t0 = time.process_time()
-                feats = ex.extract(scene.rgb)
+                real = ex.extract(scene.rgb)
                 cpu += time.process_time() - t0
                 bare += _bare_cpu(backbone, scene.rgb, fcfg)
                 mp += scene.gt.size / 1e6
-                nbytes.append(feats.tokens.numel() * 2)  # float16 in the cache
-                grids.append(feats.grid)
+                nbytes.append(real.tokens.numel() * 2)  # float16 in the cache
+                grids.append(real.grid)
+                feats = synth.synthetic_tokens(scene.gt, model, s + 1000 * scale, fcfg)
                 for edges in (False, True):
                     predictor = Predictor(edges=EdgeConfig() if edges else None)
                     predictor.set_features(feats, scene.rgb)

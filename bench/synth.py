@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from core.features import PatchFeatures, resized_size_for
+from core.features import FeatureConfig, PatchFeatures, resized_size_for
 from core.labels import IGNORE
 
 PATCH = 14
@@ -202,13 +202,16 @@ class TokenModel:
         return int(self.class_means.shape[1])
 
 
-def token_grid_size(size: tuple[int, int], long_side: int = 448) -> tuple[int, int]:
+def token_grid_size(size: tuple[int, int], long_side: FeatureConfig | int = 448) -> tuple[int, int]:
     rh, rw = resized_size_for(size, long_side)
     return rh // PATCH, rw // PATCH
 
 
-def synthetic_tokens(gt: np.ndarray, model: TokenModel, seed: int, long_side: int = 448) -> PatchFeatures:
-    """PatchFeatures for an image with ground truth `gt`, tokens drawn from `model` (see module doc)."""
+def synthetic_tokens(
+    gt: np.ndarray, model: TokenModel, seed: int, long_side: FeatureConfig | int = 448
+) -> PatchFeatures:
+    """PatchFeatures for an image with ground truth `gt`, tokens drawn from `model` (see module doc), on the
+    grid a long side or a FeatureConfig gives."""
     H, W = gt.shape
     h, w = token_grid_size((H, W), long_side)
     k = model.class_means.shape[0]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
 
@@ -46,42 +47,70 @@ def luminance(rgb: np.ndarray) -> torch.Tensor:
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the (2r+1)^2 window around each pixel of [..., H, W], the window clipped to the array
-    (the mean of the pixels that exist). Two cumulative sums: cost independent of r."""
+    (the mean of the pixels that exist). Cumulative sums along each axis: cost independent of r."""
     out = x
     for dim in (-2, -1):
         n = out.shape[dim]
-        c = torch.cumsum(out, dim=dim, dtype=torch.float64)
-        c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)
+        c = torch.cumsum(out, dim=dim)
+        c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)  # c[i] = sum of the first i
+        if r >= n:
+            hi = c.narrow(dim, n, 1).expand_as(out)
+            lo = torch.zeros_like(out)
+        else:  # window [max(0, i - r), min(n, i + r + 1)): the cumulative sum clamped at both ends
+            hi = torch.cat(
+                [c.narrow(dim, r + 1, n - r), c.narrow(dim, n, 1).expand_as(c.narrow(dim, 0, r))], dim
+            )
+            lo = torch.cat([torch.zeros_like(c.narrow(dim, 0, r)), c.narrow(dim, 0, n - r)], dim)
         idx = torch.arange(n)
-        hi = (idx + r + 1).clamp(max=n)
-        lo = (idx - r).clamp(min=0)
-        s = c.index_select(dim, hi) - c.index_select(dim, lo)
+        count = ((idx + r + 1).clamp(max=n) - (idx - r).clamp(min=0)).to(out.dtype)
         shape = [1] * out.dim()
         shape[dim] = n
-        out = (s / (hi - lo).to(torch.float64).view(shape)).float()
+        out = (hi - lo) / count.view(shape)
     return out
 
 
 def guided(probs: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> torch.Tensor:
-    """He et al.'s guided filter of each channel of probs [K, H, W] with guide [H, W]; then clipped at 0
-    and renormalised, so the result is again a distribution over the K classes at every pixel."""
-    mean_i = box(guide, r)
-    var_i = box(guide * guide, r) - mean_i * mean_i
-    mean_p = box(probs, r)
-    cov = box(probs * guide, r) - mean_i * mean_p
+    """He et al.'s guided filter of each channel of probs [K, H, W] with guide [H, W], in its fast form (He
+    and Sun 2015): the local linear coefficients are fitted on a grid `sub` times coarser (radius r / sub) and
+    upsampled, then applied to the full-resolution guide, so edges stay sharp at a fraction of the cost.
+    Clipped at 0 and renormalised: again a distribution over the K classes at every pixel."""
+    sub = max(1, r // 4)
+    H, W = guide.shape
+    if sub > 1:
+        small_i = F.avg_pool2d(guide[None, None], sub, ceil_mode=True)[0, 0]
+        small_p = F.avg_pool2d(probs[None], sub, ceil_mode=True)[0]
+    else:
+        small_i, small_p = guide, probs
+    rs = max(1, round(r / sub))
+    mean_i = box(small_i, rs)
+    var_i = box(small_i * small_i, rs) - mean_i * mean_i
+    mean_p = box(small_p, rs)
+    cov = box(small_p * small_i, rs) - mean_i * mean_p
     a = cov / (var_i + eps)
     b = mean_p - a * mean_i
-    q = (box(a, r) * guide + box(b, r)).clamp(min=0)
+    ab = torch.cat([box(a, rs), box(b, rs)])  # [2K, h, w]
+    if sub > 1:
+        # the coarse grid's own scale (not the band's size): a band maps exactly as the whole image does
+        up = F.interpolate(
+            ab[None], scale_factor=sub, mode="bilinear", align_corners=False, recompute_scale_factor=False
+        )
+        ab = up[0, :, :H, :W]
+    k = probs.shape[0]
+    q = (ab[:k] * guide + ab[k:]).clamp(min=0)
     return q / q.sum(0, keepdim=True).clamp(min=1e-12)
 
 
 def refine_rows(
     probs_of_rows: Callable[[slice], torch.Tensor], guide: torch.Tensor, rows: slice, r: int, eps: float
 ) -> torch.Tensor:
-    """The refined probabilities of the output rows `rows` ([K, len(rows), W]), computed from the rows
-    within 2r + 1 of them (`probs_of_rows(slice)` gives the bilinear probabilities of any rows): equal to
-    refining the whole image and cutting the band out, in memory bounded by the band."""
+    """The refined probabilities of the output rows `rows` ([K, len(rows), W]), computed from the rows around
+    them (`probs_of_rows(slice)` gives the bilinear probabilities of any rows): the margin covers both box
+    filters and the coarse grid's upsampling, and starts on that grid, so the band equals refining the whole
+    image and cutting it out, in memory bounded by the band."""
     H = guide.shape[0]
-    lo, hi = max(0, rows.start - 2 * r - 1), min(H, rows.stop + 2 * r + 1)
+    sub = max(1, r // 4)
+    margin = 2 * (round(r / sub) + 2) * sub
+    lo = max(0, (rows.start - margin) // sub * sub)
+    hi = min(H, rows.stop + margin)
     q = guided(probs_of_rows(slice(lo, hi)), guide[lo:hi], r, eps)
     return q[:, rows.start - lo : rows.stop - lo]

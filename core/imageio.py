@@ -39,12 +39,14 @@ def sniff_image(head: bytes) -> bool:
     return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+def _open(source: str | os.PathLike | bytes, name: str, at_least: int | None = None) -> Image.Image:
     # Messages say what is wrong in words: PIL's own texts carry object reprs and contradictory limits.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            if at_least is not None and img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale when that
+                img.draft("RGB", (at_least, at_least))  # still covers at_least a side: far less work
             img.load()  # force a full decode now: truncated files fail here, not later
         return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -88,10 +90,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
-    """Decode an image file (path or bytes) to an HxWx3 uint8 array with EXIF orientation applied."""
+def load_rgb(
+    source: str | os.PathLike | bytes, name: str | None = None, at_least: int | None = None
+) -> np.ndarray:
+    """Decode an image file (path or bytes) to an HxWx3 uint8 array with EXIF orientation applied.
+    `at_least`: a JPEG may be decoded smaller, down to that many pixels a side (for a downscaled copy)."""
     label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
-    img = _open(source, label)
+    img = _open(source, label, at_least)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not make a good image unreadable

@@ -203,15 +203,16 @@ def image_bytes(ctx: Ctx, image_id: int) -> bytes:
 def image_rgb(ctx: Ctx, image_id: int, max_side: int | None) -> np.ndarray:
     data = image_bytes(ctx, image_id)
     try:
-        rgb = load_rgb(data, f"image {image_id}")
+        rgb = load_rgb(data, f"image {image_id}", at_least=max_side)
     except ImageReadError as exc:
         raise ValidationError(str(exc)) from None
     if max_side is not None:
         if int(max_side) < 1:
             raise ValidationError("max_side must be at least 1")
-        h, w = rgb.shape[:2]
+        info = get_image(ctx, image_id)  # the size from the full image's, whatever scale the JPEG decoded at
+        h, w = info.height, info.width
         scale = int(max_side) / max(h, w)
-        if scale < 1:
+        if scale < 1 or rgb.shape[:2] != (h, w):
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             rgb = np.asarray(
                 PILImage.fromarray(rgb).resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from . import annotations as an
 from .context import Ctx
+from .convert import check_client
 from .errors import ValidationError
 from .models import Annotation, Image
 from .records import OpResult
@@ -57,7 +58,7 @@ def parse_op(op: Any) -> Op:
     kind = op.get("kind")
     if kind not in KINDS:
         raise ValidationError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-    client = an.check_client(op.get("client"))
+    client = check_client(op.get("client"))
     if kind in ("undo", "redo", "clear"):
         return Op(op_id, kind, client=client)
     class_id = None

@@ -25,13 +25,18 @@ def _in_order(ctx: AppContext, sess: Session) -> list[ImageInfo]:
     return [live[i] for i in sess.order if i in live] or list(live.values())
 
 
-def _near(order: list[ImageInfo], image_id: int | None) -> list[ImageInfo]:
-    """The images Previous and Next open from `image_id` (the order wraps), for the canvas to fetch ahead."""
+WINDOW = 8  # images on each side of the open one that the canvas can page to by itself
+
+
+def _window(order: list[ImageInfo], image_id: int | None) -> list[ImageInfo]:
+    """The images around `image_id` in the gallery's order (wrapping, as Previous and Next do: a small
+    project repeats), the open one in the middle: the canvas pages through them with p / n without waiting
+    for the server."""
     ids = [i.id for i in order]
     if image_id not in ids or len(ids) < 2:
         return []
-    pos = ids.index(image_id)
-    return [order[pos - 1], order[(pos + 1) % len(order)]]
+    pos, n = ids.index(image_id), len(ids)
+    return [order[(pos + d) % n] for d in range(-WINDOW, WINDOW + 1)]
 
 
 def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
@@ -50,7 +55,7 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
     out = {
         "state": sess,
         "canvas": canvas_value(
-            ctx.project_name, info, classes, sess.nonce, select, focus, _near(order, image_id)
+            ctx.project_name, info, classes, sess.nonce, select, focus, _window(order, image_id), sess.nav
         ),
         "title": imagepanel.image_title(ctx, sess, info),
         "info": imagepanel.image_status(ctx, info, classes),
@@ -66,9 +71,17 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
 
 
 @ui_errors
+def navigated(ctx: AppContext, sess: Session, image_id: int, seq: int) -> dict:
+    """The canvas paged to `image_id` by itself (p / n within its window; `seq` counts its pages): the
+    session, title, panel and gallery follow, and the canvas's value names the same image again."""
+    sess.nav = max(sess.nav, int(seq))
+    return show(ctx, sess, int(image_id))
+
+
+@ui_errors
 def step(ctx: AppContext, sess: Session, delta: int) -> dict:
-    """Previous (-1) / next (+1) image in the gallery's order (the canvas has opened it already when it
-    knew it: the `near` images of its value)."""
+    """Previous (-1) / next (+1) image in the gallery's order (the buttons when the canvas could not page
+    by itself)."""
     ids = [i.id for i in _in_order(ctx, sess)]
     if not ids:
         return show(ctx, sess, None)

@@ -87,18 +87,21 @@ def canvas_value(
     nonce: int = 0,
     select: int | None = None,
     focus: tuple[int, int, int, int] | None = None,
-    near: Sequence[ImageInfo] = (),
+    window: Sequence[ImageInfo] = (),
+    nav: int = 0,
 ) -> str:
     """What the browser needs to show an image: the API base, the image, the class table. `nonce`
     changes force a reload of the same image's labels (after a refine, an import of masks, ...);
     `select` is a class id the brush switches to (a class just added); `focus` a box (x0, y0, x1, y1,
-    image pixels) the view zooms to (a suggested region); `near` the images Previous and Next open, which
-    the browser fetches ahead and opens at once on p / n."""
+    image pixels) the view zooms to (a suggested region); `window` the images around it in the gallery's
+    order, which the browser pages through with p / n by itself (fetching the next ones ahead); `nav` the
+    browser's last page turn the server has followed (an older reply does not move the canvas back)."""
     return json.dumps(
         {
             "api": api_base(project_name),
             "image": None if image is None else _image(image),
-            "near": [_image(i) for i in near],
+            "window": [_image(i) for i in window],
+            "nav": nav,
             "classes": [{"id": c.id, "name": c.name, "color": c.colour, "index": c.index} for c in classes],
             "nonce": nonce,
             "select": select,

@@ -47,6 +47,7 @@ class Session:
     order: list[int] = field(default_factory=list)  # image ids in gallery order
     page: list[int] = field(default_factory=list)  # the ids the gallery shows now (one page of `order`)
     nonce: int = 0  # bumped to make the canvas reload the current image's labels
+    nav: int = 0  # the canvas's latest page turn the server has followed (see callbacks_annotate.navigated)
     select_class: int | None = None  # a class the canvas should switch to (a class just added)
     suggestions: list[tuple[int, tuple[int, int, int, int]]] = field(
         default_factory=list

@@ -158,6 +158,21 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
     def suggestion_select(sess: Session, evt: gr.SelectData):
         return bind(ctx, lambda c, s: cba.pick_suggestion(c, s, evt.index), SHOW)(sess)
 
+    def canvas_navigated(sess: Session, evt: gr.EventData):
+        data = getattr(evt, "_data", None) or {}
+        image_id, seq = data.get("image"), data.get("seq")
+        if not isinstance(image_id, int) or not isinstance(seq, int):
+            return bind(ctx, lambda c, s: {}, SHOW)(sess)  # (a malformed event: nothing to follow)
+        return bind(ctx, lambda c, s: cba.navigated(c, s, image_id, seq), SHOW)(sess)
+
+    # the canvas paged by itself (p / n within its window; it reports where a burst of presses ended)
+    ui.canvas.navigated(
+        canvas_navigated,
+        ui.pick(["state"]),
+        ui.pick(SHOW),
+        trigger_mode="multiple",
+        show_progress="hidden",
+    ).then(bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden")
     ui.suggestions.select(suggestion_select, ui.pick(["state"]), ui.pick(SHOW)).then(
         bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
     )

@@ -37,6 +37,15 @@ def test_bands_equal_the_whole_image_and_the_result_is_a_distribution():
         1,
     )
     torch.testing.assert_close(bands, whole, atol=1e-5, rtol=0)
+    # a radius large enough for the coarse grid (the fast form): bands still equal the whole image
+    probs = torch.rand(3, 203, 57, generator=g).softmax(0)
+    guide = torch.rand(203, 57, generator=g)
+    whole = guided(probs, guide, 13, 1e-3)
+    parts = [
+        refine_rows(lambda rs: probs[:, rs], guide, slice(r, min(203, r + 50)), 13, 1e-3)
+        for r in range(0, 203, 50)
+    ]
+    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=0)
 
 
 def test_a_boundary_inside_a_token_moves_to_the_image_edge():

@@ -122,7 +122,16 @@ def test_navigation(labelled_ctx, sess):
     cba.train(ctx, sess)
     out = cba.step(ctx, sess, +1)
     assert sess.image_id == second.id and out["gallery"]["selected_index"] == 1
-    assert [i["id"] for i in canvas(out)["near"]] == [first, first]  # Previous and Next of 2 images
+    window = [i["id"] for i in canvas(out)["window"]]
+    assert len(window) == 2 * cba.WINDOW + 1 and window[cba.WINDOW - 1 : cba.WINDOW + 2] == [
+        first,
+        second.id,
+        first,
+    ]
+    out = cba.navigated(ctx, sess, first, 3)  # the canvas paged by itself: the session follows
+    assert sess.image_id == first and canvas(out)["nav"] == 3 and canvas(out)["image"]["id"] == first
+    cba.navigated(ctx, sess, second.id, 2)  # an older page turn arriving late does not lower the count
+    assert sess.nav == 3
     cba.step(ctx, sess, +1)
     assert sess.image_id == first
     ctx.engine.features(second.id, wait=60)

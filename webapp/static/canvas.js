@@ -13,7 +13,7 @@ const S = {
   labelCanvas: document.createElement('canvas'), predCanvas: document.createElement('canvas'),
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
-  restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(),
+  restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(), window: [], winPos: 0, navSeq: 0,
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -77,6 +77,12 @@ function applyConfig() {
   const prev = S.cfg;
   S.cfg = config();
   if (!S.cfg.api) return;
+  if (prev && prev.image && (S.cfg.nav || 0) < S.navSeq) {
+    // the server has not followed this tab's latest page turn yet: an older reply must not move the canvas
+    S.cfg.image = prev.image; S.cfg.focus = prev.focus; S.cfg.nonce = prev.nonce;
+  } else {
+    S.window = S.cfg.window || []; S.winPos = Math.floor(S.window.length / 2);
+  }
   // The first config that names a project (the component's first value is an empty one): restore the URL.
   const first = !(prev && prev.api);
   if (first) {
@@ -222,7 +228,8 @@ async function openImage() {
 
 // ------------------------------------------------------------------ fetched ahead
 // The pictures (decoded off the main thread) and labels of the open image and of the images p / n open
-// (cfg.near) are kept, so a switch draws at once; anything else is dropped (a 12 MP picture is 48 MB).
+// (their neighbours in the window) are kept, so a switch draws at once; anything else is dropped (a 12 MP
+// picture is 48 MB).
 // A picture is the screen-sized copy (`full` false) or the original.
 function picture(im, full) {
   const key = `${im.id}:${full ? 'full' : 'screen'}`;
@@ -243,8 +250,11 @@ function labelsAhead(im) {
   }
   return S.labelsAhead.get(key);
 }
+function nearImages() {  // the images p and n open, from the window the server sent
+  return [S.window[S.winPos - 1], S.window[S.winPos + 1]].filter(Boolean);
+}
 function ahead() {
-  const near = S.cfg.near || [];
+  const near = nearImages();
   const keep = new Set([S.cfg.image && S.cfg.image.id, ...near.map((i) => i.id)]);
   const cur = S.cfg.image ? S.cfg.image.id : null;
   for (const [key, got] of S.pictures) {
@@ -257,12 +267,19 @@ function ahead() {
   for (const im of near) { picture(im, false).catch(() => {}); if (im.labelled) labelsAhead(im).catch(() => {}); }
 }
 api.go = (delta) => {
-  // p / n and the Previous / Next buttons: open the neighbour the server named at once; the server's reply
-  // to the click then names the same image (nothing reloads) or, if the order changed meanwhile, the right one
-  const near = S.cfg && S.cfg.near;
-  if (!near || near.length !== 2 || S.path) return;
-  S.cfg = Object.assign({}, S.cfg, { image: near[delta < 0 ? 0 : 1], near: [], focus: null });
+  // p / n and the Previous / Next buttons: page within the window of the gallery's order the server sent,
+  // at once, and tell the server (which follows: title, panel, gallery). False: outside the window (the
+  // button's own server round trip pages then).
+  const im = S.cfg && S.cfg.image && S.window[S.winPos + delta];
+  if (!im || S.path) return false;
+  S.winPos += delta; S.navSeq += 1;
+  S.cfg = Object.assign({}, S.cfg, { image: im, focus: null });
   openImage(); setUrl();
+  // the server follows the page a burst of presses ends on (each turn would cost it a panel redraw)
+  clearTimeout(S.navTimer);
+  const seq = S.navSeq;
+  S.navTimer = setTimeout(() => trigger('navigated', { image: im.id, seq }), 250);
+  return true;
 };
 
 async function fetchLabels(id) {
@@ -805,7 +822,7 @@ if (!window.__probesegCanvasKeys) {
   document.addEventListener('keyup', (e) => { if (e.key === ' ') window.__probeseg.state.spaceDown = false; }, true);
   document.addEventListener('click', (e) => {  // Previous / Next, clicked or by p / n (webapp/assets.py)
     const b = e.target.closest && e.target.closest('#next-btn, #prev-btn');
-    if (b) window.__probeseg.go(b.id === 'next-btn' ? 1 : -1);
+    if (b && window.__probeseg.go(b.id === 'next-btn' ? 1 : -1)) { e.stopPropagation(); e.preventDefault(); }
   }, true);
 }
 
