@@ -71,17 +71,22 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
 
 
 @ui_errors
-def navigated(ctx: AppContext, sess: Session, image_id: int, seq: int) -> dict:
-    """The canvas paged to `image_id` by itself (p / n within its window; `seq` counts its pages): the
-    session, title, panel and gallery follow, and the canvas's value names the same image again."""
+def navigated(ctx: AppContext, sess: Session, image_id: int, seq: int, step: int = 0) -> dict:
+    """The canvas paged to `image_id` by itself (p / n within its window; `seq` counts its page turns): the
+    session, title, panel and gallery follow, and the canvas's value names the same image again. `step`
+    (-1 / +1): it reached its window's end; page on from `image_id` here."""
     sess.nav = max(sess.nav, int(seq))
-    return show(ctx, sess, int(image_id))
+    sess.image_id = int(image_id)
+    return step_(ctx, sess, step) if step in (-1, 1) else show(ctx, sess, int(image_id))
 
 
 @ui_errors
 def step(ctx: AppContext, sess: Session, delta: int) -> dict:
-    """Previous (-1) / next (+1) image in the gallery's order (the buttons when the canvas could not page
-    by itself)."""
+    """Previous (-1) / next (+1) image in the gallery's order (the buttons when no canvas pages)."""
+    return step_(ctx, sess, delta)
+
+
+def step_(ctx: AppContext, sess: Session, delta: int) -> dict:
     ids = [i.id for i in _in_order(ctx, sess)]
     if not ids:
         return show(ctx, sess, None)

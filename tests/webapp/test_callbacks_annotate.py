@@ -132,6 +132,9 @@ def test_navigation(labelled_ctx, sess):
     assert sess.image_id == first and canvas(out)["nav"] == 3 and canvas(out)["image"]["id"] == first
     cba.navigated(ctx, sess, second.id, 2)  # an older page turn arriving late does not lower the count
     assert sess.nav == 3
+    out = cba.navigated(ctx, sess, second.id, 4, +1)  # at its window's end: the server pages on from there
+    assert sess.image_id == first and canvas(out)["nav"] == 4
+    cba.navigated(ctx, sess, second.id, 5)
     cba.step(ctx, sess, +1)
     assert sess.image_id == first
     ctx.engine.features(second.id, wait=60)

@@ -14,6 +14,7 @@ const S = {
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
   restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(), window: [], winPos: 0, navSeq: 0,
+  passed: new Set(),
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -77,11 +78,15 @@ function applyConfig() {
   const prev = S.cfg;
   S.cfg = config();
   if (!S.cfg.api) return;
-  if (prev && prev.image && (S.cfg.nav || 0) < S.navSeq) {
-    // the server has not followed this tab's latest page turn yet: an older reply must not move the canvas
+  const im0 = S.cfg.image;
+  if (prev && prev.image && (S.cfg.nav || 0) < S.navSeq && im0 && S.passed.has(im0.id)) {
+    // a reply to a page turn this tab has since gone past (the server has not followed the latest yet):
+    // it must not move the canvas back
     S.cfg.image = prev.image; S.cfg.focus = prev.focus; S.cfg.nonce = prev.nonce;
   } else {
     S.window = S.cfg.window || []; S.winPos = Math.floor(S.window.length / 2);
+    if ((S.cfg.nav || 0) >= S.navSeq) S.passed = new Set();
+    else if (prev && prev.image && im0 && im0.id !== prev.image.id) clearTimeout(S.navTimer);  // the server's move wins
   }
   // The first config that names a project (the component's first value is an empty one): restore the URL.
   const first = !(prev && prev.api);
@@ -268,16 +273,20 @@ function ahead() {
 }
 api.go = (delta) => {
   // p / n and the Previous / Next buttons: page within the window of the gallery's order the server sent,
-  // at once, and tell the server (which follows: title, panel, gallery). False: outside the window (the
-  // button's own server round trip pages then).
-  const im = S.cfg && S.cfg.image && S.window[S.winPos + delta];
-  if (!im || S.path) return false;
-  S.winPos += delta; S.navSeq += 1;
+  // at once, and tell the server (which follows: title, panel, gallery). Past the window's end the server
+  // pages from here (its reply opens the image). False: no image open (the button's own event runs).
+  const cur = S.cfg && S.cfg.image;
+  if (!cur || S.path) return false;
+  const im = S.window[S.winPos + delta];
+  S.navSeq += 1;
+  S.passed.add(cur.id);
+  clearTimeout(S.navTimer);
+  const seq = S.navSeq;
+  if (!im) { trigger('navigated', { image: cur.id, seq, step: delta }); return true; }
+  S.winPos += delta;
   S.cfg = Object.assign({}, S.cfg, { image: im, focus: null });
   openImage(); setUrl();
   // the server follows the page a burst of presses ends on (each turn would cost it a panel redraw)
-  clearTimeout(S.navTimer);
-  const seq = S.navSeq;
   S.navTimer = setTimeout(() => trigger('navigated', { image: im.id, seq }), 250);
   return true;
 };
