@@ -10,8 +10,8 @@ runs at any output size: `predict` at the image's size, the canvas's overlay at 
 function on fewer pixels). The box radius follows the token size at that output size, so a boundary can
 move to an image edge up to about a token away.
 
-Memory is bounded: `refine_rows` computes a band of rows from a margin around it (box filters are local),
-and equals the whole-image result exactly.
+Memory is bounded: the coefficients live on a coarse grid, and `Guided.rows` applies them to any band of
+rows, equal to the whole-image result.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from core.features import _axis_weights  # (the one bilinear rule)
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
 
@@ -69,48 +71,73 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
     return out
 
 
-def guided(probs: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> torch.Tensor:
-    """He et al.'s guided filter of each channel of probs [K, H, W] with guide [H, W], in its fast form (He
-    and Sun 2015): the local linear coefficients are fitted on a grid `sub` times coarser (radius r / sub) and
-    upsampled, then applied to the full-resolution guide, so edges stay sharp at a fraction of the cost.
-    Clipped at 0 and renormalised: again a distribution over the K classes at every pixel."""
-    sub = max(1, r // 4)
-    H, W = guide.shape
-    if sub > 1:
-        small_i = F.avg_pool2d(guide[None, None], sub, ceil_mode=True)[0, 0]
-        small_p = F.avg_pool2d(probs[None], sub, ceil_mode=True)[0]
-    else:
-        small_i, small_p = guide, probs
-    rs = max(1, round(r / sub))
-    mean_i = box(small_i, rs)
-    var_i = box(small_i * small_i, rs) - mean_i * mean_i
-    mean_p = box(small_p, rs)
-    cov = box(small_p * small_i, rs) - mean_i * mean_p
-    a = cov / (var_i + eps)
-    b = mean_p - a * mean_i
-    ab = torch.cat([box(a, rs), box(b, rs)])  # [2K, h, w]
-    if sub > 1:
-        # the coarse grid's own scale (not the band's size): a band maps exactly as the whole image does
-        up = F.interpolate(
-            ab[None], scale_factor=sub, mode="bilinear", align_corners=False, recompute_scale_factor=False
+class Guided:
+    """He et al.'s guided filter of class probabilities [K, H, W] with a guide [H, W], in its fast form (He
+    and Sun 2015): the local linear coefficients are fitted once on a grid `sub` times coarser (radius
+    r / sub) and upsampled, then applied to the full-resolution guide, so edges stay sharp at a fraction of
+    the cost. The probabilities are read band by band (`probs_of_rows(slice)`, e.g. the bilinear upsampling
+    of the patch grid) to make the coarse grid, and `rows` applies the coefficients to any band of output
+    rows: memory is bounded by the band and the coarse grid, the work by one pass over the pixels, and any
+    band equals filtering the whole image and cutting it out."""
+
+    def __init__(
+        self,
+        probs_of_rows: Callable[[slice], torch.Tensor],
+        guide: torch.Tensor,
+        r: int,
+        eps: float,
+        band_rows: int = 256,
+    ):
+        self.guide = guide
+        self.sub = sub = max(1, r // 4)
+        H, W = guide.shape
+        step = max(1, band_rows // sub) * sub  # bands of whole coarse cells
+        small_p = torch.cat(
+            [_pool(probs_of_rows(slice(y, min(H, y + step))), sub) for y in range(0, H, step)], 1
         )
-        ab = up[0, :, :H, :W]
-    k = probs.shape[0]
-    q = (ab[:k] * guide + ab[k:]).clamp(min=0)
-    return q / q.sum(0, keepdim=True).clamp(min=1e-12)
+        small_i = _pool(guide[None], sub)[0]
+        rs = max(1, round(r / sub))
+        mean_i = box(small_i, rs)
+        var_i = box(small_i * small_i, rs) - mean_i * mean_i
+        mean_p = box(small_p, rs)
+        cov = box(small_p * small_i, rs) - mean_i * mean_p
+        a = cov / (var_i + eps)
+        b = mean_p - a * mean_i
+        self.k = small_p.shape[0]
+        self.ab = torch.cat([box(a, rs), box(b, rs)])  # [2K, h, w] on the coarse grid
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        """The filtered probabilities of output rows `rows`: [K, len(rows), W], clipped at 0 and
+        renormalised (a distribution over the K classes at every pixel)."""
+        sub, W = self.sub, self.guide.shape[1]
+        if sub > 1:
+            # the coarse grid upsampled at its own scale, as for the whole image: rows by core.features'
+            # bilinear rule (only the band's), then columns
+            h = self.ab.shape[1]
+            i0, i1, w0, w1 = _axis_weights(np.arange(rows.start, rows.stop), h, h * sub)
+            band = (
+                self.ab[:, i0] * torch.from_numpy(w0)[:, None]
+                + self.ab[:, i1] * torch.from_numpy(w1)[:, None]
+            )
+            ab = F.interpolate(
+                band[None],
+                scale_factor=(1, sub),
+                mode="bilinear",
+                align_corners=False,
+                recompute_scale_factor=False,
+            )[0, :, :, :W]
+        else:
+            ab = self.ab[:, rows]
+        k = self.k
+        q = (ab[:k] * self.guide[rows] + ab[k:]).clamp(min=0)
+        return q / q.sum(0, keepdim=True).clamp(min=1e-12)
 
 
-def refine_rows(
-    probs_of_rows: Callable[[slice], torch.Tensor], guide: torch.Tensor, rows: slice, r: int, eps: float
-) -> torch.Tensor:
-    """The refined probabilities of the output rows `rows` ([K, len(rows), W]), computed from the rows around
-    them (`probs_of_rows(slice)` gives the bilinear probabilities of any rows): the margin covers both box
-    filters and the coarse grid's upsampling, and starts on that grid, so the band equals refining the whole
-    image and cutting it out, in memory bounded by the band."""
-    H = guide.shape[0]
-    sub = max(1, r // 4)
-    margin = 2 * (round(r / sub) + 2) * sub
-    lo = max(0, (rows.start - margin) // sub * sub)
-    hi = min(H, rows.stop + margin)
-    q = guided(probs_of_rows(slice(lo, hi)), guide[lo:hi], r, eps)
-    return q[:, rows.start - lo : rows.stop - lo]
+def _pool(x: torch.Tensor, sub: int) -> torch.Tensor:
+    """[C, H, W] -> the means of sub x sub cells (the last ones as far as the image goes)."""
+    return F.avg_pool2d(x[None], sub, ceil_mode=True)[0] if sub > 1 else x
+
+
+def guided(probs: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+    """The guided filter of a whole image's probabilities [K, H, W] (see `Guided`)."""
+    return Guided(lambda rs: probs[:, rs], guide, r, eps).rows(slice(0, guide.shape[0]))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from core.cache import FeatureStore
-from core.edges import EdgeConfig, luminance, refine_rows
+from core.edges import EdgeConfig, Guided, luminance
 from core.errors import InputError
 from core.features import PatchFeatures, upsample_rows
 from core.head import LinearHead
@@ -72,18 +72,19 @@ def predict(
     ent = np.empty((H, W), np.float32)
     rows = max(1, band_bytes // (4 * (4 if guide is None else 16) * k * W))  # [K, rows, W] temporaries
     norm = math.log(k) if k > 1 else 1.0
-    luma = None
+    refined = None
     if guide is not None:
         if guide.shape[:2] != (H, W):
             raise InputError(f"the guide image is {guide.shape[1]}x{guide.shape[0]}, the prediction {W}x{H}")
-        luma, radius = luminance(guide), edges.radius((H, W), feats.grid)
+        bilinear = lambda rs: upsample_rows(logits, (H, W), rs).softmax(0)  # noqa: E731
+        radius = edges.radius((H, W), feats.grid)
+        refined = Guided(bilinear, luminance(guide), radius, edges.eps, rows)
     for r0 in range(0, H, rows):
         band = slice(r0, min(H, r0 + rows))
-        if luma is None:
+        if refined is None:
             logp = upsample_rows(logits, (H, W), band).log_softmax(0)
         else:
-            bilinear = lambda rs: upsample_rows(logits, (H, W), rs).softmax(0)  # noqa: E731
-            logp = refine_rows(bilinear, luma, band, radius, edges.eps).clamp(min=1e-12).log()
+            logp = refined.rows(band).clamp(min=1e-12).log()
         p = logp.exp()
         best, arg = p.max(0)
         labels[band] = arg.numpy().astype(np.uint8)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.edges import EdgeConfig, box, guided, luminance, refine_rows
+from core.edges import EdgeConfig, Guided, box, guided, luminance
 from core.features import FeatureConfig, FeatureExtractor
 from core.predict import Predictor
 from core.train import LabelledImage, train_head
@@ -29,22 +29,15 @@ def test_bands_equal_the_whole_image_and_the_result_is_a_distribution():
     guide = torch.rand(40, 23, generator=g)
     whole = guided(probs, guide, 3, 1e-3)
     assert (whole >= 0).all() and torch.allclose(whole.sum(0), torch.ones(40, 23), atol=1e-5)
-    bands = torch.cat(
-        [
-            refine_rows(lambda rs: probs[:, rs], guide, slice(r, min(40, r + 7)), 3, 1e-3)
-            for r in range(0, 40, 7)
-        ],
-        1,
-    )
+    g3 = Guided(lambda rs: probs[:, rs], guide, 3, 1e-3, band_rows=5)
+    bands = torch.cat([g3.rows(slice(r, min(40, r + 7))) for r in range(0, 40, 7)], 1)
     torch.testing.assert_close(bands, whole, atol=1e-5, rtol=0)
     # a radius large enough for the coarse grid (the fast form): bands still equal the whole image
     probs = torch.rand(3, 203, 57, generator=g).softmax(0)
     guide = torch.rand(203, 57, generator=g)
     whole = guided(probs, guide, 13, 1e-3)
-    parts = [
-        refine_rows(lambda rs: probs[:, rs], guide, slice(r, min(203, r + 50)), 13, 1e-3)
-        for r in range(0, 203, 50)
-    ]
+    g13 = Guided(lambda rs: probs[:, rs], guide, 13, 1e-3, band_rows=20)  # (coarse cells of 3 rows)
+    parts = [g13.rows(slice(r, min(203, r + 50))) for r in range(0, 203, 50)]
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=0)
 
 
