@@ -38,7 +38,7 @@ def _reachable(url: str, timeout: float = 2.0) -> bool:
 class AppProcess:
     """The app started by the bench, in its own process; stopped by its pid only."""
 
-    def __init__(self, cfg: BenchConfig, data_dir: Path):
+    def __init__(self, cfg: BenchConfig, data_dir: Path, resolution: str | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = data_dir.parent / "app.log"
@@ -54,8 +54,8 @@ class AppProcess:
             str(self.port),
             "--data-dir",
             str(data_dir),
-            "--long-side",
-            str(cfg.long_side),
+            "--resolution",
+            resolution or str(cfg.long_side),
         ]
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())

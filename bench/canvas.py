@@ -54,18 +54,26 @@ FLAGS = [
 TIMEOUT_MS = 180_000
 
 
-def prepare(cfg: BenchConfig, data: Path, n_images: int, labelled: int) -> list[synth.Scene]:
-    """Project 'default' with k classes and n scenes; ~`labelled` pixels already labelled (strokes through
-    the operation API, as a canvas sends them) on every image but the first; features computed."""
+def prepare(
+    cfg: BenchConfig,
+    data: Path,
+    n_images: int,
+    labelled: int,
+    size: tuple[int, int] | None = None,
+    resolution: str | None = None,
+) -> list[synth.Scene]:
+    """Project 'default' with k classes and n scenes (`size` (H, W), default canvas_size square); ~`labelled`
+    pixels already labelled (strokes through the operation API, as a canvas sends them) on every image but
+    the first; features computed at `resolution` (default: the bench's long side)."""
     from core.backbone import load_backbone
     from core.config import FeatureConfig
     from engine import ProjectEngine
     from storage import Repository
 
     k = min(cfg.num_classes, 3)
-    scenes = [
-        synth.make_scene(cfg.canvas_size, cfg.canvas_size, k, cfg.seed + 900 + i) for i in range(n_images)
-    ]
+    h, w = size or (cfg.canvas_size, cfg.canvas_size)
+    scale = max(1.0, max(h, w) / cfg.canvas_size)  # (a big scene: the same kind of scene drawn larger)
+    scenes = [synth.make_scene(h, w, k, cfg.seed + 900 + i, scale) for i in range(n_images)]
     with Repository.open(data) as repo:
         p = repo.create_project("default")
         ids = [repo.list_classes(p.id)[0].id] + [repo.add_class(p.id, f"class {j}").id for j in range(1, k)]
@@ -88,7 +96,7 @@ def prepare(cfg: BenchConfig, data: Path, n_images: int, labelled: int) -> list[
             repo,
             load_backbone(cfg.backbone, weights="random"),
             data / "features",
-            FeatureConfig(cfg.long_side),
+            FeatureConfig.parse(resolution or str(cfg.long_side)),
         )
         try:
             for image_id in images:
@@ -126,7 +134,7 @@ def _stroke_in(
     """A short straight stroke (image pixels) well inside a region of class `cls`."""
     from scipy import ndimage
 
-    length = min(length, gt.shape[1] // 4)
+    length = min(max(length, gt.shape[1] // 13), gt.shape[1] // 4)  # (longer on a big image)
     inside = ndimage.binary_erosion(gt == cls, iterations=max(1, min(8, gt.shape[0] // 24)))
     if not inside.any():
         inside = gt == cls
@@ -163,13 +171,20 @@ def launch(playwright, profile: Path):  # type: ignore[no-untyped-def]
 
 
 def browser_session(
-    cfg: BenchConfig, work: Path, n_images: int, labelled: int, strokes: int, toggles: bool
+    cfg: BenchConfig,
+    work: Path,
+    n_images: int,
+    labelled: int,
+    strokes: int,
+    toggles: bool,
+    size: tuple[int, int] | None = None,
+    resolution: str | None = None,
 ) -> dict:
     from playwright.sync_api import sync_playwright
 
     data = work / "data"
-    scenes = prepare(cfg, data, n_images, labelled)
-    app = AppProcess(cfg, data)
+    scenes = prepare(cfg, data, n_images, labelled, size, resolution)
+    app = AppProcess(cfg, data, resolution)
     try:
         app.wait_ready(cfg.app_start_timeout_s)
         with sync_playwright() as p:
@@ -386,6 +401,9 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         "stroke to overlay p50 (20 images, ~100k px)",
         "toggle repaint",
         "concurrent clients",
+        "stroke to overlay p50 / p95 (big images, 3)",
+        "stroke to overlay p50 (big images, 20, ~300k px)",
+        "bytes per stroke (big images)",
     )
     try:
         import playwright  # noqa: F401
@@ -408,6 +426,22 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
             max(3, cfg.canvas_strokes // 2),
             toggles=False,
         )
+        big = [
+            browser_session(
+                cfg,
+                work / f"big{n}",
+                n,
+                px,
+                max(3, cfg.canvas_strokes // 2),
+                toggles=False,
+                size=cfg.canvas_big_size,
+                resolution=cfg.canvas_big_resolution,
+            )
+            for n, px in (
+                (cfg.canvas_big_images, 0),
+                (cfg.canvas_big_images_large, cfg.canvas_big_labelled_pixels),
+            )
+        ]
         conc = concurrent_clients(cfg, work / "concurrent")
     except ApiUnavailable as exc:
         section.skipped = f"the app did not start: {exc}"
@@ -427,6 +461,11 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         "browser_stroke_to_overlay_p95_ms": p(small["overlay_ms"], 95),
         "browser_stroke_to_overlay_p50_ms_20_images": p(large["overlay_ms"], 50),
         "browser_stroke_to_overlay_p95_ms_20_images": p(large["overlay_ms"], 95),
+        "big_stroke_to_overlay_p50_ms": p(big[0]["overlay_ms"], 50),
+        "big_stroke_to_overlay_p95_ms": p(big[0]["overlay_ms"], 95),
+        "big_bytes_per_stroke": big[0]["bytes_per_stroke"],
+        "big_stroke_to_overlay_p50_ms_large": p(big[1]["overlay_ms"], 50),
+        "big_stroke_to_overlay_p95_ms_large": p(big[1]["overlay_ms"], 95),
         "toggle_repaint_ms": p(small["toggle_ms"], 50),
         "toggle_repaint_max_ms": max(small["toggle_ms"] or [0]),
         "toggle_server_calls": small["toggle_server_calls"],
@@ -456,6 +495,16 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
             f"the same, {cfg.canvas_images_large} images, {cfg.canvas_labelled_pixels:,} px labelled",
             f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} / "
             f"{fig['browser_stroke_to_overlay_p95_ms_20_images']:.0f} ms",
+        ),
+        (
+            f"{cfg.canvas_big_size[1]}x{cfg.canvas_big_size[0]} images at {cfg.canvas_big_resolution}, "
+            f"{cfg.canvas_big_images} images: stroke to overlay p50 / p95, bytes per stroke",
+            f"{fig['big_stroke_to_overlay_p50_ms']:.0f} / {fig['big_stroke_to_overlay_p95_ms']:.0f} ms, "
+            f"{fig['big_bytes_per_stroke'] / 1024:.1f} KiB",
+        ),
+        (
+            f"the same, {cfg.canvas_big_images_large} images, {cfg.canvas_big_labelled_pixels:,} px labelled",
+            f"{fig['big_stroke_to_overlay_p50_ms_large']:.0f} / {fig['big_stroke_to_overlay_p95_ms_large']:.0f} ms",
         ),
         (
             "opacity / class-toggle repaint p50 (max)",
@@ -498,6 +547,28 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         "<= 600 ms",
         f"{fig['browser_stroke_to_overlay_p50_ms_20_images']:.0f} ms",
         fig["browser_stroke_to_overlay_p50_ms_20_images"] <= 600,
+    )
+    big_name = f"{cfg.canvas_big_size[1]}x{cfg.canvas_big_size[0]} at {cfg.canvas_big_resolution}"
+    t(
+        names[5],
+        "<= 250 / 500 ms",
+        f"{fig['big_stroke_to_overlay_p50_ms']:.0f} / {fig['big_stroke_to_overlay_p95_ms']:.0f} ms",
+        fig["big_stroke_to_overlay_p50_ms"] <= 250 and fig["big_stroke_to_overlay_p95_ms"] <= 500,
+        big_name,
+    )
+    t(
+        names[6],
+        "<= 600 ms",
+        f"{fig['big_stroke_to_overlay_p50_ms_large']:.0f} ms",
+        fig["big_stroke_to_overlay_p50_ms_large"] <= 600,
+        f"{big_name}, {cfg.canvas_big_images_large} images",
+    )
+    t(
+        names[7],
+        "<= 64 KiB",
+        f"{fig['big_bytes_per_stroke'] / 1024:.1f} KiB",
+        fig["big_bytes_per_stroke"] <= 64 * 1024,
+        big_name,
     )
     t(
         names[3],

@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from core.atomic import atomic_path
-from core.features import FeatureExtractor, PatchFeatures
+from core.features import FeatureConfig, FeatureExtractor, PatchFeatures
 from core.imageio import pixel_hash
 from core.lru import LRU
 
@@ -38,6 +38,21 @@ class FeatureStore:
         self.max_memory_bytes = int(max_memory_bytes)
         self._lru: LRU[PatchFeatures] = LRU(max_bytes=self.max_memory_bytes, size=self._nbytes)
         self.hits = self.misses = 0
+        self._siblings: dict[
+            FeatureConfig, FeatureStore
+        ] = {}  # (one store per resolution: batches stay whole)
+
+    def at(self, config: FeatureConfig) -> FeatureStore:
+        """The store of the same backbone at another resolution (a project's own): the same folder and the
+        same memory budget (one LRU; the keys tell the resolutions apart)."""
+        if config == self.extractor.config:
+            return self
+        other = self._siblings.get(config)
+        if other is None:
+            other = FeatureStore(FeatureExtractor(self.extractor.backbone, config), self.cache_dir, 0)
+            other.max_memory_bytes, other._lru = self.max_memory_bytes, self._lru
+            other = self._siblings.setdefault(config, other)
+        return other
 
     # -- keys and files -------------------------------------------------------------------------
     def key(self, image_hash: str) -> str:

@@ -46,7 +46,7 @@ class ProjectEngine:
         self.repo = repo
         self.store = store
         self.settings = settings
-        self.worker = FeatureWorker(store, settings.feature_batch, on_done=self._features_done)
+        self.worker = FeatureWorker(settings.feature_batch, on_done=self._features_done)
         self.trainer = Trainer(
             lambda pid, gen, stop: jobs.train_project(self, pid, gen, stop), settings.debounce_s
         )
@@ -68,7 +68,8 @@ class ProjectEngine:
         self._display: LRU[np.ndarray] = LRU(settings.display_cache)
         self._views: LRU[Any] = LRU(16)
         self._eval: LRU[EvalResult] = LRU(8)
-        self.needs = LabelNeeds(repo, store, settings.seed)
+        self.needs = LabelNeeds(repo, self.cached_features, settings.seed)
+        self._configs: dict[int, FeatureConfig] = {}  # project id -> its resolution (read once)
 
     @classmethod
     def create(
@@ -107,8 +108,50 @@ class ProjectEngine:
 
     @property
     def feature_config(self) -> FeatureConfig:
-        """How images become tokens here (the resolution every head of this server records)."""
+        """The server's default resolution (--resolution): a project without its own uses it."""
         return self.store.extractor.config
+
+    def project_config(self, project_id: int) -> FeatureConfig:
+        """How the project's images become tokens: its own resolution (project settings) or the server's."""
+        with self._lock:
+            cfg = self._configs.get(project_id)
+        if cfg is None:
+            own = self.repo.get_project(project_id).settings.get("resolution")
+            cfg = self._parse(own) if own else self.feature_config
+            with self._lock:
+                self._configs[project_id] = cfg
+        return cfg
+
+    def _parse(self, resolution: str) -> FeatureConfig:
+        """A resolution as the page writes it, with the server's batch, budget and tiling."""
+        b = self.feature_config
+        return FeatureConfig.parse(
+            resolution, batch_size=b.batch_size, max_tokens=b.max_tokens, tile=b.tile, overlap=b.overlap
+        )
+
+    def set_resolution(self, project_id: int, resolution: str | None) -> FeatureConfig:
+        """Choose the project's resolution ('auto', '16px', '448'; None or '' = the server's default). Its
+        images' features are then computed at it in the background (progress in `feature_progress`), the
+        head is retrained at it once they are, and the labels stay as they are. A head made at the old
+        resolution keeps predicting meanwhile (a linear head applies to tokens at any scale)."""
+        text = (resolution or "").strip()
+        cfg = self._parse(text) if text else None
+        if (cfg or self.feature_config) == self.project_config(project_id):
+            return self.project_config(project_id)
+        self.repo.update_project_settings(project_id, {"resolution": cfg.resolution if cfg else None})
+        ids = [i.id for i in self.repo.list_images(project_id)]
+        with self._lock:
+            self._configs.pop(project_id, None)
+            for image_id in ids:
+                self._sources.pop(image_id, None)
+            self._train_caches.pop(project_id, None)  # (its gathered tokens are at the old scale)
+        gone = set(ids)
+        self._predictions.discard(lambda k: k[1] in gone)
+        self.needs.forget_project(project_id, ids)
+        self._views.discard(lambda k: True)
+        self.ensure_features(project_id=project_id)
+        self.request_train(project_id)
+        return self.project_config(project_id)
 
     # ------------------------------------------------------------------ features
     def _source(self, image_id: int, info: ImageInfo | None = None) -> ImageSource:
@@ -116,14 +159,17 @@ class ProjectEngine:
             src = self._sources.get(image_id)
         if src is None:
             info = info or self.repo.get_image(image_id)
+            cfg = self.project_config(info.project_id)
             src = ImageSource(
                 image_id,
                 info.name,
                 info.pixel_hash or info.content_hash,
                 lambda: self.repo.image_rgb(image_id),
+                self.store.at(cfg),
             )
             with self._lock:
-                self._sources[image_id] = src
+                if self._configs.get(info.project_id) is cfg:  # (kept unless the resolution just changed)
+                    self._sources[image_id] = src
         return src
 
     def ensure_features(
@@ -142,7 +188,7 @@ class ProjectEngine:
         """Features of an image. wait=0: only if cached (never blocks on the backbone); a number: wait
         at most that long for them to be computed ahead of background work; None: wait until done."""
         src = self._source(image_id)
-        feats = self.store.cached(src.image_hash)
+        feats = src.store.cached(src.image_hash)
         if feats is not None or wait == 0.0:
             if feats is None:
                 self.worker.submit([src], HIGH)
@@ -162,13 +208,24 @@ class ProjectEngine:
             except NotFoundError:
                 continue
             state = self.head(info.project_id)
-            feats = self.store.cached(info.pixel_hash or info.content_hash)
+            feats = self.cached_features(info)
             if state is not None and feats is not None:
                 need = self.needs.one(info.project_id, state, image_id, feats)
                 self.repo.set_image_stats(image_id, active.image_score(need, feats.original_size), True)
 
+    def cached_features(self, info: ImageInfo) -> PatchFeatures | None:
+        """The image's features at its project's resolution if computed (never queues them)."""
+        src = self._source(info.id, info)
+        return src.store.cached(src.image_hash)
+
+    def feature_key(self, image_id: int) -> str:
+        """The cache identity of the image's features (its pixels at its project's resolution)."""
+        src = self._source(image_id)
+        return src.store.key(src.image_hash)
+
     def has_features(self, image_id: int) -> bool:
-        return self.store.contains(self._source(image_id).image_hash)
+        src = self._source(image_id)
+        return src.store.contains(src.image_hash)
 
     def feature_failure(self, image_id: int) -> str | None:
         return self.worker.failure(image_id)
@@ -501,7 +558,7 @@ class ProjectEngine:
         if feats is None:
             return None
         return self._views.get_or_compute(
-            ("km", image_id, k, tuple(size), self.store.key(self._source(image_id).image_hash)),
+            ("km", image_id, k, tuple(size), self.feature_key(image_id)),
             lambda: kmeans_image(
                 analysis.tokens_numpy(feats), k, (int(size[0]), int(size[1])), seed=self.settings.seed
             ),

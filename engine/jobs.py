@@ -43,8 +43,7 @@ class TrainingHost(Protocol):
     def backbone_name(self) -> str: ...
     @property
     def weights_id(self) -> str: ...
-    @property
-    def feature_config(self) -> FeatureConfig: ...
+    def project_config(self, project_id: int) -> FeatureConfig: ...
     def features(self, image_id: int, wait: float | None = 0.0) -> PatchFeatures | None: ...
     def has_features(self, image_id: int) -> bool: ...
     def feature_failure(self, image_id: int) -> str | None: ...
@@ -70,6 +69,7 @@ def _check(stop: Stop) -> None:
 def train_project(engine: TrainingHost, project_id: int, generation: int, stop: Stop):
     """Train the project's head from its stored labels; returns (outcome, post-processing)."""
     repo, config = engine.repo, engine.settings.train
+    resolution = engine.project_config(project_id)  # (what the features gathered below are at)
     classes = repo.list_classes(project_id)
     if len(classes) < 2:
         raise TrainingError(
@@ -163,8 +163,8 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
         "weights_id": engine.weights_id,
         "classes": names,
         "class_ids": list(class_ids),
-        "long_side": 0 if engine.feature_config.scale is not None else engine.feature_config.long_side,
-        "resolution": engine.feature_config.resolution,
+        "long_side": 0 if resolution.scale is not None else resolution.long_side,
+        "resolution": resolution.resolution,
         "train": train_info,
         "feature_version": FEATURE_VERSION,
     }
@@ -204,7 +204,7 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
             {
                 "config": config.to_dict(),
                 "backbone": engine.backbone_name,
-                "resolution": engine.feature_config.resolution,
+                "resolution": resolution.resolution,
                 "images": len(labelled),
             },
             result.seconds,

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import numpy as np
 
 from core import active
-from core.cache import FeatureStore
 from core.features import PatchFeatures
 from core.lru import LRU
 from engine.analysis import HeadState
@@ -30,8 +29,10 @@ class NeedsStopped(Exception):
 
 
 class LabelNeeds:
-    def __init__(self, repo: Repository, store: FeatureStore, seed: int = 0):
-        self.repo, self.store, self.seed = repo, store, seed
+    def __init__(
+        self, repo: Repository, features: Callable[[ImageInfo], PatchFeatures | None], seed: int = 0
+    ):
+        self.repo, self._cached, self.seed = repo, features, seed
         self._lock = threading.Lock()
         self._clusters: dict[
             int, tuple[int, active.PatchClusters]
@@ -43,7 +44,7 @@ class LabelNeeds:
         self._assigned: LRU[tuple[active.PatchClusters, np.ndarray]] = LRU(GRIDS_KEPT)
 
     def _features(self, info: ImageInfo) -> PatchFeatures | None:
-        return self.store.cached(info.pixel_hash or info.content_hash)
+        return self._cached(info)
 
     def _clusters_for(self, project_id: int, feats: list[PatchFeatures]) -> active.PatchClusters | None:
         with self._lock:
@@ -76,6 +77,14 @@ class LabelNeeds:
     def forget(self, image_id: int) -> None:
         self._shares.pop(image_id)
         self._assigned.pop(image_id)
+
+    def forget_project(self, project_id: int, image_ids: list[int]) -> None:
+        """A new resolution: the project's clusters and its images' grids are of the old tokens."""
+        with self._lock:
+            self._clusters.pop(project_id, None)
+            self._totals.pop(project_id, None)
+        for image_id in image_ids:
+            self.forget(image_id)
 
     def all(
         self, project_id: int, state: HeadState, stop: Callable[[], bool] = lambda: False

@@ -27,27 +27,26 @@ HIGH, NORMAL = 0, 1
 
 @dataclass(frozen=True)
 class ImageSource:
-    """What the worker needs to compute one image: its pixels (loaded lazily) and its cache identity."""
+    """What the worker needs to compute one image: its pixels (loaded lazily), its cache identity and the
+    store of its project's resolution."""
 
     image_id: int
     name: str
     image_hash: str
     load: Callable[[], np.ndarray]
+    store: FeatureStore
 
 
 class FeatureWorker:
     """A background thread owning every backbone forward pass (see the module docstring)."""
 
-    def __init__(
-        self, store: FeatureStore, batch: int = 4, on_done: Callable[[list[int]], None] | None = None
-    ):
-        self.store = store
+    def __init__(self, batch: int = 4, on_done: Callable[[list[int]], None] | None = None):
         self.on_done = on_done  # called (in the worker thread) with the ids of images just computed
         self.batch = max(1, int(batch))
         self._cond = threading.Condition()
         self._pending: dict[int, tuple[int, int, ImageSource]] = {}  # image id -> (priority, seq, source)
         self._seq = 0
-        self._running: list[int] = []
+        self._running: dict[int, FeatureStore] = {}  # image id -> the store (resolution) it is computed for
         self._events: dict[int, threading.Event] = {}
         self._failed: dict[int, str] = {}
         self._done = 0
@@ -64,19 +63,19 @@ class FeatureWorker:
         queued = 0
         with self._cond:
             for src in sources:
-                if src.image_id in self._running:
+                if self._running.get(src.image_id) is src.store:
                     continue
                 if src.image_id in self._pending:
-                    old_prio, seq, _ = self._pending[src.image_id]
-                    if priority < old_prio:
-                        self._pending[src.image_id] = (priority, seq, src)
+                    old_prio, seq, old = self._pending[src.image_id]
+                    if priority < old_prio or old.store is not src.store:  # (its project's new resolution)
+                        self._pending[src.image_id] = (min(priority, old_prio), seq, src)
                     continue
                 # Bulk requests (a restart queues every image) only look for the file, so finished images
                 # are neither redone nor read; an interactive one reads it (a torn file is then redone).
                 done = (
-                    self.store.contains(src.image_hash)
+                    src.store.contains(src.image_hash)
                     if priority != HIGH
-                    else self.store.cached(src.image_hash) is not None
+                    else src.store.cached(src.image_hash) is not None
                 )
                 if done:
                     continue
@@ -96,7 +95,7 @@ class FeatureWorker:
     def get(self, src: ImageSource, timeout: float | None = None) -> PatchFeatures | None:
         """Features of one image: from the cache, or computed next (ahead of background work).
         Waits at most `timeout` seconds (None = until done); returns None on timeout or failure."""
-        feats = self.store.cached(src.image_hash)
+        feats = src.store.cached(src.image_hash)
         if feats is not None:
             return feats
         self.submit([src], priority=HIGH)
@@ -105,15 +104,11 @@ class FeatureWorker:
             if src.image_id not in self._pending and src.image_id not in self._running:
                 event.set()  # computed between our cache check and the submit
         event.wait(timeout)
-        return self.store.cached(src.image_hash)
+        return src.store.cached(src.image_hash)
 
     def failure(self, image_id: int) -> str | None:
         with self._cond:
             return self._failed.get(image_id)
-
-    def is_queued(self, image_id: int) -> bool:
-        with self._cond:
-            return image_id in self._pending or image_id in self._running
 
     def progress(self) -> FeatureProgress:
         with self._cond:
@@ -145,7 +140,7 @@ class FeatureWorker:
             chosen = chosen[:1]  # an interactive request is answered alone, as fast as possible
         for src in chosen:
             del self._pending[src.image_id]
-        self._running = [src.image_id for src in chosen]
+        self._running = {src.image_id: src.store for src in chosen}
         return chosen
 
     def _loop(self) -> None:
@@ -159,18 +154,18 @@ class FeatureWorker:
             self._run(batch)
             with self._cond:
                 for src in batch:
-                    self._events.setdefault(src.image_id, threading.Event()).set()
+                    if src.image_id not in self._pending:  # (else queued again at a new resolution)
+                        self._events.setdefault(src.image_id, threading.Event()).set()
                 self._done += len(batch)
-                self._running = []
+                self._running = {}
                 self._current = ""
                 self._cond.notify_all()
 
     def _run(self, batch: list[ImageSource]) -> None:
-        images, hashes, ok = [], [], []
+        images, ok = [], []
         for src in batch:
             try:
                 images.append(src.load())
-                hashes.append(src.image_hash)
                 ok.append(src)
             except Exception as exc:  # a deleted or unreadable image must not stop the worker
                 log.warning("features: cannot load image %s (%s): %s", src.image_id, src.name, exc)
@@ -179,7 +174,9 @@ class FeatureWorker:
         if not ok:
             return
         try:
-            self.store.get_many(images, hashes)
+            for store in {id(src.store): src.store for src in ok}.values():  # (a batch may mix resolutions)
+                mine = [i for i, src in enumerate(ok) if src.store is store]
+                store.get_many([images[i] for i in mine], [ok[i].image_hash for i in mine])
         except Exception as exc:
             log.exception("features: backbone failed on %s", ", ".join(s.name for s in ok))
             with self._cond:

@@ -12,6 +12,8 @@ Routes (README "REST API" has examples):
   GET  /images                      [{"id", "name", "width", "height", "labelled_pixels", "label_version"}]
   POST /images                      multipart `files` (images or zips) -> {"imported": [...], "rejected": [...]}
   GET  /features                    background feature extraction: done, total, images/s, seconds left
+  GET  /resolution                  {"resolution", "description", "default"}: image pixels per token
+  PUT  /resolution                  {"resolution": "auto" | "16px" | "448" | null}: features recomputed, retrain
   GET  /images/{id}/file            the image upright: the stored JPEG or PNG as it is, else a JPEG with the
                                     EXIF orientation applied; ?side=1536: a JPEG at most that size
   POST /images/{id}/ops             one edit operation (storage.ops) -> {"op_id", "seq", "duplicate", ...};
@@ -67,9 +69,13 @@ MAX_WAIT_S = 25.0
 POLL_S = 0.01  # how often a waiting prediction request looks at the engine's head id (in memory)
 
 
-def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
-    """The prediction as it travels: the head's class scores on the patch grid, float32 little-endian,
-    base64, shape [K, h, w] (channel-major). `classes[k]` is the class index of channel k (null: deleted).
+SCORE_TYPES = {"float32": "<f4", "float16": "<f2"}  # ?dtype=: float16 halves the bytes (the canvas's choice)
+
+
+def prediction_json(scores: GridScores, label_version: int, dtype: str = "float32") -> dict[str, Any]:
+    """The prediction as it travels: the head's class scores on the patch grid, little-endian `dtype`
+    (float32, or float16 when asked for: half the bytes, argmax ties aside the same), base64, shape [K, h, w]
+    (channel-major). `classes[k]` is the class index of channel k (null: deleted).
     The client upsamples them to `size` with bilinear interpolation (align_corners=False) and takes the
     argmax, as `core.predict` does without the image. When asked for (`?edges=HxW`), `edges` is each pixel's
     class channel at that size by the boundary rule (core.edges: the image's edges), a grayscale PNG in
@@ -92,9 +98,11 @@ def prediction_json(scores: GridScores, label_version: int) -> dict[str, Any]:
         "size": list(scores.image_size),
         "channels": k,
         "classes": list(scores.channel_index),
-        "dtype": "float32",
+        "dtype": dtype,
         "label_version": label_version,
-        "logits": base64.b64encode(np.ascontiguousarray(scores.logits, "<f4").tobytes()).decode("ascii"),
+        "logits": base64.b64encode(np.ascontiguousarray(scores.logits, SCORE_TYPES[dtype]).tobytes()).decode(
+            "ascii"
+        ),
     }
 
 
@@ -225,6 +233,7 @@ class Api:
         r = APIRouter(prefix=PREFIX, dependencies=[Depends(self.check_login)])
         self._class_routes(r)
         self._image_routes(r)
+        self._resolution_routes(r)
         self._label_routes(r)
         self._prediction_route(r)
         self._export_route(r)
@@ -391,6 +400,34 @@ class Api:
                 path, media_type=media, headers={"ETag": etag, "Cache-Control": "private, max-age=86400"}
             )
 
+    def _resolution_routes(self, r: APIRouter) -> None:
+        ctx = self.ctx
+
+        def resolution_json(pid: int) -> dict:
+            cfg = ctx.engine.project_config(pid)
+            default = ctx.engine.feature_config.resolution
+            return {"resolution": cfg.resolution, "description": cfg.describe(), "default": default}
+
+        @r.get("/resolution")
+        def get_resolution(project: str) -> dict:
+            return resolution_json(self.project_id(project))
+
+        @r.put("/resolution")
+        async def put_resolution(project: str, request: Request) -> dict:
+            """The project's resolution (null: the server's): its features are recomputed in the background
+            (GET /features) and the head retrains; labels are untouched."""
+            body = await self.json_body(request)
+            value = body.get("resolution", 0) if isinstance(body, dict) else 0
+            if not (value is None or isinstance(value, str)):
+                raise HTTPException(422, 'send {"resolution": "auto" | "16px" | "448" | null}')
+
+            def run() -> dict:
+                pid = self.project_id(project)
+                ctx.engine.set_resolution(pid, value)
+                return resolution_json(pid)
+
+            return await asyncio.to_thread(_guard, run)
+
     def _label_routes(self, r: APIRouter) -> None:
         ctx = self.ctx
 
@@ -501,7 +538,10 @@ class Api:
             after: int | None = None,
             wait: float = 0.0,
             edges: str | None = None,
+            dtype: str = "float32",
         ) -> Response:
+            if dtype not in SCORE_TYPES:
+                raise HTTPException(422, f"dtype must be one of {', '.join(SCORE_TYPES)}; got {dtype[:40]!r}")
             pid, info = await asyncio.to_thread(self.image, project, image_id)
             edges_size = None if edges is None else _layer_size(edges, (info.height, info.width))
             deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
@@ -519,7 +559,7 @@ class Api:
                     if scores is not None:
                         version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version
                         return JSONResponse(
-                            prediction_json(scores, version), headers={"Cache-Control": "no-store"}
+                            prediction_json(scores, version, dtype), headers={"Cache-Control": "no-store"}
                         )
                 if now >= deadline:
                     return Response(status_code=204)

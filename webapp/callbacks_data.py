@@ -83,6 +83,40 @@ def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str
     return out
 
 
+def resolution_outputs(ctx: AppContext) -> dict:
+    """The project's resolution in the header and the Images tab."""
+    cfg = ctx.engine.project_config(ctx.project_id)
+    return {
+        "header": header_text(ctx),
+        "resolution": cfg.resolution,
+        "resolution_md": f"This project: **{md(cfg.describe())}**.",
+    }
+
+
+def header_text(ctx: AppContext) -> str:
+    backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
+    return (
+        f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone}, "
+        f"{ctx.engine.project_config(ctx.project_id).describe()}, + a linear head trained on your scribbles "
+        "and points</span>"
+    )
+
+
+@ui_errors
+def set_resolution(ctx: AppContext, sess: Session, resolution: str | None) -> dict:
+    """A new resolution for the project: features are recomputed at it (progress in the status line) and the
+    head retrains; labels are untouched."""
+    before = ctx.engine.project_config(ctx.project_id)
+    after = ctx.engine.set_resolution(ctx.project_id, resolution)
+    out = resolution_outputs(ctx)
+    if after != before:
+        gr.Info(f"Resolution {after.resolution}: features are being recomputed; the head retrains after.")
+        out["timer"] = gr.Timer(active=True)
+        if sess.image_id is not None:
+            out |= annotate.show(ctx, sess, sess.image_id)
+    return out
+
+
 def tiff_options(
     plane: str | None, channels: str | None, low: float | None, high: float | None
 ) -> TiffOptions:

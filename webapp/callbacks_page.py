@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webapp import callbacks_classes, callbacks_views
+from webapp import callbacks_classes, callbacks_data, callbacks_views
 from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
 
@@ -24,6 +24,7 @@ def page_load(ctx: AppContext, sess: Session, sort: str, request: gr.Request | N
     out |= callbacks_views.gallery(ctx, sess, sort)
     out["status"] = callbacks_views.status_text(ctx)
     out["timer"] = callbacks_views.timer(ctx)
+    out |= callbacks_data.resolution_outputs(ctx)  # (another tab may have changed it)
     if sess.image_id is not None:
         out["split"] = ctx.repo.get_image(sess.image_id).split
     return out

@@ -31,6 +31,27 @@ def build_images(ui: UI, allow_server_paths: bool) -> None:
                 "**No images at hand?** Load a few photos that ship with scikit-image (no network needed)."
             )
             ui.add(samples_btn=gr.Button("Load sample images", variant="primary", elem_id="samples-btn"))
+    with gr.Accordion("Resolution: image pixels per token", open=False, elem_id="resolution-box"):
+        gr.Markdown(
+            "<span class='muted'>How finely the backbone sees this project's images. <b>auto</b>: a small "
+            "image's longer side at 32 tokens (objects at the size the backbone learnt them), a big one's up "
+            "to a token per 14 px within 4,096 tokens (tiles of 518 px blended across their overlap). "
+            "<b>16px</b>: that many image pixels a token (finer costs more: time grows with the tokens). "
+            "<b>448</b>: every image's longer side fed at 448 px, the paper's setting. Changing it recomputes "
+            "the features in the background and retrains; the labels stay as they are.</span>"
+        )
+        with gr.Row(equal_height=True):
+            ui.add(
+                resolution=gr.Dropdown(
+                    ["auto", "8px", "14px", "28px", "448", "896"],
+                    label="Resolution",
+                    allow_custom_value=True,
+                    scale=2,
+                    elem_id="resolution",
+                )
+            )
+            ui.add(resolution_btn=gr.Button("Apply", scale=1, elem_id="resolution-btn"))
+        ui.add(resolution_md=gr.Markdown("", elem_id="resolution-md"))
     with gr.Accordion("TIFF and scientific images", open=False):
         gr.Markdown(
             "<span class='muted'>A TIFF stack becomes one image per plane (or only the plane you pick). "

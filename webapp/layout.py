@@ -14,12 +14,12 @@ from webapp import callbacks_page as cbp
 from webapp import callbacks_views as cbv
 from webapp.callbacks_classes import DROP, REASSIGN
 from webapp.context import AppContext, Session
-from webapp.text import md
 from webapp.ui import UI, bind
 
 TICK_SECONDS = 1.5  # the status timer, active only while features are computed or a fit runs
 
 # Outputs of everything that (re)opens an image in the annotation panel.
+RESOLUTION_OUT = ["header", "resolution", "resolution_md"]
 SHOW = ["state", "canvas", "title", "info", "split", "current_image", "gallery", "gallery_range"]
 VIEW_IN = ["state", "view_mode", "opacity", "class_toggles", "k"]
 VIEW_OUT = ["state", "view_img", "view_note"]
@@ -57,12 +57,7 @@ DELETE_CLASS_JS = f"""(...args) => {{
 
 
 def header(ctx: AppContext, ui: UI) -> None:
-    backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
-    gr.Markdown(
-        f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone}, "
-        f"{ctx.engine.feature_config.describe()}, + a linear head trained on your scribbles and points</span>",
-        elem_id="header",
-    )
+    ui.add(header=gr.Markdown(cbd.header_text(ctx), elem_id="header"))
     ui.add(banner=gr.Markdown(ctx.banner, elem_id="banner", visible=bool(ctx.banner)))
     ui.add(status=gr.Markdown("", elem_id="status-line"))
 
@@ -111,7 +106,7 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
     on = lambda *a, **k: _on(ui, ctx, *a, **k)  # noqa: E731
     gallery_out = ["state", "gallery", "gallery_range"]
 
-    load_out = list(dict.fromkeys(CLASS_OUT + gallery_out + ["status", "timer"]))
+    load_out = list(dict.fromkeys(CLASS_OUT + gallery_out + ["status", "timer", *RESOLUTION_OUT]))
 
     def page_load(sess: Session, sort: str, request: gr.Request):
         return bind(ctx, lambda c, s, so: cbp.page_load(c, s, so, request), load_out)(sess, sort)
@@ -237,6 +232,12 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
         view=True,
     )
     on(ui.split.input, cbd.set_split, ["state", "split"], ["title"])
+    on(
+        ui.resolution_btn.click,
+        cbd.set_resolution,
+        ["state", "resolution"],
+        [*RESOLUTION_OUT, "timer", *SHOW],
+    )
     on(
         ui.delete_image_btn.click,
         cbd.delete_image,

@@ -45,6 +45,20 @@ def test_key_depends_on_image_backbone_weights_and_size(random_backbone, tmp_pat
     assert other.key("h1") != a.key("h1")
 
 
+def test_a_store_at_another_resolution_shares_the_folder_and_the_memory_bound(random_backbone, tmp_path):
+    one = 384 * 4 * 4 * 2  # 4x4 grid of 384-d float16 tokens
+    store = _store(random_backbone, tmp_path, long_side=56, max_bytes=int(2.5 * one))
+    fine = store.at(FeatureConfig.parse("7px"))
+    assert store.at(store.extractor.config) is store and store.at(FeatureConfig.parse("7px")) is fine
+    assert fine.key("h1") != store.key("h1") and fine.cache_dir == store.cache_dir
+    rgb = np.random.default_rng(2).integers(0, 255, (28, 28, 3), dtype=np.uint8)
+    assert store.get(rgb).grid == (4, 4) and fine.get(rgb).grid == (4, 4)  # 28 px / 7 px a token
+    big = np.random.default_rng(3).integers(0, 255, (56, 56, 3), dtype=np.uint8)
+    assert fine.get(big).grid == (8, 8)
+    assert store.memory_bytes == fine.memory_bytes <= 2.5 * one  # one LRU, one bound
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 3
+
+
 def test_lru_stays_within_its_byte_bound(random_backbone, tmp_path):
     one = 384 * 4 * 4 * 2  # 4x4 grid of 384-d float16 tokens
     store = _store(random_backbone, tmp_path, max_bytes=int(2.5 * one))

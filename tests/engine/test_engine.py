@@ -253,3 +253,43 @@ def test_val_labels_are_never_trained_on_and_evaluation_scores_only_held_out_ima
     repo.set_split(val.id, "train")  # every ground-truth image now trained on: nothing to score honestly
     engine.train_now(project.id, timeout=120)
     assert engine.evaluate(project.id) is None
+
+
+def test_a_project_chooses_its_resolution_and_its_features_and_head_follow(
+    repo, project, engine, random_backbone, tmp_path
+):
+    from core.errors import InputError
+    from engine import ProjectEngine
+
+    image = add_image(repo, project)  # 84 x 112
+    other_project = repo.create_project("other")
+    elsewhere = repo.add_image(other_project.id, png_bytes(two_colour(seed=3)), "elsewhere.png")
+    repo.save_scribbles(image.id, two_strokes())
+    before = engine.train_now(project.id, timeout=120)
+    assert engine.features(image.id).tokens.shape[1:] == (6, 8)  # the server's 112-px long side
+    labels = repo.label_map(image.id).copy()
+
+    chosen = engine.set_resolution(project.id, "7px")  # a token per 7 image px: 12 x 16 tokens
+    assert chosen.resolution == "7px" and engine.project_config(project.id) == chosen
+    assert engine.project_config(other_project.id) == engine.feature_config  # the other keeps the server's
+    assert engine.features(image.id, wait=120).tokens.shape[1:] == (12, 16)
+    assert engine.features(elsewhere.id, wait=120).tokens.shape[1:] == (6, 8)
+    assert np.array_equal(repo.label_map(image.id), labels)  # labels untouched
+    # the old head still predicts on the new tokens meanwhile; the retrain asked for records the new scale
+    assert engine.prediction(project.id, image.id).labels.shape == (84, 112)
+    after = engine.train_now(project.id, timeout=120)
+    assert after.head_id != before.head_id
+    assert repo.latest_head(project.id).meta["resolution"] == "7px"
+    assert (engine.prediction(project.id, image.id).labels[42, :40] == 1).mean() > 0.9
+
+    with pytest.raises(InputError, match="auto"):
+        engine.set_resolution(project.id, "fine")
+    assert engine.project_config(project.id).resolution == "7px"  # a refused value changes nothing
+    # stored with the project: a restarted server keeps it; None goes back to the server's
+    again = ProjectEngine.create(repo, random_backbone, tmp_path / "features", FeatureConfig(112))
+    try:
+        assert again.project_config(project.id).resolution == "7px"
+        assert again.set_resolution(project.id, None) == again.feature_config
+        assert again.features(image.id, wait=120).tokens.shape[1:] == (6, 8)
+    finally:
+        again.close()

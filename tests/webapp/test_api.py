@@ -152,6 +152,14 @@ def test_prediction_travels_small_and_matches_core(app):
         plain = Predictor(edges=None)
         plain.set_features(ctx.engine.features(im["id"]))
         assert (up == plain.predict(ctx.engine.head(ctx.project_id).head).labels).mean() > 0.999
+        # ?dtype=float16: the same scores in half the bytes; anything else is refused saying what is valid
+        half = c.get(f"{base}/images/{im['id']}/prediction", params={"dtype": "float16"}).json()
+        assert half["dtype"] == "float16" and half["version"] == p["version"]
+        assert len(base64.b64decode(half["logits"])) * 2 == len(base64.b64decode(p["logits"]))
+        h16 = np.frombuffer(base64.b64decode(half["logits"]), "<f2").reshape(logits.shape).astype(np.float32)
+        assert np.allclose(h16, logits, rtol=1e-3, atol=1e-3)
+        bad = c.get(f"{base}/images/{im['id']}/prediction", params={"dtype": "int8"})
+        assert bad.status_code == 422 and "float32, float16" in bad.json()["detail"]
         # and `edges` at the image's size is the app's prediction (boundaries following the image)
         r = c.get(f"{base}/images/{im['id']}/prediction", params={"edges": f"{H}x{W}"})
         shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["edges"]["png"]))))
@@ -289,7 +297,7 @@ def documented_keys() -> dict[str, set[str]]:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     table = readme.split("## REST API", 1)[1].split("\n## ", 1)[0]
     out = {}
-    for match in re.finditer(r"^\| `(GET|POST) ([^`]+)` \| (.+) \|$", table, re.M):
+    for match in re.finditer(r"^\| `(GET|POST|PUT) ([^`]+)` \| (.+) \|$", table, re.M):
         method, route, what = match.groups()
         response = what.split("→", 1)[1] if "→" in what else what
         start = response.find("{")
@@ -364,6 +372,15 @@ def test_the_readme_rest_table_matches_the_responses(app):
         for bad in ("0x5", f"{h + 1}x{w}", "big"):
             refused = c.get(f"{base}/images/{image}/prediction", params={"edges": bad})
             assert refused.status_code == 422 and "HEIGHTxWIDTH" in refused.json()["detail"]
+        seen["GET /resolution"] = set(c.get(f"{base}/resolution").json())
+        put = c.put(f"{base}/resolution", json={"resolution": "7px"})
+        assert put.status_code == 200 and put.json()["resolution"] == "7px", put.text
+        seen["PUT /resolution"] = set(put.json())
+        assert ctx.engine.features(image, wait=120).grid == (12, 16)  # recomputed at 7 px a token
+        for body, status in (({"resolution": "fine"}, 400), ({"resolution": 7}, 422), ({}, 422)):
+            refused = c.put(f"{base}/resolution", json=body)
+            assert refused.status_code == status and "auto" in refused.json()["detail"], refused.text
+        assert c.put(f"{base}/resolution", json={"resolution": None}).json()["resolution"] == "112"
         archive = c.get(f"{base}/export", params={"format": "archive"}).content
         made = c.post(
             f"{url}/api/v1/projects/docs/import",
@@ -409,7 +426,10 @@ def test_exports_stream_and_leave_nothing_behind(app):
         assert bad.status_code == 422 and "archive, voc, coco" in bad.json()["detail"]
         refused = c.get(f"{base}/export", params={"format": "archive", "predictions": "true"})
         assert refused.status_code in (400, 422) and "voc or coco" in refused.json()["detail"]
-    # each file was deleted once sent: the export folder holds nothing
+    # each file was deleted once sent (by a task that runs just after the last byte): the folder empties
+    deadline = time.monotonic() + 30
+    while [p for p in Path(ctx.export_dir).rglob("*") if p.is_file()] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [p for p in Path(ctx.export_dir).rglob("*") if p.is_file()] == []
 
 

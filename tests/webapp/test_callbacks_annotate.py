@@ -17,7 +17,7 @@ from webapp import callbacks_classes as cbc
 from webapp import callbacks_page as cbp
 from webapp import callbacks_views as cbv
 from webapp.context import Session
-from webapp.layout import CLASS_OUT, SHOW
+from webapp.layout import CLASS_OUT, RESOLUTION_OUT, SHOW
 from webapp.ui import bind
 
 LEFT = (slice(40, 44), slice(5, 50))  # the 112x84 test image: red on the left, blue on the right
@@ -39,7 +39,7 @@ def test_page_load_on_an_empty_project_guides_the_user(ctx, sess):
     assert sess.image_id is None and "Load sample images" in out["title"]
     assert out["gallery"]["value"] == [] and "Features" in out["status"]
     assert canvas(out)["image"] is None and canvas(out)["api"] == "/api/v1/projects/default"
-    assert set(out) <= set(CLASS_OUT + ["state", "gallery", "status", "split", "timer"])
+    assert set(out) <= set(CLASS_OUT + ["state", "gallery", "status", "split", "timer", *RESOLUTION_OUT])
 
 
 def test_the_canvas_gets_the_image_and_the_class_table(labelled_ctx, sess):

@@ -381,3 +381,17 @@ def test_a_page_open_across_a_restart_keeps_working(labelled_ctx, sess):
     with pytest.raises(gr.Error, match="not in this project"):
         cbc.rename(ctx, sess, "12345", "x")
     demo.close()
+
+
+def test_the_images_tab_sets_the_projects_resolution(labelled_ctx, sess):
+    ctx = labelled_ctx
+    [image] = ctx.images()
+    out = cbp.page_load(ctx, sess, cbv.SORTS[0])
+    assert out["resolution"] == "112" and "112 px" in out["resolution_md"] and "112 px" in out["header"]
+    out = cbd.set_resolution(ctx, sess, "7px")
+    assert out["resolution"] == "7px" and "7 image px a token" in out["header"]
+    assert "16 x 12 tokens (7 px a token)" in out["info"]  # the image panel says the new grid
+    assert ctx.engine.features(image.id, wait=120).grid == (12, 16)
+    with pytest.raises(gr.Error, match="not understood"):
+        cbd.set_resolution(ctx, sess, "<b>fine</b>")
+    assert ctx.engine.project_config(ctx.project_id).resolution == "7px"

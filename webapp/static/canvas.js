@@ -369,11 +369,20 @@ function axis(nIn, nOut, count, scale) {
   return { i0, i1, w1 };
 }
 
+function halves(u) {
+  // IEEE 754 binary16 -> float32 (the scores travel as float16: half the bytes)
+  const out = new Float32Array(u.length);
+  for (let i = 0; i < u.length; i++) {
+    const v = u[i], e = (v >> 10) & 31, m = v & 1023, s = v & 32768 ? -1 : 1;
+    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1024 + m) * 2 ** (e - 25);
+  }
+  return out;
+}
 function applyPrediction(p) {
   // Upsample the grid scores separably (rows first, then columns; the same weights as core's
   // interp_matrix) to the layer's pixels and take the argmax; confidence and entropy only when shown.
   const bytes = Uint8Array.from(atob(p.logits), (ch) => ch.charCodeAt(0));
-  const L = new Float32Array(bytes.buffer);
+  const L = p.dtype === 'float16' ? halves(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
   const [h, w] = p.grid, K = p.channels, [H, W] = p.size;
   const ow = S.predCanvas.width, oh = S.predCanvas.height;
   const ax = axis(w, W, ow, W / ow), ay = axis(h, H, oh, H / oh);
@@ -482,7 +491,7 @@ async function predictionLoop(token) {
     S.predAbort = abort;
     try {
       const edges = S.followEdges ? `&edges=${S.predCanvas.height}x${S.predCanvas.width}` : '';
-      res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20${after}${edges}`,
+      res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20&dtype=float16${after}${edges}`,
         { credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
     } catch (e) { res = null; }
     if (S.predAbort === abort) S.predAbort = null;
