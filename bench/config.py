@@ -106,6 +106,9 @@ class BenchConfig:
     resolution_size: tuple[int, int] = (248, 330)  # (H, W) at 1x
     resolution_scales: tuple[int, ...] = (1, 4, 8)
     resolution_pixels: int = 1_500  # scribbled px per scene at 1x
+    # synthetic token noise: low, so a region's inside is classified right and the boundaries are what is
+    # measured (the figures imply as much: mIoU 0.97 at 1x); at 1.0 errors inside regions dominate
+    resolution_noise: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,7 @@
 """Part `resolution`: masks as sharp as the image. Synthetic scenes with exact ground truth, a head trained on
 scribbles at their own size (1x), then the same scenes drawn 4x and 8x larger (regions and textures scaled,
 noise per pixel) predicted with it. The quality figures use synthetic tokens (bench.synth.TokenModel: each
-token the mix of class means over the pixels it covers, plus noise) on the grid each resolution gives, because
+token the mix of class means over the pixels it covers, plus noise, `resolution_noise`) on the grid each resolution gives, because
 random backbone weights carry no shape; the cost figures run the real (random-weight) backbone:
 - at a fixed long side of 448 px (every image gets the same 32-token grid: before scales) and at `auto`;
 - with the plain bilinear boundary and with the boundary rule (core.edges);
@@ -81,7 +81,9 @@ def run_resolution(cfg: BenchConfig, report: Report) -> None:
     from core.train import LabelledImage, train_head
 
     backbone = load_backbone(cfg.backbone, weights="random", device="cpu")
-    model = synth.TokenModel.create(cfg.num_classes, backbone.spec.embed_dim, cfg.seed)
+    model = synth.TokenModel.create(
+        cfg.num_classes, backbone.spec.embed_dim, cfg.seed, noise=cfg.resolution_noise
+    )
     h0, w0 = cfg.resolution_size
     seeds = [cfg.seed + 500 + i for i in range(cfg.resolution_scenes)]
     base = {s: synth.make_scene(h0, w0, cfg.num_classes, s) for s in seeds}

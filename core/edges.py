@@ -3,9 +3,12 @@ the image's edges.
 
 The head's scores live on the token grid; bilinear upsampling (core.features) puts every boundary somewhere
 inside a token, as smooth as the grid is coarse. A guided filter (He, Sun and Tang, "Guided Image Filtering",
-ECCV 2010) of the bilinear class probabilities, with the image's luminance as the guide, makes each class's
-probability locally an affine function of the image: where the image has an edge inside a token, the
-probabilities step with it. It is training-free (Eq. 1 is unchanged), costs a few box filters per class and
+ECCV 2010) of the bilinear class probabilities, with the image's colour as the guide, makes each class's
+probability locally an affine function of the image's R, G and B: where the image has an edge inside a token,
+the probabilities step with it. The colour form (a 3x3 covariance per window) follows edges between regions
+of equal brightness that luminance alone misses: measured on bench part `resolution`'s scenes, boundary F1
+at 3 px 0.80 -> 0.91 at 1x, 0.84 -> 0.93 at 4x (2 scenes, radius 1.5 tokens; 2 tokens then chosen by the same
+measurement). It is training-free (Eq. 1 is unchanged), costs a few box filters per class and
 runs at any output size: `predict` at the image's size, the canvas's overlay at its display size (the same
 function on fewer pixels). The box radius follows the token size at that output size, so a boundary can
 move to an image edge up to about a token away.
@@ -25,15 +28,13 @@ import torch.nn.functional as F
 
 from core.features import _axis_weights  # (the one bilinear rule)
 
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
-
 
 @dataclass(frozen=True)
 class EdgeConfig:
     """How far and how readily the class scores follow the image."""
 
-    radius_tokens: float = 1.5  # box radius in tokens (pixels: this times the token size at the output)
-    eps: float = 1e-3  # guide variance (luminance in 0..1) below which a window is treated as flat
+    radius_tokens: float = 2.0  # box radius in tokens (pixels: this times the token size at the output)
+    eps: float = 1e-3  # colour variance (0..1 a channel) below which a window is treated as flat
 
     def radius(self, out_size: tuple[int, int], grid: tuple[int, int]) -> int:
         """The box radius in output pixels for a token grid `grid` drawn at `out_size`."""
@@ -41,10 +42,9 @@ class EdgeConfig:
         return max(1, round(self.radius_tokens * px_per_token))
 
 
-def luminance(rgb: np.ndarray) -> torch.Tensor:
-    """[H, W, 3] uint8 -> [H, W] float32 in 0..1 (the guide)."""
-    x = torch.from_numpy(np.array(rgb, dtype=np.float32))  # (a copy: the caller's array may be read-only)
-    return (x[..., 0] * LUMA[0] + x[..., 1] * LUMA[1] + x[..., 2] * LUMA[2]) / 255.0
+def colour_rows(rgb: np.ndarray, rows: slice) -> torch.Tensor:
+    """Rows of an [H, W, 3] uint8 image as the guide: [3, len(rows), W] float32 in 0..1."""
+    return torch.from_numpy(np.array(rgb[rows], dtype=np.float32)).permute(2, 0, 1) / 255.0  # (a copy)
 
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -72,44 +72,45 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 class Guided:
-    """He et al.'s guided filter of class probabilities [K, H, W] with a guide [H, W], in its fast form (He
-    and Sun 2015): the local linear coefficients are fitted once on a grid `sub` times coarser (radius
-    r / sub) and upsampled, then applied to the full-resolution guide, so edges stay sharp at a fraction of
-    the cost. The probabilities are read band by band (`probs_of_rows(slice)`, e.g. the bilinear upsampling
-    of the patch grid) to make the coarse grid, and `rows` applies the coefficients to any band of output
-    rows: memory is bounded by the band and the coarse grid, the work by one pass over the pixels, and any
-    band equals filtering the whole image and cutting it out."""
+    """He et al.'s guided filter of class probabilities [K, H, W] with the colour image [H, W, 3] (uint8) as
+    the guide, in its fast form (He and Sun 2015): the local linear coefficients are fitted once on a grid
+    `sub` times coarser (radius r / sub) and upsampled, then applied to the full-resolution image, so edges
+    stay sharp at a fraction of the cost. The probabilities (`probs_of_rows(slice)`, e.g. the bilinear
+    upsampling of the patch grid) and the image are read band by band to make the coarse grid, and `rows`
+    applies the coefficients to any band of output rows: memory is bounded by the band and the coarse grid,
+    the work by one pass over the pixels, and any band equals filtering the whole image and cutting it out."""
 
     def __init__(
         self,
         probs_of_rows: Callable[[slice], torch.Tensor],
-        guide: torch.Tensor,
+        rgb: np.ndarray,
         r: int,
         eps: float,
         band_rows: int = 256,
     ):
-        self.guide = guide
+        self.rgb = rgb
         self.sub = sub = max(1, r // 4)
-        H, W = guide.shape
+        H = rgb.shape[0]
         step = max(1, band_rows // sub) * sub  # bands of whole coarse cells
-        small_p = torch.cat(
-            [_pool(probs_of_rows(slice(y, min(H, y + step))), sub) for y in range(0, H, step)], 1
-        )
-        small_i = _pool(guide[None], sub)[0]
+        bands = [slice(y, min(H, y + step)) for y in range(0, H, step)]
+        p = torch.cat([_pool(probs_of_rows(b), sub) for b in bands], 1)  # [K, h, w]
+        i = torch.cat([_pool(colour_rows(rgb, b), sub) for b in bands], 1)  # [3, h, w]
+        k, h, w = p.shape
         rs = max(1, round(r / sub))
-        mean_i = box(small_i, rs)
-        var_i = box(small_i * small_i, rs) - mean_i * mean_i
-        mean_p = box(small_p, rs)
-        cov = box(small_p * small_i, rs) - mean_i * mean_p
-        a = cov / (var_i + eps)
-        b = mean_p - a * mean_i
-        self.k = small_p.shape[0]
-        self.ab = torch.cat([box(a, rs), box(b, rs)])  # [2K, h, w] on the coarse grid
+        mean_i, mean_p = box(i, rs), box(p, rs)
+        pairs = torch.stack([i[c] * i[d] for c in range(3) for d in range(3)])
+        sigma = (box(pairs, rs).view(3, 3, h, w) - mean_i[:, None] * mean_i[None]).permute(2, 3, 0, 1)
+        cross = box((i[None] * p[:, None]).reshape(3 * k, h, w), rs).view(k, 3, h, w)
+        cov = (cross - mean_i[None] * mean_p[:, None]).permute(2, 3, 1, 0)  # [h, w, 3, K]
+        a = torch.linalg.solve(sigma + eps * torch.eye(3), cov).permute(3, 2, 0, 1)  # [K, 3, h, w]
+        b = mean_p - (a * mean_i[None]).sum(1)
+        self.k = k
+        self.ab = torch.cat([box(a.reshape(3 * k, h, w), rs), box(b, rs)])  # [4K, h, w] on the coarse grid
 
     def rows(self, rows: slice) -> torch.Tensor:
         """The filtered probabilities of output rows `rows`: [K, len(rows), W], clipped at 0 and
         renormalised (a distribution over the K classes at every pixel)."""
-        sub, W = self.sub, self.guide.shape[1]
+        sub, W = self.sub, self.rgb.shape[1]
         if sub > 1:
             # the coarse grid upsampled at its own scale, as for the whole image: rows by core.features'
             # bilinear rule (only the band's), then columns
@@ -129,7 +130,8 @@ class Guided:
         else:
             ab = self.ab[:, rows]
         k = self.k
-        q = (ab[:k] * self.guide[rows] + ab[k:]).clamp(min=0)
+        a = ab[: 3 * k].view(k, 3, *ab.shape[1:])
+        q = ((a * colour_rows(self.rgb, rows)[None]).sum(1) + ab[3 * k :]).clamp(min=0)
         return q / q.sum(0, keepdim=True).clamp(min=1e-12)
 
 
@@ -138,6 +140,6 @@ def _pool(x: torch.Tensor, sub: int) -> torch.Tensor:
     return F.avg_pool2d(x[None], sub, ceil_mode=True)[0] if sub > 1 else x
 
 
-def guided(probs: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+def guided(probs: torch.Tensor, rgb: np.ndarray, r: int, eps: float) -> torch.Tensor:
     """The guided filter of a whole image's probabilities [K, H, W] (see `Guided`)."""
-    return Guided(lambda rs: probs[:, rs], guide, r, eps).rows(slice(0, guide.shape[0]))
+    return Guided(lambda rs: probs[:, rs], rgb, r, eps).rows(slice(0, rgb.shape[0]))

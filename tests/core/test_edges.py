@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.edges import EdgeConfig, Guided, box, guided, luminance
+from core.edges import EdgeConfig, Guided, box, guided
 from core.features import FeatureConfig, FeatureExtractor
 from core.predict import Predictor
 from core.train import LabelledImage, train_head
@@ -25,8 +25,9 @@ def test_box_is_the_mean_over_the_window_clipped_to_the_image():
 
 def test_bands_equal_the_whole_image_and_the_result_is_a_distribution():
     g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
     probs = torch.rand(3, 40, 23, generator=g).softmax(0)
-    guide = torch.rand(40, 23, generator=g)
+    guide = rng.integers(0, 256, (40, 23, 3), dtype=np.uint8)
     whole = guided(probs, guide, 3, 1e-3)
     assert (whole >= 0).all() and torch.allclose(whole.sum(0), torch.ones(40, 23), atol=1e-5)
     g3 = Guided(lambda rs: probs[:, rs], guide, 3, 1e-3, band_rows=5)
@@ -34,7 +35,7 @@ def test_bands_equal_the_whole_image_and_the_result_is_a_distribution():
     torch.testing.assert_close(bands, whole, atol=1e-5, rtol=0)
     # a radius large enough for the coarse grid (the fast form): bands still equal the whole image
     probs = torch.rand(3, 203, 57, generator=g).softmax(0)
-    guide = torch.rand(203, 57, generator=g)
+    guide = rng.integers(0, 256, (203, 57, 3), dtype=np.uint8)
     whole = guided(probs, guide, 13, 1e-3)
     g13 = Guided(lambda rs: probs[:, rs], guide, 13, 1e-3, band_rows=20)  # (coarse cells of 3 rows)
     parts = [g13.rows(slice(r, min(203, r + 50))) for r in range(0, 203, 50)]
@@ -52,8 +53,15 @@ def test_a_boundary_inside_a_token_moves_to_the_image_edge():
     for edge in (57, 70):
         rgb = np.full((64, 128, 3), 40, np.uint8)
         rgb[:, edge:] = 200
-        refined = guided(probs, luminance(rgb), cfg.radius((64, 128), (4, 8)), cfg.eps)
+        refined = guided(probs, rgb, cfg.radius((64, 128), (4, 8)), cfg.eps)
         assert int((refined.argmax(0)[0] == 0).sum()) == edge
+    # an edge between two colours of the same brightness (luminance alone cannot see it)
+    rgb = np.zeros((64, 128, 3), np.uint8)
+    rgb[:, :70] = (200, 60, 60)
+    rgb[:, 70:] = (60, 120, 118)
+    assert abs(float(rgb[0, 0] @ [0.299, 0.587, 0.114]) - float(rgb[0, 127] @ [0.299, 0.587, 0.114])) < 1
+    refined = guided(probs, rgb, cfg.radius((64, 128), (4, 8)), cfg.eps)
+    assert int((refined.argmax(0)[0] == 0).sum()) == 70
 
 
 def test_predictions_follow_the_image_given_and_not_without_it(random_backbone):
