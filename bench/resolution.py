@@ -2,7 +2,8 @@
 scribbles at their own size (1x), then the same scenes drawn 4x and 8x larger (regions and textures scaled,
 noise per pixel) predicted with it. The quality figures use synthetic tokens (bench.synth.TokenModel: each
 token the mix of class means over the pixels it covers, plus noise, `resolution_noise`) on the grid each
-resolution gives, because random backbone weights carry no shape; the cost figures run the real (random-weight) backbone:
+resolution gives, because random backbone weights carry no shape; the cost figures run the real
+(random-weight) backbone:
 - at a fixed long side of 448 px (every image gets the same 32-token grid: before scales) and at `auto`;
 - with the plain bilinear boundary and with the boundary rule (core.edges);
 - mIoU and boundary F1 within 3 px (boundary pixels: a 4-neighbour of another class; matched within a
