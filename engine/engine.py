@@ -350,9 +350,9 @@ class ProjectEngine:
         self, project_id: int, image_id: int, edges_size: tuple[int, int] | None = None
     ) -> GridScores | None:
         """The live head's patch-grid class scores of an image (None: no head yet or features not
-        ready, which are then queued first); with `edges_size` (H', W'), also each pixel's class channel at
-        that size by the boundary rule (core.edges: what `prediction` gives at that size), for a canvas
-        that shows the image there."""
+        ready, which are then queued first); with `edges_size` (H', W') and a final (not interim) head, also
+        each pixel's class channel at that size by the boundary rule (core.edges: what `prediction` gives at
+        that size), for a canvas that shows the image there."""
         counter = self.head_counter(project_id)
         state = self.live_head(project_id)
         feats = self.features(image_id) if state is not None else None
@@ -362,7 +362,9 @@ class ProjectEngine:
         index = tuple(None if lut[ch] == IGNORE else int(lut[ch]) for ch in range(len(state.class_ids)))
         predictor = Predictor(edges=self.settings.edges)
         edges = None
-        if edges_size is not None and self.settings.edges is not None:
+        # an interim head (a better one follows within the fit) goes out with its grid scores alone: the
+        # first repaint after a stroke does not wait for the filter, and only the final head's layer travels
+        if edges_size is not None and self.settings.edges is not None and not state.interim:
             predictor.set_features(feats, self.display_rgb(image_id, max(edges_size)))
             edges = predictor.predict(state.head, edges_size).labels
         else:

@@ -77,7 +77,8 @@ def prediction_json(scores: GridScores, label_version: int, dtype: str = "float3
     (float32, or float16 when asked for: half the bytes, argmax ties aside the same), base64, shape [K, h, w]
     (channel-major). `classes[k]` is the class index of channel k (null: deleted).
     The client upsamples them to `size` with bilinear interpolation (align_corners=False) and takes the
-    argmax, as `core.predict` does without the image. When asked for (`?edges=HxW`), `edges` is each pixel's
+    argmax, as `core.predict` does without the image. When asked for (`?edges=HxW`) and the head is final (an
+    interim one is followed by its fit's final head within the fit), `edges` is each pixel's
     class channel at that size by the boundary rule (core.edges: the image's edges), a grayscale PNG in
     base64: what `core.predict` gives at that size."""
     k, h, w = scores.logits.shape

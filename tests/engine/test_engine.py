@@ -293,3 +293,18 @@ def test_a_project_chooses_its_resolution_and_its_features_and_head_follow(
         assert again.features(image.id, wait=120).tokens.shape[1:] == (6, 8)
     finally:
         again.close()
+
+
+def test_only_a_final_head_carries_the_edges_layer(repo, project, engine):
+    import dataclasses
+
+    image = add_image(repo, project)
+    repo.save_scribbles(image.id, two_strokes())
+    engine.train_now(project.id, timeout=120)
+    final = engine.grid_scores(project.id, image.id, (42, 56))
+    assert not final.interim and final.edges.shape == (42, 56)
+    assert (final.edges == engine.prediction(project.id, image.id, size=(42, 56)).labels).mean() > 0.999
+    # an interim head of a running fit: its grid scores alone (the first repaint does not wait for the filter)
+    engine.publish_interim(project.id, dataclasses.replace(engine.head(project.id), interim=True))
+    interim = engine.grid_scores(project.id, image.id, (42, 56))
+    assert interim.interim and interim.edges is None and interim.counter > final.counter
