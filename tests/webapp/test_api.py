@@ -145,6 +145,9 @@ def test_prediction_travels_small_and_matches_core(app):
                     break
         assert p is not None and not p["interim"]
         assert len(r.content) < 20_000 and p["grid"] == [6, 8] and p["classes"] == [0, 1, 2]
+        assert r.headers["content-encoding"] == "gzip"  # (httpx asks for it, as browsers do, and unpacks it)
+        plain_json = c.get(f"{base}/images/{im['id']}/prediction", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain_json.headers and plain_json.json() == p
         logits = np.frombuffer(base64.b64decode(p["logits"]), "<f4").reshape(p["channels"], *p["grid"])
         # the client's rule (bilinear, align_corners=False, argmax) gives core's full-size bilinear prediction
         H, W = p["size"]
