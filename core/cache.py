@@ -38,9 +38,8 @@ class FeatureStore:
         self.max_memory_bytes = int(max_memory_bytes)
         self._lru: LRU[PatchFeatures] = LRU(max_bytes=self.max_memory_bytes, size=self._nbytes)
         self.hits = self.misses = 0
-        self._siblings: dict[
-            FeatureConfig, FeatureStore
-        ] = {}  # (one store per resolution: batches stay whole)
+        # one store per resolution (`at`), so an image batch at one resolution stays one batch
+        self._siblings: dict[FeatureConfig, FeatureStore] = {}
 
     def at(self, config: FeatureConfig) -> FeatureStore:
         """The store of the same backbone at another resolution (a project's own): the same folder and the
