@@ -191,6 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--seed", type=int, default=0, help="seed of the simulated annotator (default 0)")
     m.add_argument("--out", required=True, type=Path, help="folder for simulation.json and simulation.png")
     _add_backbone_args(m, "hub")
+    _add_edges_arg(m)
     m.set_defaults(func=run_simulate)
 
     x = sub.add_parser(
@@ -525,7 +526,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     def samples(split: str) -> list:
         items = [(i, (lambda i=i: ds.image(i))) for i in ds.ids(split)]
         return [
-            simulate.Sample(feats, ds.ground_truth(i, size=rgb.shape[:2]))
+            simulate.Sample(feats, ds.ground_truth(i, size=rgb.shape[:2]), rgb if args.edges else None)
             for i, rgb, feats in _features_in_batches(store, items, f"features {split}")
         ]
 

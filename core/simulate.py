@@ -49,7 +49,7 @@ from core.features import PatchFeatures, pixel_cells
 from core.head import LinearHead
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
-from core.predict import predict
+from core.predict import Prediction, predict
 from core.train import LabelledImage, TrainingCache, TrainingError, train_head
 
 STRATEGIES = ("random", "uncertainty", "error", "refine", "lookahead")
@@ -83,6 +83,12 @@ class SimConfig:
 class Sample:
     features: PatchFeatures
     gt: np.ndarray  # [H, W] uint8 class indices (255: void, never labelled or scored)
+    # [H, W, 3] uint8: the predictions follow its edges (core.edges); None: the bilinear rule
+    image: np.ndarray | None = None
+
+    def predict(self, head: LinearHead) -> Prediction:
+        """The head's prediction as the app makes it (the boundary rule when the image is known)."""
+        return predict(head, self.features, guide=self.image)
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ class _Image:
 def score(head: LinearHead, val: Sequence[Sample], num_classes: int) -> float:
     cm = ConfusionMatrix(num_classes)
     for s in val:
-        cm.update(s.gt, predict(head, s.features).labels)
+        cm.update(s.gt, s.predict(head).labels)
     return float(cm.scores().miou or 0.0)
 
 
@@ -263,7 +269,7 @@ class Annotator:
         best, where = 0, None
         for i, im in enumerate(images):
             gt = im.sample.gt
-            wrong = (predict(head, im.sample.features).labels != gt) & (gt != IGNORE) & (im.labels == IGNORE)
+            wrong = (im.sample.predict(head).labels != gt) & (gt != IGNORE) & (im.labels == IGNORE)
             comps, count = ndimage.label(wrong, structure=_EIGHT)
             if not count:
                 continue
@@ -322,7 +328,7 @@ class Annotator:
         return labelled.issuperset(self._classes)
 
     def _accept(self, im: _Image, head: LinearHead) -> bool:
-        pred = predict(head, im.sample.features)
+        pred = im.sample.predict(head)
         take = (im.labels == IGNORE) & (pred.confidence >= self.config.accept_confidence)
         im.labels[take] = pred.labels[take]
         return bool(take.any())

@@ -229,3 +229,21 @@ def test_lookahead_keeps_the_stroke_that_scores_best_on_the_held_out_images():
     before = score(head, val, 3)
     a._stroke(images, target, hand)
     assert score(a._fit(images, head, cache), val, 3) > before
+
+
+def test_the_simulated_annotator_sees_the_apps_prediction_following_the_image():
+    # tokens say class 0 left of x = 28, class 1 right; the image's edge is at x = 24, inside a token
+    cells = np.zeros((4, 4), np.uint8)
+    cells[:, 2:] = 1
+    head = LinearHead(3, 3)
+    with torch.no_grad():
+        head.conv.weight.copy_(torch.eye(3)[:, :, None, None] * 8)
+        head.conv.bias.zero_()
+    rgb = np.full((56, 56, 3), 30, np.uint8)
+    rgb[:, 24:] = (220, 200, 40)
+    gt = np.zeros((56, 56), np.uint8)
+    gt[:, 24:] = 1
+    plain, guided = Sample(_features(cells, 56), gt), Sample(_features(cells, 56), gt, rgb)
+    assert (plain.predict(head).labels[0] == 0).sum() == 28  # bilinear: the token boundary
+    assert (guided.predict(head).labels[0] == 0).sum() == 24  # the app's rule: the image's edge
+    assert score(head, [guided], 2) > score(head, [plain], 2)
