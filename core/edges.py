@@ -11,7 +11,8 @@ at 3 px 0.80 -> 0.91 at 1x, 0.84 -> 0.93 at 4x (2 scenes, radius 1.5 tokens; 2 t
 measurement). It is training-free (Eq. 1 is unchanged), costs a few box filters per class and
 runs at any output size: `predict` at the image's size, the canvas's overlay at its display size (the same
 function on fewer pixels). The box radius follows the token size at that output size, so a boundary can
-move to an image edge up to about a token away.
+move to an image edge up to about a token away; a second pass at an eighth of that radius then snaps it to
+the nearest edge (`EdgeConfig.fine`, `follow`: the rule as a whole).
 
 Memory is bounded: the coefficients live on a coarse grid, and `Guided.rows` applies them to any band of
 rows, equal to the whole-image result.
@@ -35,6 +36,12 @@ class EdgeConfig:
 
     radius_tokens: float = 2.0  # box radius in tokens (pixels: this times the token size at the output)
     eps: float = 1e-3  # colour variance (0..1 a channel) below which a window is treated as flat
+    # a second, finer pass over the first one's result, its radius this fraction of the first's (0: none):
+    # a wide window moves a boundary to an edge up to a token or two away, but on big tokens (a 36-px token
+    # of a 2640-px photo: a 72-px window) it holds several regions and the local linear fit rounds corners;
+    # the fine pass snaps to the nearest edge. Measured on bench part `resolution`'s scenes (boundary F1 at
+    # 3 px, one pass -> two): 0.961 -> 0.975 at 1x, 0.956 -> 0.977 at 4x, 0.858 -> 0.954 at 8x
+    fine: float = 0.125
 
     def radius(self, out_size: tuple[int, int], grid: tuple[int, int]) -> int:
         """The box radius in output pixels for a token grid `grid` drawn at `out_size`."""
@@ -49,32 +56,22 @@ def colour_rows(rgb: np.ndarray, rows: slice) -> torch.Tensor:
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the (2r+1)^2 window around each pixel of [..., H, W], the window clipped to the array
-    (the mean of the pixels that exist). Cumulative sums along each axis: cost independent of r."""
-    out = x
-    for dim in (-2, -1):
-        n = out.shape[dim]
-        c = torch.cumsum(out, dim=dim)
-        c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)  # c[i] = sum of the first i
-        if r >= n:
-            hi = c.narrow(dim, n, 1).expand_as(out)
-            lo = torch.zeros_like(out)
-        else:  # window [max(0, i - r), min(n, i + r + 1)): the cumulative sum clamped at both ends
-            hi = torch.cat(
-                [c.narrow(dim, r + 1, n - r), c.narrow(dim, n, 1).expand_as(c.narrow(dim, 0, r))], dim
-            )
-            lo = torch.cat([torch.zeros_like(c.narrow(dim, 0, r)), c.narrow(dim, 0, n - r)], dim)
-        idx = torch.arange(n)
-        count = ((idx + r + 1).clamp(max=n) - (idx - r).clamp(min=0)).to(out.dtype)
-        shape = [1] * out.dim()
-        shape[dim] = n
-        out = (hi - lo) / count.view(shape)
-    return out
+    (the mean of the pixels that exist): two 1-D average pools, the padding left out of each count."""
+    shape = x.shape
+    h, w = shape[-2:]
+    ry, rx = min(r, h - 1), min(r, w - 1)  # a window past both ends of an axis covers the axis
+    out = x.reshape(1, -1, h, w)
+    if ry > 0:
+        out = F.avg_pool2d(out, (2 * ry + 1, 1), 1, (ry, 0), count_include_pad=False)
+    if rx > 0:
+        out = F.avg_pool2d(out, (1, 2 * rx + 1), 1, (0, rx), count_include_pad=False)
+    return out.reshape(shape)
 
 
 class Guided:
     """He et al.'s guided filter of class probabilities [K, H, W] with the colour image [H, W, 3] (uint8) as
     the guide, in its fast form (He and Sun 2015): the local linear coefficients are fitted once on a grid
-    `sub` times coarser (radius r / sub) and upsampled, then applied to the full-resolution image, so edges
+    `sub` times coarser (radius r / sub; `sub` r / 4 unless given) and upsampled, then applied to the full-resolution image, so edges
     stay sharp at a fraction of the cost. The probabilities (`probs_of_rows(slice)`, e.g. the bilinear
     upsampling of the patch grid) and the image are read band by band to make the coarse grid, and `rows`
     applies the coefficients to any band of output rows: memory is bounded by the band and the coarse grid,
@@ -87,9 +84,10 @@ class Guided:
         r: int,
         eps: float,
         band_rows: int = 256,
+        sub: int | None = None,
     ):
         self.rgb = rgb
-        self.sub = sub = max(1, r // 4)
+        self.sub = sub = max(1, r // 4) if sub is None else sub
         H = rgb.shape[0]
         step = max(1, band_rows // sub) * sub  # bands of whole coarse cells
         bands = [slice(y, min(H, y + step)) for y in range(0, H, step)]
@@ -135,11 +133,30 @@ class Guided:
         return q / q.sum(0, keepdim=True).clamp(min=1e-12)
 
 
+def follow(
+    probs_of_rows: Callable[[slice], torch.Tensor],
+    rgb: np.ndarray,
+    grid: tuple[int, int],
+    edges: EdgeConfig,
+    band_rows: int = 256,
+) -> Guided:
+    """The boundary rule: the bilinear probabilities of a token grid `grid` (read band by band) made to
+    follow the edges of `rgb`, the image at the output size: a guided filter at `edges.radius`, then, unless
+    `edges.fine` is 0, a finer one over its result (its coefficients on a grid half its radius: measured
+    sharper than a quarter at 4x and 8x, and 2.5x cheaper). `.rows(band)` gives any band of the result."""
+    r = edges.radius(rgb.shape[:2], grid)
+    out = Guided(probs_of_rows, rgb, r, edges.eps, band_rows)
+    if edges.fine > 0:
+        r2 = max(2, round(r * edges.fine))
+        out = Guided(out.rows, rgb, r2, edges.eps, band_rows, sub=max(1, r2 // 2))
+    return out
+
+
 def _pool(x: torch.Tensor, sub: int) -> torch.Tensor:
     """[C, H, W] -> the means of sub x sub cells (the last ones as far as the image goes)."""
     return F.avg_pool2d(x[None], sub, ceil_mode=True)[0] if sub > 1 else x
 
 
-def guided(probs: torch.Tensor, rgb: np.ndarray, r: int, eps: float) -> torch.Tensor:
-    """The guided filter of a whole image's probabilities [K, H, W] (see `Guided`)."""
-    return Guided(lambda rs: probs[:, rs], rgb, r, eps).rows(slice(0, rgb.shape[0]))
+def guided(probs: torch.Tensor, rgb: np.ndarray, r: int, eps: float, sub: int | None = None) -> torch.Tensor:
+    """One guided filter of a whole image's probabilities [K, H, W] (see `Guided`)."""
+    return Guided(lambda rs: probs[:, rs], rgb, r, eps, sub=sub).rows(slice(0, rgb.shape[0]))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from core.cache import FeatureStore
-from core.edges import EdgeConfig, Guided
+from core.edges import EdgeConfig, follow
 from core.errors import InputError
 from core.features import PatchFeatures, upsample_rows
 from core.head import LinearHead
@@ -77,8 +77,7 @@ def predict(
         if guide.shape[:2] != (H, W):
             raise InputError(f"the guide image is {guide.shape[1]}x{guide.shape[0]}, the prediction {W}x{H}")
         bilinear = lambda rs: upsample_rows(logits, (H, W), rs).softmax(0)  # noqa: E731
-        radius = edges.radius((H, W), feats.grid)
-        refined = Guided(bilinear, guide, radius, edges.eps, rows)
+        refined = follow(bilinear, guide, feats.grid, edges, rows)
     for r0 in range(0, H, rows):
         band = slice(r0, min(H, r0 + rows))
         if refined is None:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.edges import EdgeConfig, Guided, box, guided
+from core.edges import EdgeConfig, Guided, box, follow, guided
 from core.features import FeatureConfig, FeatureExtractor
 from core.predict import Predictor
 from core.train import LabelledImage, train_head
@@ -40,6 +40,27 @@ def test_bands_equal_the_whole_image_and_the_result_is_a_distribution():
     g13 = Guided(lambda rs: probs[:, rs], guide, 13, 1e-3, band_rows=20)  # (coarse cells of 3 rows)
     parts = [g13.rows(slice(r, min(203, r + 50))) for r in range(0, 203, 50)]
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=0)
+
+
+def test_the_rule_is_a_wide_pass_then_a_fine_one_and_bands_equal_the_whole_image():
+    g = torch.Generator().manual_seed(1)
+    rng = np.random.default_rng(1)
+    probs = torch.rand(4, 150, 90, generator=g).softmax(0)
+    rgb = rng.integers(0, 256, (150, 90, 3), dtype=np.uint8)
+    grid = (5, 3)  # 30 px a token: a first radius of 60 px, a fine one of 8 px on a grid of 4 px
+    cfg = EdgeConfig()
+    r = cfg.radius((150, 90), grid)
+    assert r == 60
+    first = guided(probs, rgb, r, cfg.eps)
+    rule = follow(lambda rs: probs[:, rs], rgb, grid, cfg, band_rows=16)
+    whole = rule.rows(slice(0, 150))
+    torch.testing.assert_close(whole, guided(first, rgb, 8, cfg.eps, sub=4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        torch.cat([rule.rows(slice(y, min(150, y + 40))) for y in range(0, 150, 40)], 1), whole, atol=1e-5, rtol=0
+    )
+    one = follow(lambda rs: probs[:, rs], rgb, grid, EdgeConfig(fine=0))
+    torch.testing.assert_close(one.rows(slice(0, 150)), first, atol=1e-5, rtol=0)
+    assert not torch.allclose(whole, first, atol=1e-3)
 
 
 def test_a_boundary_inside_a_token_moves_to_the_image_edge():
