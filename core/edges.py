@@ -71,11 +71,12 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
 class Guided:
     """He et al.'s guided filter of class probabilities [K, H, W] with the colour image [H, W, 3] (uint8) as
     the guide, in its fast form (He and Sun 2015): the local linear coefficients are fitted once on a grid
-    `sub` times coarser (radius r / sub; `sub` r / 4 unless given) and upsampled, then applied to the full-resolution image, so edges
-    stay sharp at a fraction of the cost. The probabilities (`probs_of_rows(slice)`, e.g. the bilinear
-    upsampling of the patch grid) and the image are read band by band to make the coarse grid, and `rows`
-    applies the coefficients to any band of output rows: memory is bounded by the band and the coarse grid,
-    the work by one pass over the pixels, and any band equals filtering the whole image and cutting it out."""
+    `sub` times coarser (radius r / sub; `sub` r / 4 unless given) and upsampled, then applied to the
+    full-resolution image, so edges stay sharp at a fraction of the cost. The probabilities
+    (`probs_of_rows(slice)`, e.g. the bilinear upsampling of the patch grid) and the image are read band by
+    band to make the coarse grid, and `rows` applies the coefficients to any band of output rows: memory is
+    bounded by the band and the coarse grid, the work by one pass over the pixels, and any band equals
+    filtering the whole image and cutting it out."""
 
     def __init__(
         self,

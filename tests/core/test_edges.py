@@ -56,7 +56,10 @@ def test_the_rule_is_a_wide_pass_then_a_fine_one_and_bands_equal_the_whole_image
     whole = rule.rows(slice(0, 150))
     torch.testing.assert_close(whole, guided(first, rgb, 8, cfg.eps, sub=4), atol=1e-4, rtol=0)
     torch.testing.assert_close(
-        torch.cat([rule.rows(slice(y, min(150, y + 40))) for y in range(0, 150, 40)], 1), whole, atol=1e-5, rtol=0
+        torch.cat([rule.rows(slice(y, min(150, y + 40))) for y in range(0, 150, 40)], 1),
+        whole,
+        atol=1e-5,
+        rtol=0,
     )
     one = follow(lambda rs: probs[:, rs], rgb, grid, EdgeConfig(fine=0))
     torch.testing.assert_close(one.rows(slice(0, 150)), first, atol=1e-5, rtol=0)
