@@ -109,6 +109,8 @@ class BenchConfig:
     # synthetic token noise: low, so a region's inside is classified right and the boundaries are what is
     # measured (the figures imply as much: mIoU 0.97 at 1x); at 1.0 errors inside regions dominate
     resolution_noise: float = 0.1
+    resolution_huge: tuple[int, int] = (9_000, 12_000)  # (H, W) of the photo run end to end (bench/huge.py)
+    resolution_huge_rss_bound: int = 3 * 2**30  # its peak RSS (README, "Resolution")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,6 +158,7 @@ QUICK = replace(
     scale_batch_images=20,
     resolution_scenes=2,
     resolution_scales=(1, 4),
+    resolution_huge=(3_000, 4_000),
     active_train=6,
     active_val=3,
     active_budget=30,
@@ -229,6 +232,7 @@ TINY = replace(
     resolution_size=(60, 80),
     resolution_scales=(1, 2),
     resolution_pixels=300,
+    resolution_huge=(300, 400),
     active_size=56,
     active_dim=32,
     active_train=3,

@@ -9,14 +9,20 @@ resolution gives, because random backbone weights carry no shape; the cost figur
 - mIoU and boundary F1 within 3 px (boundary pixels: a 4-neighbour of another class; matched within a
   Euclidean distance of 3 px, both ways);
 - feature extraction CPU seconds per megapixel and cache bytes per image, against the bare backbone forward
-  of the same tiles (what tiling and blending add).
+  of the same tiles (what tiling and blending add);
+- a 12,000 x 9,000 photo end to end in a child process (bench/huge.py): its peak RSS against a stated bound.
 Random backbone weights, as everywhere in bench/: the figures compare settings, not the real model."""
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -146,6 +152,76 @@ def run_resolution(cfg: BenchConfig, report: Report) -> None:
                     }
                 )
     _report(cfg, report, rows)
+    _huge(cfg, report)
+
+
+def _huge(cfg: BenchConfig, report: Report) -> None:
+    """The big photo end to end, in a child process (bench/huge.py) whose peak RSS is its own."""
+    from PIL import Image
+
+    from core.imageio import resize_rgb
+
+    H, W = cfg.resolution_huge
+    log.info("   a %dx%d photo end to end", W, H)
+    scene = synth.make_scene(H // 8, W // 8, cfg.num_classes, cfg.seed + 900, 1.0)
+    with tempfile.TemporaryDirectory(prefix="bench-huge-") as tmp:
+        png, out = Path(tmp) / "photo.png", Path(tmp) / "labels.png"
+        Image.fromarray(resize_rgb(scene.rgb, (H, W))).save(png, format="PNG", compress_level=1)
+        del scene
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.huge",
+                str(png),
+                str(out),
+                "--backbone",
+                cfg.backbone,
+                "--classes",
+                str(cfg.num_classes),
+                "--seed",
+                str(cfg.seed),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench.huge failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        r = json.loads(out.with_suffix(".json").read_text()) | {"wall_s": wall}
+    mib = lambda b: f"{b / 2**20:,.0f} MiB"  # noqa: E731
+    s = report.section(
+        "resolution_huge",
+        f"A {W:,} x {H:,} photo end to end (decode, features at auto, predict with the boundary rule, write)",
+        ["step", "value"],
+    )
+    s.add_row(["token grid", f"{r['grid'][1]}x{r['grid'][0]}"], r)
+    for step, sec in r["seconds"].items():
+        s.add_row([f"{step}: wall, peak RSS", f"{sec:.1f} s, {mib(r['rss_peak_by_step'][step])}"])
+    s.add_row(["peak RSS after loading the backbone", mib(r["rss_baseline"])])
+    s.add_row(["peak RSS", mib(r["rss_peak"])])
+    s.add_row(
+        [
+            "peak RSS per image pixel, over the baseline",
+            f"{(r['rss_peak'] - r['rss_baseline']) / (H * W):.1f} B",
+        ]
+    )
+    s.notes.append(
+        "A child process (bench/huge.py): the PNG decoded by core.imageio, features by core.features at `auto`, "
+        "labels by core.predict with the boundary rule, in bands of rows; a random-weight head of the bench's "
+        "classes. The image itself is 3 bytes a pixel, the labels, confidence and entropy `predict` returns 9."
+    )
+    report.figures["resolution"]["huge"] = r
+    bound = cfg.resolution_huge_rss_bound
+    report.target(
+        f"resolution: peak RSS on a {W:,} x {H:,} photo",
+        f"<= {mib(bound)}",
+        mib(r["rss_peak"]),
+        r["rss_peak"] <= bound if report.mode == "full" else None,
+    )
 
 
 def _report(cfg: BenchConfig, report: Report, rows: list[dict]) -> None:

@@ -87,7 +87,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def load_rgb(
@@ -97,12 +97,13 @@ def load_rgb(
     `at_least`: a JPEG may be decoded smaller, down to that many pixels a side (for a downscaled copy)."""
     label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
     img = _open(source, label, at_least)
-    try:
-        img = ImageOps.exif_transpose(img)
+    try:  # in place: a copy of a 100-megapixel photo is 400 MB (PIL keeps 4 bytes a pixel)
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # a broken EXIF block should not make a good image unreadable
         pass
-    rgb = to_rgb(img)
-    arr = np.asarray(rgb, dtype=np.uint8)
+    img = to_rgb(img)  # (the decoded image goes as soon as its RGB copy, if any, exists)
+    arr = np.asarray(img, dtype=np.uint8)
+    del img
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageReadError(f"{label}: image has no pixels")
     return np.ascontiguousarray(arr)

@@ -581,7 +581,7 @@ class ProjectEngine:
         limit = max(0, self.settings.project_kmeans_images - 1)
         if len(others) > limit:
             others = sorted(rng.choice(others, size=limit, replace=False).tolist())
-        key = ("kmp", project_id, image_id, k, tuple(size), tuple(others))
+        key = ("kmp", project_id, image_id, k, tuple(size), tuple(others), self.feature_key(image_id))
 
         def compute() -> ClusterResult:
             tokens = [analysis.tokens_numpy(feats)]
@@ -600,7 +600,7 @@ class ProjectEngine:
         if feats is None:
             return None
         return self._views.get_or_compute(
-            ("pca", image_id, tuple(size)),
+            ("pca", image_id, tuple(size), self.feature_key(image_id)),
             lambda: pca_rgb(analysis.tokens_numpy(feats), (int(size[0]), int(size[1]))),
         )
 

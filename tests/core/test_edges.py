@@ -47,14 +47,14 @@ def test_the_rule_is_a_wide_pass_then_a_fine_one_and_bands_equal_the_whole_image
     rng = np.random.default_rng(1)
     probs = torch.rand(4, 150, 90, generator=g).softmax(0)
     rgb = rng.integers(0, 256, (150, 90, 3), dtype=np.uint8)
-    grid = (5, 3)  # 30 px a token: a first radius of 60 px, a fine one of 8 px on a grid of 4 px
+    grid = (5, 3)  # 30 px a token: a first radius of 60 px, a fine one of 8 px on a grid of 8 px
     cfg = EdgeConfig()
     r = cfg.radius((150, 90), grid)
     assert r == 60
     first = guided(probs, rgb, r, cfg.eps)
     rule = follow(lambda rs: probs[:, rs], rgb, grid, cfg, band_rows=16)
     whole = rule.rows(slice(0, 150))
-    torch.testing.assert_close(whole, guided(first, rgb, 8, cfg.eps, sub=4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(whole, guided(first, rgb, 8, cfg.eps, sub=8), atol=1e-4, rtol=0)
     torch.testing.assert_close(
         torch.cat([rule.rows(slice(y, min(150, y + 40))) for y in range(0, 150, 40)], 1),
         whole,
