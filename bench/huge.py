@@ -3,8 +3,10 @@
 at `auto` (overlapping tiles, batched), predict at full size with the boundary rule (core.predict, the path
 of `predict` and the exports) and write the label PNG. Part `resolution` runs it and states the bound.
 
-The child reports its peak RSS (VmHWM) after loading the backbone (the baseline) and at the end, and the
-seconds of each step."""
+The child reports its peak RSS (VmHWM) after loading the backbone (the baseline) and each step's own peak
+and seconds. It runs with glibc's default allocator, as the CLI does: the server's fixed mmap threshold
+(webapp/server.py) lowers this peak by about 1.1 GiB but doubles `predict`'s time on such a photo (every
+band's temporaries then come fresh from the OS)."""
 
 from __future__ import annotations
 
@@ -25,11 +27,9 @@ def child(png: Path, out: Path, backbone_name: str, classes: int, seed: int) -> 
     from core.config import FeatureConfig
     from core.features import FeatureExtractor
     from core.head import LinearHead
-    from core.heap import limit_heap_fragmentation
     from core.imageio import load_rgb
     from core.predict import Predictor
 
-    limit_heap_fragmentation()  # as the CLI does
     backbone = load_backbone(backbone_name, weights="random", device="cpu")
     torch.manual_seed(seed)
     head = LinearHead(backbone.spec.embed_dim, classes)

@@ -246,7 +246,7 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def run_scale(cfg: BenchConfig, report: Report) -> None:
-    from core.heap import limit_heap_fragmentation
+    from webapp.server import limit_heap_fragmentation
 
     limit_heap_fragmentation()  # the allocator setting the server runs with (its RSS is what is judged)
     with tempfile.TemporaryDirectory(prefix="probeseg-scale-") as tmp:

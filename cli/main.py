@@ -18,7 +18,6 @@ import sys
 
 from cli.commands import COMMANDS
 from core.errors import UserError
-from core.heap import limit_heap_fragmentation
 
 
 def version() -> str:
@@ -98,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     if not verbose:  # alembic announces each of its plugins at INFO: noise at every start
         logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    limit_heap_fragmentation()  # (core.heap: big arrays from mmap, returned to the OS when freed)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
