@@ -352,11 +352,11 @@ def _insert(
         check_safetensors(weights)
         if sha256_bytes(weights) != h.get("weights_sha256"):
             raise ValidationError(f"head {h['id']} weights in the archive are corrupt (hash mismatch)")
-        snapshot = [dict(c, id=class_ids.get(int(c["id"]), -1)) for c in h.get("classes", [])]
+        snapshot = [dict(c, id=class_ids.get(int(c["id"]), -1)) for c in h.get("classes") or []]
         head_row = Head(
             project_id=p.id,
-            backbone=h.get("backbone", ""),
-            backbone_weights=h.get("backbone_weights", ""),
+            backbone=h.get("backbone") or "",
+            backbone_weights=h.get("backbone_weights") or "",
             weights_sha256=h["weights_sha256"],
             size_bytes=len(weights),
             weights=weights,
