@@ -75,6 +75,15 @@ class BenchConfig:
     feature_images: int = 8
     feature_batch: int = 8
     feature_repeats: int = 5
+    feature_families: tuple[str, ...] = (  # one model of each family, S and B (bench part features, 4c)
+        "dinov2_vits14",
+        "dino_vits16",
+        "dinov3_vits16",
+        "dinov2_vitb14",
+        "dino_vitb16",
+        "ibot_vitb16",
+        "dinov3_vitb16",
+    )
     gpu_backbones: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14")
     gpu_long_side: int = 448
     gpu_batch: int = 64
@@ -146,6 +155,7 @@ QUICK = replace(
     feature_images=2,
     feature_batch=2,
     feature_repeats=2,
+    feature_families=("dinov2_vits14", "dino_vits16", "dinov3_vits16"),
     gpu_iters=5,
     memory_images=200,
     memory_lru_bytes=128 * 2**20,
@@ -207,6 +217,7 @@ TINY = replace(
     feature_images=2,
     feature_batch=2,
     feature_repeats=1,
+    feature_families=("dino_vits16", "dinov3_vits16"),
     gpu_backbones=("dinov2_vits14",),
     gpu_long_side=112,
     gpu_batch=2,

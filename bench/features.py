@@ -42,7 +42,92 @@ def _chunks(xs: list, size: int) -> list[list]:
 
 def run_features(cfg: BenchConfig, report: Report) -> None:
     _run_cpu(cfg, report)
+    _run_families(cfg, report)
     _run_gpu(cfg, report)
+
+
+def _family_cpu(name: str, images: list[np.ndarray], fcfg: FeatureConfig, repeats: int) -> dict:
+    """CPU seconds per image: the bare forward and the extractor, interleaved (medians)."""
+    from core.backbones import get_spec
+
+    spec = get_spec(name)
+    backbone = load_backbone(name, weights="random", device="cpu")
+    extractor = FeatureExtractor(backbone, fcfg)
+    inputs = [preprocess(im, fcfg, spec.input)[None] for im in images]
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for x in inputs:
+                backbone.model.forward_features(x)
+
+    def ours() -> None:
+        extractor.extract_many(images)
+
+    bare(), ours()  # warm-up
+    runs: dict[str, list[float]] = {"bare": [], "ours": []}
+    for _ in range(repeats):
+        for key, fn in (("bare", bare), ("ours", ours)):
+            t0 = time.process_time()
+            fn()
+            runs[key].append((time.process_time() - t0) / len(images))
+    b, o = float(np.median(runs["bare"])), float(np.median(runs["ours"]))
+    p = spec.patch_size
+    grid = (inputs[0].shape[2] // p, inputs[0].shape[3] // p)
+    return {
+        "backbone": name,
+        "family": spec.family,
+        "patch": p,
+        "grid": grid,
+        "bare_s": b,
+        "extractor_s": o,
+        "overhead": o / b,
+    }
+
+
+def _run_families(cfg: BenchConfig, report: Report) -> None:
+    """One model of each family at S and B sizes (random weights): CPU seconds per image of the extractor at
+    the default resolution (`auto`) against the bare timm forward of the same inputs, interleaved."""
+    from core.backbones import get_spec
+
+    images = make_images(cfg.feature_images, cfg.canvas_size, cfg.num_classes, cfg.seed + 301)
+    fcfg = FeatureConfig.parse("auto", batch_size=cfg.feature_batch)
+    s = report.section(
+        "features_families",
+        f"4c. Every family on CPU: {len(images)} images of {cfg.canvas_size}x{cfg.canvas_size} at `auto` "
+        "(random weights), CPU seconds per image (both cores, process time), median of "
+        f"{cfg.feature_repeats} interleaved repeats",
+        ["backbone", "family", "patch", "grid", "bare forward", "extractor", "overhead", "weights' licence"],
+    )
+    rows = []
+    for name in cfg.feature_families:
+        row = _family_cpu(name, images, fcfg, cfg.feature_repeats)
+        rows.append(row)
+        s.add_row(
+            [
+                name,
+                row["family"],
+                row["patch"],
+                f"{row['grid'][1]}x{row['grid'][0]}",
+                f"{row['bare_s']:.3f} s",
+                f"{row['extractor_s']:.3f} s",
+                f"{row['overhead']:.2f}x",
+                get_spec(name).licence,
+            ],
+            row,
+        )
+        log.info("   %s: bare %.3f s, extractor %.3f s an image", name, row["bare_s"], row["extractor_s"])
+    s.notes.append(
+        "The extractor's path: resize and normalise by the spec's recipe, the forward, the patch grid (tiles "
+        "past 37 tokens). The bare forward: timm's forward_features on the same normalised input."
+    )
+    report.figures.setdefault("features", {})["families"] = rows
+    worst = max(r["overhead"] for r in rows)
+    report.target(
+        "features: extraction overhead over the bare forward, every family (S and B)",
+        "<= 1.3x",
+        f"{worst:.2f}x",
+        worst <= 1.3 if report.mode == "full" else None,
+    )
 
 
 def _run_cpu(cfg: BenchConfig, report: Report) -> None:
@@ -53,7 +138,7 @@ def _run_cpu(cfg: BenchConfig, report: Report) -> None:
         backbone, FeatureConfig(long_side=cfg.long_side, batch_size=cfg.feature_batch)
     )
     batches = [
-        torch.stack([preprocess(im, cfg.long_side) for im in chunk])
+        torch.stack([preprocess(im, cfg.long_side, backbone.spec.input) for im in chunk])
         for chunk in _chunks(images, cfg.feature_batch)
     ]
     model = backbone.model
@@ -94,7 +179,7 @@ def _run_cpu(cfg: BenchConfig, report: Report) -> None:
                     store = out
         # Where the overhead goes: the pieces the bare forward does not do, timed alone.
         t_hash, _ = measure(lambda: [pixel_hash(im) for im in images], 3)
-        t_pre, _ = measure(lambda: [preprocess(im, cfg.long_side) for im in images], 3)
+        t_pre, _ = measure(lambda: [preprocess(im, cfg.long_side, backbone.spec.input) for im in images], 3)
         feats = store.get_many(images)
         t_write, _ = measure(lambda: _write_all(store, images, feats, root), 3)
         cached_store = FeatureStore(extractor, cache_dir=store.cache_dir)

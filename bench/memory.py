@@ -199,9 +199,10 @@ def child(args: argparse.Namespace) -> dict:
         def extract_many(self, images, progress=None):
             out = []
             for rgb in images:
-                rh, rw = resized_size_for(rgb.shape[:2], self.config.long_side)
+                p = self.backbone.spec.patch_size
+                rh, rw = resized_size_for(rgb.shape[:2], self.config.long_side, p)
                 g = torch.Generator().manual_seed(int(rgb[0, :2].sum()) + rgb.size)
-                t = torch.randn(self.backbone.spec.embed_dim, rh // 14, rw // 14, generator=g)
+                t = torch.randn(self.backbone.spec.embed_dim, rh // p, rw // p, generator=g)
                 out.append(PatchFeatures(tokens=t, resized_size=(rh, rw), original_size=tuple(rgb.shape[:2])))
             return out
 

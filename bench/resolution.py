@@ -61,14 +61,14 @@ def _bare_cpu(backbone, rgb: np.ndarray, config) -> float:  # type: ignore[no-un
     """CPU seconds of the backbone alone on the tiles (or the one input) the extractor uses."""
     import torch
 
-    from core.features import PATCH_SIZE, preprocess, tile_starts
+    from core.features import preprocess, tile_starts
 
-    x = preprocess(rgb, config)
-    h, w = x.shape[1] // PATCH_SIZE, x.shape[2] // PATCH_SIZE
+    p = backbone.spec.patch_size
+    x = preprocess(rgb, config, backbone.spec.input)
+    h, w = x.shape[1] // p, x.shape[2] // p
     tiled = config.scale is not None and max(h, w) > config.tile
     ty, tx = (min(config.tile, h), min(config.tile, w)) if tiled else (h, w)
     boxes = [(y, x0) for y in tile_starts(h, ty, config.overlap) for x0 in tile_starts(w, tx, config.overlap)]
-    p = PATCH_SIZE
     t0 = time.process_time()
     for b0 in range(0, len(boxes), config.batch_size):
         chunk = boxes[b0 : b0 + config.batch_size]

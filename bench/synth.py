@@ -203,7 +203,7 @@ class TokenModel:
 
 
 def token_grid_size(size: tuple[int, int], long_side: FeatureConfig | int = 448) -> tuple[int, int]:
-    rh, rw = resized_size_for(size, long_side)
+    rh, rw = resized_size_for(size, long_side, PATCH)
     return rh // PATCH, rw // PATCH
 
 

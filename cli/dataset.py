@@ -33,7 +33,9 @@ def default_cache_dir() -> Path:
 
 def _add_backbone_args(p: argparse.ArgumentParser, weights_default: str | None) -> None:
     p.add_argument(
-        "--backbone", default=None, help="dinov2_vits14 (CPU default), dinov2_vitb14 (GPU default), ..."
+        "--backbone",
+        default=None,
+        help="dinov2_vits14 (CPU default), dinov2_vitb14 (GPU default), or dino_*, ibot_*, dinov3_* ones",
     )
     p.add_argument(
         "--weights",
@@ -209,8 +211,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument(
         "--max-side",
         type=int,
-        default=2044,
-        help="largest input height or width in pixels the graph accepts, a multiple of 14 (default 2044)",
+        default=None,
+        help="largest input height or width in pixels the graph accepts, a multiple of the backbone's patch "
+        "(default: the largest up to 2048: 2044 for DINOv2's 14 px, 2048 for 16 and 8)",
     )
     _add_backbone_args(x, None)
     x.set_defaults(func=run_export_onnx)
@@ -235,12 +238,13 @@ def _features_config(args: argparse.Namespace, head: HeadMeta | None = None) -> 
 def _open_store(
     name: str | None, weights: str, args: argparse.Namespace, features: FeatureConfig
 ) -> FeatureStore:
-    from core.backbone import default_backbone_name, load_backbone, resolve_device
+    from core.backbone import load_backbone, resolve_device
+    from core.backbones import default_backbone_name
     from core.cache import FeatureStore
     from core.features import FeatureExtractor
 
     device = resolve_device(args.device)
-    name = name or default_backbone_name(device)
+    name = name or default_backbone_name(device.type)
     backbone = load_backbone(name, weights, device)
     note = "  (RANDOM WEIGHTS: for testing only)" if backbone.is_random else ""
     print(f"backbone: {name} [{backbone.weights_id}] on {device}{note}")
@@ -562,12 +566,13 @@ def run_export_onnx(args: argparse.Namespace) -> int:
 def _run_protocol_train(args: argparse.Namespace, ds: VocDataset) -> int:
     """The paper's recipe: the backbone runs on every augmented batch (see experiments.protocol)."""
     from cli.protocol_args import protocol_config_from_args
-    from core.backbone import default_backbone_name, load_backbone, resolve_device
+    from core.backbone import load_backbone, resolve_device
+    from core.backbones import default_backbone_name
     from experiments.distributed import distributed_device, is_main_process
     from experiments.protocol import train_protocol
 
     device = distributed_device() or resolve_device(args.device)  # one device per torchrun process
-    name = args.backbone or default_backbone_name(device)
+    name = args.backbone or default_backbone_name(device.type)
     backbone = load_backbone(name, args.weights, device)
     if is_main_process():
         print(f"backbone: {name} [{backbone.weights_id}] on {device}")

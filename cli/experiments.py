@@ -193,7 +193,10 @@ def register(subparsers) -> None:
         help="backbone strategies (default frozen)",
     )
     s.add_argument(
-        "--backbones", nargs="+", default=["dinov2_vitb14"], help="DINOv2 backbones (default dinov2_vitb14)"
+        "--backbones",
+        nargs="+",
+        default=["dinov2_vitb14"],
+        help="backbones of any family (core.backbones: dinov2_*, dino_*, ibot_*, dinov3_*; default dinov2_vitb14)",
     )
     s.add_argument(
         "--weights",

@@ -87,7 +87,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, with_protocol_flag: 
         "--crop",
         type=int,
         default=d.crop,
-        help=f"training crop, a multiple of 14 (default {d.crop})",
+        help=f"training crop, a multiple of the backbone's patch (default {d.crop})",
     )
     if "--long-side" not in parser._option_string_actions:  # else the command's --long-side is this setting
         _add(

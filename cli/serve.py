@@ -33,7 +33,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--backbone",
         default=None,
-        help="DINOv2 backbone (default: dinov2_vitb14 with a GPU, dinov2_vits14 on CPU)",
+        help="backbone of any family: dinov2_*, dino_*, ibot_*, dinov3_* (default: dinov2_vitb14 with a GPU, "
+        "dinov2_vits14 on CPU)",
     )
     p.add_argument(
         "--weights",

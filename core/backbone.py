@@ -1,8 +1,9 @@
-"""The frozen DINOv2 backbones: one registry of names, three ways to get weights, one way to run them.
+"""The frozen backbones (the registry: core.backbones): three ways to get weights, one way to run them.
 
 Weights come from `hub` (timm's pretrained weights through the Hugging Face cache), a local checkpoint
-file (Meta's original `dinov2_*_pretrain.pth` or timm's safetensors layout, detected by key names), or
-`random` (architecture-true random init, for tests and offline runs; never the default silently).
+file (the family's own layout: Meta's `dinov2_*_pretrain.pth`, `dino_*_pretrain.pth`,
+`dinov3_*_pretrain_*.pth`, iBOT's `checkpoint_teacher.pth`; or timm's safetensors layout, detected by key
+names), or `random` (architecture-true random init, for tests and offline runs; never the default silently).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import PATCH_SIZE
+from core.backbones import BackboneSpec, get_spec, valid_names
 from core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -32,54 +33,8 @@ ViT = Any
 RANDOM_SEED = 0  # random weights are seeded so their features (and the feature cache) are reproducible
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str  # our public name, as in DINOv2's torch hub (`dinov2_vits14`)
-    timm_name: str  # the timm model (and Hugging Face hub repo `timm/<timm_name>`)
-    embed_dim: int  # channels of each patch token
-    num_registers: int  # register tokens (the `_reg4` variants), dropped from the output like the CLS token
-    # How Meta's hub models resize the 37x37 position embedding to other grids (their constructor arguments):
-    # the plain models use a scale factor of (grid + 0.1) / 37 without antialiasing, the `_reg` ones the
-    # output size with antialiasing. The paper's numbers come from these models, so we follow them exactly.
-    interpolate_offset: float
-    interpolate_antialias: bool
-
-
-def _registry() -> dict[str, BackboneSpec]:
-    dims = {"s": 384, "b": 768, "l": 1024, "g": 1536}
-    timm_size = {"s": "small", "b": "base", "l": "large", "g": "giant"}
-    specs = {}
-    for size, dim in dims.items():
-        for reg in (0, 4):
-            suffix = "_reg4" if reg else ""
-            name = f"dinov2_vit{size}14{suffix}"
-            timm_name = f"vit_{timm_size[size]}_patch14{suffix}_dinov2.lvd142m"
-            specs[name] = BackboneSpec(name, timm_name, dim, reg, 0.0 if reg else 0.1, bool(reg))
-    return specs
-
-
-BACKBONES: dict[str, BackboneSpec] = _registry()
-
-
-class UnknownBackboneError(UserError, ValueError):
-    pass
-
-
 class WeightsUnavailableError(UserError, RuntimeError):
     pass
-
-
-def list_backbones() -> list[str]:
-    return list(BACKBONES)
-
-
-def get_spec(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise UnknownBackboneError(
-            f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}"
-        ) from None
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -91,11 +46,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
-
-
-def default_backbone_name(device: torch.device) -> str:
-    """The paper's ViT-B/14 where a GPU makes it interactive; ViT-S/14 on a CPU."""
-    return "dinov2_vitb14" if device.type in ("cuda", "mps") else "dinov2_vits14"
 
 
 @dataclass
@@ -117,11 +67,12 @@ class Backbone:
 
     @torch.inference_mode()
     def patch_tokens(self, batch: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] normalised images (H, W multiples of 14) -> [B, C, H/14, W/14] float32 tokens
-        taken after the final norm, with CLS and register tokens dropped."""
+        """[B, 3, H, W] normalised images (H, W multiples of the patch p) -> [B, C, H/p, W/p] float32 tokens
+        taken after the final norm, with CLS and register (storage) tokens dropped."""
         b, _, h, w = batch.shape
-        if h % PATCH_SIZE or w % PATCH_SIZE:
-            raise ValueError(f"input size {h}x{w} is not a multiple of the patch size {PATCH_SIZE}")
+        p = self.spec.patch_size
+        if h % p or w % p:
+            raise ValueError(f"input size {h}x{w} is not a multiple of {self.spec.name}'s patch size {p}")
         batch = batch.to(self.device, non_blocking=True)
         dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
@@ -129,12 +80,13 @@ class Backbone:
 
 
 def vit_tokens(model: ViT, x: torch.Tensor) -> torch.Tensor:
-    """The ONE token extraction: [B, 3, H, W] -> [B, C, H/14, W/14], the last block's patch tokens after the
-    final norm with CLS and register tokens dropped. No grad mode of its own: the SGD protocol fine-tunes
-    through it, `Backbone.patch_tokens` wraps it in inference mode, the ONNX export traces it."""
+    """The ONE token extraction: [B, 3, H, W] -> [B, C, H/p, W/p], the last block's patch tokens after the
+    final norm with CLS and register (storage) tokens dropped. No grad mode of its own: the SGD protocol
+    fine-tunes through it, `Backbone.patch_tokens` wraps it in inference mode, the ONNX export traces it."""
     b, _, h, w = x.shape
+    p = model.probeseg_spec.patch_size
     tokens = model.forward_features(x)[:, model.num_prefix_tokens :]
-    return tokens.transpose(1, 2).reshape(b, -1, h // PATCH_SIZE, w // PATCH_SIZE)
+    return tokens.transpose(1, 2).reshape(b, -1, h // p, w // p)
 
 
 def resize_pos_embed(
@@ -191,15 +143,17 @@ def _meta_pos_embed(self: ViT, x: torch.Tensor) -> torch.Tensor:
 
 
 def create_model(spec: BackboneSpec, pretrained: bool = False, **timm_kwargs) -> nn.Module:
-    """The timm model of `spec` with Meta's position-embedding rule (see BackboneSpec). `timm_kwargs`
-    override timm's architecture arguments (tests use `depth=1` to check every size cheaply)."""
-    # dynamic_img_size: the position embedding is resized to any input grid, so images keep aspect.
+    """The timm model of `spec`, with its family's position-embedding rule for a learned table (see
+    BackboneSpec; a rotary one, DINOv3's, is timm's own). `timm_kwargs` override timm's architecture
+    arguments (tests use `depth=1` to check every size cheaply)."""
+    # dynamic_img_size: the position embedding follows any input grid, so images keep their aspect.
     model: ViT = timm.create_model(
         spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True, **timm_kwargs
     )
     model.probeseg_spec = spec
-    model.probeseg_position = meta_position_embedding
-    model._pos_embed = types.MethodType(_meta_pos_embed, model)
+    if spec.position == "learned":
+        model.probeseg_position = meta_position_embedding
+        model._pos_embed = types.MethodType(_meta_pos_embed, model)
     return model
 
 
@@ -224,34 +178,49 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsUnavailableError(
-            f"{path}: not a loadable weights file ({exc}); expected Meta's dinov2_*_pretrain.pth or a "
-            "timm .safetensors file"
+            f"{path}: not a loadable weights file ({exc}); expected the family's own checkpoint (Meta's "
+            "dinov2_* / dino_* / dinov3_*_pretrain*.pth, iBOT's checkpoint_teacher.pth) or a timm .safetensors file"
         ) from None
     for key in ("model", "state_dict", "teacher"):  # training checkpoints nest the weights
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    return {k.removeprefix("backbone."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if any(k.startswith("backbone.") for k in tensors):  # a training checkpoint (iBOT's): the backbone alone
+        tensors = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+    return tensors
 
 
 def checkpoint_layout(state: dict[str, torch.Tensor]) -> str:
-    """'meta' for DINOv2's own files (they carry mask_token), 'timm' otherwise."""
-    return "meta" if "mask_token" in state else "timm"
+    """Whose key layout a state dict is in (for messages): the family files carry their pretraining
+    tokens (DINOv2's mask_token, DINOv3's storage_tokens, iBOT's masked_embed)."""
+    if "storage_tokens" in state:
+        return "Meta DINOv3"
+    if "masked_embed" in state:
+        return "iBOT"
+    return "Meta" if "mask_token" in state else "timm"
 
 
 def load_weights_file(model: nn.Module, path: str | os.PathLike, spec: BackboneSpec) -> None:
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
+    """A checkpoint file into `model` (strict): the family's own layout is mapped onto timm's by timm's
+    converters (Meta's registers, SwiGLU, DINOv3's storage tokens and layer scales); iBOT's MIM token, a
+    pretraining-only parameter, is dropped."""
     state = read_checkpoint(path)
     layout = checkpoint_layout(state)
-    converted = checkpoint_filter_fn(
-        state, cast(ViT, model)
-    )  # maps Meta's keys (registers, SwiGLU) onto timm's
+    state.pop("masked_embed", None)
+    if spec.position == "rope":
+        from timm.models.eva import checkpoint_filter_fn as eva_filter
+
+        converted = eva_filter(state, cast(ViT, model))
+    else:
+        from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
+
+        converted = vit_filter(state, cast(ViT, model))
     try:
         model.load_state_dict(converted, strict=True)
     except RuntimeError as exc:
         raise WeightsUnavailableError(
             f"{path}: {layout}-layout checkpoint does not fit {spec.name} ({str(exc).splitlines()[0]}). "
-            f"Is it the checkpoint of another model size? Valid backbones: {', '.join(BACKBONES)}"
+            f"Is it the checkpoint of another model or size? Valid backbones: {valid_names()}"
         ) from None
 
 
@@ -272,6 +241,11 @@ def _from_hub(spec: BackboneSpec) -> nn.Module:
     a minute); uncached ones are downloaded after one quick check that the hub can be reached at all."""
     from huggingface_hub import constants, try_to_load_from_cache
 
+    if not spec.hub:
+        raise WeightsUnavailableError(
+            f"{spec.name}: its weights have no copy on the Hugging Face hub; pass the {spec.family} checkpoint "
+            f"file (--weights /path/to/checkpoint_teacher.pth), or --weights random for testing"
+        )
     for filename in ("model.safetensors", "pytorch_model.bin"):  # timm's files, in its order of preference
         cached = try_to_load_from_cache(f"timm/{spec.timm_name}", filename)
         if isinstance(cached, str):

@@ -9,12 +9,23 @@ from dataclasses import asdict, dataclass
 
 from core.errors import InputError
 
-PATCH_SIZE = 14  # pixels per ViT patch side for every DINOv2 backbone here
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # input normalisation, on RGB in 0..1
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALL_TOKENS = (
-    32  # tokens across a small image's longer side (its long side fed at 448 px, as DINOv2 saw objects)
+    32  # tokens across a small image's longer side (DINOv2: its long side fed at 448 px, as it saw objects)
 )
+
+
+@dataclass(frozen=True)
+class InputRecipe:
+    """What a backbone takes (its spec's `input`, core.backbones): a multiple of `patch` pixels a side,
+    RGB in 0..1 normalised by `mean` and `std`."""
+
+    patch: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
 MAX_TOKENS_LIMIT = (
     65_536  # the most tokens an image may get (a 12 MP photo at ~14 px a token): bounded memory
 )
@@ -22,7 +33,8 @@ MAX_TOKENS_LIMIT = (
 
 RESOLUTION_HELP = (
     "image pixels per token: 'auto' (default: a small image's long side at 32 tokens, a big one's up to one "
-    "token per 14 px within 4096 tokens), '16px' (that many image pixels a token), or a number such as 448 "
+    "token per patch (14 px for DINOv2) within 4096 tokens), '16px' (that many image pixels a token), or a "
+    "number such as 448 "
     "(every image's longer side fed at that many pixels, the paper's setting; --long-side N is the same)"
 )
 
@@ -34,11 +46,11 @@ class FeatureConfig:
     image pixels per token ("auto": per image, see `token_grid`), so big images keep their detail.
     Grids larger than `tile` tokens a side are extracted in overlapping tiles (core.features)."""
 
-    long_side: int = 448  # pixels on the longer side fed to the backbone (rounded to a multiple of 14)
+    long_side: int = 448  # pixels on the longer side fed to the backbone (rounded to a multiple of the patch)
     batch_size: int = 8  # images (or tiles) per backbone forward in batched extraction
     scale: float | str | None = None  # image pixels one token covers, "auto", or None: use long_side
     max_tokens: int = 4096  # tokens an image gets at most by `scale` (2-core CPU: a few seconds for ViT-S)
-    tile: int = 37  # tokens per tile side (37 x 14 = 518 px: the size DINOv2 was trained at)
+    tile: int = 37  # tokens per tile side (DINOv2: 37 x 14 = 518 px, the size it was trained at)
     overlap: int = 8  # tokens two neighbouring tiles share (blended across, so no seam shows)
 
     def __post_init__(self) -> None:
@@ -85,10 +97,10 @@ class FeatureConfig:
         if self.scale is None:
             return f"every image at {self.long_side} px on its longer side"
         if self.scale == "auto":
-            return f"auto resolution (up to one token per {PATCH_SIZE} px, at most {self.max_tokens:,} tokens an image)"
+            return f"auto resolution (up to one token per patch, at most {self.max_tokens:,} tokens an image)"
         return f"{self.scale:g} image px a token (at most {self.max_tokens:,} tokens an image)"
 
-    def token_grid(self, size: tuple[int, int], patch: int = PATCH_SIZE) -> tuple[int, int]:
+    def token_grid(self, size: tuple[int, int], patch: int) -> tuple[int, int]:
         """(H, W) image pixels -> (h, w) tokens. Fixed long side: the long side at `long_side` pixels.
         By scale: H / scale by W / scale, at most `max_tokens`; "auto" is one token per patch of image
         pixels (the detail the backbone resolves at native size) for big images, a small image's long side

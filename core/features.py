@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.backbone import Backbone
-from core.config import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, FeatureConfig  # noqa: F401 (re-exported)
+from core.config import IMAGENET_MEAN, IMAGENET_STD, FeatureConfig, InputRecipe  # noqa: F401 (re-exported)
 
 # Bumped whenever the tokens for the same pixels and weights change. Part of every feature-cache key and
 # recorded in every head, so old features are never mixed with new ones. History: 1 = first release;
@@ -41,7 +41,7 @@ class PatchFeatures:
     """Patch tokens of one image and the sizes that tie them to its pixels."""
 
     tokens: torch.Tensor  # [C, h, w] float32 (float16 when read from the cache, upcast on use)
-    resized_size: tuple[int, int]  # (h*14, w*14): the pixels the backbone saw
+    resized_size: tuple[int, int]  # (h*p, w*p): the pixels the backbone saw (p: its patch size)
     original_size: tuple[int, int]  # (H, W) of the image the labels and predictions live on
 
     @property
@@ -170,16 +170,17 @@ def cell_span(c0: int, c1: int, n_cells: int, n_pixels: int) -> tuple[int, int]:
     return int(np.ceil(c0 * n_pixels / n_cells - 0.5)), int(np.ceil(c1 * n_pixels / n_cells - 0.5))
 
 
-def resized_size_for(size: tuple[int, int], config: FeatureConfig | int) -> tuple[int, int]:
-    """(H, W) -> backbone input size (h*14, w*14) for the token grid `config.token_grid` picks (an int: a
+def resized_size_for(size: tuple[int, int], config: FeatureConfig | int, patch: int) -> tuple[int, int]:
+    """(H, W) -> backbone input size (h*p, w*p) for the token grid `config.token_grid` picks (an int: a
     fixed long side, as before scales existed)."""
     cfg = FeatureConfig(long_side=config) if isinstance(config, int) else config
-    h, w = cfg.token_grid(size, PATCH_SIZE)
-    return h * PATCH_SIZE, w * PATCH_SIZE
+    h, w = cfg.token_grid(size, patch)
+    return h * patch, w * patch
 
 
-def preprocess(rgb: np.ndarray, config: FeatureConfig | int) -> torch.Tensor:
-    """HxWx3 uint8 RGB (orientation already applied by core.imageio) -> [3, h*14, w*14] normalised.
+def preprocess(rgb: np.ndarray, config: FeatureConfig | int, recipe: InputRecipe) -> torch.Tensor:
+    """HxWx3 uint8 RGB (orientation already applied by core.imageio) -> [3, h*p, w*p] normalised for a
+    backbone's `recipe` (its spec's `input`).
 
     The same tensor as Meta's eval recipe (torchvision Resize(bicubic) on the PIL image, ToTensor,
     Normalize): PIL's full bicubic filter, no `reducing_gap` shortcut, which changes large photos."""
@@ -187,9 +188,9 @@ def preprocess(rgb: np.ndarray, config: FeatureConfig | int) -> torch.Tensor:
         raise ValueError(
             f"expected an HxWx3 uint8 RGB array, got {rgb.shape} {rgb.dtype}; use core.imageio.load_rgb"
         )
-    rh, rw = resized_size_for(rgb.shape[:2], config)
+    rh, rw = resized_size_for(rgb.shape[:2], config, recipe.patch)
     img = Image.fromarray(rgb).resize((rw, rh), Image.Resampling.BICUBIC)
-    return normalise(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1))
+    return normalise(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1), recipe)
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -214,9 +215,9 @@ def _ramp(n: int, start: int, size: int, overlap: int) -> torch.Tensor:
     return w
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """The ONE input normalisation: RGB [3, H, W] in 0..1 -> (x - ImageNet mean) / std."""
-    return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+def normalise(x: torch.Tensor, recipe: InputRecipe) -> torch.Tensor:
+    """The ONE input normalisation: RGB [3, H, W] in 0..1 -> (x - mean) / std of the backbone's recipe."""
+    return (x - torch.tensor(recipe.mean).view(3, 1, 1)) / torch.tensor(recipe.std).view(3, 1, 1)
 
 
 class FeatureExtractor:
@@ -246,11 +247,11 @@ class FeatureExtractor:
         """Features for many images, batched by input size; an image whose grid is larger than a tile is
         extracted in tiles (`extract_tiled`). `progress`, if given, is called with the number of images
         finished after each batch (a tqdm.update or gr.Progress adapter)."""
-        cfg = self.config
+        cfg, recipe = self.config, self.backbone.spec.input
         out: list[PatchFeatures | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, rgb in enumerate(images):
-            h, w = cfg.token_grid(rgb.shape[:2], PATCH_SIZE)
+            h, w = cfg.token_grid(rgb.shape[:2], recipe.patch)
             if cfg.scale is not None and max(h, w) > cfg.tile:
                 out[i] = self.extract_tiled(rgb)
                 if progress is not None:
@@ -260,7 +261,7 @@ class FeatureExtractor:
         for idxs in groups.values():
             for start in range(0, len(idxs), cfg.batch_size):
                 chunk = idxs[start : start + cfg.batch_size]
-                batch = torch.stack([preprocess(images[i], cfg) for i in chunk])
+                batch = torch.stack([preprocess(images[i], cfg, recipe) for i in chunk])
                 tokens = self.backbone.patch_tokens(batch).cpu()
                 for i, t in zip(chunk, tokens, strict=True):
                     out[i] = PatchFeatures(
@@ -276,14 +277,13 @@ class FeatureExtractor:
         """One image's grid from overlapping tiles of `tile` tokens (each a forward at the size the backbone
         was trained at), blended with weights that ramp across each overlap, so tokens change smoothly over
         a seam instead of jumping. Memory: the resized image, the [C, h, w] result and one batch of tiles."""
-        cfg = self.config
-        x = preprocess(rgb, cfg)  # [3, h*p, w*p]
-        h, w = x.shape[1] // PATCH_SIZE, x.shape[2] // PATCH_SIZE
+        cfg, p = self.config, self.backbone.spec.patch_size
+        x = preprocess(rgb, cfg, self.backbone.spec.input)  # [3, h*p, w*p]
+        h, w = x.shape[1] // p, x.shape[2] // p
         ty, tx = min(cfg.tile, h), min(cfg.tile, w)
         boxes = [(y, x0) for y in tile_starts(h, ty, cfg.overlap) for x0 in tile_starts(w, tx, cfg.overlap)]
         acc: torch.Tensor | None = None
         weight = torch.zeros(h, w)
-        p = PATCH_SIZE
         for b0 in range(0, len(boxes), cfg.batch_size):
             chunk = boxes[b0 : b0 + cfg.batch_size]
             batch = torch.stack([x[:, y * p : (y + ty) * p, x0 * p : (x0 + tx) * p] for y, x0 in chunk])

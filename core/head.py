@@ -18,7 +18,7 @@ from safetensors.torch import save as save_bytes
 from torch import nn
 
 from core.errors import UserError
-from core.features import FEATURE_VERSION, IMAGENET_MEAN, IMAGENET_STD, FeatureConfig
+from core.features import FEATURE_VERSION, FeatureConfig
 from core.labels import IGNORE
 
 WEIGHTS_FILE = "head.safetensors"
@@ -110,9 +110,10 @@ class HeadMeta:
 
 def feature_recipe(backbone: str, features: FeatureConfig) -> dict:
     """What a head's input is, for using it outside probeseg (written into every head.json)."""
-    from core.backbone import PATCH_SIZE, get_spec  # (timm: only when a head is written)
+    from core.backbones import get_spec
 
-    p = PATCH_SIZE
+    spec = get_spec(backbone)
+    p = spec.patch_size
     if features.scale is None:
         size = f"longer side ~{features.long_side} px, each side rounded to a multiple of {p}"
     else:
@@ -123,13 +124,15 @@ def feature_recipe(backbone: str, features: FeatureConfig) -> dict:
             f"{features.overlap} tokens shared), tokens averaged with weights ramping across each overlap"
         )
     return {
-        "timm_model": get_spec(backbone).timm_name,
+        "timm_model": spec.timm_name,
+        "family": spec.family,
+        "weights_licence": spec.licence,
         "patch_size": p,
         "resolution": features.resolution,
         "resize": f"PIL bicubic (no reducing_gap), aspect kept, {size}",
-        "image_mean": list(IMAGENET_MEAN),
-        "image_std": list(IMAGENET_STD),  # on RGB in 0..1
-        "tokens": "the last block's patch tokens after the final norm (no class or register tokens), "
+        "image_mean": list(spec.mean),
+        "image_std": list(spec.std),  # on RGB in 0..1
+        "tokens": "the last block's patch tokens after the final norm (no class, register or storage tokens), "
         "[C, h, w]; the head standardises them with its own mean/std buffers",
         "upsampling": "logits on the patch grid, bilinear to the image size (align_corners=False), then argmax",
         "ignore_index": IGNORE,

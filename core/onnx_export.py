@@ -1,6 +1,6 @@
 """A trained head as one ONNX graph, for running it outside probeseg (onnxruntime, TensorRT, a browser).
 
-`export_onnx` writes backbone + head: input a normalised float32 image [1, 3, H, W] (H, W multiples of 14,
+`export_onnx` writes backbone + head: input a normalised float32 image [1, 3, H, W] (H, W multiples of the patch,
 both dynamic), output class logits [1, K, H, W] (the patch-grid logits upsampled bilinearly,
 align_corners=False: the rule `predict` uses). `head_only=True` writes just the 1x1 head (standardisation
 included): tokens [1, C, h, w] -> logits [1, K, h, w]. The preprocessing, classes and feature identity are
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from core.atomic import atomic_path
-from core.backbone import PATCH_SIZE, Backbone, ViT, meta_position_embedding, vit_tokens
+from core.backbone import Backbone, ViT, meta_position_embedding, vit_tokens
+from core.backbones import get_spec
 from core.errors import UserError
 from core.features import upsample_logits
 from core.head import HeadMeta, LinearHead, feature_recipe
@@ -102,19 +103,29 @@ def export_onnx(
     out: str | os.PathLike,
     backbone: Backbone | None = None,
     head_only: bool = False,
-    max_side: int = 2044,
+    max_side: int | None = None,
 ) -> Path:
     """Write the ONNX graph of `backbone` + `head` (or the head alone) to `out`; returns the path.
-    `max_side`: the largest H or W (pixels) the graph accepts, a multiple of 14."""
+    `max_side`: the largest H or W (pixels) the graph accepts, a multiple of the backbone's patch (default:
+    the largest such up to 2048)."""
     onnx = _require_onnx()
+    spec = get_spec(meta.backbone)
+    p = spec.patch_size
     if not head_only and backbone is None:
         raise OnnxExportError("a backbone + head graph needs the backbone; pass backbone= or head_only=True")
-    if max_side < PATCH_SIZE or max_side % PATCH_SIZE:
-        raise OnnxExportError(f"max_side must be a multiple of {PATCH_SIZE}, got {max_side}")
+    if not head_only and spec.position != "learned":
+        raise OnnxExportError(
+            f"{spec.name}: a backbone + head graph is exported for backbones with a learned position table "
+            "(DINOv2, DINO, iBOT); DINOv3's rotary embedding is not supported yet: export the head alone "
+            "(--head-only) and run the backbone with timm"
+        )
+    max_side = p * (2048 // p) if max_side is None else max_side
+    if max_side < p or max_side % p:
+        raise OnnxExportError(f"max_side must be a multiple of {spec.name}'s patch size {p}, got {max_side}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     head = copy.deepcopy(head).cpu().eval()
-    max_grid = max_side // PATCH_SIZE
+    max_grid = max_side // p
     module: nn.Module
     if head_only:
         module, name, example = head, "tokens", torch.zeros(1, head.dim, 4, 5)
@@ -125,9 +136,9 @@ def export_onnx(
         model: ViT = copy.deepcopy(backbone.model).cpu().float().eval()
         model.probeseg_position = _TablePosition(axis_tables(model, max_grid))
         module, name = _Segmenter(model, head).eval(), "image"
-        example = torch.zeros(1, 3, 4 * PATCH_SIZE, 5 * PATCH_SIZE)
+        example = torch.zeros(1, 3, 4 * p, 5 * p)
         h, w = torch.export.Dim("h", min=1, max=max_grid), torch.export.Dim("w", min=1, max=max_grid)
-        dynamic = {"image": {2: PATCH_SIZE * h, 3: PATCH_SIZE * w}}
+        dynamic = {"image": {2: p * h, 3: p * w}}
     with atomic_path(out) as tmp, torch.no_grad():
         torch.onnx.export(
             module,
@@ -155,7 +166,7 @@ def onnx_metadata(meta: HeadMeta, head_only: bool, max_side: int) -> dict:
     else:
         io = {
             "input": f"image [1, 3, H, W] float32, RGB in 0..1 minus image_mean, divided by image_std; H and W "
-            f"multiples of {PATCH_SIZE}, at most {max_side}",
+            f"multiples of {get_spec(meta.backbone).patch_size}, at most {max_side}",
             "output": "logits [1, K, H, W] (argmax over K: the class index)",
         }
     return {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-from core.config import PATCH_SIZE, TrainConfig
+from core.config import TrainConfig
 from core.errors import UserError
 
 SCHEDULES = ("constant", "poly", "cosine")
@@ -33,7 +33,7 @@ class ProtocolConfig:
     weight_decay: float = TrainConfig.weight_decay
     class_balance: bool = TrainConfig.class_balance
     schedule: str = "constant"  # constant | poly (power 0.9) | cosine
-    crop: int = 448  # square training crop, a multiple of 14
+    crop: int = 448  # square training crop, a multiple of the backbone's patch (14 for DINOv2)
     base_long_side: int = 448  # scale 1.0 resizes the image's long side to this; also the inference size
     scale_range: tuple[float, float] = (0.5, 2.0)  # random scale factor, uniform in this range
     flip: bool = True  # horizontal flip with probability 0.5
@@ -59,12 +59,10 @@ class ProtocolConfig:
         object.__setattr__(self, "color_jitter", tuple(float(v) for v in self.color_jitter))
         if self.iterations < 1 or self.batch_size < 1:
             raise ProtocolError("iterations and batch size must be >= 1")
-        if self.crop < PATCH_SIZE or self.crop % PATCH_SIZE:
-            raise ProtocolError(
-                f"--crop must be a multiple of the patch size {PATCH_SIZE} (e.g. 448), got {self.crop}"
-            )
-        if self.base_long_side < PATCH_SIZE:
-            raise ProtocolError(f"--base-long-side must be >= {PATCH_SIZE}")
+        if self.crop < 16:  # (a multiple of the backbone's patch: checked where the backbone is known)
+            raise ProtocolError(f"--crop must be at least 16 px (e.g. 448), got {self.crop}")
+        if self.base_long_side < 16:
+            raise ProtocolError("--base-long-side must be >= 16")
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ProtocolError(f"--scale-range needs 0 < low <= high, got {lo} {hi}")

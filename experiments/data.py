@@ -10,17 +10,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DistributedSampler, Sampler
 
-from core.config import IMAGENET_MEAN
+from core.config import InputRecipe
 from core.features import normalise
 from core.labels import IGNORE
 from experiments.config import ProtocolConfig, ProtocolError
 from experiments.distributed import DistContext
 
-_MEAN_PIXEL = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # padding colour: 0 after normalisation
-
 
 def augment(
-    rgb: np.ndarray, labels: np.ndarray, rng: np.random.Generator, config: ProtocolConfig
+    rgb: np.ndarray, labels: np.ndarray, rng: np.random.Generator, config: ProtocolConfig, recipe: InputRecipe
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training sample: random scale around `base_long_side`, pad (mean colour / 255) and random
     crop to crop x crop, colour jitter, horizontal flip. Returns ([3, c, c] normalised, [c, c] int64)."""
@@ -52,24 +50,38 @@ def augment(
             if i < 3 and factors[i] == 1.0 or i == 3 and factors[3] == 0.0:
                 continue
             region = ops[i](region, float(factors[i]))
-    x = torch.tensor(_MEAN_PIXEL, dtype=torch.uint8).view(3, 1, 1).repeat(1, c, c)
+    mean_pixel = [int(round(255 * m)) for m in recipe.mean]  # padding colour: 0 after normalisation
+    x = torch.tensor(mean_pixel, dtype=torch.uint8).view(3, 1, 1).repeat(1, c, c)
     y = torch.full((c, c), IGNORE, dtype=torch.int64)
     rh, rw = region.shape[1:]
     x[:, :rh, :rw] = region
     y[:rh, :rw] = torch.from_numpy(lab[y0 : y0 + c, x0 : x0 + c].astype(np.int64))
     if flip:
         x, y = x.flip(-1), y.flip(-1)
-    return normalise(x.float() / 255.0), y
+    return normalise(x.float() / 255.0, recipe), y
 
 
 class CropDataset(torch.utils.data.Dataset):
     """Index by key = epoch * N + i: image i, augmented with a generator seeded by (seed, key)."""
 
-    def __init__(self, dataset, ids: list[str], labels_dir: str | os.PathLike | None, config: ProtocolConfig):
+    def __init__(
+        self,
+        dataset,
+        ids: list[str],
+        labels_dir: str | os.PathLike | None,
+        config: ProtocolConfig,
+        recipe: InputRecipe,
+    ):
         self.dataset = dataset
         self.ids = ids
         self.labels_dir = labels_dir
         self.config = config
+        self.recipe = recipe  # the backbone's input (core.backbones)
+        if config.crop % recipe.patch:
+            raise ProtocolError(
+                f"--crop must be a multiple of the backbone's patch size {recipe.patch} (e.g. {recipe.patch * 32}), "
+                f"got {config.crop}"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -87,7 +99,7 @@ class CropDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: int):
         rgb, labels = self.load(key % len(self.ids))
         rng = np.random.default_rng([self.config.seed & 0xFFFFFFFF, int(key)])
-        return augment(rgb, labels, rng, self.config)
+        return augment(rgb, labels, rng, self.config, self.recipe)
 
 
 class IterationBatches(Sampler[list[int]]):

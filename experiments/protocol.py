@@ -120,7 +120,7 @@ def feature_statistics(
     moments = None
     for i in pick:
         rgb, _ = data.load(i)
-        x = preprocess(rgb, long_side).unsqueeze(0).to(device)
+        x = preprocess(rgb, long_side, model.probeseg_spec.input).unsqueeze(0).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             t = vit_tokens(model, x).float()
         one = TokenMoments.of(t[0].reshape(t.shape[1], -1).cpu())
@@ -235,7 +235,7 @@ def _train(
     per_rank = config.batch_size // ctx.world_size
     ids = dataset.ids(split)
     _check_label_files(dataset, ids, labels_dir, split)
-    data = CropDataset(dataset, ids, labels_dir, config)
+    data = CropDataset(dataset, ids, labels_dir, config, backbone.spec.input)
     device = ctx.device
     num_classes = len(dataset.classes)
 
@@ -433,7 +433,7 @@ def evaluate_model(
         iterator = tqdm(ids, desc=f"evaluate {split}", unit="img", dynamic_ncols=True)
     for image_id in iterator:
         rgb = dataset.image(image_id)
-        x = preprocess(rgb, long_side).unsqueeze(0).to(device)
+        x = preprocess(rgb, long_side, model.probeseg_spec.input).unsqueeze(0).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             tokens = vit_tokens(model, x).float()
         feats = PatchFeatures(

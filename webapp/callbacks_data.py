@@ -94,7 +94,9 @@ def resolution_outputs(ctx: AppContext) -> dict:
 
 
 def header_text(ctx: AppContext) -> str:
-    backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id})"
+    spec = ctx.engine.backbone.spec
+    licence = "random weights" if ctx.engine.is_random else f"weights: {spec.licence}"
+    backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id}; {licence})"
     return (
         f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone}, "
         f"{ctx.engine.project_config(ctx.project_id).describe()}, + a linear head trained on your scribbles "

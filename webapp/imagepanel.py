@@ -37,6 +37,8 @@ def image_status(ctx: AppContext, info: ImageInfo | None, classes: list[ClassInf
         failure = ctx.engine.feature_failure(info.id)
         feats = f" · ⚠ {md(failure)}" if failure else " · computing features…"
     pts = f" · {points} point{'s' if points != 1 else ''}" if points else ""
-    h, w = ctx.engine.project_config(ctx.project_id).token_grid((info.height, info.width))
+    h, w = ctx.engine.project_config(ctx.project_id).token_grid(
+        (info.height, info.width), ctx.engine.backbone.spec.patch_size
+    )
     feats += f" · {w} x {h} tokens ({info.width / w:.0f} px a token)"
     return f"**Labelled pixels:** {labelled}{pts}  \n{pred}{unc}{feats}"

@@ -35,7 +35,8 @@ def build_images(ui: UI, allow_server_paths: bool) -> None:
         gr.Markdown(
             "<span class='muted'>How finely the backbone sees this project's images. <b>auto</b>: a small "
             "image's longer side at 32 tokens (objects at the size the backbone learnt them), a big one's up "
-            "to a token per 14 px within 4,096 tokens (tiles of 518 px blended across their overlap). "
+            "to a token per patch (DINOv2: 14 px) within 4,096 tokens (tiles of 37 tokens blended across their "
+            "overlap). "
             "<b>16px</b>: that many image pixels a token (finer costs more: time grows with the tokens). "
             "<b>448</b>: every image's longer side fed at 448 px, the paper's setting. Changing it recomputes "
             "the features in the background and retrains; the labels stay as they are.</span>"

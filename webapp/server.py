@@ -10,13 +10,8 @@ from pathlib import Path
 
 from starlette.middleware import Middleware
 
-from core.backbone import (
-    Backbone,
-    WeightsUnavailableError,
-    default_backbone_name,
-    load_backbone,
-    resolve_device,
-)
+from core.backbone import Backbone, WeightsUnavailableError, load_backbone, resolve_device
+from core.backbones import default_backbone_name
 from engine import ProjectEngine
 from storage import Repository
 from webapp.api import Api
@@ -48,7 +43,7 @@ def random_banner(backbone: str, fell_back: bool) -> str:
 def load_backbone_with_fallback(config: ServeConfig) -> tuple[Backbone, str]:
     """(backbone, banner markdown). weights=hub falls back to random weights with a loud warning."""
     device = resolve_device(config.device)
-    name = config.backbone or default_backbone_name(device)
+    name = config.backbone or default_backbone_name(device.type)
     print(f"probeseg: backbone {name} on {device} (weights: {config.weights})", flush=True)
     try:
         backbone = load_backbone(name, weights=config.weights, device=device)

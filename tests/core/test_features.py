@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from core.backbones import get_spec
 from core.errors import InputError
 from core.features import (
     FeatureConfig,
@@ -20,6 +21,8 @@ from core.features import (
 )
 from core.imageio import ImageReadError, load_rgb
 
+DINOV2 = get_spec("dinov2_vits14").input
+
 
 @pytest.mark.parametrize(
     ("size", "long_side", "expected"),
@@ -31,13 +34,13 @@ from core.imageio import ImageReadError, load_rgb
     ],
 )
 def test_resize_keeps_aspect_with_multiples_of_14(size, long_side, expected):
-    out = resized_size_for(size, long_side)
+    out = resized_size_for(size, long_side, 14)
     assert out == expected and out[0] % 14 == 0 and out[1] % 14 == 0
 
 
 def test_preprocess_normalises_with_imagenet_stats():
     rgb = np.full((30, 40, 3), 255, np.uint8)
-    x = preprocess(rgb, 56)
+    x = preprocess(rgb, 56, DINOV2)
     assert x.shape == (3, 42, 56)
     assert torch.allclose(
         x[:, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
@@ -131,14 +134,16 @@ def test_resolution_is_read_in_one_place_and_bad_ones_say_what_to_write():
 
 def test_auto_scale_keeps_small_images_as_before_and_gives_big_ones_tokens_within_the_budget():
     auto = FeatureConfig(scale="auto", max_tokens=4096)
-    assert auto.token_grid((240, 320)) == FeatureConfig().token_grid((240, 320)) == (24, 32)  # as at 448 px
-    assert auto.token_grid((768, 1024)) == (55, 73)  # near one token per 14 image pixels, within 4096
+    assert (
+        auto.token_grid((240, 320), 14) == FeatureConfig().token_grid((240, 320), 14) == (24, 32)
+    )  # as at 448 px
+    assert auto.token_grid((768, 1024), 14) == (55, 73)  # near one token per 14 image pixels, within 4096
     for size in ((3024, 4032), (9000, 12000), (100, 40000)):
-        h, w = auto.token_grid(size)
+        h, w = auto.token_grid(size, 14)
         assert h * w <= 4096 * 1.05 and abs(h / w - size[0] / size[1]) < 0.05 + 1 / min(h, w)
-    assert FeatureConfig(scale=20.0).token_grid((400, 600)) == (20, 30)
-    assert FeatureConfig(scale=20.0, max_tokens=150).token_grid((400, 600)) == (10, 15)  # the cap holds
-    assert FeatureConfig().token_grid((3024, 4032)) == (24, 32)  # a fixed long side: one token per 126 px
+    assert FeatureConfig(scale=20.0).token_grid((400, 600), 14) == (20, 30)
+    assert FeatureConfig(scale=20.0, max_tokens=150).token_grid((400, 600), 14) == (10, 15)  # the cap holds
+    assert FeatureConfig().token_grid((3024, 4032), 14) == (24, 32)  # a fixed long side: one token per 126 px
 
 
 def test_tiles_cover_the_grid_and_overlap_by_at_least_the_overlap():
@@ -156,14 +161,14 @@ def test_a_big_grid_is_extracted_in_blended_tiles_exactly_where_one_tile_covers(
     feats = ex.extract(rgb)
     assert feats.grid == (7, 10) and feats.resized_size == (98, 140) and feats.original_size == (98, 140)
     # a token only the top-left tile covers equals that tile's own forward; one under two tiles lies between
-    x = preprocess(rgb, cfg)
+    x = preprocess(rgb, cfg, DINOV2)
     first = random_backbone.patch_tokens(x[None, :, :56, :56])[0]
     torch.testing.assert_close(feats.tokens[:, :2, :2], first[:, :2, :2], atol=1e-4, rtol=1e-4)
     # a grid that fits one tile is extracted whole, as before (no tiling, same tokens)
     small = rgb[:42, :56]
     torch.testing.assert_close(
         ex.extract(small).tokens,
-        random_backbone.patch_tokens(preprocess(small, cfg)[None])[0],
+        random_backbone.patch_tokens(preprocess(small, cfg, DINOV2)[None])[0],
         atol=1e-5,
         rtol=0,
     )

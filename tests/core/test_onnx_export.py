@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cli.main import main
-from core.backbone import create_model, get_spec, meta_position_embedding
+from core.backbone import create_model, meta_position_embedding
+from core.backbones import get_spec
 from core.features import PatchFeatures, preprocess, resized_size_for
 from core.head import load_head
 from core.imageio import load_rgb
@@ -83,8 +84,10 @@ def test_the_onnx_graph_predicts_what_predict_predicts_at_any_size(trained_head,
     backbone = load_backbone("dinov2_vits14", "random", "cpu")
     rgb = load_rgb(next((voc / "JPEGImages").iterdir()))
     for long_side in (112, 196):  # the head's own size and another one: H and W are dynamic
-        size = resized_size_for(rgb.shape[:2], long_side)
-        x = preprocess(rgb, long_side).unsqueeze(0)  # normalised, at a size the backbone takes as it is
+        size = resized_size_for(rgb.shape[:2], long_side, 14)
+        x = preprocess(rgb, long_side, get_spec("dinov2_vits14").input).unsqueeze(
+            0
+        )  # normalised, at a size the backbone takes as it is
         assert tuple(x.shape[2:]) == size
         logits = session.run(None, {"image": x.numpy()})[0]
         assert logits.shape == (1, 3, *size)
@@ -105,9 +108,9 @@ def test_the_onnx_graph_predicts_what_predict_predicts_at_any_size(trained_head,
 
     sized = tmp_path / "sized" / "one.png"
     sized.parent.mkdir()
-    Image.fromarray(rgb).resize(resized_size_for(rgb.shape[:2], 112)[::-1], Image.Resampling.BICUBIC).save(
-        sized
-    )
+    Image.fromarray(rgb).resize(
+        resized_size_for(rgb.shape[:2], 112, 14)[::-1], Image.Resampling.BICUBIC
+    ).save(sized)
     assert (
         main(
             [
@@ -123,7 +126,7 @@ def test_the_onnx_graph_predicts_what_predict_predicts_at_any_size(trained_head,
         )
         == 0
     )
-    x = preprocess(load_rgb(sized), 112).unsqueeze(0)
+    x = preprocess(load_rgb(sized), 112, get_spec("dinov2_vits14").input).unsqueeze(0)
     onnx_labels = session.run(None, {"image": x.numpy()})[0][0].argmax(0)
     assert (onnx_labels == read_label_png(tmp_path / "pred" / "one.png")).mean() >= 0.995
 
@@ -140,7 +143,7 @@ def test_head_only_graph_and_clear_errors(trained_head, tmp_path, capsys, monkey
 
     with pytest.raises(OnnxExportError, match="backbone"):
         export_onnx(head, meta, tmp_path / "x.onnx")
-    with pytest.raises(OnnxExportError, match="multiple of 14"):
+    with pytest.raises(OnnxExportError, match="patch size 14"):
         export_onnx(head, meta, tmp_path / "x.onnx", head_only=True, max_side=100)
     import builtins
 
@@ -155,3 +158,39 @@ def test_head_only_graph_and_clear_errors(trained_head, tmp_path, capsys, monkey
     capsys.readouterr()
     assert main(["export-onnx", "--head", str(head_dir), "--out", str(out), "--head-only"]) == 1
     assert "pip install 'probeseg[onnx]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["dino_vits16", "ibot_vitb16", "dinov2_vits14_reg4"])
+def test_every_learned_position_family_exports_and_runs_as_in_torch(name, tmp_path):
+    """A graph for each family with a learned table (one block, random weights): onnxruntime's logits equal
+    the torch path's at two shapes of the backbone's own patch; DINOv3 exports its head alone."""
+    from core.backbone import Backbone
+    from core.head import HeadMeta, LinearHead
+
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    model = create_model(spec, depth=1).eval()
+    backbone = Backbone(spec=spec, model=model, weights_id="random", device=torch.device("cpu"))
+    head = LinearHead(spec.embed_dim, 3)
+    torch.nn.init.normal_(head.conv.weight, std=0.1)
+    meta = HeadMeta(backbone=name, weights_id="random", classes=["a", "b", "c"], long_side=224)
+    p = spec.patch_size
+    out = export_onnx(head, meta, tmp_path / "m.onnx", backbone, max_side=20 * p)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    graph = json.loads({q.key: q.value for q in onnx.load(str(out)).metadata_props}[METADATA_KEY])
+    assert f"multiples of {p}" in graph["input"] and graph["features"]["patch_size"] == p
+    for h, w in [(5, 7), (9, 4)]:
+        x = torch.randn(1, 3, h * p, w * p)
+        with torch.no_grad():
+            tokens = backbone.patch_tokens(x)
+            expected = torch.nn.functional.interpolate(head(tokens), size=(h * p, w * p), mode="bilinear")
+        (got,) = session.run(None, {"image": x.numpy()})
+        assert np.abs(got - expected.numpy()).max() < 1e-3
+    v3 = get_spec("dinov3_vits16")
+    v3_backbone = Backbone(
+        spec=v3, model=create_model(v3, depth=1).eval(), weights_id="random", device=torch.device("cpu")
+    )
+    v3_meta = HeadMeta(backbone=v3.name, weights_id="random", classes=["a", "b"], long_side=224)
+    with pytest.raises(OnnxExportError, match="head alone"):
+        export_onnx(LinearHead(384, 2), v3_meta, tmp_path / "v3.onnx", v3_backbone)
+    assert export_onnx(LinearHead(384, 2), v3_meta, tmp_path / "v3.onnx", head_only=True).is_file()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cli.protocol_args import add_protocol_arguments, protocol_config_from_args
 from core.backbone import load_backbone
+from core.backbones import get_spec
 from core.head import load_head
 from core.labels import IGNORE
 from core.voc import VocDataset
@@ -25,6 +26,8 @@ BACKBONE = "dinov2_vits14"
 TINY = dict(
     batch_size=4, crop=56, base_long_side=70, workers=0, log_every=2, checkpoint_every=0, stats_images=4
 )
+
+DINOV2 = get_spec("dinov2_vits14").input
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +49,24 @@ def test_augment_is_seeded_and_pads_with_unlabelled():
     rgb = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
     labels = rng.integers(0, 3, (30, 40), dtype=np.uint8)
     cfg = ProtocolConfig(crop=56, base_long_side=28, scale_range=(1.0, 1.0))
-    x1, y1 = augment(rgb, labels, np.random.default_rng([0, 5]), cfg)
-    x2, y2 = augment(rgb, labels, np.random.default_rng([0, 5]), cfg)
+    x1, y1 = augment(rgb, labels, np.random.default_rng([0, 5]), cfg, DINOV2)
+    x2, y2 = augment(rgb, labels, np.random.default_rng([0, 5]), cfg, DINOV2)
     assert x1.shape == (3, 56, 56) and y1.shape == (56, 56) and y1.dtype == torch.int64
     torch.testing.assert_close(x1, x2)
     assert torch.equal(y1, y2)
     assert (y1 == IGNORE).sum() == 56 * 56 - 21 * 28  # the 21x28 image, padded with unlabelled pixels
     assert set(torch.unique(y1[y1 != IGNORE]).tolist()) <= {0, 1, 2}
     big = ProtocolConfig(crop=28, base_long_side=280, flip=False, jitter_prob=0.0, scale_range=(1.0, 1.0))
-    _, y = augment(rgb, labels, np.random.default_rng(1), big)
+    _, y = augment(rgb, labels, np.random.default_rng(1), big, DINOV2)
     assert (y != IGNORE).all()  # crop inside a larger image: no padding
 
 
 def test_config_errors():
-    with pytest.raises(ProtocolError, match="multiple of the patch size"):
-        ProtocolConfig(crop=50)
+    with pytest.raises(ProtocolError, match="at least 16 px"):
+        ProtocolConfig(crop=10)
+    with pytest.raises(ProtocolError, match="multiple of the backbone's patch size 14"):
+        CropDataset(None, [], None, ProtocolConfig(crop=50), DINOV2)
+    CropDataset(None, [], None, ProtocolConfig(crop=48), get_spec("dino_vits16").input)  # /16: fine
     with pytest.raises(ProtocolError, match="schedule"):
         ProtocolConfig(schedule="step")
     with pytest.raises(ProtocolError, match="scale-range"):
@@ -70,7 +76,7 @@ def test_config_errors():
 def _fixed_batch_loss(voc, backbone, head) -> float:
     """Masked CE on un-augmented crops of every training image (the same pixels before and after)."""
     cfg = ProtocolConfig(**{**TINY, "scale_range": (1.0, 1.0), "flip": False, "jitter_prob": 0.0})
-    data = CropDataset(voc, voc.ids("train"), None, cfg)
+    data = CropDataset(voc, voc.ids("train"), None, cfg, DINOV2)
     xs, ys = zip(*(data[i] for i in range(len(data))), strict=True)
     with torch.no_grad():
         logits = Segmenter(backbone.model, head, False, False)(torch.stack(xs))
@@ -246,7 +252,7 @@ def test_the_default_objective_is_the_interactive_trainers(voc, backbone, tmp_pa
 
     d, t = ProtocolConfig(), TrainConfig()
     assert d.class_balance == t.class_balance and d.weight_decay == t.weight_decay
-    data = CropDataset(voc, voc.ids("train"), None, d)
+    data = CropDataset(voc, voc.ids("train"), None, d, DINOV2)
     counts = sum(
         np.bincount(g[g != IGNORE], minlength=len(voc.classes))
         for g in (voc.ground_truth(i) for i in voc.ids("train"))
