@@ -400,6 +400,9 @@ def render_markdown(results: dict) -> str:
         "",
         markdown_table(t["main"]),
         "",
+        "Rows: backbones of any family (the paper's Table 3 compares DINO v1, iBOT and DINOv2); the figures mean "
+        "something only with the real pretrained weights of each (random weights test the plumbing).",
+        "",
     ]
     if "frozen_vs_finetune" in t:
         parts += [

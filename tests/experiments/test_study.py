@@ -127,3 +127,19 @@ def test_study_rejects_bad_grids(tmp_path, capsys):
         ]
     )
     assert rc == 1 and "not found" in capsys.readouterr().err
+
+
+def test_study_compares_backbones_of_several_families_as_the_papers_table_3(tmp_path, capsys):
+    """The same strategy over DINOv2 and DINO v1 (a 14-px and a 16-px patch: the crop fits both), one row each."""
+    from cli.main import main
+
+    root = make_tiny_voc(tmp_path / "voc", n_train=3, n_val=1, size=(42, 56))
+    out = tmp_path / "study"
+    argv = ["study", "--data", str(root), "--out", str(out), "--kinds", "gt", "--modes", "frozen"]
+    argv += ["--backbones", "dinov2_vits14", "dino_vits16", "--weights", "random", "--device", "cpu"]
+    argv += ["--iterations", "2", "--batch-size", "1", "--crop", "112", "--base-long-side", "112"]
+    argv += ["--workers", "0", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| dinov2_vits14 | Freezing |" in printed and "| dino_vits16 | Freezing |" in printed
+    assert "only with the real pretrained weights" in (out / "study.md").read_text()
