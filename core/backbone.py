@@ -142,13 +142,19 @@ def _meta_pos_embed(self: ViT, x: torch.Tensor) -> torch.Tensor:
     return self.pos_drop(x)
 
 
-def create_model(spec: BackboneSpec, pretrained: bool = False, **timm_kwargs) -> nn.Module:
-    """The timm model of `spec`, with its family's position-embedding rule for a learned table (see
-    BackboneSpec; a rotary one, DINOv3's, is timm's own). `timm_kwargs` override timm's architecture
-    arguments (tests use `depth=1` to check every size cheaply)."""
+def create_model(
+    spec: BackboneSpec, pretrained: bool = False, timm_name: str | None = None, **timm_kwargs
+) -> nn.Module:
+    """The timm model of `spec` (or of `timm_name`, a build of the same architecture: see `_architecture`),
+    with its family's position-embedding rule for a learned table (see BackboneSpec; a rotary one, DINOv3's,
+    is timm's own). `timm_kwargs` override timm's architecture arguments (tests use `depth=1`)."""
     # dynamic_img_size: the position embedding follows any input grid, so images keep their aspect.
     model: ViT = timm.create_model(
-        spec.timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True, **timm_kwargs
+        timm_name or spec.timm_name,
+        pretrained=pretrained,
+        num_classes=0,
+        dynamic_img_size=True,
+        **timm_kwargs,
     )
     model.probeseg_spec = spec
     if spec.position == "learned":
@@ -200,13 +206,26 @@ def checkpoint_layout(state: dict[str, torch.Tensor]) -> str:
     return "Meta" if "mask_token" in state else "timm"
 
 
-def load_weights_file(model: nn.Module, path: str | os.PathLike, spec: BackboneSpec) -> None:
-    """A checkpoint file into `model` (strict): the family's own layout is mapped onto timm's by timm's
-    converters (Meta's registers, SwiGLU, DINOv3's storage tokens and layer scales); iBOT's MIM token, a
-    pretraining-only parameter, is dropped."""
+def _architecture(spec: BackboneSpec, state: dict[str, torch.Tensor]) -> str:
+    """timm builds DINOv3 two ways: without a qkv bias (its hub weights, whose biases were all zero) and
+    `_qkvb` with one; Meta's files carry the bias (its K third masked to zero), so they get the `_qkvb` build,
+    which computes exactly what Meta's code does (timm's converter would drop the bias otherwise)."""
+    has_bias = any(k.endswith(("attn.qkv.bias", "attn.q_bias")) for k in state)
+    if spec.position == "rope" and has_bias and "_qkvb" not in spec.timm_name:
+        arch, _, tag = spec.timm_name.partition(".")
+        return f"{arch}_qkvb.{tag}" if tag else f"{arch}_qkvb"
+    return spec.timm_name
+
+
+def model_for_file(spec: BackboneSpec, path: str | os.PathLike, **timm_kwargs) -> nn.Module:
+    """The model of `spec` holding a checkpoint file's weights (strict): the family's own layout is mapped
+    onto timm's by timm's converters (Meta's registers, SwiGLU, DINOv3's storage tokens, layer scales and
+    masked qkv bias); iBOT's MIM token, a pretraining-only parameter, is dropped. `timm_kwargs`: as in
+    `create_model`."""
     state = read_checkpoint(path)
     layout = checkpoint_layout(state)
     state.pop("masked_embed", None)
+    model = create_model(spec, timm_name=_architecture(spec, state), **timm_kwargs)
     if spec.position == "rope":
         from timm.models.eva import checkpoint_filter_fn as eva_filter
 
@@ -222,6 +241,7 @@ def load_weights_file(model: nn.Module, path: str | os.PathLike, spec: BackboneS
             f"{path}: {layout}-layout checkpoint does not fit {spec.name} ({str(exc).splitlines()[0]}). "
             f"Is it the checkpoint of another model or size? Valid backbones: {valid_names()}"
         ) from None
+    return model
 
 
 def _hub_help(spec: BackboneSpec, reason: str) -> str:
@@ -249,9 +269,7 @@ def _from_hub(spec: BackboneSpec) -> nn.Module:
     for filename in ("model.safetensors", "pytorch_model.bin"):  # timm's files, in its order of preference
         cached = try_to_load_from_cache(f"timm/{spec.timm_name}", filename)
         if isinstance(cached, str):
-            model = create_model(spec, pretrained=False)
-            load_weights_file(model, cached, spec)
-            return model
+            return model_for_file(spec, cached)
     if not constants.HF_HUB_OFFLINE and not _reachable(constants.ENDPOINT):
         raise WeightsUnavailableError(
             _hub_help(
@@ -301,8 +319,7 @@ def load_backbone(
         weights_id = f"hub:timm/{spec.timm_name}"
     else:
         path = Path(weights).expanduser()
-        model = create_model(spec, pretrained=False)
-        load_weights_file(model, path, spec)
+        model = model_for_file(spec, path)
         weights_id = f"file:{path.name}:{_file_digest(path)}"
     model.eval().requires_grad_(False).to(dev)
     return Backbone(spec=spec, model=model, weights_id=weights_id, device=dev)

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.backbone import Backbone, WeightsUnavailableError, create_model, load_backbone, load_weights_file
+from core.backbone import Backbone, WeightsUnavailableError, create_model, load_backbone, model_for_file
 from core.backbones import BACKBONES, FAMILIES, UnknownBackboneError, default_backbone_name, get_spec
 from core.config import FeatureConfig
 from core.features import FeatureExtractor
 from tests.core import dino_reference as ref
+from tests.core import dinov3_reference as ref3
 
 TOL = 1e-4  # fp32 on CPU
 SHAPES = [(224, 224), (160, 256), (288, 192)]  # the trained grid, landscape and portrait (at /16)
@@ -76,8 +77,7 @@ def test_dino_tokens_equal_the_reference_from_metas_file(tmp_path, name, patch):
     path = tmp_path / f"{name}_pretrain.pth"
     torch.save(state, path)
     spec = get_spec(name)
-    model = create_model(spec, depth=2)
-    load_weights_file(model, path, spec)
+    model = model_for_file(spec, path, depth=2)
     backbone = Backbone(spec=spec, model=model.eval(), weights_id="file:test", device=torch.device("cpu"))
     for shape in SHAPES if patch == 16 else [(112, 112), (80, 128)]:
         x = _inputs(shape)
@@ -129,3 +129,41 @@ def test_features_follow_the_patch_size(tmp_path):
     tiled = FeatureExtractor(backbone, FeatureConfig(scale=8.0, tile=20, overlap=4)).extract(rgb)
     assert tiled.grid == (38, 62) and tiled.resized_size == (38 * 16, 62 * 16)
     assert "dino_vits16" in FeatureExtractor(backbone, FeatureConfig()).identity
+
+
+@pytest.mark.parametrize("name,dim,heads", [("dinov3_vits16", 384, 6), ("dinov3_vitb16", 768, 12)])
+def test_dinov3_tokens_equal_the_reference_from_metas_file(tmp_path, name, dim, heads):
+    """Meta's layout (storage tokens, layer scales, a qkv bias with its K third masked, the rotary periods):
+    tokens equal tests/core/dinov3_reference.py at the trained grid, landscape and portrait."""
+    state = ref3.random_state(dim, heads, depth=2, seed=6)
+    path = tmp_path / f"{name}_pretrain_lvd1689m-test.pth"
+    torch.save(state, path)
+    spec = get_spec(name)
+    backbone = Backbone(spec, model_for_file(spec, path, depth=2).eval(), "file:test", torch.device("cpu"))
+    for shape in SHAPES:
+        x = _inputs(shape)
+        got, expected = backbone.patch_tokens(x), ref3.patch_tokens(state, x, heads)
+        assert got.shape == expected.shape == (1, dim, shape[0] // 16, shape[1] // 16)
+        assert (got - expected).abs().max().item() < TOL, shape
+    # the comparison can fail: without the rotary embedding the tokens are far off
+    no_rope = dict(state, **{"rope_embed.periods": torch.full_like(state["rope_embed.periods"], 1e12)})
+    x = _inputs(SHAPES[1])
+    assert (
+        ref3.patch_tokens(no_rope, x, heads) - ref3.patch_tokens(state, x, heads)
+    ).abs().max().item() > 0.05
+
+
+def test_the_full_dinov3_vits16_from_metas_file_and_from_timms_layout_agree(tmp_path):
+    state = ref3.random_state(384, 6, depth=12, seed=7)
+    meta = tmp_path / "dinov3_vits16_pretrain_lvd1689m-test.pth"
+    torch.save(state, meta)
+    backbone = load_backbone("dinov3_vits16", weights=str(meta), device="cpu")
+    x = _inputs((256, 192))
+    expected = ref3.patch_tokens(state, x, 6)
+    assert (backbone.patch_tokens(x) - expected).abs().max().item() < TOL
+    from safetensors.torch import save_file
+
+    timm_file = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.model.state_dict().items()}, str(timm_file))
+    again = load_backbone("dinov3_vits16", weights=str(timm_file), device="cpu")
+    assert (again.patch_tokens(x) - expected).abs().max().item() < TOL

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from core.backbone import Backbone, create_model, load_backbone, load_weights_file
+from core.backbone import Backbone, load_backbone, model_for_file
 from core.backbones import BACKBONES, get_spec
 from core.features import IMAGENET_MEAN, IMAGENET_STD, preprocess, resized_size_for
 from tests.core import dinov2_reference as ref
@@ -84,8 +84,7 @@ def test_every_registry_backbone_follows_meta_at_one_block(name, tmp_path):
     state = ref.random_meta_state(name, depth=1, seed=5)
     path = tmp_path / f"{name}_pretrain.pth"
     torch.save(state, path)
-    model = create_model(spec, pretrained=False, depth=1)
-    load_weights_file(model, path, spec)
+    model = model_for_file(spec, path, depth=1)
     backbone = Backbone(spec=spec, model=model.eval(), weights_id="file:test", device=torch.device("cpu"))
     for shape in [(252, 448), (448, 308)]:
         x = _inputs(shape, seed=2)
