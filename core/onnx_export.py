@@ -113,12 +113,6 @@ def export_onnx(
     p = spec.patch_size
     if not head_only and backbone is None:
         raise OnnxExportError("a backbone + head graph needs the backbone; pass backbone= or head_only=True")
-    if not head_only and spec.position != "learned":
-        raise OnnxExportError(
-            f"{spec.name}: a backbone + head graph is exported for backbones with a learned position table "
-            "(DINOv2, DINO, iBOT); DINOv3's rotary embedding is not supported yet: export the head alone "
-            "(--head-only) and run the backbone with timm"
-        )
     max_side = p * (2048 // p) if max_side is None else max_side
     if max_side < p or max_side % p:
         raise OnnxExportError(f"max_side must be a multiple of {spec.name}'s patch size {p}, got {max_side}")
@@ -134,7 +128,10 @@ def export_onnx(
     else:
         assert backbone is not None  # checked above
         model: ViT = copy.deepcopy(backbone.model).cpu().float().eval()
-        model.probeseg_position = _TablePosition(axis_tables(model, max_grid))
+        if (
+            spec.position == "learned"
+        ):  # a rotary embedding (DINOv3) is computed from the grid: it traces as is
+            model.probeseg_position = _TablePosition(axis_tables(model, max_grid))
         module, name = _Segmenter(model, head).eval(), "image"
         example = torch.zeros(1, 3, 4 * p, 5 * p)
         h, w = torch.export.Dim("h", min=1, max=max_grid), torch.export.Dim("w", min=1, max=max_grid)
