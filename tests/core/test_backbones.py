@@ -167,3 +167,46 @@ def test_the_full_dinov3_vits16_from_metas_file_and_from_timms_layout_agree(tmp_
     save_file({k: v.contiguous() for k, v in backbone.model.state_dict().items()}, str(timm_file))
     again = load_backbone("dinov3_vits16", weights=str(timm_file), device="cpu")
     assert (again.patch_tokens(x) - expected).abs().max().item() < TOL
+
+
+def test_dinov3_hub_copy_in_timms_plain_build_equals_metas_file(tmp_path):
+    """timm's hub weights are Meta's converted into the build without a qkv bias (the distilled models' biases
+    are all zero): such a copy in the Hugging Face cache, read offline in a fresh interpreter, gives the
+    reference's tokens of the Meta file it came from."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+    from timm.models.eva import checkpoint_filter_fn
+
+    name = "dinov3_vits16"
+    spec = get_spec(name)
+    state = ref3.random_state(384, 6, depth=12, seed=8)
+    for k in [k for k in state if k.endswith("attn.qkv.bias")]:
+        state[k] = torch.zeros_like(state[k])
+    plain = create_model(spec)  # the hub's build
+    converted = checkpoint_filter_fn({k: v.clone() for k, v in state.items()}, plain)
+    plain.load_state_dict(converted, strict=True)
+    repo = tmp_path / "hub" / f"models--timm--{spec.timm_name}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(snapshot / "model.safetensors"))
+    x = _inputs((192, 272))
+    torch.save(x, tmp_path / "x.pt")
+    code = (
+        "import torch; from core.backbone import load_backbone;"
+        f"bb = load_backbone({name!r}, weights='hub', device='cpu'); assert bb.weights_id.startswith('hub:');"
+        f"torch.save(bb.patch_tokens(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'out.pt')!r})"
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert (got - ref3.patch_tokens(state, x, 6)).abs().max().item() < TOL
