@@ -220,11 +220,14 @@ def _architecture(spec: BackboneSpec, state: dict[str, torch.Tensor]) -> str:
 def model_for_file(spec: BackboneSpec, path: str | os.PathLike, **timm_kwargs) -> nn.Module:
     """The model of `spec` holding a checkpoint file's weights (strict): the family's own layout is mapped
     onto timm's by timm's converters (Meta's registers, SwiGLU, DINOv3's storage tokens, layer scales and
-    masked qkv bias); iBOT's MIM token, a pretraining-only parameter, is dropped. `timm_kwargs`: as in
-    `create_model`."""
+    masked qkv bias, iBOT's layer scales); iBOT's MIM token, a pretraining-only parameter, is dropped.
+    `timm_kwargs`: as in `create_model`."""
     state = read_checkpoint(path)
     layout = checkpoint_layout(state)
     state.pop("masked_embed", None)
+    layer_scale = "blocks.0.gamma_1" in state  # iBOT trained with layer scale (`init_values` > 0)
+    if layer_scale and spec.position == "learned":
+        timm_kwargs = {"init_values": 1e-5, **timm_kwargs}
     model = create_model(spec, timm_name=_architecture(spec, state), **timm_kwargs)
     if spec.position == "rope":
         from timm.models.eva import checkpoint_filter_fn as eva_filter
@@ -233,7 +236,7 @@ def model_for_file(spec: BackboneSpec, path: str | os.PathLike, **timm_kwargs) -
     else:
         from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
 
-        converted = vit_filter(state, cast(ViT, model))
+        converted = vit_filter(state, cast(ViT, model), adapt_layer_scale=layer_scale)
     try:
         model.load_state_dict(converted, strict=True)
     except RuntimeError as exc:

@@ -100,9 +100,10 @@ def patch_tokens(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tenso
         q, k, v = qkv.reshape(b, -1, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
         attn = ((q @ k.transpose(-2, -1)) * (dim // heads) ** -0.5).softmax(-1)
         y = (attn @ v).transpose(1, 2).reshape(b, -1, dim)
-        t = t + F.linear(y, state[p + "attn.proj.weight"], state[p + "attn.proj.bias"])
+        gamma_1, gamma_2 = state.get(p + "gamma_1", 1.0), state.get(p + "gamma_2", 1.0)  # iBOT's layer scale
+        t = t + gamma_1 * F.linear(y, state[p + "attn.proj.weight"], state[p + "attn.proj.bias"])
         y = F.layer_norm(t, (dim,), state[p + "norm2.weight"], state[p + "norm2.bias"], EPS)
         y = F.gelu(F.linear(y, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"]))
-        t = t + F.linear(y, state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
+        t = t + gamma_2 * F.linear(y, state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
     t = F.layer_norm(t, (dim,), state["norm.weight"], state["norm.bias"], EPS)
     return t[:, 1:].transpose(1, 2).reshape(b, dim, h, w)

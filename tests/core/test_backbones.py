@@ -118,6 +118,21 @@ def test_ibot_teacher_checkpoint_gives_the_references_tokens(tmp_path):
         load_backbone("ibot_vitb16", weights="hub", device="cpu")
 
 
+def test_ibot_with_layer_scale_gives_the_references_tokens(tmp_path):
+    """iBOT's code scales each residual branch by gamma_1 / gamma_2 when trained with init_values > 0."""
+    g = torch.Generator().manual_seed(9)
+    state = ref.random_state(768, 16, depth=2, seed=9)
+    for i in range(2):
+        state[f"blocks.{i}.gamma_1"] = torch.rand(768, generator=g) * 0.5 + 0.25
+        state[f"blocks.{i}.gamma_2"] = torch.rand(768, generator=g) * 0.5 + 0.25
+    path = tmp_path / "checkpoint_teacher.pth"
+    torch.save(ref.ibot_checkpoint(state), path)
+    spec = get_spec("ibot_vitb16")
+    backbone = Backbone(spec, model_for_file(spec, path, depth=2).eval(), "file:test", torch.device("cpu"))
+    x = _inputs(SHAPES[1])
+    assert (backbone.patch_tokens(x) - ref.patch_tokens(state, x)).abs().max().item() < TOL
+
+
 def test_features_follow_the_patch_size(tmp_path):
     """The extractor, tiles included, at /16: grids, input sizes and the cache identity follow the spec."""
     spec = get_spec("dino_vits16")
