@@ -94,9 +94,8 @@ def resolution_outputs(ctx: AppContext) -> dict:
 
 
 def header_text(ctx: AppContext) -> str:
-    spec = ctx.engine.backbone.spec
-    licence = "random weights" if ctx.engine.is_random else f"weights: {spec.licence}"
-    backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id}; {licence})"
+    licence = ctx.engine.backbone.spec.licence  # the pretrained weights' (DINOv3's is not Apache-2.0)
+    backbone = f"{ctx.engine.backbone_name} ({ctx.engine.weights_id}; its weights' licence: {licence})"
     return (
         f"## probeseg · {md(ctx.project_name)} <span class='muted'>&nbsp; frozen {backbone}, "
         f"{ctx.engine.project_config(ctx.project_id).describe()}, + a linear head trained on your scribbles "

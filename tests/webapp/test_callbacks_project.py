@@ -388,6 +388,7 @@ def test_the_images_tab_sets_the_projects_resolution(labelled_ctx, sess):
     [image] = ctx.images()
     out = cbp.page_load(ctx, sess, cbv.SORTS[0])
     assert out["resolution"] == "112" and "112 px" in out["resolution_md"] and "112 px" in out["header"]
+    assert "dinov2_vits14" in out["header"] and "licence: Apache-2.0" in out["header"]  # the weights' licence
     out = cbd.set_resolution(ctx, sess, "7px")
     assert out["resolution"] == "7px" and "7 image px a token" in out["header"]
     assert "16 x 12 tokens (7 px a token)" in out["info"]  # the image panel says the new grid
