@@ -25,12 +25,13 @@ from core.predict import Prediction, Predictor
 from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState
+from engine.events import EventBus
 from engine.needs import LabelNeeds
 from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
 from engine.training import Trainer
 from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
-from storage import ImageInfo, ImportReport, NotFoundError, OpResult, ProjectInfo, Repository
+from storage import ClassInfo, ImageInfo, ImportReport, NotFoundError, OpResult, ProjectInfo, Repository
 from storage.thumbnails import SCREEN
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class ProjectEngine:
         self._eval: LRU[EvalResult] = LRU(8)
         self.needs = LabelNeeds(repo, self.cached_features, settings.seed)
         self._configs: dict[int, FeatureConfig] = {}  # project id -> its resolution (read once)
+        self.events = EventBus()  # what changed, per project (engine/events.py; the API streams it)
 
     @classmethod
     def create(
@@ -212,6 +214,10 @@ class ProjectEngine:
             if state is not None and feats is not None:
                 need = self.needs.one(info.project_id, state, image_id, feats)
                 self.repo.set_image_stats(image_id, active.image_score(need, feats.original_size), True)
+            progress = self.worker.progress()
+            self.events.publish(
+                info.project_id, "features", image_id=image_id, done=progress.done, total=progress.total
+            )
 
     def cached_features(self, info: ImageInfo) -> PatchFeatures | None:
         """The image's features at its project's resolution if computed (never queues them)."""
@@ -321,13 +327,15 @@ class ProjectEngine:
         with self._lock:
             self._heads[project_id], self._head_ids[project_id] = state, state.head_id
             self._interim.pop(project_id, None)
-            self._head_counter[project_id] = self._head_counter.get(project_id, 0) + 1
+            counter = self._head_counter[project_id] = self._head_counter.get(project_id, 0) + 1
+        self.events.publish(project_id, "head", version=counter, head_id=state.head_id, interim=False)
 
     def publish_interim(self, project_id: int, state: HeadState) -> None:
         """Show a head of a fit still running (until the fit stores its final head)."""
         with self._lock:
             self._interim[project_id] = state
-            self._head_counter[project_id] = self._head_counter.get(project_id, 0) + 1
+            counter = self._head_counter[project_id] = self._head_counter.get(project_id, 0) + 1
+        self.events.publish(project_id, "head", version=counter, head_id=state.head_id, interim=True)
 
     def live_head(self, project_id: int) -> HeadState | None:
         """The head to display and to warm-start from: the running fit's latest interim head, else the
@@ -446,12 +454,24 @@ class ProjectEngine:
         """Commit one canvas operation (storage.ops) and start a fit at once (no debounce) when it changed
         labels; returns the committed result and the training generation (0 = none requested)."""
         res = self.repo.apply_op(image_id, op, author=author)
-        gen = (
-            self.request_train(project_id, immediate=True)
-            if train and res.applied and not res.duplicate
-            else 0
-        )
+        changed = res.applied and not res.duplicate
+        if changed:
+            self._labels_changed(project_id, image_id, res.label_version, op.get("client"), op.get("kind"))
+        gen = self.request_train(project_id, immediate=True) if train and changed else 0
         return res, gen
+
+    def _labels_changed(
+        self, project_id: int, image_id: int, version: int, client: object, kind: object
+    ) -> None:
+        """Tell the project's followers (another tab on this image reloads its labels)."""
+        self.events.publish(
+            project_id,
+            "labels",
+            image_id=image_id,
+            label_version=version,
+            client=client if isinstance(client, str) else None,
+            op=kind if isinstance(kind, str) else None,
+        )
 
     def refine(
         self,
@@ -475,23 +495,42 @@ class ProjectEngine:
         layer, added = analysis.refine_layer(self.repo.scribble_layer(image_id), pred, threshold, allowed)
         if added:
             self.repo.save_scribbles(image_id, layer, author=author, client=client)
+            version = self.repo.get_image(image_id).label_version
+            self._labels_changed(project_id, image_id, version, client, "refine")
             self.request_train(project_id)
         return added
+
+    def add_class(self, project_id: int, name: str, colour: str | None = None) -> ClassInfo:
+        """Append a class (storage chooses a free colour when none is given); followers are told."""
+        info = self.repo.add_class(project_id, name, colour)
+        self.events.publish(project_id, "classes")
+        return info
+
+    def rename_class(self, project_id: int, class_id: int, name: str) -> None:
+        self.repo.rename_class(class_id, name)
+        self.events.publish(project_id, "classes")
+
+    def recolour_class(self, project_id: int, class_id: int, colour: str) -> None:
+        self.repo.recolour_class(class_id, colour)
+        self.events.publish(project_id, "classes")
 
     def move_class(self, project_id: int, class_id: int, index: int) -> None:
         """Move a class to another index; the head's outputs follow the new order after the retrain."""
         self.repo.move_class(class_id, index)
+        self.events.publish(project_id, "classes")
         self.request_train(project_id)
 
     def delete_class(self, project_id: int, class_id: int, mode: str | None, reassign_to: int | None) -> None:
         """Delete a class (`mode`: see Repository.delete_class); retrain when labels changed class or went."""
         self.repo.delete_class(class_id, mode, reassign_to)
+        self.events.publish(project_id, "classes")
         if mode is not None:
             self.request_train(project_id)
 
     def imported(self, project_id: int, report: ImportReport) -> None:
         """After an import: features for the new images, and a retrain when label masks came with them."""
         if report.image_ids:
+            self.events.publish(project_id, "images", added=list(report.image_ids))
             self.ensure_features(report.image_ids)
         if report.annotations:
             self.request_train(project_id)

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.background import BackgroundTask
@@ -247,8 +247,39 @@ class Api:
         self._resolution_routes(r)
         self._label_routes(r)
         self._prediction_route(r)
+        self._event_route(r)
         self._export_route(r)
         return r
+
+    def _event_route(self, r: APIRouter) -> None:
+        ctx = self.ctx
+
+        @r.get("/events")
+        async def get_events(
+            project: str, request: Request, after: int | None = None, wait: float = MAX_WAIT_S
+        ) -> StreamingResponse:
+            """The project's event stream (engine/events.py) as server-sent events, for `wait` seconds (at
+            most 25), then the stream ends and a browser's EventSource reconnects with Last-Event-ID."""
+            pid = await asyncio.to_thread(self.project_id, project)
+            bus = ctx.engine.events
+            resume = request.headers.get("last-event-id", "")
+            start = after if after is not None else int(resume) if resume.isdigit() else bus.last
+            window = min(max(0.0, float(wait)), MAX_WAIT_S)
+
+            async def stream():  # type: ignore[no-untyped-def]
+                yield "retry: 1000\n\n"  # (the browser reconnects a second after the stream ends)
+                last, deadline = start, time.monotonic() + window
+                while (left := deadline - time.monotonic()) > 0:
+                    events = await bus.wait(pid, last, min(left, 15.0))
+                    if not events:
+                        yield ": idle\n\n"  # a comment: keeps proxies from closing a quiet stream
+                    for event in events:
+                        yield event.sse()
+                        last = max(last, event.seq)
+
+            return StreamingResponse(
+                stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+            )
 
     def _export_route(self, r: APIRouter) -> None:
         ctx = self.ctx
@@ -328,7 +359,7 @@ class Api:
             if colour is not None and not isinstance(colour, str):
                 raise HTTPException(422, "color must be a string like #rrggbb")
             return class_json(
-                await asyncio.to_thread(_guard, lambda: ctx.repo.add_class(pid, body["name"], colour))
+                await asyncio.to_thread(_guard, lambda: ctx.engine.add_class(pid, body["name"], colour))
             )
 
     def _image_routes(self, r: APIRouter) -> None:

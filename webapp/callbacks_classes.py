@@ -104,7 +104,7 @@ def add(ctx: AppContext, sess: Session, name: str, colour: str | None, use_colou
         raise gr.Error("Type a name for the new class.")
     classes = ctx.classes()
     hexc = _check_colour_free(classes, colour) if use_colour and colour else None
-    c = ctx.repo.add_class(ctx.project_id, name, hexc)
+    c = ctx.engine.add_class(ctx.project_id, name, hexc)
     sess.select_class = c.id  # the canvas switches its brush to the new class
     gr.Info(
         f"Added class '{html.escape(c.name)}' (key {c.index + 1})."
@@ -125,14 +125,14 @@ def rename(ctx: AppContext, sess: Session, value: str | None, name: str) -> dict
     cid = _selected(ctx, value)
     if not (name or "").strip():
         raise gr.Error("Type the new name.")
-    ctx.repo.rename_class(cid, name.strip())
+    ctx.engine.rename_class(ctx.project_id, cid, name.strip())
     return class_outputs(ctx, sess, cid)
 
 
 @ui_errors
 def recolour(ctx: AppContext, sess: Session, value: str | None, colour: str) -> dict:
     cid = _selected(ctx, value)
-    ctx.repo.recolour_class(cid, _check_colour_free(ctx.classes(), colour, exclude=cid))
+    ctx.engine.recolour_class(ctx.project_id, cid, _check_colour_free(ctx.classes(), colour, exclude=cid))
     return class_outputs(ctx, sess, cid)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -500,3 +502,69 @@ def test_exports_come_back_through_the_import_route(app):
         refused = c.post(f"{api}/loose/import", files={"file": ("loose.zip", loose.getvalue())})
         assert refused.status_code == 422 and "neither a probeseg project archive" in refused.json()["detail"]
         assert ctx.repo.find_project("loose") is None
+
+
+def _read_events(client: httpx.Client, url: str, want: Callable[[list[dict]], bool]) -> list[dict]:
+    """Server-sent events from `url` until `want(events so far)` holds or the stream ends."""
+    events: list[dict] = []
+    kind = None
+    with client.stream("GET", url) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append({"kind": kind, **json.loads(line[6:])})
+                if want(events):
+                    break
+    return events
+
+
+def test_one_event_stream_tells_every_client_what_another_changed(app):
+    """Two HTTP clients: B follows the project's stream; A's class, upload and stroke reach B as events, with
+    A's client id on the label change (a tab ignores its own), and a first head once the fit is done."""
+    import threading
+
+    url, ctx = app()
+    base = f"{url}/api/v1/projects/demo"
+    start = ctx.engine.events.last
+    got: list[dict] = []
+
+    def follow() -> None:
+        with httpx.Client(timeout=120) as b:
+            got.extend(
+                _read_events(
+                    b,
+                    f"{base}/events?after={start}&wait=25",
+                    lambda ev: any(e["kind"] == "head" and not e["interim"] for e in ev),
+                )
+            )
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    with httpx.Client(timeout=120) as a:
+        red = a.post(f"{base}/classes", json={"name": "red"}).json()["id"]
+        blue = a.post(f"{base}/classes", json={"name": "blue"}).json()["id"]
+        [im] = upload(a, base, [("two.png", png_bytes(two_colour()))]).json()["imported"]
+        ctx.engine.features(im["id"], wait=120)
+        for op_id, cid, x0 in (("s1", red, 5), ("s2", blue, 65)):
+            op = {
+                "op_id": op_id,
+                "kind": "stroke",
+                "class_id": cid,
+                "radius": 3,
+                "points": [[x0, 40], [x0 + 40, 40]],
+            }
+            assert a.post(f"{base}/images/{im['id']}/ops", json=op | {"client": "tab-a"}).json()["applied"]
+    follower.join(150)
+    kinds = [e["kind"] for e in got]
+    assert kinds.count("classes") == 2 and "images" in kinds and "features" in kinds, kinds
+    labels = [e for e in got if e["kind"] == "labels"]
+    assert [(e["image_id"], e["client"], e["op"]) for e in labels] == [(im["id"], "tab-a", "stroke")] * 2
+    assert labels[1]["label_version"] > labels[0]["label_version"]
+    assert any(e["kind"] == "head" and not e["interim"] for e in got)
+    # a client that resumes (Last-Event-ID) gets what came after, and only its project's events
+    with httpx.Client(timeout=120) as c:
+        later = _read_events(c, f"{base}/events?after={start}&wait=0.5", lambda ev: len(ev) >= len(got))
+        assert [e["kind"] for e in later][: len(kinds)] == kinds
+        assert c.get(f"{url}/api/v1/projects/nope/events?wait=0").status_code == 404

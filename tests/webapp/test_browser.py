@@ -10,6 +10,7 @@ lost, and the stroke drawn while it was down is sent after the restart. Screensh
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,14 +239,15 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path,
                 assert len(repo.list_images(repo.find_project("default").id)) == 3  # nothing added here
             page.get_by_role("tab", name="Annotate").click()
 
-            # an idle page uploads nothing (only its one waiting prediction request, renewed every 20 s),
-            # once the refresh that follows the last prediction is done
+            # an idle page uploads nothing (only its one waiting prediction request, renewed every 20 s, and
+            # its event stream, renewed every 25 s), once the refresh that follows the last prediction is done
             page.wait_for_timeout(4000)
             traffic: list = []
             page.on("request", lambda r: traffic.append((r.method, r.url, len(r.post_data_buffer or b""))))
             page.wait_for_timeout(30_000)
             assert [t for t in traffic if t[0] != "GET"] == [], traffic
-            assert all("/prediction" in t[1] for t in traffic) and len(traffic) <= 3, traffic
+            assert all("/prediction" in t[1] or "/events" in t[1] for t in traffic), traffic
+            assert len(traffic) <= 6, traffic
         # views, galleries and toasts came inline, the archive upload was deleted once imported: the uploads
         # folder holds no file but Gradio's empty part file of that upload (swept at the next upload a minute on)
         left = [p for p in (data / "uploads").rglob("*") if p.is_file()]
@@ -277,6 +279,11 @@ def test_two_pages_and_a_killed_server_lose_no_acknowledged_stroke(tmp_path: Pat
             stored = labels(data, image_id)
             assert all((stored[r, 15:145] == 1).all() for r in rows_a)
             assert all((stored[r, 175:305] == 2).all() for r in rows_b)
+            # each page shows the other's strokes without doing anything (the project's event stream)
+            shown = "(p) => window.__probeseg.state.labelIdx[p] === "
+            w = int(canvas_state(a)["W"])
+            b.wait_for_function(f"{shown}1", arg=rows_a[-1] * w + 80, timeout=WAIT)
+            a.wait_for_function(f"{shown}2", arg=rows_b[-1] * w + 240, timeout=WAIT)
 
             # undo is yours: A's Ctrl+Z takes back A's newest stroke although B drew after it; redo returns it
             a.keyboard.press("Control+z")
@@ -287,6 +294,12 @@ def test_two_pages_and_a_killed_server_lose_no_acknowledged_stroke(tmp_path: Pat
             a.keyboard.press("Control+Shift+z")
             wait_saved(a)
             assert (labels(data, image_id)[rows_a[-1] + 4, 15:145] == 1).all()
+            # a stroke drawn while the other page is idle appears there within seconds, trained on or not
+            draw_stroke(a, [(10, 110), (150, 110)], steps=3)
+            wait_saved(a)
+            t0 = time.monotonic()
+            b.wait_for_function(f"{shown}1", arg=110 * w + 80, timeout=WAIT)
+            print(f"another page's stroke shown {time.monotonic() - t0:.2f} s after A saw it saved")
 
             proc.kill()  # SIGKILL: no shutdown of any kind
             proc.wait(30)

@@ -14,7 +14,7 @@ const S = {
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
   restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(), window: [], winPos: 0, navSeq: 0,
-  passed: new Set(),
+  passed: new Set(), events: null, eventsFor: null, othersEdited: null, wakes: 0, headWake: null,
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -78,6 +78,7 @@ function applyConfig() {
   const prev = S.cfg;
   S.cfg = config();
   if (!S.cfg.api) return;
+  followEvents();
   const im0 = S.cfg.image;
   if (prev && prev.image && (S.cfg.nav || 0) < S.navSeq && im0 && S.passed.has(im0.id)) {
     // a reply to a page turn this tab has since gone past (the server has not followed the latest yet):
@@ -180,8 +181,10 @@ $('.ps-edges').onchange = (e) => {
   const t0 = performance.now();
   S.followEdges = e.target.checked; paintPrediction(); drawNow(); setUrl();
   S.toggleMs.push(performance.now() - t0);
-  if (S.followEdges && S.pred && !S.pred.edgeArg && S.predAbort) {  // not fetched yet: ask again now
-    S.headVersion = null; S.predAbort.abort('refetch');
+  if (S.followEdges && S.pred && !S.pred.edgeArg) {  // not fetched yet: ask again now
+    S.headVersion = null;
+    if (S.predAbort) S.predAbort.abort('refetch');
+    wakePredictions();
   }
 };
 $('.ps-undo').onclick = () => history_('undo');
@@ -201,10 +204,11 @@ async function fetchOk(url, opts) {
 
 async function openImage() {
   const token = ++S.token;
-  // The previous image's prediction wait is over: abort it, or paging quickly through many images fills the
-  // browser's 6 connections per host with waits of up to 20 s and stalls every other request.
+  // The previous image's prediction request is over: abort it (the browser has 6 connections per host; the
+  // page keeps one open, its event stream, and every other request is short).
   if (S.predAbort) S.predAbort.abort();
   S.predAbort = null;
+  wakePredictions();  // (the previous image's loop, asleep until a head: it sees the new token and ends)
   S.pred = null; S.headVersion = null; S.points = []; S.img = null; S.labelIdx = null;
   S.knownVersion = -1;  // the label version seen of THIS image (another tab's edits are newer ones)
   const im = S.cfg.image;
@@ -482,16 +486,31 @@ api.predictionLabels = () => {
   return Array.from(shownArg(P), (ch) => (P.classes[ch] == null ? 255 : P.classes[ch]));
 };
 
+function wakePredictions() {
+  // something worth a prediction request happened (a head, this image's features, a refetch): told by the
+  // event stream, so the loop below asks only then, with no request waiting on the server meanwhile
+  S.wakes += 1;
+  if (S.headWake) S.headWake();
+}
+function nextWake(ms) {
+  return new Promise((resolve) => {
+    const done = () => { clearTimeout(timer); S.headWake = null; resolve(); };
+    const timer = setTimeout(done, ms);  // (should the stream be down: ask anyway now and then)
+    S.headWake = done;
+  });
+}
+
 async function predictionLoop(token) {
   while (token === S.token && S.cfg.image) {
     const id = S.cfg.image.id;
     const after = S.headVersion == null ? '' : `&after=${S.headVersion}`;
+    const wakes = S.wakes;  // an event while the request is on its way: ask again at once
     let res = null;
     const abort = new AbortController();
     S.predAbort = abort;
     try {
       const edges = S.followEdges ? `&edges=${S.predCanvas.height}x${S.predCanvas.width}` : '';
-      res = await fetch(`${apiBase()}/images/${id}/prediction?wait=20&dtype=float16${after}${edges}`,
+      res = await fetch(`${apiBase()}/images/${id}/prediction?dtype=float16${after}${edges}`,
         { credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
     } catch (e) { res = null; }
     if (S.predAbort === abort) S.predAbort = null;
@@ -518,8 +537,36 @@ async function predictionLoop(token) {
       if (p.label_version > S.knownVersion && !mine) reloadLabels(token);  // another tab edited this image
     } else if (!res || res.status !== 204) {
       await new Promise((r) => setTimeout(r, 2000));
+      continue;
     }
+    if (token === S.token && S.wakes === wakes) await nextWake(25000);
   }
+}
+
+// ------------------------------------------------------------------ the project's event stream
+function followEvents() {
+  // one EventSource per project (GET .../events, engine/events.py): another tab's or client's edit of the
+  // open image reloads its labels at once, trained on or not (the browser reconnects the stream by itself)
+  if (S.events && S.eventsFor === apiBase()) return;
+  if (S.events) S.events.close();
+  S.eventsFor = apiBase();
+  S.events = new EventSource(`${apiBase()}/events`, { withCredentials: true });
+  S.events.addEventListener('labels', (e) => {
+    const d = JSON.parse(e.data);
+    const im = S.cfg && S.cfg.image;
+    if (!im || d.image_id !== im.id || d.client === clientId()) return;  // (its own edits it has drawn)
+    if (S.queue.some((q) => q.image === im.id)) S.othersEdited = im.id;  // reloaded once ours are saved
+    else if (d.label_version > S.knownVersion) reloadLabels();
+  });
+  S.events.addEventListener('resync', () => { reloadLabels(); wakePredictions(); });
+  S.events.addEventListener('head', (e) => {
+    const d = JSON.parse(e.data);
+    if (S.headVersion == null || d.version > S.headVersion) wakePredictions();
+  });
+  S.events.addEventListener('features', (e) => {
+    const im = S.cfg && S.cfg.image;
+    if (im && JSON.parse(e.data).image_id === im.id && !S.pred) wakePredictions();
+  });
 }
 
 // ------------------------------------------------------------------ operations: queue, send, retry
@@ -596,7 +643,10 @@ async function pump() {
   } finally {
     S.sending = false;
     S.retryAt = 0;
-    if (hadError) reloadLabels();  // show what the server has (a restart, a refused edit)
+    const im = S.cfg && S.cfg.image;
+    const others = im && S.othersEdited === im.id;  // edited by someone else while ours were on their way
+    if (others) S.othersEdited = null;
+    if (hadError || others) reloadLabels();  // show what the server has (a restart, a refused edit, others')
     status();
   }
 }
