@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 from bench.config import BenchConfig
-from bench.timing import rss_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,9 +76,6 @@ class AppProcess:
             return self.log_path.read_text()[-n:].strip().replace("\n", " | ")
         except OSError:
             return ""
-
-    def peak_rss(self) -> int | None:
-        return rss_bytes(self.proc.pid)[1]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

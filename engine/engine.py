@@ -273,19 +273,6 @@ class ProjectEngine:
         gen = self.trainer.latest_request(project_id) if generation is None else generation
         self.trainer.wait_settled(project_id, gen, timeout)
 
-    def await_auto_train(self, project_id: int, timeout: float = 5.0) -> bool:
-        """Block until the newest training request has finished (or timed out, failed, was superseded
-        and finished); True when a head from it or a newer request is ready. Lets the UI return the new
-        overlay from the stroke's own event chain instead of waiting for the page timer."""
-        gen = self.trainer.latest_request(project_id)
-        if gen == 0:
-            return False
-        try:
-            self.trainer.wait(project_id, gen, timeout)
-        except (TrainingError, TimeoutError):
-            return False
-        return True
-
     def training_status(self, project_id: int) -> TrainStatus:
         status = self.trainer.status(project_id)
         if status.last is None and status.state == "idle":

@@ -176,10 +176,6 @@ class Database:
             ) from exc
 
     # ------------------------------------------------------------------ migrations
-    def current_revision(self) -> str | None:
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-
     def upgrade(self, revision: str = "head") -> None:
         """Upgrade the schema (serialised across processes: BEGIN IMMEDIATE / an advisory lock)."""
         upgrade(self.engine, revision)

@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1/projects/{project}"
 MAX_OP_BYTES = 1_000_000  # one operation (10,000 points fit easily)
 MAX_WAIT_S = 25.0
-POLL_S = 0.01  # how often a waiting prediction request looks at the engine's head id (in memory)
 
 
 SCORE_TYPES = {"float32": "<f4", "float16": "<f2"}  # ?dtype=: float16 halves the bytes (the canvas's choice)
@@ -589,6 +588,7 @@ class Api:
             deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
             tried: tuple[int | None, float] = (None, 0.0)  # head counter last tried, and when
             checked = time.monotonic()
+            seen = ctx.engine.events.last  # the project's event stream: a new head wakes the wait below
             while True:
                 counter = ctx.engine.head_counter(pid)
                 now = time.monotonic()
@@ -608,7 +608,8 @@ class Api:
                     checked = now
                     if await request.is_disconnected():
                         return Response(status_code=204)
-                await asyncio.sleep(POLL_S)
+                events = await ctx.engine.events.wait(pid, seen, min(0.5, deadline - now))
+                seen = max([seen] + [e.seq for e in events])
 
     @staticmethod
     def author(request: Request) -> str:
