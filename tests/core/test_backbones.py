@@ -13,6 +13,7 @@ from core.config import FeatureConfig
 from core.features import FeatureExtractor
 from tests.core import dino_reference as ref
 from tests.core import dinov3_reference as ref3
+from tests.core.hub_cache import hub_tokens
 
 TOL = 1e-4  # fp32 on CPU
 SHAPES = [(224, 224), (160, 256), (288, 192)]  # the trained grid, landscape and portrait (at /16)
@@ -188,12 +189,6 @@ def test_dinov3_hub_copy_in_timms_plain_build_equals_metas_file(tmp_path):
     """timm's hub weights are Meta's converted into the build without a qkv bias (the distilled models' biases
     are all zero): such a copy in the Hugging Face cache, read offline in a fresh interpreter, gives the
     reference's tokens of the Meta file it came from."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from safetensors.torch import save_file
     from timm.models.eva import checkpoint_filter_fn
 
     name = "dinov3_vits16"
@@ -204,24 +199,6 @@ def test_dinov3_hub_copy_in_timms_plain_build_equals_metas_file(tmp_path):
     plain = create_model(spec)  # the hub's build
     converted = checkpoint_filter_fn({k: v.clone() for k, v in state.items()}, plain)
     plain.load_state_dict(converted, strict=True)
-    repo = tmp_path / "hub" / f"models--timm--{spec.timm_name}"
-    snapshot = repo / "snapshots" / ("0" * 40)
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0" * 40)
-    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(snapshot / "model.safetensors"))
     x = _inputs((192, 272))
-    torch.save(x, tmp_path / "x.pt")
-    code = (
-        "import torch; from core.backbone import load_backbone;"
-        f"bb = load_backbone({name!r}, weights='hub', device='cpu'); assert bb.weights_id.startswith('hub:');"
-        f"torch.save(bb.patch_tokens(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'out.pt')!r})"
-    )
-    env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    got = hub_tokens(tmp_path, name, spec.timm_name, plain.state_dict(), x)
     assert (got - ref3.patch_tokens(state, x, 6)).abs().max().item() < TOL
