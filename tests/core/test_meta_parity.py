@@ -17,7 +17,6 @@ from core.features import IMAGENET_MEAN, IMAGENET_STD, preprocess, resized_size_
 from tests.core import dinov2_reference as ref
 from tests.core.hub_cache import hub_tokens
 
-ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-4  # fp32 on CPU
 # (H, W) inputs: landscape 24x32 and portrait 32x21 grids, a square 32x32 grid (long side 448) and 518x518,
 # where no resize happens.
