@@ -11,8 +11,8 @@ at 3 px 0.80 -> 0.91 at 1x, 0.84 -> 0.93 at 4x (2 scenes, radius 1.5 tokens; 2 t
 measurement). It is training-free (Eq. 1 is unchanged), costs a few box filters per class and
 runs at any output size: `predict` at the image's size, the canvas's overlay at its display size (the same
 function on fewer pixels). The box radius follows the token size at that output size, so a boundary can
-move to an image edge up to about a token away; a second pass at an eighth of that radius then snaps it to
-the nearest edge (`EdgeConfig.fine`, `follow`: the rule as a whole).
+move to an image edge up to about a token away; where tokens are big at the output, a second pass at an
+eighth of that radius then snaps it to the nearest edge (`EdgeConfig.fine`, `follow`: the rule as a whole).
 
 Memory is bounded: the coefficients live on a coarse grid, and `Guided.rows` applies them to any band of
 rows, equal to the whole-image result.
@@ -42,6 +42,10 @@ class EdgeConfig:
     # the fine pass snaps to the nearest edge. Measured on bench part `resolution`'s scenes (boundary F1 at
     # 3 px, one pass -> two): 0.961 -> 0.977 at 1x, 0.956 -> 0.979 at 4x, 0.858 -> 0.946 at 8x
     fine: float = 0.125
+    # ... where that radius is at least this many output pixels (tokens of about 20 px and more). Below, one
+    # pass is sharp enough (the 1x and 4x figures above: 0.96 with it alone) and the second would only add
+    # cost: a 512-px canvas image's final overlay (about 30 ms of the repaint a stroke waits for)
+    fine_min_radius: int = 5
 
     def radius(self, out_size: tuple[int, int], grid: tuple[int, int]) -> int:
         """The box radius in output pixels for a token grid `grid` drawn at `out_size`."""
@@ -142,14 +146,15 @@ def follow(
     band_rows: int = 256,
 ) -> Guided:
     """The boundary rule: the bilinear probabilities of a token grid `grid` (read band by band) made to
-    follow the edges of `rgb`, the image at the output size: a guided filter at `edges.radius`, then, unless
-    `edges.fine` is 0, a finer one over its result, its coefficients on a grid of its radius (3 x 3 cells a
-    window: measured as sharp as finer grids, F1 within 0.01, at a third of the cost of a grid of a quarter
-    of the radius). `.rows(band)` gives any band of the result."""
+    follow the edges of `rgb`, the image at the output size: a guided filter at `edges.radius`, then, where
+    `edges.fine` gives a radius of at least `edges.fine_min_radius`, a finer one over its result, its
+    coefficients on a grid of its radius (3 x 3 cells a window: measured as sharp as finer grids, F1 within
+    0.01, at a third of the cost of a grid of a quarter of the radius). `.rows(band)` gives any band of the
+    result."""
     r = edges.radius(rgb.shape[:2], grid)
     out = Guided(probs_of_rows, rgb, r, edges.eps, band_rows)
-    if edges.fine > 0:
-        r2 = max(2, round(r * edges.fine))
+    r2 = round(r * edges.fine)
+    if edges.fine > 0 and r2 >= edges.fine_min_radius:
         out = Guided(out.rows, rgb, r2, edges.eps, band_rows, sub=r2)
     return out
 

@@ -63,6 +63,9 @@ def test_the_rule_is_a_wide_pass_then_a_fine_one_and_bands_equal_the_whole_image
     )
     one = follow(lambda rs: probs[:, rs], rgb, grid, EdgeConfig(fine=0))
     torch.testing.assert_close(one.rows(slice(0, 150)), first, atol=1e-5, rtol=0)
+    # small tokens (10 px: a first radius of 20 px, a fine one of 2 px, under fine_min_radius): one pass
+    small = follow(lambda rs: probs[:, rs], rgb, (15, 9), cfg).rows(slice(0, 150))
+    torch.testing.assert_close(small, guided(probs, rgb, 20, cfg.eps), atol=1e-5, rtol=0)
     assert not torch.allclose(whole, first, atol=1e-3)
 
 
