@@ -25,6 +25,7 @@ from bench.config import BenchConfig
 from bench.report import Report, fmt, seconds
 from bench.timing import Timing, cpu_snapshot, measure, other_cores_since
 from core.backbone import load_backbone
+from core.backbones import get_spec
 from core.cache import FeatureStore
 from core.features import FeatureConfig, FeatureExtractor, preprocess
 from core.imageio import pixel_hash
@@ -48,8 +49,6 @@ def run_features(cfg: BenchConfig, report: Report) -> None:
 
 def _family_cpu(name: str, images: list[np.ndarray], fcfg: FeatureConfig, repeats: int) -> dict:
     """CPU seconds per image: the bare forward and the extractor, interleaved (medians)."""
-    from core.backbones import get_spec
-
     spec = get_spec(name)
     backbone = load_backbone(name, weights="random", device="cpu")
     extractor = FeatureExtractor(backbone, fcfg)
@@ -87,8 +86,6 @@ def _family_cpu(name: str, images: list[np.ndarray], fcfg: FeatureConfig, repeat
 def _run_families(cfg: BenchConfig, report: Report) -> None:
     """One model of each family at S and B sizes (random weights): CPU seconds per image of the extractor at
     the default resolution (`auto`) against the bare timm forward of the same inputs, interleaved."""
-    from core.backbones import get_spec
-
     images = make_images(cfg.feature_images, cfg.canvas_size, cfg.num_classes, cfg.seed + 301)
     fcfg = FeatureConfig.parse("auto", batch_size=cfg.feature_batch)
     s = report.section(

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from bench import synth
 from bench.config import BenchConfig
-from bench.report import Report, fmt
+from bench.report import Report, fmt, mib
 
 log = logging.getLogger("bench")
 RESOLUTIONS = ("448", "auto")  # before scales (a fixed long side) and the default now
@@ -192,7 +192,6 @@ def _huge(cfg: BenchConfig, report: Report) -> None:
         if proc.returncode != 0:
             raise RuntimeError(f"bench.huge failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         r = json.loads(out.with_suffix(".json").read_text()) | {"wall_s": wall}
-    mib = lambda b: f"{b / 2**20:,.0f} MiB"  # noqa: E731
     s = report.section(
         "resolution_huge",
         f"A {W:,} x {H:,} photo end to end (decode, features at auto, predict with the boundary rule, write)",
