@@ -52,6 +52,18 @@ FLAGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 180_000
+# a stroke's timestamps in the page after pointerup: acknowledged, the latest head event, the prediction
+# request, its response, the layer computed, painted, and repainted with the boundary rule's layer
+STAGES = ("t_ack", "t_head", "t_req", "t_resp", "t_applied", "t_paint", "t_edges")
+STAGE_NAMES = {
+    "ack": "acknowledged",
+    "head": "head event",
+    "req": "asked",
+    "resp": "scores in",
+    "applied": "upsampled",
+    "paint": "painted",
+    "edges": "snapped to edges",
+}
 
 
 def prepare(
@@ -264,6 +276,8 @@ def browser_session(
     out = {
         "ack_ms": [r["t_ack"] - r["t_up"] for r in recs],
         "overlay_ms": [r["t_paint"] - r["t_up"] for r in recs],
+        # where a stroke's time goes, each stage from pointerup (performance.now() in the page)
+        "stages_ms": {k: [r[k] - r["t_up"] for r in recs if r.get(k)] for k in STAGES},
         "bytes_per_stroke": stroke_bytes,
         "old_bytes_per_stroke": _old_editor_bytes(scenes[0]),
     }
@@ -466,6 +480,10 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         "big_bytes_per_stroke": big[0]["bytes_per_stroke"],
         "big_stroke_to_overlay_p50_ms_large": p(big[1]["overlay_ms"], 50),
         "big_stroke_to_overlay_p95_ms_large": p(big[1]["overlay_ms"], 95),
+        "edges_overlay_p50_ms": p(small["stages_ms"]["t_edges"], 50),
+        "edges_overlay_p95_ms": p(small["stages_ms"]["t_edges"], 95),
+        "big_edges_overlay_p50_ms": p(big[0]["stages_ms"]["t_edges"], 50),
+        "stages_p50_ms": {k[2:]: p(v, 50) for k, v in small["stages_ms"].items()},
         "toggle_repaint_ms": p(small["toggle_ms"], 50),
         "toggle_repaint_max_ms": max(small["toggle_ms"] or [0]),
         "toggle_server_calls": small["toggle_server_calls"],
@@ -490,6 +508,15 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         (
             "stroke to overlay painted p50 / p95, 3 images",
             f"{fig['browser_stroke_to_overlay_p50_ms']:.0f} / {fig['browser_stroke_to_overlay_p95_ms']:.0f} ms",
+        ),
+        (
+            "where its time goes, p50 from pointerup (3 images)",
+            ", ".join(f"{STAGE_NAMES[k]} {v:.0f}" for k, v in fig["stages_p50_ms"].items()) + " ms",
+        ),
+        (
+            "then snapped to the image's edges (the boundary rule's layer) p50 / p95; 2048x1536 p50",
+            f"{fig['edges_overlay_p50_ms']:.0f} / {fig['edges_overlay_p95_ms']:.0f} ms; "
+            f"{fig['big_edges_overlay_p50_ms']:.0f} ms",
         ),
         (
             f"the same, {cfg.canvas_images_large} images, {cfg.canvas_labelled_pixels:,} px labelled",
@@ -529,7 +556,10 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
     section.records.append(fig)
     section.notes.append(
         "The first overlay after a stroke comes from an early iterate of the running fit (anytime "
-        "L-BFGS); the converged head follows within the fit's time and repaints the overlay."
+        "L-BFGS) or, when the fit converges first (small projects), from the converged head; either way the "
+        "page paints the grid scores upsampled bilinear at once, and a converged head's boundary-rule layer "
+        "(core.edges at the layer's size, GET /images/{id}/edges) follows and repaints it. 'head event' is "
+        "the latest head event the page had when it asked (it asks on the first)."
     )
     if conc["error_kinds"]:
         section.notes.append("concurrent errors: " + "; ".join(conc["error_kinds"]))

@@ -4,7 +4,7 @@ Build one `ProjectEngine` per process from a `storage.Repository` and a `core.ca
 thread-safe and keeps no per-user state, so every browser session (and any other client) shares it.
 """
 
-from engine.engine import EXPORT_FORMATS, ProjectEngine
+from engine.engine import EXPORT_FORMATS, ProjectEngine, need_key
 from engine.results import EvalResult, FeatureProgress, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
 
@@ -16,4 +16,5 @@ __all__ = [
     "ProjectEngine",
     "TrainOutcome",
     "TrainStatus",
+    "need_key",
 ]

@@ -27,7 +27,7 @@ from engine import analysis, jobs
 from engine.analysis import HeadState
 from engine.events import EventBus
 from engine.needs import LabelNeeds
-from engine.results import EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
+from engine.results import EdgeLayer, EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
 from engine.training import Trainer
 from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
@@ -37,6 +37,11 @@ from storage.thumbnails import SCREEN
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("archive", "voc", "coco")
+
+
+def need_key(image: ImageInfo) -> tuple[bool, float, int, int]:
+    """Sort key of "most uncertain first" (ProjectEngine.by_need)."""
+    return (image.uncertainty is None, -(image.uncertainty or 0.0), image.labelled_pixels, image.id)
 
 
 class ProjectEngine:
@@ -341,13 +346,9 @@ class ProjectEngine:
         state = self.head(project_id)
         return None if state is None else state.head_id
 
-    def grid_scores(
-        self, project_id: int, image_id: int, edges_size: tuple[int, int] | None = None
-    ) -> GridScores | None:
+    def grid_scores(self, project_id: int, image_id: int) -> GridScores | None:
         """The live head's patch-grid class scores of an image (None: no head yet or features not
-        ready, which are then queued first); with `edges_size` (H', W') and a final (not interim) head, also
-        each pixel's class channel at that size by the boundary rule (core.edges: what `prediction` gives at
-        that size), for a canvas that shows the image there."""
+        ready, which are then queued first): what a canvas upsamples itself, at once, for every head."""
         counter = self.head_counter(project_id)
         state = self.live_head(project_id)
         feats = self.features(image_id) if state is not None else None
@@ -356,18 +357,25 @@ class ProjectEngine:
         lut = state.lut(self.repo.list_classes(project_id))
         index = tuple(None if lut[ch] == IGNORE else int(lut[ch]) for ch in range(len(state.class_ids)))
         predictor = Predictor(edges=self.settings.edges)
-        edges = None
-        # an interim head (a better one follows within the fit) goes out with its grid scores alone: the
-        # first repaint after a stroke does not wait for the filter, and only the final head's layer travels
-        if edges_size is not None and self.settings.edges is not None and not state.interim:
-            predictor.set_features(feats, self.display_rgb(image_id, max(edges_size)))
-            edges = predictor.predict(state.head, edges_size).labels
-        else:
-            predictor.set_features(feats)
+        predictor.set_features(feats)
         logits = predictor.patch_logits(state.head).numpy().astype(np.float32, copy=False)
         return GridScores(
-            state.head_id, logits, index, feats.original_size, state.generation, counter, state.interim, edges
+            state.head_id, logits, index, feats.original_size, state.generation, counter, state.interim
         )
+
+    def edge_layer(self, project_id: int, image_id: int, size: tuple[int, int]) -> EdgeLayer | None:
+        """Each pixel's class channel at `size` (H', W') by the live head and the boundary rule (core.edges:
+        what `prediction` gives at that size), for a canvas that shows the image there. Asked for after the
+        grid scores, which are drawn first: the filter never delays a repaint. None: no head, features not
+        ready, or an interim head (its fit's final head follows within the fit)."""
+        counter = self.head_counter(project_id)
+        state = self.live_head(project_id)
+        feats = self.features(image_id) if state is not None else None
+        if state is None or feats is None or state.interim:
+            return None
+        predictor = Predictor(edges=self.settings.edges)
+        predictor.set_features(feats, self.display_rgb(image_id, max(size)) if self.settings.edges else None)
+        return EdgeLayer(state.head_id, counter, predictor.predict(state.head, size).labels)
 
     # ------------------------------------------------------------------ predictions and views
     def prediction(
@@ -647,14 +655,18 @@ class ProjectEngine:
         """The images whose labels train the head (labelled, outside the val split: `jobs.trained_on`)."""
         return jobs.trained_on(self.repo.list_images(project_id))
 
-    def most_uncertain(self, project_id: int, exclude: int | None = None) -> int | None:
-        """The image with the highest stored need score (core.active; ties: fewest labelled pixels)."""
-        scored = [
-            i for i in self.repo.list_images(project_id) if i.uncertainty is not None and i.id != exclude
-        ]
-        if not scored:
-            return None
-        return max(scored, key=lambda i: (i.uncertainty, -i.labelled_pixels)).id
+    def by_need(self, project_id: int) -> list[ImageInfo]:
+        """The project's images by their stored need score (core.active), neediest first; ties: fewest
+        labelled pixels, then upload order; images without a score last. The one order of "most uncertain
+        first" in the gallery, of "u" on the page and of `most_uncertain`."""
+        return sorted(self.repo.list_images(project_id), key=need_key)
+
+    def most_uncertain(self, project_id: int, exclude: Iterable[int] = ()) -> int | None:
+        """The neediest scored image not in `exclude` (None: no image has a score, or all are excluded)."""
+        skip = set(exclude)
+        return next(
+            (i.id for i in self.by_need(project_id) if i.uncertainty is not None and i.id not in skip), None
+        )
 
     def thumbnail_path(self, image_id: int, side: int = 160) -> Path:
         """The image's thumbnail as a small JPEG on disk (made once per image content and side), for

@@ -121,4 +121,12 @@ class GridScores:
     generation: int = 0  # training request the head answers (compare with `request_train`'s return value)
     counter: int = 0  # the engine's head counter when it was computed (`ProjectEngine.head_counter`)
     interim: bool = False  # from a fit still running (a better one follows)
-    edges: np.ndarray | None = None  # [h', w'] uint8 channel of each pixel at a requested size, by core.edges
+
+
+@dataclass(frozen=True)
+class EdgeLayer:
+    """A final head's class channel of each pixel of one image at a display size, by the boundary rule."""
+
+    head_id: int
+    counter: int  # the engine's head counter when it was computed: the GridScores it refines
+    channels: np.ndarray  # [h', w'] uint8, channels as in GridScores.logits

@@ -57,7 +57,7 @@ from starlette.background import BackgroundTask
 from core.errors import UserError
 from core.labels import label_to_png_bytes
 from engine import EXPORT_FORMATS
-from engine.results import GridScores
+from engine.results import EdgeLayer, GridScores
 from storage import ConflictError, DatabaseBusyError, NotFoundError, ValidationError
 from webapp.auth import Backoff, logged_in
 from webapp.context import AppContext
@@ -77,20 +77,10 @@ def prediction_json(scores: GridScores, label_version: int, dtype: str = "float3
     (float32, or float16 when asked for: half the bytes, argmax ties aside the same), base64, shape [K, h, w]
     (channel-major). `classes[k]` is the class index of channel k (null: deleted).
     The client upsamples them to `size` with bilinear interpolation (align_corners=False) and takes the
-    argmax, as `core.predict` does without the image. When asked for (`?edges=HxW`) and the head is final (an
-    interim one is followed by its fit's final head within the fit), `edges` is each pixel's
-    class channel at that size by the boundary rule (core.edges: the image's edges), a grayscale PNG in
-    base64: what `core.predict` gives at that size."""
+    argmax, as `core.predict` does without the image; the boundary rule's layer follows on its own route
+    (`edge_json`)."""
     k, h, w = scores.logits.shape
-    extra = {}
-    if scores.edges is not None:
-        png = io.BytesIO()
-        Image.fromarray(scores.edges, "L").save(png, format="PNG", compress_level=1)
-        extra["edges"] = {
-            "size": list(scores.edges.shape),
-            "png": base64.b64encode(png.getvalue()).decode("ascii"),
-        }
-    return extra | {
+    return {
         "head_id": scores.head_id,
         "version": scores.counter,
         "interim": scores.interim,
@@ -107,11 +97,24 @@ def prediction_json(scores: GridScores, label_version: int, dtype: str = "float3
     }
 
 
-MAX_LAYER_SIDE = 2048  # the largest size `?edges=` computes (a display, not an export)
+def edge_json(layer: EdgeLayer) -> dict[str, Any]:
+    """The boundary rule's layer as it travels: each pixel's class channel (as in `prediction_json`) at the
+    asked size, a grayscale PNG in base64 (what `core.predict` gives at that size; 5 to 30 KB)."""
+    png = io.BytesIO()
+    Image.fromarray(layer.channels, "L").save(png, format="PNG", compress_level=1)
+    return {
+        "head_id": layer.head_id,
+        "version": layer.counter,
+        "size": list(layer.channels.shape),
+        "png": base64.b64encode(png.getvalue()).decode("ascii"),
+    }
+
+
+MAX_LAYER_SIDE = 2048  # the largest size `/edges` computes (a display, not an export)
 
 
 def _layer_size(text: str, image: tuple[int, int]) -> tuple[int, int]:
-    """`?edges=HxW`: a size no larger than the image nor MAX_LAYER_SIDE, else 422 saying what fits."""
+    """`?size=HxW`: a size no larger than the image nor MAX_LAYER_SIDE, else 422 saying what fits."""
     h, sep, w = text.partition("x")
     if sep and h.isdigit() and w.isdigit():
         size = (int(h), int(w))
@@ -119,8 +122,8 @@ def _layer_size(text: str, image: tuple[int, int]) -> tuple[int, int]:
             return size
     raise HTTPException(
         422,
-        f"edges must be HEIGHTxWIDTH within the image ({image[0]}x{image[1]}) and at most {MAX_LAYER_SIDE} a "
-        f"side, e.g. edges={min(image[0], MAX_LAYER_SIDE)}x{min(image[1], MAX_LAYER_SIDE)}; got {text!r}"[
+        f"size must be HEIGHTxWIDTH within the image ({image[0]}x{image[1]}) and at most {MAX_LAYER_SIDE} a "
+        f"side, e.g. size={min(image[0], MAX_LAYER_SIDE)}x{min(image[1], MAX_LAYER_SIDE)}; got {text!r}"[
             :300
         ],
     )
@@ -578,13 +581,11 @@ class Api:
             request: Request,
             after: int | None = None,
             wait: float = 0.0,
-            edges: str | None = None,
             dtype: str = "float32",
         ) -> Response:
             if dtype not in SCORE_TYPES:
                 raise HTTPException(422, f"dtype must be one of {', '.join(SCORE_TYPES)}; got {dtype[:40]!r}")
-            pid, info = await asyncio.to_thread(self.image, project, image_id)
-            edges_size = None if edges is None else _layer_size(edges, (info.height, info.width))
+            pid, _info = await asyncio.to_thread(self.image, project, image_id)
             deadline = time.monotonic() + min(max(0.0, float(wait)), MAX_WAIT_S)
             tried: tuple[int | None, float] = (None, 0.0)  # head counter last tried, and when
             checked = time.monotonic()
@@ -595,9 +596,7 @@ class Api:
                 # a new head, or (features were not ready) half a second later: try to score the image
                 if counter != after and (counter != tried[0] or now - tried[1] > 0.5):
                     tried = (counter, now)
-                    scores = await asyncio.to_thread(
-                        _guard, lambda: ctx.engine.grid_scores(pid, image_id, edges_size)
-                    )
+                    scores = await asyncio.to_thread(_guard, lambda: ctx.engine.grid_scores(pid, image_id))
                     if scores is not None:
                         version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version
                         body = json.dumps(prediction_json(scores, version, dtype)).encode()
@@ -610,6 +609,18 @@ class Api:
                         return Response(status_code=204)
                 events = await ctx.engine.events.wait(pid, seen, min(0.5, deadline - now))
                 seen = max([seen] + [e.seq for e in events])
+
+        @r.get("/images/{image_id}/edges")
+        async def get_edges(project: str, image_id: int, request: Request, size: str) -> Response:
+            """The final head's boundary-rule layer of the image at `size` (the canvas asks after drawing
+            the grid scores); 204 while there is no final head yet."""
+            pid, info = await asyncio.to_thread(self.image, project, image_id)
+            shape = _layer_size(size, (info.height, info.width))
+            layer = await asyncio.to_thread(_guard, lambda: ctx.engine.edge_layer(pid, image_id, shape))
+            if layer is None:
+                return Response(status_code=204)
+            body = json.dumps(edge_json(layer)).encode()
+            return _maybe_gzip(request, body, {"Cache-Control": "no-store"})
 
     @staticmethod
     def author(request: Request) -> str:

@@ -96,11 +96,18 @@ def step_(ctx: AppContext, sess: Session, delta: int) -> dict:
 
 @ui_errors
 def next_uncertain(ctx: AppContext, sess: Session) -> dict:
-    image_id = ctx.engine.most_uncertain(ctx.project_id, exclude=sess.image_id)
+    """The "u" key: down the need ranking, one image further each time (the images "u" opened are skipped until
+    every scored image has been opened once; then it starts again from the top)."""
+    here = [sess.image_id] if sess.image_id is not None else []
+    image_id = ctx.engine.most_uncertain(ctx.project_id, exclude=sess.walked + here)
+    if image_id is None and sess.walked:
+        sess.walked.clear()
+        image_id = ctx.engine.most_uncertain(ctx.project_id, exclude=here)
     if image_id is None:
         raise gr.Error(
             "No uncertainty scores yet: label two classes and train, then every image gets a score."
         )
+    sess.walked.append(image_id)
     return show(ctx, sess, image_id)
 
 

@@ -7,6 +7,7 @@ import gradio as gr
 import numpy as np
 
 from core.clusters import overlay
+from engine import need_key
 from storage import ClassInfo, ImageInfo, NotFoundError
 from webapp import imagepanel, render
 from webapp.context import AppContext, Session
@@ -158,7 +159,7 @@ def caption(ctx: AppContext, info: ImageInfo, classes: list[ClassInfo]) -> str:
 
 def sorted_images(images: list[ImageInfo], sort: str) -> list[ImageInfo]:
     if sort == SORTS[1]:
-        return sorted(images, key=lambda i: (i.uncertainty is None, -(i.uncertainty or 0.0), i.id))
+        return sorted(images, key=need_key)
     if sort == SORTS[2]:
         return sorted(images, key=lambda i: (i.labelled_pixels, i.id))
     if sort == SORTS[3]:

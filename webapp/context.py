@@ -52,6 +52,7 @@ class Session:
     suggestions: list[tuple[int, tuple[int, int, int, int]]] = field(
         default_factory=list
     )  # (image, box) shown
+    walked: list[int] = field(default_factory=list)  # images "u" opened, in order (callbacks_annotate)
     focus: tuple[int, int, int, int] | None = None  # a box the canvas zooms to when it opens the image
     bundle: tuple[str, str] | None = (
         None  # an uploaded project archive or VOC zip awaiting import: (path, kind)

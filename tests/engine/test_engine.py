@@ -295,16 +295,18 @@ def test_a_project_chooses_its_resolution_and_its_features_and_head_follow(
         again.close()
 
 
-def test_only_a_final_head_carries_the_edges_layer(repo, project, engine):
+def test_only_a_final_head_has_an_edge_layer(repo, project, engine):
     import dataclasses
 
     image = add_image(repo, project)
     repo.save_scribbles(image.id, two_strokes())
     engine.train_now(project.id, timeout=120)
-    final = engine.grid_scores(project.id, image.id, (42, 56))
-    assert not final.interim and final.edges.shape == (42, 56)
-    assert (final.edges == engine.prediction(project.id, image.id, size=(42, 56)).labels).mean() > 0.999
-    # an interim head of a running fit: its grid scores alone (the first repaint does not wait for the filter)
+    final = engine.grid_scores(project.id, image.id)
+    layer = engine.edge_layer(project.id, image.id, (42, 56))
+    assert not final.interim and layer.channels.shape == (42, 56) and layer.counter == final.counter
+    assert (layer.channels == engine.prediction(project.id, image.id, size=(42, 56)).labels).mean() > 0.999
+    # an interim head of a running fit: grid scores, no layer (its fit's final head follows)
     engine.publish_interim(project.id, dataclasses.replace(engine.head(project.id), interim=True))
-    interim = engine.grid_scores(project.id, image.id, (42, 56))
-    assert interim.interim and interim.edges is None and interim.counter > final.counter
+    interim = engine.grid_scores(project.id, image.id)
+    assert interim.interim and interim.counter > final.counter
+    assert engine.edge_layer(project.id, image.id, (42, 56)) is None

@@ -165,9 +165,10 @@ def test_prediction_travels_small_and_matches_core(app):
         assert np.allclose(h16, logits, rtol=1e-3, atol=1e-3)
         bad = c.get(f"{base}/images/{im['id']}/prediction", params={"dtype": "int8"})
         assert bad.status_code == 422 and "float32, float16" in bad.json()["detail"]
-        # and `edges` at the image's size is the app's prediction (boundaries following the image)
-        r = c.get(f"{base}/images/{im['id']}/prediction", params={"edges": f"{H}x{W}"})
-        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["edges"]["png"]))))
+        # and the edge layer at the image's size is the app's prediction (boundaries following the image)
+        r = c.get(f"{base}/images/{im['id']}/edges", params={"size": f"{H}x{W}"})
+        assert r.json()["version"] == p["version"]
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["png"]))))
         assert (shown == ctx.engine.prediction(ctx.project_id, im["id"]).labels).mean() > 0.999
         # nothing newer: a waiting request returns 204 when its time is up
         start = time.monotonic()
@@ -370,12 +371,13 @@ def test_the_readme_rest_table_matches_the_responses(app):
         assert refined.status_code == 200, refined.text
         seen["POST /images/{id}/refine"] = set(refined.json())
         h, w = r.json()["size"]
-        layer = c.get(f"{base}/images/{image}/prediction", params={"edges": f"{h // 2}x{w // 2}"}).json()
-        channels = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer["edges"]["png"]))))
-        assert channels.shape == (h // 2, w // 2) == tuple(layer["edges"]["size"])
-        assert set(np.unique(channels)) <= set(range(layer["channels"]))
+        layer = c.get(f"{base}/images/{image}/edges", params={"size": f"{h // 2}x{w // 2}"})
+        seen["GET /images/{id}/edges"] = set(layer.json())
+        channels = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer.json()["png"]))))
+        assert channels.shape == (h // 2, w // 2) == tuple(layer.json()["size"])
+        assert set(np.unique(channels)) <= set(range(r.json()["channels"]))
         for bad in ("0x5", f"{h + 1}x{w}", "big"):
-            refused = c.get(f"{base}/images/{image}/prediction", params={"edges": bad})
+            refused = c.get(f"{base}/images/{image}/edges", params={"size": bad})
             assert refused.status_code == 422 and "HEIGHTxWIDTH" in refused.json()["detail"]
         seen["GET /resolution"] = set(c.get(f"{base}/resolution").json())
         put = c.put(f"{base}/resolution", json={"resolution": "7px"})

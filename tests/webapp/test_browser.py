@@ -113,7 +113,11 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path,
 
             # the overlay is the app's own prediction at the layer's size, following the image's edges, or
             # with "follow edges" off the bilinear rule (computed here by the same engine on the same data)
-            page.wait_for_timeout(4000)  # the last fit stored and shown
+            page.wait_for_timeout(4000)  # the last fit stored and shown, its boundary layer fetched
+            page.wait_for_function(
+                "() => { const P = window.__probeseg.state.pred; return P && !P.interim && P.edgeArg; }",
+                timeout=WAIT,
+            )
             expected = app_predictions(data, image_id, random_backbone)
             shown = np.array(page.evaluate("() => window.__probeseg.predictionLabels()"), np.uint8)
             assert (shown.reshape(240, 320) == expected["edges"]).mean() >= 0.999

@@ -225,3 +225,20 @@ def test_the_gallery_shows_a_page_at_a_time_and_follows_navigation(ctx, sess):
     back = cba.step(ctx, sess, +3)  # past the end: wraps to the first image, on the first page
     assert sess.image_id == ids[0] and back["gallery_range"].startswith("Images 1–")
     assert back["gallery"]["selected_index"] == 0
+
+
+def test_u_walks_down_the_need_ranking_that_the_gallery_sorts_by(ctx, sess):
+    from tests.images import png_bytes, two_colour
+
+    ids = [ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=n)), f"{n}.png").id for n in range(4)]
+    for image_id, need in zip(ids, (0.2, 0.9, None, 0.5), strict=True):
+        ctx.repo.set_image_stats(image_id, need, need is not None)
+    ranking = [i.id for i in cbv.sorted_images(ctx.images(), cbv.SORTS[1])]
+    assert ranking == [ids[1], ids[3], ids[0], ids[2]]  # unscored last
+    open_first(ctx, sess)  # (opens ids[0])
+    walk = []
+    for _ in range(4):
+        cba.next_uncertain(ctx, sess)
+        walk.append(sess.image_id)
+    # never the image already open, never back and forth: then from the top again
+    assert walk == [ids[1], ids[3], ids[0], ids[1]]

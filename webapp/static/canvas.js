@@ -14,11 +14,11 @@ const S = {
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
   restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(), window: [], winPos: 0, navSeq: 0,
-  passed: new Set(), events: null, eventsFor: null, othersEdited: null, wakes: 0, headWake: null,
+  passed: new Set(), events: null, eventsFor: null, othersEdited: null, wakes: 0, headWake: null, headEventAt: null,
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
-api.strokes = S.strokes;   // per stroke: t_up, t_ack, t_paint (performance.now(), for bench/ and tests)
+api.strokes = S.strokes;   // per stroke: t_up, t_ack, t_head, t_req, t_resp, t_applied, t_paint, t_edges (performance.now(), for bench/ and tests)
 api.toggleMs = S.toggleMs;
 
 const canvas = $('canvas.ps-view');
@@ -181,11 +181,7 @@ $('.ps-edges').onchange = (e) => {
   const t0 = performance.now();
   S.followEdges = e.target.checked; paintPrediction(); drawNow(); setUrl();
   S.toggleMs.push(performance.now() - t0);
-  if (S.followEdges && S.pred && !S.pred.edgeArg) {  // not fetched yet: ask again now
-    S.headVersion = null;
-    if (S.predAbort) S.predAbort.abort('refetch');
-    wakePredictions();
-  }
+  if (S.followEdges) fetchEdges(S.token);  // (not fetched while off)
 };
 $('.ps-undo').onclick = () => history_('undo');
 $('.ps-redo').onclick = () => history_('redo');
@@ -408,8 +404,10 @@ function applyPrediction(p) {
       }
     }
   }
-  const edgeArg = p.edgeArg && p.edgeArg.length === ow * oh ? p.edgeArg : null;
-  S.pred = { plainArg: arg, edgeArg, best, R, ax, K, w, oh, ow, conf: null, ent: null, classes: p.classes, generation: p.generation };
+  S.pred = {
+    plainArg: arg, edgeArg: null, best, R, ax, K, w, oh, ow, conf: null, ent: null, classes: p.classes,
+    generation: p.generation, version: p.version, interim: p.interim,
+  };
   paintPrediction();
 }
 function shownArg(P) {
@@ -508,9 +506,9 @@ async function predictionLoop(token) {
     let res = null;
     const abort = new AbortController();
     S.predAbort = abort;
+    const tReq = performance.now();
     try {
-      const edges = S.followEdges ? `&edges=${S.predCanvas.height}x${S.predCanvas.width}` : '';
-      res = await fetch(`${apiBase()}/images/${id}/prediction?dtype=float16${after}${edges}`,
+      res = await fetch(`${apiBase()}/images/${id}/prediction?dtype=float16${after}`,
         { credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
     } catch (e) { res = null; }
     if (S.predAbort === abort) S.predAbort = null;
@@ -519,7 +517,6 @@ async function predictionLoop(token) {
     if (res && res.status === 200) {
       const tResp = performance.now();
       const p = await res.json();
-      if (p.edges) p.edgeArg = await grayPixels(p.edges.png, p.edges.size);
       if (token !== S.token) return;
       S.headVersion = p.version;
       applyPrediction(p);
@@ -528,9 +525,12 @@ async function predictionLoop(token) {
         drawNow();
         const t = performance.now();
         for (const s of S.strokes) {
-          if (s.t_paint == null && s.gen && p.generation >= s.gen) Object.assign(s, { t_paint: t, t_resp: tResp, t_applied: tApplied });
+          if (s.t_paint == null && s.gen && p.generation >= s.gen) {
+            Object.assign(s, { t_paint: t, t_head: S.headEventAt, t_req: tReq, t_resp: tResp, t_applied: tApplied });
+          }
         }
       });
+      if (S.followEdges) fetchEdges(token);
       clearTimeout(S.predictedTimer);  // tell the page (status, views, gallery) once strokes pause
       S.predictedTimer = setTimeout(() => trigger('predicted'), 1500);
       const mine = S.queue.some((q) => q.image === id);
@@ -541,6 +541,32 @@ async function predictionLoop(token) {
     }
     if (token === S.token && S.wakes === wakes) await nextWake(25000);
   }
+}
+
+async function fetchEdges(token) {
+  // The boundary rule's layer (core.edges at this layer's size) of a final head, asked for once its grid
+  // scores are drawn: the overlay repaints bilinear at once and snaps to the image's edges when it comes.
+  const P = S.pred;
+  if (!P || P.interim || P.edgeArg || P.edgesAsked || !S.cfg.image) return;
+  P.edgesAsked = true;
+  const ow = S.predCanvas.width, oh = S.predCanvas.height;
+  let d = null;
+  try {
+    const res = await fetch(`${apiBase()}/images/${S.cfg.image.id}/edges?size=${oh}x${ow}`,
+      { credentials: 'same-origin', cache: 'no-store' });
+    if (res.status === 200) d = await res.json();
+  } catch (e) { d = null; }
+  if (!d || token !== S.token || S.pred !== P || d.version !== P.version) { P.edgesAsked = false; return; }
+  const arg = await grayPixels(d.png, d.size);
+  if (S.pred !== P || arg.length !== ow * oh) return;
+  P.edgeArg = arg;
+  if (!S.followEdges) return;
+  paintPrediction();
+  requestAnimationFrame(() => {
+    drawNow();
+    const t = performance.now();
+    for (const s of S.strokes) if (s.t_edges == null && s.gen && P.generation >= s.gen) s.t_edges = t;
+  });
 }
 
 // ------------------------------------------------------------------ the project's event stream
@@ -561,6 +587,7 @@ function followEvents() {
   S.events.addEventListener('resync', () => { reloadLabels(); wakePredictions(); });
   S.events.addEventListener('head', (e) => {
     const d = JSON.parse(e.data);
+    S.headEventAt = performance.now();
     if (S.headVersion == null || d.version > S.headVersion) wakePredictions();
   });
   S.events.addEventListener('features', (e) => {
