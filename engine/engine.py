@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,27 @@ from core.head import check_feature_version, head_from_bytes
 from core.labels import IGNORE
 from core.lru import LRU
 from core.predict import Prediction, Predictor
+from core.tiff import TiffOptions
 from core.train import TrainingCache, TrainingError
 from engine import analysis, jobs
 from engine.analysis import HeadState
 from engine.events import EventBus
 from engine.needs import LabelNeeds
+from engine.records import Records
 from engine.results import EdgeLayer, EvalResult, FeatureProgress, GridScores, TrainOutcome, TrainStatus
 from engine.settings import EngineSettings
 from engine.training import Trainer
 from engine.worker import HIGH, NORMAL, FeatureWorker, ImageSource
-from storage import ClassInfo, ImageInfo, ImportReport, NotFoundError, OpResult, ProjectInfo, Repository
+from storage import (
+    ClassInfo,
+    ImageInfo,
+    ImportReport,
+    NotFoundError,
+    OpResult,
+    ProjectInfo,
+    Repository,
+    resolve_import_path,
+)
 from storage.thumbnails import SCREEN
 
 log = logging.getLogger(__name__)
@@ -97,6 +108,11 @@ class ProjectEngine:
         self.worker.close()
 
     # ------------------------------------------------------------------ identity
+    @property
+    def records(self) -> Records:
+        """The stored project, read only (engine/records.py): what the web app reads."""
+        return self.repo
+
     @property
     def backbone(self) -> Backbone:
         return self.store.extractor.backbone
@@ -522,13 +538,62 @@ class ProjectEngine:
         if mode is not None:
             self.request_train(project_id)
 
-    def imported(self, project_id: int, report: ImportReport) -> None:
-        """After an import: features for the new images, and a retrain when label masks came with them."""
+    # ------------------------------------------------------------------ imports and splits
+    # Each import stores the images and queues what follows (features, a fit for labels that came with them)
+    # in one call: no caller can store without the second half.
+    def import_uploads(
+        self, project_id: int, files: Iterable[str | tuple[str, bytes]], tiff: TiffOptions | None = None
+    ) -> ImportReport:
+        """Uploaded files (paths or (name, bytes); zips expanded, TIFF planes split by `tiff`)."""
+        return self._imported(project_id, self.repo.import_uploads(project_id, files, tiff))
+
+    def import_folder(
+        self, project_id: int, folder: Path, roots: Sequence[str], tiff: TiffOptions | None = None
+    ) -> ImportReport:
+        """Every image of a server folder and its sub-folders (within `roots`)."""
+        return self._imported(
+            project_id, self.repo.import_folder(project_id, folder, recursive=True, roots=roots, tiff=tiff)
+        )
+
+    def import_voc(
+        self, project_id: int, root: Path, labels: Path | None, roots: Sequence[str], zero_is_unlabelled: bool
+    ) -> ImportReport:
+        """A VOC-layout folder on the server (storage.Repository.import_voc)."""
+        report = self.repo.import_voc(
+            project_id, root, labels, roots=roots, zero_is_unlabelled=zero_is_unlabelled
+        )
+        return self._imported(project_id, report)
+
+    def import_coco(
+        self, project_id: int, coco_file: Path, images: Path, as_ground_truth: bool, roots: Sequence[str]
+    ) -> ImportReport:
+        """A COCO JSON file's images and masks on the server (storage.Repository.import_coco)."""
+        report = self.repo.import_coco(
+            project_id, coco_file, images, as_ground_truth=as_ground_truth, roots=roots
+        )
+        return self._imported(project_id, report)
+
+    def server_path(self, text: str, roots: Sequence[str]) -> Path:
+        """A path typed by a user, if it lies inside one of `roots` and outside the data folder (no project's
+        stored files are imported into another); ValidationError otherwise, naming nothing outside."""
+        return resolve_import_path(text, roots, forbidden=[self.repo.data_dir])
+
+    def _imported(self, project_id: int, report: ImportReport) -> ImportReport:
         if report.image_ids:
             self.events.publish(project_id, "images", added=list(report.image_ids))
             self.ensure_features(report.image_ids)
         if report.annotations:
             self.request_train(project_id)
+        return report
+
+    def set_split(self, image_id: int, split: str) -> ImageInfo:
+        """Move an image to 'train', 'val' or 'unassigned'; a labelled image's move retrains (val labels
+        score the head and never train it)."""
+        before = self.repo.get_image(image_id)
+        info = self.repo.set_split(image_id, split)
+        if info.labelled_pixels and (before.split == "val") != (split == "val"):
+            self.request_train(info.project_id)
+        return info
 
     # ------------------------------------------------------------------ exports
     def export(
@@ -582,6 +647,10 @@ class ProjectEngine:
         if report is not None and report.annotations:  # (an archive brings its heads: nothing to retrain)
             self.request_train(project.id)
         return project, report
+
+    def export_head(self, head_id: int, dest_dir: Path) -> tuple[Path, Path]:
+        """head-<id>.safetensors and head-<id>.json (backbone, classes, metrics, sha256) in `dest_dir`."""
+        return self.repo.export_head(head_id, dest_dir)
 
     def display_rgb(self, image_id: int, max_side: int) -> np.ndarray:
         """The image downscaled so its longer side is at most max_side (cached)."""

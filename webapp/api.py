@@ -209,7 +209,7 @@ class Api:
     def project_id(self, name: str) -> int:
         if name == self.ctx.project_name:
             return self.ctx.project_id
-        p = self.ctx.repo.find_project(name)
+        p = self.ctx.records.find_project(name)
         if p is None:
             raise HTTPException(
                 404,
@@ -220,7 +220,7 @@ class Api:
 
     def image(self, project: str, image_id: int):  # type: ignore[no-untyped-def]
         pid = self.project_id(project)
-        info = _guard(lambda: self.ctx.repo.get_image(image_id))
+        info = _guard(lambda: self.ctx.records.get_image(image_id))
         if info.project_id != pid:
             raise HTTPException(
                 404, f"image {image_id} is not in project {project[:100]!r}; GET /images lists them"
@@ -309,7 +309,9 @@ class Api:
                 info, report = await asyncio.to_thread(
                     _guard, lambda: ctx.engine.import_bundle(path, project, None, zero_is_unlabelled)
                 )
-            info = await asyncio.to_thread(_guard, lambda: ctx.repo.get_project(info.id))  # with its counts
+            info = await asyncio.to_thread(
+                _guard, lambda: ctx.records.get_project(info.id)
+            )  # with its counts
             return {
                 "project": info.name,
                 "id": info.id,
@@ -349,7 +351,7 @@ class Api:
         @r.get("/classes")
         def get_classes(project: str) -> list[dict]:
             pid = self.project_id(project)
-            return [class_json(c) for c in _guard(lambda: ctx.repo.list_classes(pid))]
+            return [class_json(c) for c in _guard(lambda: ctx.records.list_classes(pid))]
 
         @r.post("/classes", status_code=201)
         async def post_class(project: str, request: Request) -> dict:
@@ -379,7 +381,7 @@ class Api:
                     "labelled_pixels": i.labelled_pixels,
                     "label_version": i.label_version,
                 }
-                for i in _guard(lambda: ctx.repo.list_images(pid))
+                for i in _guard(lambda: ctx.records.list_images(pid))
             ]
 
         @r.post("/images")
@@ -403,9 +405,8 @@ class Api:
                 raise HTTPException(422, "no files: send one or more in the multipart field `files`")
 
             def store():  # type: ignore[no-untyped-def]  # in a thread: an import must not stall the event loop
-                report = _guard(lambda: ctx.repo.import_uploads(pid, files))
-                ctx.engine.imported(pid, report)
-                return report, [_guard(lambda i=i: ctx.repo.get_image(i)) for i in report.image_ids]
+                report = _guard(lambda: ctx.engine.import_uploads(pid, files))
+                return report, [_guard(lambda i=i: ctx.records.get_image(i)) for i in report.image_ids]
 
             report, infos = await asyncio.to_thread(store)
             return {
@@ -439,7 +440,7 @@ class Api:
             if smaller:
                 path, media = _guard(lambda: ctx.engine.thumbnail_path(image_id, int(side))), "image/jpeg"
             else:
-                path, media = _guard(lambda: ctx.repo.display_file(image_id))
+                path, media = _guard(lambda: ctx.records.display_file(image_id))
             return FileResponse(
                 path, media_type=media, headers={"ETag": etag, "Cache-Control": "private, max-age=86400"}
             )
@@ -501,7 +502,7 @@ class Api:
                         body.get("client"),
                     )
                 )
-                return added, _guard(lambda: ctx.repo.get_image(image_id)).label_version
+                return added, _guard(lambda: ctx.records.get_image(image_id)).label_version
 
             added, version = await asyncio.to_thread(run)
             return {"added": added, "label_version": version}
@@ -538,7 +539,7 @@ class Api:
             etag = f'"labels-{info.id}-{info.label_version}-{mode}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag})
-            labels = _guard(lambda: ctx.repo.label_map(image_id))
+            labels = _guard(lambda: ctx.records.label_map(image_id))
             if mode == "gray":
                 buf = io.BytesIO()
                 # 2-D uint8: greyscale; fast compression (for the page, on loopback or a LAN: half the time)
@@ -568,7 +569,7 @@ class Api:
                     "class_id": p.class_id,
                     "index": p.class_index,
                 }
-                for p in _guard(lambda: ctx.repo.points(image_id))
+                for p in _guard(lambda: ctx.records.points(image_id))
             ]
 
     def _prediction_route(self, r: APIRouter) -> None:
@@ -598,7 +599,7 @@ class Api:
                     tried = (counter, now)
                     scores = await asyncio.to_thread(_guard, lambda: ctx.engine.grid_scores(pid, image_id))
                     if scores is not None:
-                        version = (await asyncio.to_thread(ctx.repo.get_image, image_id)).label_version
+                        version = (await asyncio.to_thread(ctx.records.get_image, image_id)).label_version
                         body = json.dumps(prediction_json(scores, version, dtype)).encode()
                         return _maybe_gzip(request, body, {"Cache-Control": "no-store"})
                 if now >= deadline:

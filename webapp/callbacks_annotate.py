@@ -45,7 +45,7 @@ def show(ctx: AppContext, sess: Session, image_id: int | None) -> dict:
     order = _in_order(ctx, sess)
     if image_id is None:
         image_id = order[0].id if order else None
-    info = ctx.repo.get_image(image_id) if image_id is not None else None
+    info = ctx.records.get_image(image_id) if image_id is not None else None
     if info is not None:
         ctx.engine.ensure_features([info.id], priority=True)
     sess.image_id = None if info is None else info.id
@@ -124,7 +124,7 @@ def suggest(ctx: AppContext, sess: Session, n: int = 5) -> dict:
     sess.suggestions = [(int(r.key), r.box) for r in found]
     items = []
     for rank, r in enumerate(found, start=1):
-        info = ctx.repo.get_image(int(r.key))
+        info = ctx.records.get_image(int(r.key))
         thumb = ctx.engine.thumbnail(info.id, SUGGEST_SIDE)
         scale = thumb.shape[1] / info.width
         box = tuple(int(round(v * scale)) for v in r.box)

@@ -17,7 +17,7 @@ DELETE_MODES = (KEEP, REASSIGN, DROP)
 
 
 def table_html(ctx: AppContext, classes: list[ClassInfo]) -> str:
-    counts = ctx.repo.labelled_pixel_counts(ctx.project_id)
+    counts = ctx.records.labelled_pixel_counts(ctx.project_id)
     rows = []
     for c in classes:
         key = str(c.index + 1) if c.index < 9 else ""
@@ -93,7 +93,7 @@ def _check_colour_free(classes: list[ClassInfo], colour: str, exclude: int | Non
 def pick(ctx: AppContext, sess: Session, value: str | None) -> dict:
     if not value:
         return {}
-    c = ctx.repo.get_class(int(value))
+    c = ctx.records.get_class(int(value))
     return {"class_name": c.name, "class_colour": c.colour}
 
 
@@ -151,8 +151,8 @@ def move(ctx: AppContext, sess: Session, value: str | None, delta: int) -> dict:
 @ui_errors
 def delete(ctx: AppContext, sess: Session, value: str | None, mode: str, reassign_to: str | None) -> dict:
     cid = _selected(ctx, value)
-    c = ctx.repo.get_class(cid)
-    usage = ctx.repo.class_usage(cid)
+    c = ctx.records.get_class(cid)
+    usage = ctx.records.class_usage(cid)
     if len(ctx.classes()) <= 1:
         raise gr.Error("A project needs at least one class; add another class before deleting this one.")
     if usage.in_use and mode == KEEP:

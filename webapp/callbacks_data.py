@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from core.tiff import TiffError, TiffOptions
-from storage import SPLITS, ImportReport, ValidationError, resolve_import_path
+from storage import SPLITS, ImportReport, ValidationError
 from webapp import callbacks_annotate as annotate
 from webapp import callbacks_classes, imagepanel
 from webapp import callbacks_views as views
@@ -62,9 +62,8 @@ def _paths(files: Sequence | str | None) -> list[str]:
 
 
 def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str, sort: str) -> dict:
-    """Queue features (and a retrain for imported labels), tell the user, refresh the gallery, open the first
-    new image if none is open."""
-    ctx.engine.imported(ctx.project_id, report)
+    """Tell the user, refresh the gallery, open the first new image if none is open (the engine's import
+    queued the features, and a retrain for imported labels)."""
     if report.failed and not report.image_ids:
         gr.Warning(f"{what}: nothing imported. " + "; ".join(f"{n}: {r}" for n, r in report.failed[:3]))
     elif report.failed:
@@ -154,7 +153,7 @@ def upload(
     paths = _paths(files)
     if not paths:
         return {}
-    kinds = {p: ctx.repo.zip_kind(p) for p in paths}
+    kinds = {p: ctx.records.zip_kind(p) for p in paths}
     bundles = [p for p in paths if kinds[p] is not None]
     loose = [p for p in paths if kinds[p] is None]
     out: dict = {"upload_files": None, "upload_dir": None}
@@ -165,7 +164,7 @@ def upload(
         return out
     tiff = tiff_options(plane, channels, low, high)
     try:
-        report = ctx.repo.import_uploads(ctx.project_id, loose, tiff)
+        report = ctx.engine.import_uploads(ctx.project_id, loose, tiff)
     finally:
         _discard_uploads(ctx, loose)  # imported (or refused): the temporary copies are not needed any more
     return after_import(ctx, sess, report, "Upload", sort) | out
@@ -212,7 +211,7 @@ def import_bundle(
     hide = {"bundle_box": gr.update(visible=False)}
     if merge and report is not None:
         return after_import(ctx, sess, report, f"{Path(path).name} merged", sort) | hide
-    info = ctx.repo.get_project(project.id)
+    info = ctx.records.get_project(project.id)
     gr.Info(f"Project {html.escape(info.name)} created with {info.image_count} image(s).")
     text = (
         f"**Project {md(info.name)} created** with {info.image_count} image(s) and {info.class_count} "
@@ -246,7 +245,7 @@ def _discard_uploads(ctx: AppContext, paths: Sequence[str]) -> None:
 
 @ui_errors
 def load_samples(ctx: AppContext, sess: Session, sort: str) -> dict:
-    report = ctx.repo.import_uploads(ctx.project_id, sample_files())
+    report = ctx.engine.import_uploads(ctx.project_id, sample_files())
     return after_import(ctx, sess, report, "Sample images", sort)
 
 
@@ -264,7 +263,7 @@ def _server_folder(ctx: AppContext, folder: str) -> Path:
             + html.escape(", ".join(ctx.import_roots))
         )
     try:
-        path = resolve_import_path(folder.strip(), ctx.import_roots, forbidden=[ctx.repo.data_dir])
+        path = ctx.engine.server_path(folder.strip(), ctx.import_roots)
     except ValidationError as exc:
         raise gr.Error(html.escape(str(exc))) from None
     if not path.is_dir():
@@ -284,9 +283,7 @@ def import_folder(
     high: float | None = None,
 ) -> dict:
     tiff = tiff_options(plane, channels, low, high)
-    report = ctx.repo.import_folder(
-        ctx.project_id, _server_folder(ctx, folder), recursive=True, roots=ctx.import_roots, tiff=tiff
-    )
+    report = ctx.engine.import_folder(ctx.project_id, _server_folder(ctx, folder), ctx.import_roots, tiff)
     return after_import(ctx, sess, report, "Folder import", sort)
 
 
@@ -298,9 +295,7 @@ def import_voc(
     labels = (
         _server_folder(ctx, str(root / labels_dir.strip())) if labels_dir and labels_dir.strip() else None
     )
-    report = ctx.repo.import_voc(
-        ctx.project_id, root, labels, roots=ctx.import_roots, zero_is_unlabelled=bool(zero_is_unlabelled)
-    )
+    report = ctx.engine.import_voc(ctx.project_id, root, labels, ctx.import_roots, bool(zero_is_unlabelled))
     return after_import(ctx, sess, report, "VOC import", sort)
 
 
@@ -312,12 +307,10 @@ def import_coco(
     if not str(coco_file or "").strip():
         raise gr.Error("Enter the path of the COCO JSON file (inside the server's import folders).")
     try:
-        path = resolve_import_path(coco_file.strip(), ctx.import_roots, forbidden=[ctx.repo.data_dir])
+        path = ctx.engine.server_path(coco_file.strip(), ctx.import_roots)
     except ValidationError as exc:
         raise gr.Error(html.escape(str(exc))) from None
-    report = ctx.repo.import_coco(
-        ctx.project_id, path, images, as_ground_truth=bool(as_ground_truth), roots=ctx.import_roots
-    )
+    report = ctx.engine.import_coco(ctx.project_id, path, images, bool(as_ground_truth), ctx.import_roots)
     return after_import(ctx, sess, report, "COCO import", sort)
 
 
@@ -325,7 +318,7 @@ def import_coco(
 def set_split(ctx: AppContext, sess: Session, split: str) -> dict:
     if sess.image_id is None or split not in SPLITS:
         return {}
-    info = ctx.repo.set_split(sess.image_id, split)
+    info = ctx.engine.set_split(sess.image_id, split)
     return {"title": imagepanel.image_title(ctx, sess, info)}
 
 
@@ -333,7 +326,7 @@ def set_split(ctx: AppContext, sess: Session, split: str) -> dict:
 def delete_image(ctx: AppContext, sess: Session, sort: str) -> dict:
     if sess.image_id is None:
         return {}
-    name = ctx.repo.get_image(sess.image_id).name
+    name = ctx.records.get_image(sess.image_id).name
     order = sess.order or [i.id for i in ctx.images()]
     pos = order.index(sess.image_id) if sess.image_id in order else 0
     ctx.engine.delete_image(sess.image_id)

@@ -59,11 +59,11 @@ def export_links(ctx: AppContext, sess: Session, use_predictions: bool) -> dict:
 
 @ui_errors
 def export_head(ctx: AppContext, sess: Session) -> dict:
-    info = ctx.repo.latest_head(ctx.project_id)
+    info = ctx.records.latest_head(ctx.project_id)
     if info is None:
         raise gr.Error("No trained head yet: label two classes and press Train.")
     out = _out_dir(ctx)
-    weights, meta = ctx.repo.export_head(info.id, out)
+    weights, meta = ctx.engine.export_head(info.id, out)
     bundle = out / f"{weights.parent.name}.zip"  # one download: the folder predict reads, zipped
     with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for f in (weights, meta):
@@ -88,7 +88,7 @@ def progress_table(ctx: AppContext) -> list[list]:
     """Rows (labelled pixels trained on, mIoU %, what changed since the fit before) of the evaluated training
     runs, in the order of labelled pixels: an undo is a point of its own, not a line drawn backwards."""
     rows, before = [], None
-    for run in ctx.repo.list_training_runs(ctx.project_id):
+    for run in ctx.records.list_training_runs(ctx.project_id):
         miou = (run.metrics or {}).get("miou")
         if miou is not None:
             px = int(run.labelled_pixels)

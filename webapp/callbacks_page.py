@@ -17,7 +17,7 @@ def page_load(ctx: AppContext, sess: Session, sort: str, request: gr.Request | N
     if (
         wanted is not None
         and ctx.engine.image_exists(wanted)
-        and ctx.repo.get_image(wanted).project_id == ctx.project_id
+        and ctx.records.get_image(wanted).project_id == ctx.project_id
     ):
         sess.image_id = wanted
     out = callbacks_classes.class_outputs(ctx, sess, None)  # includes opening the image
@@ -26,7 +26,7 @@ def page_load(ctx: AppContext, sess: Session, sort: str, request: gr.Request | N
     out["timer"] = callbacks_views.timer(ctx)
     out |= callbacks_data.resolution_outputs(ctx)  # (another tab may have changed it)
     if sess.image_id is not None:
-        out["split"] = ctx.repo.get_image(sess.image_id).split
+        out["split"] = ctx.records.get_image(sess.image_id).split
     return out
 
 

@@ -85,7 +85,7 @@ def view_image(
         )
     pred = ctx.engine.prediction(ctx.project_id, image_id, size)
     if mode == SBS:
-        labels = render.downscale_labels(ctx.repo.label_map(image_id), size)
+        labels = render.downscale_labels(ctx.records.label_map(image_id), size)
         panels = [rgb, render.tint(rgb, labels, pal, 0.85)]
         if pred is None:
             panels.append(render.placeholder(size, "No prediction yet"))
@@ -251,7 +251,7 @@ def tick(
         new_head = head != sess.head_id
         out |= render_view(ctx, sess, mode, opacity, visible, k)
         try:
-            info = ctx.repo.get_image(sess.image_id)
+            info = ctx.records.get_image(sess.image_id)
             out["info"] = imagepanel.image_status(ctx, info, ctx.classes())
         except NotFoundError:
             pass

@@ -1,4 +1,4 @@
-"""What every callback gets: the shared app context (engine, repository, project) and the per-tab session.
+"""What every callback gets: the shared app context (engine, its records, project) and the per-tab session.
 
 `AppContext` is built once per server and shared by all sessions (it holds no per-user state).
 `Session` lives in a `gr.State`, i.e. one per browser tab, server-side.
@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine import ProjectEngine
-from storage import ClassInfo, ImageInfo, Repository
+from engine.records import Records
+from storage import ClassInfo, ImageInfo
 
 
 @dataclass
@@ -27,14 +28,15 @@ class AppContext:
         return bool(self.import_roots)
 
     @property
-    def repo(self) -> Repository:
-        return self.engine.repo
+    def records(self) -> Records:
+        """The stored project, read only: writes go through engine methods (engine/records.py)."""
+        return self.engine.records
 
     def classes(self) -> list[ClassInfo]:
-        return self.repo.list_classes(self.project_id)
+        return self.records.list_classes(self.project_id)
 
     def images(self) -> list[ImageInfo]:
-        return self.repo.list_images(self.project_id)
+        return self.records.list_images(self.project_id)
 
 
 @dataclass

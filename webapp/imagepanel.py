@@ -22,14 +22,14 @@ def image_status(ctx: AppContext, info: ImageInfo | None, classes: list[ClassInf
     """Labelled pixels per class, prediction and uncertainty of one image (markdown)."""
     if info is None:
         return ""
-    counts = ctx.repo.labelled_pixel_counts(image_id=info.id)
+    counts = ctx.records.labelled_pixel_counts(image_id=info.id)
     parts = []
     for c in classes:
         n = counts.get(c.index, 0)
         if n:
             parts.append(f"<span class='swatch' style='background:{c.colour}'></span>{md(c.name)}: {n:,}")
     labelled = " · ".join(parts) if parts else "no labels yet"
-    points = len(ctx.repo.points(info.id))
+    points = len(ctx.records.points(info.id))
     pred = "prediction ✓" if info.has_prediction else "no prediction yet"
     unc = f" · need for labels {info.uncertainty:.2f}" if info.uncertainty is not None else ""
     feats = ""

@@ -310,3 +310,25 @@ def test_only_a_final_head_has_an_edge_layer(repo, project, engine):
     interim = engine.grid_scores(project.id, image.id)
     assert interim.interim and interim.counter > final.counter
     assert engine.edge_layer(project.id, image.id, (42, 56)) is None
+
+
+def test_moving_a_labelled_image_in_or_out_of_val_retrains_and_imports_queue_features(repo, project, engine):
+    from tests.images import png_bytes, two_colour
+
+    image = add_image(repo, project)
+    blank = add_image(repo, project, seed=1, name="blank.png")
+    repo.save_scribbles(image.id, two_strokes())
+    for i in (image, blank):  # (features arriving for a project with labels ask for a fit of their own)
+        engine.features(i.id, wait=120)
+    engine.train_now(project.id, timeout=120)
+    engine.wait_settled(project.id, timeout=120)
+    before = engine.training_status(project.id).generation
+    assert engine.set_split(blank.id, "val").split == "val"  # no labels: nothing to retrain
+    assert engine.training_status(project.id).generation == before
+    engine.set_split(image.id, "val")  # its labels may no longer train the head
+    assert engine.training_status(project.id).generation == before + 1
+    seen = engine.events.last
+    report = engine.import_uploads(project.id, [("new.png", png_bytes(two_colour(seed=9)))])
+    (new,) = report.image_ids
+    assert "images" in [e.kind for e in engine.events.since(project.id, seen)]
+    assert engine.features(new, wait=120) is not None  # queued by the import itself

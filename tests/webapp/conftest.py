@@ -42,9 +42,9 @@ def sess():
 @pytest.fixture
 def labelled_ctx(ctx):
     """Classes red and blue, one two-colour image (open in no session yet)."""
-    ctx.repo.add_class(ctx.project_id, "red")
-    ctx.repo.add_class(ctx.project_id, "blue")
-    ctx.repo.add_image(ctx.project_id, png_bytes(two_colour()), "two.png")
+    ctx.engine.repo.add_class(ctx.project_id, "red")
+    ctx.engine.repo.add_class(ctx.project_id, "blue")
+    ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour()), "two.png")
     return ctx
 
 
@@ -52,7 +52,7 @@ def paint(ctx: AppContext, image_id: int, name: str, rows: slice, cols: slice) -
     """What the canvas sends for a filled rectangle: horizontal radius-0 strokes, one per row."""
     cid = class_id(ctx, name)
     for r in range(rows.start, rows.stop):
-        ctx.repo.apply_op(
+        ctx.engine.repo.apply_op(
             image_id,
             {
                 "op_id": f"{name}-{r}-{cols.start}-{rows.start}",

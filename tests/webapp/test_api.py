@@ -105,7 +105,7 @@ def test_classes_images_ops_labels_points(app):
                 "points": [[100, 10]],
             },
         )
-        stored = ctx.repo.label_map(im["id"])
+        stored = ctx.engine.repo.label_map(im["id"])
         assert (stored[40, 5:41] == 1).all() and stored[10, 100] == 2
         labels = c.get(f"{base}/images/{im['id']}/labels")
         palette = Image.open(io.BytesIO(labels.content))
@@ -194,10 +194,10 @@ def test_refine_labels_confident_pixels_and_only_its_client_undoes_it(app):
             }
             c.post(f"{base}/images/{im['id']}/ops", json=op | {"client": "tab-a"})
         ctx.engine.train_now(ctx.project_id, timeout=120)
-        before = ctx.repo.label_map(im["id"])
+        before = ctx.engine.repo.label_map(im["id"])
         refine = f"{base}/images/{im['id']}/refine"
         r = c.post(refine, json={"threshold": 0.5, "classes": [blue], "client": "tab-a"}).json()
-        after = ctx.repo.label_map(im["id"])
+        after = ctx.engine.repo.label_map(im["id"])
         assert r["added"] == int(((after != 255) & (before == 255)).sum()) > 0
         assert set(np.unique(after[(after != 255) & (before == 255)])) == {2}  # blue's pixels only
         undo = {"kind": "undo", "client": "tab-b"}
@@ -205,7 +205,7 @@ def test_refine_labels_confident_pixels_and_only_its_client_undoes_it(app):
         assert c.post(f"{base}/images/{im['id']}/ops", json=undo | {"op_id": "u2", "client": "tab-a"}).json()[
             "applied"
         ]
-        assert (ctx.repo.label_map(im["id"]) == before).all()
+        assert (ctx.engine.repo.label_map(im["id"]) == before).all()
         for body, status, words in (
             ({"threshold": 1.5}, 400, "threshold"),
             ({"threshold": "high"}, 422, "threshold"),
@@ -273,14 +273,14 @@ def test_refine_labels_confident_pixels_and_only_its_client_undoes_it(app):
 )
 def test_malformed_requests_get_a_4xx_with_a_message(app, method, path, kwargs, status, words):
     url, ctx = app()
-    ctx.repo.add_image(ctx.project_id, png_bytes(two_colour()), "two.png")
+    ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour()), "two.png")
     with httpx.Client(timeout=120) as c:
         r = getattr(c, method)(f"{url}/api/v1/projects/demo{path}", **kwargs)
         assert r.status_code == status, r.text
         assert words in str(r.json()["detail"]) and "Traceback" not in r.text
         assert not re.search(r"\w\(\w*\)", str(r.json()["detail"]))  # names no code (a function call)
         assert c.get(f"{url}/api/v1/projects/nope/classes").status_code == 404
-    assert ctx.repo.history(1) == []  # nothing was stored by any of them
+    assert ctx.engine.repo.history(1) == []  # nothing was stored by any of them
 
 
 def test_the_api_needs_the_login_when_auth_is_on(app):
@@ -420,7 +420,7 @@ def test_exports_stream_and_leave_nothing_behind(app):
         assert voc.status_code == 200 and "demo-labels-voc.zip" in voc.headers["content-disposition"]
         with zipfile.ZipFile(io.BytesIO(voc.content)) as zf:
             labels = np.asarray(Image.open(io.BytesIO(zf.read("labels/two.png"))))
-        assert np.array_equal(labels, ctx.repo.label_map(im["id"]))
+        assert np.array_equal(labels, ctx.engine.repo.label_map(im["id"]))
         pred = c.get(f"{base}/export", params={"format": "voc", "predictions": "true"})
         with zipfile.ZipFile(io.BytesIO(pred.content)) as zf:
             predicted = np.asarray(Image.open(io.BytesIO(zf.read("labels/two.png"))))
@@ -465,17 +465,17 @@ def test_exports_come_back_through_the_import_route(app):
             }
             c.post(f"{base}/images/{first}/ops?train=false", json=op)
         c.post(f"{base}/images/{first}/ops?train=false", json={"op_id": "u", "kind": "undo"})  # history kept
-        ctx.repo.set_ground_truth(
+        ctx.engine.repo.set_ground_truth(
             second, np.where(np.arange(112)[None, :] < 56, 1, 2).repeat(84, 0).astype(np.uint8)
         )
-        ctx.repo.set_split(second, "val")
+        ctx.engine.repo.set_split(second, "val")
 
         archive = c.get(f"{base}/export", params={"format": "archive"}).content
         made = c.post(f"{api}/copy/import", files={"file": ("demo.zip", archive)})
         assert made.status_code == 201, made.text
         assert (made.json()["project"], made.json()["images"], made.json()["classes"]) == ("copy", 2, 3)
-        copy = ctx.repo.find_project("copy")
-        one, two = _snapshot(ctx.repo, ctx.project_id), _snapshot(ctx.repo, copy.id)
+        copy = ctx.engine.repo.find_project("copy")
+        one, two = _snapshot(ctx.engine.repo, ctx.project_id), _snapshot(ctx.engine.repo, copy.id)
         assert {k: v for k, v in one.items() if k != "project"} == {
             k: v for k, v in two.items() if k != "project"
         }
@@ -486,16 +486,16 @@ def test_exports_come_back_through_the_import_route(app):
         voc = c.get(f"{base}/export", params={"format": "voc"}).content
         made = c.post(f"{api}/fromvoc/import", files={"file": ("demo-voc.zip", voc)})
         assert made.status_code == 201, made.text
-        pv = ctx.repo.find_project("fromvoc")
-        assert [(k.name, k.colour, k.index) for k in ctx.repo.list_classes(pv.id)] == [
-            (k.name, k.colour, k.index) for k in ctx.repo.list_classes(ctx.project_id)
+        pv = ctx.engine.repo.find_project("fromvoc")
+        assert [(k.name, k.colour, k.index) for k in ctx.engine.repo.list_classes(pv.id)] == [
+            (k.name, k.colour, k.index) for k in ctx.engine.repo.list_classes(ctx.project_id)
         ]
-        by_name = {i.name.rsplit(".", 1)[0]: i for i in ctx.repo.list_images(pv.id)}
-        for im in ctx.repo.list_images(ctx.project_id):
+        by_name = {i.name.rsplit(".", 1)[0]: i for i in ctx.engine.repo.list_images(pv.id)}
+        for im in ctx.engine.repo.list_images(ctx.project_id):
             got = by_name[im.name.rsplit(".", 1)[0]]
             assert got.split == im.split
-            assert np.array_equal(ctx.repo.label_map(got.id), ctx.repo.label_map(im.id))
-            gt, gt_back = ctx.repo.ground_truth(im.id), ctx.repo.ground_truth(got.id)
+            assert np.array_equal(ctx.engine.repo.label_map(got.id), ctx.engine.repo.label_map(im.id))
+            gt, gt_back = ctx.engine.repo.ground_truth(im.id), ctx.engine.repo.ground_truth(got.id)
             assert (gt is None and gt_back is None) or np.array_equal(gt, gt_back)
 
         loose = io.BytesIO()
@@ -503,7 +503,7 @@ def test_exports_come_back_through_the_import_route(app):
             zf.writestr("a.png", png_bytes(two_colour()))
         refused = c.post(f"{api}/loose/import", files={"file": ("loose.zip", loose.getvalue())})
         assert refused.status_code == 422 and "neither a probeseg project archive" in refused.json()["detail"]
-        assert ctx.repo.find_project("loose") is None
+        assert ctx.engine.repo.find_project("loose") is None
 
 
 def _read_events(client: httpx.Client, url: str, want: Callable[[list[dict]], bool]) -> list[dict]:

@@ -66,7 +66,7 @@ def test_a_reload_returns_to_the_image_in_the_url(labelled_ctx, sess):
     ctx = labelled_ctx
     from tests.images import png_bytes, two_colour
 
-    second = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=3)), "second.png")
+    second = ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=3)), "second.png")
     request = SimpleNamespace(query_params={"image": str(second.id)})
     out = cbp.page_load(ctx, sess, cbv.SORTS[0], request)
     assert sess.image_id == second.id and canvas(out)["image"]["id"] == second.id
@@ -97,7 +97,7 @@ def test_training_errors_are_messages_and_success_updates_views(labelled_ctx, se
     paint(ctx, sess.image_id, "red", *LEFT)
     with pytest.raises(gr.Error, match="Only the class 'red'"):
         cba.train(ctx, sess)
-    assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()  # nothing lost
+    assert (ctx.engine.repo.label_map(sess.image_id)[LEFT] == 1).all()  # nothing lost
     paint(ctx, sess.image_id, "blue", *RIGHT)
     trained = cba.train(ctx, sess)
     assert "Trained on" in trained["status"] and "red" in trained["status"]  # this fit's figures at once
@@ -114,7 +114,7 @@ def test_navigation(labelled_ctx, sess):
     ctx = labelled_ctx
     from tests.images import png_bytes, two_colour
 
-    second = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=5)), "second.png")
+    second = ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=5)), "second.png")
     open_first(ctx, sess)
     first = sess.image_id
     paint(ctx, first, "red", *LEFT)
@@ -164,7 +164,7 @@ def test_suggest_shows_needy_regions_and_opens_one_zoomed(labelled_ctx, sess):
 
     novel = two_colour(seed=5)
     novel[:, 40:] = (30, 200, 40)  # a colour the head has never seen: it is unsure there
-    second = ctx.repo.add_image(ctx.project_id, png_bytes(novel), "second.png").id
+    second = ctx.engine.repo.add_image(ctx.project_id, png_bytes(novel), "second.png").id
     open_first(ctx, sess)
     with pytest.raises(gr.Error, match="No suggestions yet"):
         cba.suggest(ctx, sess)
@@ -186,9 +186,9 @@ def test_suggest_shows_needy_regions_and_opens_one_zoomed(labelled_ctx, sess):
 
     # Labelling the whole first image: it needs nothing more, so "next most uncertain" leaves it.
     full = np.ones((84, 112), np.uint8)
-    ctx.repo.add_mask(first, full)
+    ctx.engine.repo.add_mask(first, full)
     jobs.update_stats(ctx.engine, ctx.project_id, ctx.engine.head(ctx.project_id), lambda: False)
-    assert ctx.repo.get_image(first).uncertainty == 0.0
+    assert ctx.engine.repo.get_image(first).uncertainty == 0.0
     sess.image_id = first
     cba.next_uncertain(ctx, sess)
     assert sess.image_id == second
@@ -202,7 +202,7 @@ def test_the_gallery_shows_a_page_at_a_time_and_follows_navigation(ctx, sess):
     rng = np.random.default_rng(0)
     n = cbv.GALLERY_PAGE + 5
     ids = [
-        ctx.repo.add_image(
+        ctx.engine.repo.add_image(
             ctx.project_id, png_bytes(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)), f"{i}.png"
         ).id
         for i in range(n)
@@ -230,9 +230,9 @@ def test_the_gallery_shows_a_page_at_a_time_and_follows_navigation(ctx, sess):
 def test_u_walks_down_the_need_ranking_that_the_gallery_sorts_by(ctx, sess):
     from tests.images import png_bytes, two_colour
 
-    ids = [ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=n)), f"{n}.png").id for n in range(4)]
+    ids = [ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=n)), f"{n}.png").id for n in range(4)]
     for image_id, need in zip(ids, (0.2, 0.9, None, 0.5), strict=True):
-        ctx.repo.set_image_stats(image_id, need, need is not None)
+        ctx.engine.repo.set_image_stats(image_id, need, need is not None)
     ranking = [i.id for i in cbv.sorted_images(ctx.images(), cbv.SORTS[1])]
     assert ranking == [ids[1], ids[3], ids[0], ids[2]]  # unscored last
     open_first(ctx, sess)  # (opens ids[0])

@@ -59,14 +59,14 @@ def test_deleting_a_class_in_use_needs_a_choice_and_loses_nothing_by_accident(la
     red, blue = class_id(ctx, "red"), class_id(ctx, "blue")
     with pytest.raises(gr.Error, match="is in use"):
         cbc.delete(ctx, sess, str(red), cbc.KEEP, None)
-    assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()
+    assert (ctx.engine.repo.label_map(sess.image_id)[LEFT] == 1).all()
     with pytest.raises(gr.Error, match="gets the labels"):
         cbc.delete(ctx, sess, str(red), cbc.REASSIGN, None)
     cbc.delete(ctx, sess, str(red), cbc.REASSIGN, str(blue))
     assert [c.name for c in ctx.classes()] == ["background", "blue"]
-    assert (ctx.repo.label_map(sess.image_id)[LEFT] == 1).all()  # now blue, at index 1
+    assert (ctx.engine.repo.label_map(sess.image_id)[LEFT] == 1).all()  # now blue, at index 1
     out = cbc.delete(ctx, sess, str(blue), cbc.DROP, None)
-    assert (ctx.repo.label_map(sess.image_id) == 255).all() and out["class_toggles"]["value"] == [
+    assert (ctx.engine.repo.label_map(sess.image_id) == 255).all() and out["class_toggles"]["value"] == [
         str(class_id(ctx, "background"))
     ]
     with pytest.raises(gr.Error, match="at least one class"):
@@ -102,7 +102,7 @@ def test_samples_folder_import_split_and_delete(ctx, sess, tmp_path: Path):
     with pytest.raises(gr.Error, match="not a folder"):
         cbd.import_folder(ctx, sess, str(tmp_path / "missing"), cbv.SORTS[0])
     cbd.set_split(ctx, sess, "val")
-    assert ctx.repo.get_image(sess.image_id).split == "val"
+    assert ctx.engine.repo.get_image(sess.image_id).split == "val"
     doomed = sess.image_id
     cbd.delete_image(ctx, sess, cbv.SORTS[0])
     assert not ctx.engine.image_exists(doomed) and sess.image_id not in (None, doomed)
@@ -135,7 +135,7 @@ def test_every_view_renders(labelled_ctx, sess):
         assert out["view_img"].ndim == 3 and out["view_note"], mode
     assert "Entropy" in cbv.render_view(ctx, sess, cbv.UNC, 0.5, None, 3)["view_note"]
     sbs = cbv.render_view(ctx, sess, cbv.SBS, 0.5, None, 3)
-    rgb = ctx.repo.image_rgb(ctx.repo.list_images(ctx.project_id)[0].id)
+    rgb = ctx.engine.repo.image_rgb(ctx.engine.repo.list_images(ctx.project_id)[0].id)
     ph, pw = (sbs["view_img"].shape[0] - 8) / 2, (sbs["view_img"].shape[1] - 8) / 2  # four panels, 2 x 2
     assert ph.is_integer() and abs(ph / pw - rgb.shape[0] / rgb.shape[1]) < 0.01
     assert "prediction over the image" in sbs["view_note"]
@@ -165,7 +165,7 @@ def test_exports(labelled_ctx, sess):
     from cli.main import main  # the exported head is what the command line predicts with
 
     image = Path(files[0]).parent.parent / "two.png"
-    image.write_bytes(ctx.repo.image_bytes(ctx.repo.list_images(ctx.project_id)[0].id))
+    image.write_bytes(ctx.engine.repo.image_bytes(ctx.engine.repo.list_images(ctx.project_id)[0].id))
     out = Path(files[0]).parent.parent / "predicted"
     assert (
         main(
@@ -231,12 +231,12 @@ def test_user_text_is_shown_as_typed_never_as_markup(ctx, sess):
     from webapp.text import md
 
     hostile = "<img src=x onerror=alert(1)>**bold**|cell"
-    cls = ctx.repo.add_class(ctx.project_id, hostile)
-    info = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=1)), f"{hostile}.png")
+    cls = ctx.engine.repo.add_class(ctx.project_id, hostile)
+    info = ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=1)), f"{hostile}.png")
     labels = np.full((info.height, info.width), 255, np.uint8)
     labels[2:6, 2:6] = cls.index
-    ctx.repo.save_scribbles(info.id, labels)
-    info = ctx.repo.get_image(info.id)
+    ctx.engine.repo.save_scribbles(info.id, labels)
+    info = ctx.engine.repo.get_image(info.id)
     rendered = [
         imagepanel.image_title(ctx, sess, info),
         imagepanel.image_status(ctx, info, ctx.classes()),
@@ -330,11 +330,11 @@ def test_tiff_settings_coco_and_napari_imports_from_the_images_tab(ctx, sess, tm
     for p in labels.iterdir():
         m = read_label_png(p)
         write_label_png(napari / p.name, np.where(m == 255, 0, m + 1).astype(np.uint8))
-    q = ctx.repo.create_project("napari")
-    report = ctx.repo.import_voc(q.id, root, napari, zero_is_unlabelled=True)
+    q = ctx.engine.repo.create_project("napari")
+    report = ctx.engine.repo.import_voc(q.id, root, napari, zero_is_unlabelled=True)
     first = report.image_ids[0]
-    stem = ctx.repo.get_image(first).name.rsplit(".", 1)[0]
-    np.testing.assert_array_equal(ctx.repo.label_map(first), read_label_png(labels / f"{stem}.png"))
+    stem = ctx.engine.repo.get_image(first).name.rsplit(".", 1)[0]
+    np.testing.assert_array_equal(ctx.engine.repo.label_map(first), read_label_png(labels / f"{stem}.png"))
 
 
 def test_an_uploaded_archive_or_voc_zip_is_offered_as_a_project_never_as_loose_images(
@@ -343,9 +343,9 @@ def test_an_uploaded_archive_or_voc_zip_is_offered_as_a_project_never_as_loose_i
     ctx = labelled_ctx
     [im] = ctx.images()
     red = next(c for c in ctx.classes() if c.name == "red")
-    ctx.repo.add_point(im.id, red.id, 10, 10, 3)
-    archive = ctx.repo.export_project(ctx.project_id, tmp_path / "mine-project.zip")
-    voc = ctx.repo.export_voc(ctx.project_id, tmp_path / "mine-voc.zip")
+    ctx.engine.repo.add_point(im.id, red.id, 10, 10, 3)
+    archive = ctx.engine.repo.export_project(ctx.project_id, tmp_path / "mine-project.zip")
+    voc = ctx.engine.repo.export_voc(ctx.project_id, tmp_path / "mine-voc.zip")
     before = len(ctx.images())
 
     out = cbd.upload(ctx, sess, [str(archive)], cbv.SORTS[0])
@@ -353,7 +353,7 @@ def test_an_uploaded_archive_or_voc_zip_is_offered_as_a_project_never_as_loose_i
     assert out["bundle_box"]["visible"] is True and "project archive" in out["bundle_md"]
     assert out["bundle_name"] == "mine" and out["bundle_merge_btn"]["visible"] is False
     made = cbd.import_bundle(ctx, sess, "restored", False, cbv.SORTS[0])
-    restored = ctx.repo.find_project("restored")
+    restored = ctx.engine.repo.find_project("restored")
     assert restored is not None and restored.image_count == 1 and "restored" in made["import_report"]
     assert made["bundle_box"]["visible"] is False and sess.bundle is None
 

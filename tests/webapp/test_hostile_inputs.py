@@ -60,7 +60,7 @@ def _check_report(report, key: str) -> None:
 def test_every_hostile_upload_is_imported_or_refused_in_words(ctx, sess):
     assert len(HOSTILE) >= 30
     for key, (name, make) in HOSTILE.items():
-        report = ctx.repo.import_uploads(ctx.project_id, [(name, make())])
+        report = ctx.engine.repo.import_uploads(ctx.project_id, [(name, make())])
         _check_report(report, key)
     _still_healthy(ctx, sess)
 
@@ -95,9 +95,9 @@ def test_every_hostile_file_in_a_server_folder_is_imported_or_refused(ctx, sess,
 
 def _still_healthy(ctx, sess) -> None:
     before = len(ctx.images())
-    good = ctx.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=77)), "after.png")
-    assert len(ctx.images()) == before + 1 and ctx.repo.image_rgb(good.id).shape == (84, 112, 3)
-    db = Path(ctx.repo.data_dir) / "probeseg.db"
+    good = ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=77)), "after.png")
+    assert len(ctx.images()) == before + 1 and ctx.engine.repo.image_rgb(good.id).shape == (84, 112, 3)
+    db = Path(ctx.engine.repo.data_dir) / "probeseg.db"
     con = sqlite3.connect(db)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
