@@ -230,7 +230,10 @@ def test_the_gallery_shows_a_page_at_a_time_and_follows_navigation(ctx, sess):
 def test_u_walks_down_the_need_ranking_that_the_gallery_sorts_by(ctx, sess):
     from tests.images import png_bytes, two_colour
 
-    ids = [ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=n)), f"{n}.png").id for n in range(4)]
+    ids = [
+        ctx.engine.repo.add_image(ctx.project_id, png_bytes(two_colour(seed=n)), f"{n}.png").id
+        for n in range(4)
+    ]
     for image_id, need in zip(ids, (0.2, 0.9, None, 0.5), strict=True):
         ctx.engine.repo.set_image_stats(image_id, need, need is not None)
     ranking = [i.id for i in cbv.sorted_images(ctx.images(), cbv.SORTS[1])]
