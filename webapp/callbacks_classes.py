@@ -57,9 +57,6 @@ def class_outputs(ctx: AppContext, sess: Session, selected: int | None = None) -
         "class_name": pick_name,
         "class_colour": pick_colour,
         "reassign_to": gr.update(choices=_choices(classes), value=None),
-        "class_toggles": gr.update(
-            choices=[(c.name, str(c.id)) for c in classes], value=[str(i) for i in ids]
-        ),
     }
     return out | annotate.show(ctx, sess, sess.image_id)
 

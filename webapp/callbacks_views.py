@@ -1,5 +1,5 @@
-"""View callbacks: the analysis image (prediction, confidence, uncertainty, K-means, PCA, side by side),
-the gallery, and the periodic status tick that brings in new heads and finished features."""
+"""View callbacks: the side panel's analysis image (what the canvas does not show: K-means, PCA, the
+uncertainty boxes, side by side), the gallery, and the status tick that brings in new heads and features."""
 
 from __future__ import annotations
 
@@ -14,26 +14,19 @@ from webapp.context import AppContext, Session
 from webapp.errors import ui_errors
 from webapp.text import md
 
-PRED, CONF, UNC, KM, KMP, PCA, SBS = (
-    "Prediction",
-    "Confidence",
-    "Uncertainty",
+# The canvas shows the prediction, its confidence and its uncertainty, with the one set of class toggles;
+# the panel shows the rest.
+KM, KMP, PCA, UNC, SBS = (
     "K-means (image)",
     "K-means (project)",
     "PCA-RGB",
+    "Where to label",
     "Side by side",
 )
-VIEW_MODES = (PRED, CONF, UNC, KM, KMP, PCA, SBS)
+VIEW_MODES = (KM, KMP, PCA, UNC, SBS)
 SORTS = ("Upload order", "Most uncertain first", "Least labelled first", "Name")
 GALLERY_PAGE = 48  # thumbnails a gallery page shows (6 rows of 8)
 SBS_SIDE = 512
-
-
-def _visible(classes: list[ClassInfo], visible: list[str] | None) -> np.ndarray | None:
-    if visible is None:
-        return None
-    keep = {int(v) for v in visible}
-    return np.array([c.id in keep for c in classes], bool)
 
 
 def _legend(classes: list[ClassInfo]) -> str:
@@ -43,7 +36,7 @@ def _legend(classes: list[ClassInfo]) -> str:
 
 
 def view_image(
-    ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int
+    ctx: AppContext, sess: Session, mode: str, opacity: float, k: int
 ) -> tuple[np.ndarray, str, bool]:
     """(image, note, complete) for the current image; `complete` is False while features are missing."""
     image_id = sess.image_id
@@ -104,45 +97,29 @@ def view_image(
             ),
             True,
         )
-    if mode == CONF:
-        k_ = max(2, len(classes))
-        scaled = (pred.confidence - 1.0 / k_) / (1.0 - 1.0 / k_)
-        return (
-            render.heat_overlay(rgb, scaled, "viridis"),
-            f"Confidence of the predicted class: dark = unsure, yellow = certain (mean {pred.confidence.mean():.2f}).",
-            True,
-        )
-    if mode == UNC:
-        spots = ctx.engine.hotspots(ctx.project_id, image_id, size)
-        img = render.draw_boxes(render.heat_overlay(rgb, pred.entropy, "magma"), [s.box for s in spots])
-        where = (
-            f"Boxes 1–{len(spots)} mark the unlabelled regions the head is least sure of: a few strokes "
-            "there help most."
-            if spots
-            else "No strongly uncertain unlabelled region."
-        )
-        return (
-            img,
-            f"Entropy of the prediction (bright = uncertain, mean {pred.uncertainty:.3f}). {where}",
-            True,
-        )
+    spots = ctx.engine.hotspots(ctx.project_id, image_id, size)  # (UNC)
+    img = render.draw_boxes(render.heat_overlay(rgb, pred.entropy, "magma"), [s.box for s in spots])
+    where = (
+        f"Boxes 1–{len(spots)} mark the unlabelled regions the head is least sure of: a few strokes "
+        "there help most."
+        if spots
+        else "No strongly uncertain unlabelled region."
+    )
     return (
-        render.tint(rgb, pred.labels, pal, float(opacity), _visible(classes, visible)),
-        "Prediction overlay. " + _legend(classes),
+        img,
+        f"Entropy of the prediction (bright = uncertain, mean {pred.uncertainty:.3f}). {where}",
         True,
     )
 
 
 @ui_errors
-def render_view(
-    ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int
-) -> dict:
+def render_view(ctx: AppContext, sess: Session, mode: str, opacity: float, k: int) -> dict:
     if sess.image_id is None:
         sess.view_ready, sess.head_id = True, ctx.engine.head_version(ctx.project_id)
         return {"state": sess, "view_img": None, "view_note": ""}
     sess.head_id = ctx.engine.head_version(ctx.project_id)
     try:
-        img, note, complete = view_image(ctx, sess, mode, opacity, visible, k)
+        img, note, complete = view_image(ctx, sess, mode, opacity, k)
     except NotFoundError:
         sess.image_id = None
         return {"state": sess, "view_img": None, "view_note": "This image was deleted."}
@@ -240,21 +217,21 @@ def status_text(ctx: AppContext) -> str:
 
 
 @ui_errors
-def tick(
-    ctx: AppContext, sess: Session, mode: str, opacity: float, visible: list[str] | None, k: int, sort: str
-) -> dict:
-    """While background work runs (and when the canvas got a new head): status line; redraw the view when
-    a new head arrived or features finished. The timer switches itself off when nothing is left to show."""
+def tick(ctx: AppContext, sess: Session, mode: str, opacity: float, k: int, sort: str) -> dict:
+    """While background work runs, and when the project's event stream had news (the canvas relays it): the
+    status line; the view when a new head arrived or features finished; the gallery when the head or the
+    images changed. The timer switches itself off when nothing is left to show."""
     out: dict = {"status": status_text(ctx), "timer": timer(ctx)}
     head = ctx.engine.head_version(ctx.project_id)
-    if sess.image_id is not None and (head != sess.head_id or not sess.view_ready):
-        new_head = head != sess.head_id
-        out |= render_view(ctx, sess, mode, opacity, visible, k)
+    new_head = head != sess.head_id
+    if sess.image_id is not None and (new_head or not sess.view_ready):
+        out |= render_view(ctx, sess, mode, opacity, k)
         try:
             info = ctx.records.get_image(sess.image_id)
             out["info"] = imagepanel.image_status(ctx, info, ctx.classes())
         except NotFoundError:
             pass
-        if new_head:
-            out |= gallery(ctx, sess, sort)
+    if new_head or {i.id for i in ctx.images()} != set(sess.order):  # (images added or deleted elsewhere)
+        out |= gallery(ctx, sess, sort)
+    sess.head_id = head
     return out

@@ -21,7 +21,7 @@ TICK_SECONDS = 1.5  # the status timer, active only while features are computed 
 # Outputs of everything that (re)opens an image in the annotation panel.
 RESOLUTION_OUT = ["header", "resolution", "resolution_md"]
 SHOW = ["state", "canvas", "title", "info", "split", "current_image", "gallery", "gallery_range"]
-VIEW_IN = ["state", "view_mode", "opacity", "class_toggles", "k"]
+VIEW_IN = ["state", "view_mode", "opacity", "k"]
 VIEW_OUT = ["state", "view_img", "view_note"]
 CLASS_OUT = SHOW + [
     "classes_table",
@@ -29,7 +29,6 @@ CLASS_OUT = SHOW + [
     "class_name",
     "class_colour",
     "reassign_to",
-    "class_toggles",
     "new_class_name",
 ]
 TICK_OUT = ["status", "state", "view_img", "view_note", "info", "gallery", "gallery_range", "timer"]
@@ -76,7 +75,7 @@ def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
                         annotate.build_tools(ui)
                         annotate.build_canvas(ui)
                     with gr.Column(scale=2):
-                        views.build_views(ui, [(c.name, str(c.id)) for c in ctx.classes()])
+                        views.build_views(ui)
                 annotate.build_gallery(ui)
             with gr.Tab("Images", id="images"):
                 images.build_images(ui, ctx.allow_server_paths)
@@ -115,9 +114,10 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
         bind(ctx, cbv.render_view, VIEW_OUT), ui.pick(VIEW_IN), ui.pick(VIEW_OUT), show_progress="hidden"
     )
 
-    # annotation: edits go from the canvas to the REST API; a new head makes the canvas fire "predicted"
+    # annotation: edits go from the canvas to the REST API; the canvas follows the project's event stream
+    # and fires "refresh" on a final head, features, images or classes
     redraw = bind(ctx, cbv.tick, TICK_OUT)
-    ui.canvas.predicted(
+    ui.canvas.refresh(
         redraw,
         ui.pick(VIEW_IN + ["sort"]),
         ui.pick(TICK_OUT),
@@ -133,9 +133,9 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
     # Refine goes through the canvas (an edit of its own, sent as this tab's, so the tab's Ctrl+Z undoes it)
     ui.refine_btn.click(
         None,
-        ui.pick(["refine_threshold", "class_toggles"]),
+        ui.pick(["refine_threshold"]),
         None,
-        js="(t, v) => { window.__probeseg.refine(t, v); return []; }",
+        js="(t) => { window.__probeseg.refine(t); return []; }",
     )
     # every press counts (Gradio drops a click while the last one runs, by default): p p goes back two
     for button, delta in ((ui.prev_btn, -1), (ui.next_btn, +1)):
@@ -183,7 +183,7 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
     on(ui.page_next_btn.click, lambda c, s: cbv.turn_page(c, s, +1), ["state"], gallery_out)
 
     # views
-    for event in (ui.view_mode.change, ui.opacity.release, ui.k.release, ui.class_toggles.input):
+    for event in (ui.view_mode.change, ui.opacity.release, ui.k.release):
         on(event, cbv.render_view, VIEW_IN, VIEW_OUT, show_progress="hidden")
     ui.timer.tick(
         bind(ctx, cbv.tick, TICK_OUT, blocking=False),

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webapp.callbacks_views import PRED, VIEW_MODES
+from webapp.callbacks_views import KM, VIEW_MODES
 from webapp.inline import InlineImage
 from webapp.ui import UI
 
 
-def build_views(ui: UI, class_choices: list[tuple[str, str]]) -> None:
-    """`class_choices`: (name, id) of the classes when the app is built. Gradio checks a value against the
-    choices the component was built with when the session does not know the component's later updates (a
-    page still open across a server restart): built empty, every event of such a page failed."""
-    ui.add(view_mode=gr.Radio(list(VIEW_MODES), value=PRED, label="View", elem_id="view-mode"))
+def build_views(ui: UI) -> None:
+    """What the canvas does not show (its prediction layer has the class toggles, confidence and
+    uncertainty): the backbone's K-means and PCA views, where to label next, labels beside the prediction."""
+    ui.add(view_mode=gr.Radio(list(VIEW_MODES), value=KM, label="View", elem_id="view-mode"))
     ui.add(
         view_img=InlineImage(
             type="numpy",
@@ -29,14 +28,6 @@ def build_views(ui: UI, class_choices: list[tuple[str, str]]) -> None:
     with gr.Row():
         ui.add(opacity=gr.Slider(0, 1, value=0.55, step=0.05, label="Overlay opacity", elem_id="opacity"))
         ui.add(k=gr.Slider(2, 12, value=5, step=1, label="K-means clusters (k)", elem_id="k-slider"))
-    ui.add(
-        class_toggles=gr.CheckboxGroup(
-            class_choices,
-            value=[v for _, v in class_choices],
-            label="Classes shown in the prediction overlay",
-            elem_id="class-toggles",
-        )
-    )
     with gr.Group():
         with gr.Row(equal_height=True):
             ui.add(
@@ -53,6 +44,6 @@ def build_views(ui: UI, class_choices: list[tuple[str, str]]) -> None:
             ui.add(refine_btn=gr.Button("Refine", scale=1, elem_id="refine-btn"))
         gr.Markdown(
             "<span class='muted'>Refine turns the prediction's pixels above the threshold (of the classes "
-            "shown) into editable labels where the image has none, so you correct mistakes instead of "
+            "the canvas shows) into editable labels where the image has none, so you correct mistakes instead of "
             "labelling from scratch. Undo removes them.</span>"
         )

@@ -66,9 +66,8 @@ def test_deleting_a_class_in_use_needs_a_choice_and_loses_nothing_by_accident(la
     assert [c.name for c in ctx.classes()] == ["background", "blue"]
     assert (ctx.engine.repo.label_map(sess.image_id)[LEFT] == 1).all()  # now blue, at index 1
     out = cbc.delete(ctx, sess, str(blue), cbc.DROP, None)
-    assert (ctx.engine.repo.label_map(sess.image_id) == 255).all() and out["class_toggles"]["value"] == [
-        str(class_id(ctx, "background"))
-    ]
+    assert (ctx.engine.repo.label_map(sess.image_id) == 255).all()
+    assert [c["name"] for c in json.loads(out["canvas"])["classes"]] == ["background"]
     with pytest.raises(gr.Error, match="at least one class"):
         cbc.delete(ctx, sess, str(class_id(ctx, "background")), cbc.DROP, None)
 
@@ -131,15 +130,15 @@ def test_every_view_renders(labelled_ctx, sess):
     ctx = labelled_ctx
     label_and_train(ctx, sess)
     for mode in cbv.VIEW_MODES:
-        out = cbv.render_view(ctx, sess, mode, 0.5, [str(c.id) for c in ctx.classes()], 3)
+        out = cbv.render_view(ctx, sess, mode, 0.5, 3)
         assert out["view_img"].ndim == 3 and out["view_note"], mode
-    assert "Entropy" in cbv.render_view(ctx, sess, cbv.UNC, 0.5, None, 3)["view_note"]
-    sbs = cbv.render_view(ctx, sess, cbv.SBS, 0.5, None, 3)
+    assert "Entropy" in cbv.render_view(ctx, sess, cbv.UNC, 0.5, 3)["view_note"]
+    sbs = cbv.render_view(ctx, sess, cbv.SBS, 0.5, 3)
     rgb = ctx.engine.repo.image_rgb(ctx.engine.repo.list_images(ctx.project_id)[0].id)
     ph, pw = (sbs["view_img"].shape[0] - 8) / 2, (sbs["view_img"].shape[1] - 8) / 2  # four panels, 2 x 2
     assert ph.is_integer() and abs(ph / pw - rgb.shape[0] / rgb.shape[1]) < 0.01
     assert "prediction over the image" in sbs["view_note"]
-    tick = cbv.tick(ctx, sess, cbv.PRED, 0.5, None, 3, cbv.SORTS[0])
+    tick = cbv.tick(ctx, sess, cbv.KM, 0.5, 3, cbv.SORTS[0])
     assert "Last training" in tick["status"] and "view_img" not in tick  # nothing new to draw
     items = cbv.gallery(ctx, sess, cbv.SORTS[1])["gallery"]["value"]
     assert "318 px" in items[0][1] and "need " in items[0][1]  # compact: pixels and need for labels
@@ -368,15 +367,12 @@ def test_an_uploaded_archive_or_voc_zip_is_offered_as_a_project_never_as_loose_i
 
 def test_a_page_open_across_a_restart_keeps_working(labelled_ctx, sess):
     """Gradio checks a value against the choices a component was built with when the session lost its
-    updates (a server restart): the class toggles are built with the classes, and the class pickers take
-    any value and refuse what is not a class of this project in words."""
+    updates (a server restart): the class pickers take any value and refuse what is not a class of this
+    project in words (the class toggles are the canvas's, in the page)."""
     from webapp.layout import build
 
     ctx = labelled_ctx
     demo, ui = build(ctx)
-    toggles = ui.class_toggles
-    ids = [str(c.id) for c in ctx.classes()]
-    assert [v for _, v in toggles.choices] == ids and toggles.preprocess(ids) == ids
     assert ui.class_pick.preprocess("12345") == "12345"  # no "not in the list of choices" error
     with pytest.raises(gr.Error, match="not in this project"):
         cbc.rename(ctx, sess, "12345", "x")

@@ -15,6 +15,7 @@ const S = {
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
   restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(), window: [], winPos: 0, navSeq: 0,
   passed: new Set(), events: null, eventsFor: null, othersEdited: null, wakes: 0, headWake: null, headEventAt: null,
+  panelTimer: 0,
 };
 const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
@@ -531,8 +532,6 @@ async function predictionLoop(token) {
         }
       });
       if (S.followEdges) fetchEdges(token);
-      clearTimeout(S.predictedTimer);  // tell the page (status, views, gallery) once strokes pause
-      S.predictedTimer = setTimeout(() => trigger('predicted'), 1500);
       const mine = S.queue.some((q) => q.image === id);
       if (p.label_version > S.knownVersion && !mine) reloadLabels(token);  // another tab edited this image
     } else if (!res || res.status !== 204) {
@@ -584,16 +583,27 @@ function followEvents() {
     if (S.queue.some((q) => q.image === im.id)) S.othersEdited = im.id;  // reloaded once ours are saved
     else if (d.label_version > S.knownVersion) reloadLabels();
   });
-  S.events.addEventListener('resync', () => { reloadLabels(); wakePredictions(); });
+  S.events.addEventListener('resync', () => { reloadLabels(); wakePredictions(); refreshPanel(); });
   S.events.addEventListener('head', (e) => {
     const d = JSON.parse(e.data);
     S.headEventAt = performance.now();
     if (S.headVersion == null || d.version > S.headVersion) wakePredictions();
+    if (!d.interim) refreshPanel();
   });
   S.events.addEventListener('features', (e) => {
     const im = S.cfg && S.cfg.image;
     if (im && JSON.parse(e.data).image_id === im.id && !S.pred) wakePredictions();
+    refreshPanel();
   });
+  S.events.addEventListener('images', refreshPanel);
+}
+function refreshPanel() {
+  // The side panel, gallery and status line are Gradio components: relay the stream's news to the page's
+  // "refresh" event, once a burst of it is over. (A Gradio generator following the stream would hold one
+  // more connection per tab beside Gradio's heartbeat and this stream: two tabs would fill Chromium's six
+  // connections per host and stall the edits; see README.)
+  clearTimeout(S.panelTimer);
+  S.panelTimer = setTimeout(() => trigger('refresh'), 1000);
 }
 
 // ------------------------------------------------------------------ operations: queue, send, retry
@@ -620,10 +630,13 @@ function history_(kind) {
   if (!S.cfg.image) return;
   enqueue({ op_id: opId(), kind });
 }
-api.refine = (threshold, visible) => {
-  // the Refine button (webapp/layout.py): an edit of this tab's, queued after its strokes, so Ctrl+Z undoes it
+api.refine = (threshold) => {
+  // the Refine button (webapp/layout.py): an edit of this tab's, queued after its strokes, so Ctrl+Z undoes it;
+  // the classes it labels are those the canvas shows (its class toggles, the page's only ones)
   if (!S.cfg || !S.cfg.image) return;
-  enqueue({ op_id: opId(), kind: 'refine', threshold: +threshold, classes: visible == null ? null : visible.map(Number) });
+  const shown = (S.cfg.classes || []).filter((c) => !S.hidden.has(c.index)).map((c) => c.id);
+  const all = shown.length === (S.cfg.classes || []).length;
+  enqueue({ op_id: opId(), kind: 'refine', threshold: +threshold, classes: all ? null : shown });
 };
 
 async function pump() {
