@@ -1,4 +1,4 @@
-"""Part `active`: simulated annotation sessions (core.simulate), every strategy side by side in one run.
+"""Part `active`: simulated annotation sessions (experiments.simulate), every strategy side by side in one run.
 
 Three datasets: synthetic token grids whose classes follow the ground truth (bench.synth, like DINOv2 tokens
 up to noise; every class one look, all equally common), VOC-like token grids (a dominant background, one to
@@ -29,8 +29,8 @@ from PIL import Image
 from bench import synth
 from bench.config import BenchConfig
 from bench.report import Report
-from core import simulate
 from core.labels import write_label_png
+from experiments import simulate
 
 log = logging.getLogger("bench")
 

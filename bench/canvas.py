@@ -286,6 +286,81 @@ def browser_session(
     return out
 
 
+def collaboration(cfg: BenchConfig, work: Path) -> dict:
+    """Issue 31's figures: two pages on one image (A strokes; when B shows it, on the clock both pages share,
+    after A saw it acknowledged), the bytes of an undo (its op and answer, and any label fetch it causes),
+    and the server's CPU while `canvas_idle_tabs` pages sit open for `canvas_idle_s`."""
+    from playwright.sync_api import sync_playwright
+
+    data = work / "data"
+    scenes = prepare(cfg, data, cfg.canvas_images, 0)
+    app = AppProcess(cfg, data)
+    shown_ms: list[float] = []
+    undo_bytes: list[int] = []
+    try:
+        app.wait_ready(cfg.app_start_timeout_s)
+        with sync_playwright() as p:
+            ctx = launch(p, work / "profile")
+            pages = []
+            for _ in range(max(2, cfg.canvas_idle_tabs)):
+                page = ctx.new_page()
+                page.goto(app.url + "?image=1", wait_until="load")
+                page.wait_for_function(
+                    "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx"
+                )
+                pages.append(page)
+            a, b = pages[:2]
+            wire: list[tuple[str, int]] = []
+            a.on("requestfinished", lambda r: wire.append((r.url, _sizes(r))) if "/api/" in r.url else None)
+            rng = np.random.default_rng(cfg.seed + 1)
+            gt = scenes[0].gt
+            origin = a.evaluate("() => performance.timeOrigin")
+            for n in range(cfg.canvas_collab_strokes):
+                cls = n % (int(gt.max()) + 1)
+                a.keyboard.press(str(cls + 1))
+                box = a.locator(".ps-view").bounding_box()
+                _drag(a, box, a.evaluate("() => window.__probeseg.state.view"), _stroke_in(gt, cls, rng))
+                a.wait_for_function(
+                    f"() => window.__probeseg.strokes.length === {n + 1} && window.__probeseg.strokes[{n}].version"
+                )
+                rec = a.evaluate(f"() => window.__probeseg.strokes[{n}]")
+                seen = "(v) => window.__probeseg.labelsShown.find((s) => s.version >= v)"
+                b.wait_for_function(seen, arg=rec["version"])
+                shown_ms.append(b.evaluate(f"(v) => ({seen})(v).t", rec["version"]) - (origin + rec["t_ack"]))
+                a.wait_for_timeout(cfg.canvas_pause_ms)
+            for _ in range(min(3, cfg.canvas_collab_strokes)):
+                mark = len(wire)
+                a.keyboard.press("Control+z")
+                a.wait_for_function("() => window.__probeseg.state.queue.length === 0")
+                a.wait_for_timeout(1000)  # (a label fetch it caused, had it caused one, is done by now)
+                undo_bytes.append(
+                    sum(n for url, n in wire[mark:] if "/prediction" not in url and "/edges" not in url)
+                )
+            # the baseline, in the same run: what an undo cost before, when the page fetched labels and points
+            mark = len(wire)
+            a.evaluate(
+                "async () => { const b = window.__probeseg.state.cfg.api + '/images/1/';"
+                "await (await fetch(b + 'labels?mode=gray', {cache: 'no-store'})).blob();"
+                "await (await fetch(b + 'points')).json(); }"
+            )
+            a.wait_for_timeout(500)
+            full = sum(n for url, n in wire[mark:] if "/labels" in url or "/points" in url)
+            a.wait_for_timeout(5000)  # the last fit and its follow-up work are over: the pages sit idle
+            cpu0, t0 = _cpu_seconds(app.proc.pid), time.monotonic()
+            a.wait_for_timeout(cfg.canvas_idle_s * 1000)
+            idle = (_cpu_seconds(app.proc.pid) - cpu0) / (time.monotonic() - t0)
+            ctx.close()
+    finally:
+        app.stop()
+    return {"shown_ms": shown_ms, "undo_bytes": undo_bytes, "idle_core": idle, "reload_bytes": full}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _sizes(request) -> int:
     s = request.sizes()
     return int(
@@ -418,6 +493,8 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         "stroke to overlay p50 / p95 (big images, 3)",
         "stroke to overlay p50 (big images, 20, ~300k px)",
         "bytes per stroke (big images)",
+        "another tab's stroke shown p50",
+        "server CPU, idle tabs",
     )
     try:
         import playwright  # noqa: F401
@@ -457,6 +534,7 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
             )
         ]
         conc = concurrent_clients(cfg, work / "concurrent")
+        collab = collaboration(cfg, work / "collab")
     except ApiUnavailable as exc:
         section.skipped = f"the app did not start: {exc}"
         for n in names:
@@ -494,6 +572,11 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         "concurrent_errors": conc["errors"],
         "concurrent_op_p50_ms": p(conc["ms"], 50),
         "concurrent_op_p95_ms": p(conc["ms"], 95),
+        "other_tab_shown_p50_ms": p(collab["shown_ms"], 50),
+        "other_tab_shown_p95_ms": p(collab["shown_ms"], 95),
+        "bytes_per_undo": float(np.mean(collab["undo_bytes"])) if collab["undo_bytes"] else float("nan"),
+        "label_reload_bytes": collab["reload_bytes"],
+        "idle_tabs_server_core_fraction": collab["idle_core"],
         "strokes": len(small["overlay_ms"]),
         "strokes_20_images": len(large["overlay_ms"]),
         "load_average_start": load_start,
@@ -548,6 +631,19 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
             f"{cfg.canvas_clients} API clients for {cfg.canvas_concurrent_s:.0f} s",
             f"{conc['acked']} ops acknowledged, {conc['lost']} lost, {conc['errors']} errors; per op p50 "
             f"{fig['concurrent_op_p50_ms']:.0f} / p95 {fig['concurrent_op_p95_ms']:.0f} ms",
+        ),
+        (
+            "another tab's stroke shown, after its acknowledgement in the first, p50 / p95",
+            f"{fig['other_tab_shown_p50_ms']:.0f} / {fig['other_tab_shown_p95_ms']:.0f} ms",
+        ),
+        (
+            "bytes per undo (op, answer with the changed box, any label fetch it causes)",
+            f"{fig['bytes_per_undo'] / 1024:.1f} KiB vs {fig['label_reload_bytes'] / 1024:.1f} KiB "
+            "(the labels and points fetched again, as before)",
+        ),
+        (
+            f"server CPU with {cfg.canvas_idle_tabs} idle tabs for {cfg.canvas_idle_s:.0f} s",
+            f"{100 * fig['idle_tabs_server_core_fraction']:.2f} % of a core",
         ),
         ("load average (start -> end)", f"{load_start} -> {fig['load_average_end']}"),
     ]
@@ -605,6 +701,19 @@ def run_canvas(cfg: BenchConfig, report: Report) -> None:
         "<= 30 ms, no server call",
         f"{fig['toggle_repaint_max_ms']:.1f} ms max, {fig['toggle_server_calls']} calls",
         fig["toggle_repaint_max_ms"] <= 30 and fig["toggle_server_calls"] == 0,
+    )
+    t(
+        names[8],
+        "<= 300 ms",
+        f"{fig['other_tab_shown_p50_ms']:.0f} ms",
+        fig["other_tab_shown_p50_ms"] <= 300,
+    )
+    t(
+        names[9],
+        "< 1 % of a core",
+        f"{100 * fig['idle_tabs_server_core_fraction']:.2f} %",
+        fig["idle_tabs_server_core_fraction"] < 0.01,
+        f"{cfg.canvas_idle_tabs} tabs, {cfg.canvas_idle_s:.0f} s",
     )
     t(
         names[4],

@@ -521,8 +521,8 @@ def run_features(args: argparse.Namespace) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core import simulate
     from core.voc import VocDataset
+    from experiments import simulate
 
     ds = VocDataset.open(args.data)
     store = _open_store(args.backbone, args.weights, args, _features_config(args))

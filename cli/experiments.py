@@ -92,7 +92,10 @@ def _add_clip_flags(p: argparse.ArgumentParser) -> None:
         help="hub (Hugging Face cache), a local open_clip checkpoint file, or random (tests only)",
     )
     g.add_argument(
-        "--clip-long-side", type=int, default=448, help="CLIP input long side in pixels (default 448)"
+        "--clip-long-side",
+        type=int,
+        default=ZeroShotConfig.long_side,
+        help=f"CLIP input long side in pixels (default {ZeroShotConfig.long_side})",
     )
     g.add_argument(
         "--min-confidence",

@@ -13,6 +13,7 @@ import numpy as np
 
 from core import coco
 from core.atomic import atomic_path, atomic_write
+from core.config import FeatureConfig
 from core.labels import IGNORE, label_to_png_bytes
 
 from .annotations import ground_truth, label_map
@@ -202,7 +203,7 @@ def export_head(ctx: Ctx, head_id: int, dest_dir: str | os.PathLike) -> tuple[Pa
         backbone=head.backbone,
         weights_id=str(meta.get("weights_id") or head.backbone_weights),
         classes=[c.name for c in head.classes],
-        long_side=int(meta.get("long_side", 448)),
+        long_side=int(meta.get("long_side", FeatureConfig.long_side)),
         resolution=str(meta.get("resolution") or ""),
         train=dict(meta.get("train") or {}),
         created=head.created_at.timestamp(),

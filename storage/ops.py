@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -22,9 +23,11 @@ from .context import Ctx
 from .convert import check_client
 from .errors import ValidationError
 from .models import Annotation, Image
-from .records import OpResult
+from .records import LabelDelta, OpResult
 
 KINDS = ("stroke", "erase", "point", "unpoint", "undo", "redo", "clear")
+# the edits whose effect a client cannot draw by itself: their acknowledgement carries what changed
+DELTA_KINDS = ("erase", "unpoint", "undo", "redo", "clear")
 MAX_PATH_POINTS = 10_000  # vertices of one stroke (a client thins its pointer samples long before that)
 OP_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -115,6 +118,7 @@ def apply_op(ctx: Ctx, image_id: int, op: Any, author: str) -> OpResult:
         if seq is not None:
             return OpResult(parsed.op_id, int(seq), True, True, int(im.label_version or 0)), None
         before = int(im.history_seq or 0)
+        old = an.current_labels(ctx, s, im)[0] if parsed.kind in DELTA_KINDS else None
         info, rendered = _apply(ctx, s, im, parsed, author)
         if int(im.history_seq or 0) == before:
             an.append_row(s, im, "noop", author)
@@ -123,8 +127,22 @@ def apply_op(ctx: Ctx, image_id: int, op: Any, author: str) -> OpResult:
             .where(Annotation.image_id == im.id, Annotation.seq == im.history_seq)
             .values(op_id=parsed.op_id, client=parsed.client)
         )
+        delta = None
+        if old is not None and rendered is not None:
+            index = an.index_of(s, im.project_id)
+            delta = label_delta(old.to_indices(index), rendered[2].to_indices(index))
         return OpResult(
-            parsed.op_id, int(im.history_seq), False, info is not None, int(im.label_version or 0)
+            parsed.op_id, int(im.history_seq), False, info is not None, int(im.label_version or 0), delta
         ), rendered
 
     return an.write_cached(ctx, fn)
+
+
+def label_delta(before: np.ndarray, after: np.ndarray) -> LabelDelta | None:
+    """The box of the pixels that differ, with `after` inside it (None: nothing changed)."""
+    diff = before != after
+    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+    if not len(rows):
+        return None
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return LabelDelta((x0, y0, x1, y1), after[y0:y1, x0:x1].copy())

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
+
 Split = Literal["train", "val", "unassigned"]
 SPLITS: tuple[str, ...] = ("train", "val", "unassigned")
 
@@ -104,6 +106,15 @@ class AnnotationInfo:
 
 
 @dataclass(frozen=True)
+class LabelDelta:
+    """What an edit changed on an image's label map: the smallest box holding every changed pixel, and the
+    map inside it after the edit (current class indices, 255 unlabelled)."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    labels: np.ndarray  # [y1 - y0, x1 - x0] uint8
+
+
+@dataclass(frozen=True)
 class OpResult:
     """The acknowledgement of a committed operation. seq: its place in the image's history (arrival
     order); duplicate: the op_id had been committed before and nothing was applied this time."""
@@ -113,6 +124,8 @@ class OpResult:
     duplicate: bool
     applied: bool  # False: the operation changed nothing (undo with nothing to undo, unpoint off any point)
     label_version: int
+    # for the edits a client cannot draw by itself (ops.DELTA_KINDS): what changed, in the same transaction
+    delta: LabelDelta | None = None
 
 
 @dataclass(frozen=True)

@@ -40,23 +40,28 @@ def build_canvas(ui: UI) -> None:
         ui.add(next_btn=gr.Button("Next (n) ▶", size="sm", elem_id="next-btn"))
         ui.add(uncertain_btn=gr.Button("Next most uncertain (u)", size="sm", elem_id="uncertain-btn"))
         ui.add(suggest_btn=gr.Button("Suggest where to label (g)", size="sm", elem_id="suggest-btn"))
+    ui.add(info=gr.Markdown("", elem_id="image-info"))
+    gr.Markdown(
+        "<span class='muted'>Keys: 1–9 class · b brush · e eraser · o points · h pan (or space / middle "
+        "button drag; wheel zooms; f fits) · [ ] size · Ctrl+Z undo · Ctrl+Shift+Z redo. Every edit is "
+        "saved as you make it; the line under the image says when the server has it.</span>"
+    )
+
+
+def build_suggestions(ui: UI) -> None:
+    """The strip "g" fills, at the top of the side column: in view at 1366x768 whatever the canvas's size, and
+    showing it moves nothing on the canvas's side."""
     ui.add(
         suggestions=InlineGallery(
             label="Where labels help most (click one to zoom there)",
             columns=5,
-            height=170,
+            height=120,
             allow_preview=False,
             object_fit="contain",
             visible=False,
             elem_id="suggestions",
             format="jpeg",
         )
-    )
-    ui.add(info=gr.Markdown("", elem_id="image-info"))
-    gr.Markdown(
-        "<span class='muted'>Keys: 1–9 class · b brush · e eraser · o points · h pan (or space / middle "
-        "button drag; wheel zooms; f fits) · [ ] size · Ctrl+Z undo · Ctrl+Shift+Z redo. Every edit is "
-        "saved as you make it; the line under the image says when the server has it.</span>"
     )
 
 

@@ -58,7 +58,7 @@ from core.errors import UserError
 from core.labels import label_to_png_bytes
 from engine import EXPORT_FORMATS
 from engine.results import EdgeLayer, GridScores
-from storage import ConflictError, DatabaseBusyError, NotFoundError, ValidationError
+from storage import ConflictError, DatabaseBusyError, LabelDelta, NotFoundError, PointInfo, ValidationError
 from webapp.auth import Backoff, logged_in
 from webapp.context import AppContext
 
@@ -107,6 +107,25 @@ def edge_json(layer: EdgeLayer) -> dict[str, Any]:
         "version": layer.counter,
         "size": list(layer.channels.shape),
         "png": base64.b64encode(png.getvalue()).decode("ascii"),
+    }
+
+
+def delta_json(delta: LabelDelta) -> dict[str, Any]:
+    """An edit's change of the label map: its box [x0, y0, x1, y1) and the labels inside it after the edit,
+    a grayscale PNG in base64 (the grey value is the class index, 255 unlabelled)."""
+    png = io.BytesIO()
+    Image.fromarray(delta.labels, "L").save(png, format="PNG", compress_level=1)
+    return {"box": list(delta.box), "png": base64.b64encode(png.getvalue()).decode("ascii")}
+
+
+def point_json(p: PointInfo) -> dict[str, Any]:
+    return {
+        "id": p.annotation_id,
+        "x": p.x,
+        "y": p.y,
+        "radius": p.radius,
+        "class_id": p.class_id,
+        "index": p.class_index,
     }
 
 
@@ -518,7 +537,7 @@ class Api:
                 )
 
             res, gen = await asyncio.to_thread(commit)
-            return {
+            out = {
                 "op_id": res.op_id,
                 "seq": res.seq,
                 "duplicate": res.duplicate,
@@ -526,6 +545,10 @@ class Api:
                 "label_version": res.label_version,
                 "train_generation": gen,
             }
+            if res.delta is not None:  # (undo, redo, clear, erase, unpoint: the client cannot draw them)
+                points = await asyncio.to_thread(_guard, lambda: ctx.records.points(image_id))
+                out |= {"delta": delta_json(res.delta), "points": [point_json(p) for p in points]}
+            return out
 
         @r.get("/images/{image_id}/labels")
         def get_labels(project: str, image_id: int, request: Request, mode: str = "palette") -> Response:
@@ -560,17 +583,7 @@ class Api:
         @r.get("/images/{image_id}/points")
         def get_points(project: str, image_id: int) -> list[dict]:
             self.image(project, image_id)
-            return [
-                {
-                    "id": p.annotation_id,
-                    "x": p.x,
-                    "y": p.y,
-                    "radius": p.radius,
-                    "class_id": p.class_id,
-                    "index": p.class_index,
-                }
-                for p in _guard(lambda: ctx.records.points(image_id))
-            ]
+            return [point_json(p) for p in _guard(lambda: ctx.records.points(image_id))]
 
     def _prediction_route(self, r: APIRouter) -> None:
         ctx = self.ctx

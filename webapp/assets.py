@@ -12,14 +12,17 @@ CSS = """
           border: 1px solid rgba(128,128,128,.6); }
 .swatch.big { width: 18px; height: 18px; margin-right: 8px; vertical-align: middle; }
 table.classes td, table.classes th { padding: 4px 10px; }
-#status-line { font-size: 12px; }
-#status-line p { margin: 2px 0; }
+/* A steady page: nothing above or around the canvas changes height while you work (one-line status and
+   title, cut with an ellipsis; the canvas's palette scrolls sideways). */
+#status-line { font-size: 12px; height: 20px; overflow: hidden; }
+#status-line p { margin: 2px 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 #gallery .caption-label { font-size: 10px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
                           max-width: 100%; line-height: 1.1; padding: 1px 4px; }
 #view-note { min-height: 2.4em; }
 #header h2 { margin: 0; font-size: 18px; }
 #header .muted { font-size: 12px; }
-#title p { margin: 2px 0; }
+#header p, #header h2 { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+#title p { margin: 2px 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 """
 
 SHORTCUTS_JS = """

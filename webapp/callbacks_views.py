@@ -207,13 +207,19 @@ def timer(ctx: AppContext) -> gr.Timer:
 def status_text(ctx: AppContext) -> str:
     prog = ctx.engine.feature_progress()
     st = ctx.engine.training_status(ctx.project_id)
-    lines = [f"**Features:** {prog.describe()} · **Training:** {st.describe()}"]
+    # one line (a steady page: the status never pushes the canvas down); failures first, so they show
+    line = f"**Features:** {prog.describe()} · **Training:** {st.describe()}"
     if prog.failed:
-        lines.append(f"⚠ {len(prog.failed)} image(s) failed: " + "; ".join(md(r) for _, r in prog.failed[:3]))
-    if st.last is not None and st.last.pixel_counts:  # same line: the canvas must stay above the fold
+        line = (
+            f"⚠ {len(prog.failed)} image(s) failed: "
+            + "; ".join(md(r) for _, r in prog.failed[:3])
+            + " · "
+            + line
+        )
+    if st.last is not None and st.last.pixel_counts:
         counts = " · ".join(f"{md(n)}: {c:,}" for n, c in st.last.pixel_counts.items())
-        lines[0] += f" · **Trained on** {counts}"
-    return "  \n".join(lines)
+        line += f" · **Trained on** {counts}"
+    return line
 
 
 @ui_errors

@@ -61,7 +61,9 @@ CSS = """
   background: var(--button-secondary-background-fill); color: var(--body-text-color); cursor: pointer;
   font-size: 12px; }
 .ps-bar button.active { background: var(--color-accent); color: white; }
-.ps-classes { display: flex; flex-wrap: wrap; gap: 4px; }
+.ps-classes { display: flex; flex-wrap: nowrap; gap: 4px; height: 28px; padding: 2px; overflow-x: auto;
+  overflow-y: hidden; scrollbar-width: thin; }
+.ps-class { flex: none; }
 .ps-class { display: inline-flex; align-items: center; gap: 4px; }
 .ps-class.active { outline: 3px solid var(--color-accent); font-weight: 600; }
 .ps-sw { width: 14px; height: 14px; border-radius: 3px; display: inline-block; border: 1px solid #0006; }
@@ -69,7 +71,8 @@ CSS = """
 .ps-stage { position: relative; height: 480px; min-height: 320px; background: #2b2b2b;
   border-radius: 6px; overflow: hidden; touch-action: none; }
 .ps-view { position: absolute; inset: 0; width: 100%; height: 100%; touch-action: none; }
-.ps-status { font-size: 13px; padding: 2px 6px; border-radius: 4px; }
+.ps-status { font-size: 13px; padding: 2px 6px; border-radius: 4px; height: 18px; line-height: 18px;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .ps-status.warn { background: #fff4ce; color: #5c4400; }
 .ps-status.busy { color: var(--body-text-color-subdued); }
 .ps-status.bad { background: #fde7e9; color: #8a1020; cursor: pointer; }

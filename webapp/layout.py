@@ -75,6 +75,7 @@ def build(ctx: AppContext) -> tuple[gr.Blocks, UI]:
                         annotate.build_tools(ui)
                         annotate.build_canvas(ui)
                     with gr.Column(scale=2):
+                        annotate.build_suggestions(ui)
                         views.build_views(ui)
                 annotate.build_gallery(ui)
             with gr.Tab("Images", id="images"):

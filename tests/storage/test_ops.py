@@ -76,17 +76,36 @@ def test_undo_redo_walk_back_over_every_kind(repo: Repository, project, image) -
         stroke("s2", cat, [(7, 0)], 2.0),
     ]
     states = [repo.label_map(image.id)]
+
+    def check_delta(res, before: np.ndarray, after: np.ndarray) -> None:
+        # what a client draws by itself comes without a delta; the rest patches the map it had into the
+        # new one, in the smallest box holding every change
+        if e["kind"] in ("stroke", "point"):
+            assert res.delta is None
+            return
+        x0, y0, x1, y1 = res.delta.box
+        rows, cols = np.flatnonzero((before != after).any(1)), np.flatnonzero((before != after).any(0))
+        assert (x0, y0, x1, y1) == (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+        patched = before.copy()
+        patched[y0:y1, x0:x1] = res.delta.labels
+        np.testing.assert_array_equal(patched, after)
+
     for e in edits:
-        repo.apply_op(image.id, e)
+        res = repo.apply_op(image.id, e)
         states.append(repo.label_map(image.id))
+        check_delta(res, states[-2], states[-1])
     assert len({s.tobytes() for s in states}) == len(states)  # every edit changed something
+    e = op("undo", "undo")
     for i in range(len(edits), 0, -1):
-        repo.apply_op(image.id, op(f"undo{i}", "undo"))
+        res = repo.apply_op(image.id, op(f"undo{i}", "undo"))
         np.testing.assert_array_equal(repo.label_map(image.id), states[i - 1])
-    assert not repo.apply_op(image.id, op("undo-empty", "undo")).applied
+        check_delta(res, states[i], states[i - 1])
+    empty = repo.apply_op(image.id, op("undo-empty", "undo"))
+    assert not empty.applied and empty.delta is None
     for i in range(1, len(edits) + 1):
-        repo.apply_op(image.id, op(f"redo{i}", "redo"))
+        res = repo.apply_op(image.id, op(f"redo{i}", "redo"))
         np.testing.assert_array_equal(repo.label_map(image.id), states[i])
+        check_delta(res, states[i - 1], states[i])
     assert not repo.apply_op(image.id, op("redo-empty", "redo")).applied
 
 

@@ -116,8 +116,16 @@ def test_classes_images_ops_labels_points(app):
         assert c.get(f"{base}/images/{im['id']}/labels", headers={"If-None-Match": etag}).status_code == 304
         [pt] = c.get(f"{base}/images/{im['id']}/points").json()
         assert (pt["x"], pt["y"], pt["index"]) == (100, 10, 2)
-        c.post(f"{base}/images/{im['id']}/ops", json={"op_id": "u-1", "kind": "undo"})
-        assert c.get(f"{base}/images/{im['id']}/points").json() == []
+        assert "delta" not in ack  # (a stroke: the client drew it)
+        undone = c.post(f"{base}/images/{im['id']}/ops", json={"op_id": "u-1", "kind": "undo"}).json()
+        assert c.get(f"{base}/images/{im['id']}/points").json() == [] == undone["points"]
+        # the undo answers with what changed: the point's disc, and the labels there now (unlabelled)
+        x0, y0, x1, y1 = undone["delta"]["box"]
+        patch = np.asarray(Image.open(io.BytesIO(base64.b64decode(undone["delta"]["png"]))))
+        assert x0 <= 100 < x1 and y0 <= 10 < y1 and x1 - x0 <= 4 and patch.shape == (y1 - y0, x1 - x0)
+        after = stored.copy()
+        after[y0:y1, x0:x1] = patch
+        np.testing.assert_array_equal(after, ctx.engine.repo.label_map(im["id"]))
         assert c.get(f"{base}/images/{im['id']}/labels", headers={"If-None-Match": etag}).status_code == 200
 
 

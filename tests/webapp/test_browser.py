@@ -140,13 +140,19 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path,
             assert [u for u in sent if "/prediction" not in u] == []
             assert len(page.evaluate("() => window.__probeseg.toggleMs")) >= 3
 
-            # undo and redo from the keyboard
+            # undo and redo from the keyboard; their answers patch the page's label layer (nothing fetched)
+            alpha = "() => window.__probeseg.state.labelCanvas.getContext('2d').getImageData(240, 160, 1, 1).data[3]"
+            fetches = page.evaluate("() => window.__probeseg.labelFetches")
+            assert page.evaluate(alpha) == 255
             page.keyboard.press("Control+z")
             wait_saved(page)
             assert (labels(data, image_id)[160] == 255).all()
+            page.wait_for_function(f"() => ({alpha})() === 0", timeout=WAIT)
             page.keyboard.press("Control+Shift+z")
             wait_saved(page)
             assert (labels(data, image_id)[160, 185:295] == 2).all()
+            page.wait_for_function(f"() => ({alpha})() === 255", timeout=WAIT)
+            assert page.evaluate("() => window.__probeseg.labelFetches") == fetches
 
             # a refused action (a class name taken) says why and breaks nothing: no "Error" pill over any
             # component, and Undo right after it is clickable and works

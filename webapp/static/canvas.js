@@ -21,6 +21,7 @@ const api = window.__probeseg = window.__probeseg || {};
 api.state = S;
 api.strokes = S.strokes;   // per stroke: t_up, t_ack, t_head, t_req, t_resp, t_applied, t_paint, t_edges (performance.now(), for bench/ and tests)
 api.toggleMs = S.toggleMs;
+api.labelsShown = [];
 
 const canvas = $('canvas.ps-view');
 const g = canvas.getContext('2d');
@@ -294,6 +295,7 @@ api.go = (delta) => {
 
 async function fetchLabels(id) {
   // the stored label map (class index per pixel, 255 unlabelled), its version and the points
+  api.labelFetches = (api.labelFetches || 0) + 1;  // (tests: an undo patches the map, fetches nothing)
   const [res, points] = await Promise.all([
     fetchOk(`${apiBase()}/images/${id}/labels?mode=gray`, { cache: 'no-cache' }),
     fetchOk(`${apiBase()}/images/${id}/points`).then((r) => r.json()),
@@ -338,22 +340,46 @@ async function reloadLabels(token, opening) {
     recolourLabels();
     for (const q of S.queue) if (q.image === im.id) paintOp(q.op);  // unsaved edits stay visible
     draw();
+    // (bench/: when another tab's edit showed here, on the clock all pages share)
+    requestAnimationFrame(() => api.labelsShown.push({ version: got.version, t: performance.timeOrigin + performance.now() }));
   } catch (e) {
     if (token === S.token) setTimeout(() => reloadLabels(token), 2000);  // the server is back soon: retry
   }
 }
 
-function recolourLabels() {
+function recolourLabels(box) {
+  // the label layer drawn from the stored map, in class colours (`box` [x0, y0, x1, y1): only there)
   if (!S.labelIdx || !S.W) return;
+  const [x0, y0, x1, y1] = box || [0, 0, S.W, S.H];
   const lut = new Uint8ClampedArray(256 * 4);
   for (const c of S.cfg.classes || []) { const [r, gg, b] = hexRgb(c.color); lut.set([r, gg, b, 255], c.index * 4); }
-  const out = lc.createImageData(S.W, S.H);
+  const out = lc.createImageData(x1 - x0, y1 - y0);
   const d = out.data;
-  for (let i = 0, j = 0; i < S.labelIdx.length; i++, j += 4) {
-    const k = S.labelIdx[i] * 4;
-    d[j] = lut[k]; d[j + 1] = lut[k + 1]; d[j + 2] = lut[k + 2]; d[j + 3] = lut[k + 3];
+  for (let y = y0, j = 0; y < y1; y++) {
+    for (let i = y * S.W + x0, end = i + x1 - x0; i < end; i++, j += 4) {
+      const k = S.labelIdx[i] * 4;
+      d[j] = lut[k]; d[j + 1] = lut[k + 1]; d[j + 2] = lut[k + 2]; d[j + 3] = lut[k + 3];
+    }
   }
-  lc.putImageData(out, 0, 0);
+  lc.putImageData(out, x0, y0);
+}
+
+async function applyDelta(token, body) {
+  // An undo, redo, clear, erase or unpoint answered with what it changed (POST .../ops): the stored map is
+  // patched in that box, the points replaced; nothing is fetched again.
+  const im = S.cfg.image;
+  const [x0, y0, x1, y1] = body.delta.box;
+  const w = x1 - x0, h = y1 - y0;
+  const idx = await grayPixels(body.delta.png, [h, w]);
+  if (token !== S.token || S.cfg.image !== im) return;
+  if (!S.labelIdx || S.labelsFor !== im.id || idx.length !== w * h || x1 > S.W || y1 > S.H) { reloadLabels(token); return; }
+  const map = S.labelIdx.slice();  // (the fetched-ahead entry may share the array)
+  for (let y = 0; y < h; y++) map.set(idx.subarray(y * w, (y + 1) * w), (y0 + y) * S.W + x0);
+  S.labelIdx = map;
+  S.points = body.points;
+  recolourLabels([x0, y0, x1, y1]);
+  for (const q of S.queue) if (q.image === im.id) paintOp(q.op);  // unsaved edits stay visible
+  draw();
 }
 
 // ------------------------------------------------------------------ prediction (patch-grid scores)
@@ -657,13 +683,20 @@ async function pump() {
       } catch (e) { res = null; }
       if (res && res.ok) {
         S.queue.shift(); saveQueue(); S.failures = 0;
-        if (S.cfg.image && item.image === S.cfg.image.id) S.knownVersion = Math.max(S.knownVersion, body.label_version || 0);
-        if (item.rec) { item.rec.t_ack = performance.now(); item.rec.gen = body.train_generation || 0; }
+        const here = S.cfg.image && item.image === S.cfg.image.id;
+        // each committed edit bumps the version by one: a bigger step means another client's edit came
+        // in between, which this page may not have drawn yet
+        const gap = here && body.applied && !body.duplicate && body.label_version > S.knownVersion + 1;
+        if (here) S.knownVersion = Math.max(S.knownVersion, body.label_version || 0);
+        if (item.rec) Object.assign(item.rec, { t_ack: performance.now(), gen: body.train_generation || 0, version: body.label_version });
         if (item.op.kind === 'refine') {
           S.notice = body.added ? `Refine labelled ${body.added.toLocaleString()} px (Ctrl+Z takes them back)`
             : `Refine: no unlabelled pixel is predicted with confidence ≥ ${item.op.threshold}; lower the threshold`;
         }
-        if (['undo', 'redo', 'clear', 'unpoint', 'erase', 'refine'].includes(item.op.kind) && S.cfg.image && item.image === S.cfg.image.id) reloadLabels();
+        const drawnHere = ['stroke', 'point'].includes(item.op.kind);  // (the rest the server says: delta)
+        if (here && (gap || (item.op.kind === 'refine' && body.added))) reloadLabels();
+        else if (here && body.delta) await applyDelta(S.token, body);
+        else if (here && !drawnHere && item.op.kind !== 'refine' && (body.applied || body.duplicate)) reloadLabels();
         continue;
       }
       if (res && res.status >= 400 && res.status < 500 && ![408, 429].includes(res.status)) {
@@ -709,18 +742,21 @@ function status() {
     cls = 'bad';
   }
   el.textContent = text;
+  el.title = text;  // (one line, cut with an ellipsis when long: the whole of it on hover)
   el.className = 'ps-status ' + cls;
   if (S.retryAt && !S.statusTimer) S.statusTimer = setTimeout(() => { S.statusTimer = null; status(); }, 1000);
 }
 $('.ps-status').onclick = () => { if (S.refused.length) { S.refused = []; status(); } };
 
 // ------------------------------------------------------------------ drawing
+const BELOW_STAGE = 84;  // px kept in view under the stage: its status line and Previous / Next / Suggest
 function fitStage() {
-  // the stage takes the rest of the window below its top (status line included), so the whole canvas is
-  // visible without scrolling at any window size
+  // the stage takes the rest of the window below its top but what must stay in view under it, so the whole
+  // canvas and the navigation are visible without scrolling (at 1366x768 too; the suggestion strip is at
+  // the top of the side column)
   const box = $('.ps-stage');
   const top = box.getBoundingClientRect().top + window.scrollY;
-  const h = Math.max(320, Math.round(window.innerHeight - top - 40));
+  const h = Math.max(320, Math.round(window.innerHeight - top - BELOW_STAGE));
   if (box.style.height !== h + 'px') box.style.height = h + 'px';
 }
 function resize() {

@@ -12,7 +12,8 @@ from core import active
 from core.features import PatchFeatures
 from core.head import LinearHead
 from core.labels import IGNORE
-from core.simulate import (
+from core.train import TrainingCache
+from experiments.simulate import (
     Annotator,
     Point,
     Sample,
@@ -26,7 +27,6 @@ from core.simulate import (
     simulate,
     strokes_to,
 )
-from core.train import TrainingCache
 
 
 def _features(grid_classes: np.ndarray, size: int, ambiguous: np.ndarray | None = None) -> PatchFeatures:
@@ -186,7 +186,7 @@ def test_simulate_reports_strokes_to_targets():
 
 
 def test_refine_accepts_confident_predictions_once_every_class_is_labelled():
-    from core.simulate import ACCEPT_S
+    from experiments.simulate import ACCEPT_S
 
     zero = LinearHead(3, 3)
     with torch.no_grad():
