@@ -287,9 +287,11 @@ def browser_session(
 
 
 def collaboration(cfg: BenchConfig, work: Path) -> dict:
-    """Issue 31's figures: two pages on one image (A strokes; when B shows it, on the clock both pages share,
-    after A saw it acknowledged), the bytes of an undo (its op and answer, and any label fetch it causes),
-    and the server's CPU while `canvas_idle_tabs` pages sit open for `canvas_idle_s`."""
+    """Issue 31's figures: two tabs of one browser on one image (A strokes; when B shows it, on the clock both
+    share, after A saw it acknowledged), the bytes of an undo (its op and answer, and any label fetch it
+    causes), and the server's CPU while `canvas_idle_tabs` tabs sit open for `canvas_idle_s`: the two, and
+    one each in more browsers (other people; one browser holds at most six connections to the server, and
+    each tab holds Gradio's heartbeat)."""
     from playwright.sync_api import sync_playwright
 
     data = work / "data"
@@ -300,9 +302,10 @@ def collaboration(cfg: BenchConfig, work: Path) -> dict:
     try:
         app.wait_ready(cfg.app_start_timeout_s)
         with sync_playwright() as p:
-            ctx = launch(p, work / "profile")
+            contexts = [launch(p, work / "profile")]
+            contexts += [launch(p, work / f"profile{n}") for n in range(max(0, cfg.canvas_idle_tabs - 2))]
             pages = []
-            for _ in range(max(2, cfg.canvas_idle_tabs)):
+            for ctx in [contexts[0], *contexts]:
                 page = ctx.new_page()
                 page.goto(app.url + "?image=1", wait_until="load")
                 page.wait_for_function(
@@ -349,7 +352,8 @@ def collaboration(cfg: BenchConfig, work: Path) -> dict:
             cpu0, t0 = _cpu_seconds(app.proc.pid), time.monotonic()
             a.wait_for_timeout(cfg.canvas_idle_s * 1000)
             idle = (_cpu_seconds(app.proc.pid) - cpu0) / (time.monotonic() - t0)
-            ctx.close()
+            for ctx in contexts:
+                ctx.close()
     finally:
         app.stop()
     return {"shown_ms": shown_ms, "undo_bytes": undo_bytes, "idle_core": idle, "reload_bytes": full}

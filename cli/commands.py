@@ -9,15 +9,18 @@ from __future__ import annotations
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("cli.serve", "start the web app (default command)"),
-    "train": ("cli.dataset", "train a head on a VOC-layout dataset with imperfect labels"),
-    "evaluate": ("cli.dataset", "per-class IoU and mIoU of a head on a dataset split"),
-    "predict": ("cli.dataset", "write palette PNG predictions for images (sharded under torchrun)"),
-    "features": ("cli.dataset", "compute and cache backbone features of a folder (sharded under torchrun)"),
+    "train": ("cli.train", "train a head on a VOC-layout dataset with imperfect labels"),
+    "evaluate": ("cli.evaluate", "per-class IoU and mIoU of a head on a dataset split"),
+    "predict": ("cli.predict", "write palette PNG predictions for images (sharded under torchrun)"),
+    "features": ("cli.features", "compute and cache backbone features of a folder (sharded under torchrun)"),
     "simulate": (
-        "cli.dataset",
+        "cli.simulate",
         "simulated annotation sessions: strokes each labelling strategy needs to reach a held-out mIoU",
     ),
-    "export-onnx": ("cli.dataset", "write a trained head (with its backbone, or alone) as one ONNX graph"),
+    "export-onnx": (
+        "cli.export_onnx",
+        "write a trained head (with its backbone, or alone) as one ONNX graph",
+    ),
     "export-project": ("cli.projects", "write a project as an archive, a VOC zip or COCO JSON"),
     "import-project": (
         "cli.projects",

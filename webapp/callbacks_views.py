@@ -40,6 +40,7 @@ def view_image(
 ) -> tuple[np.ndarray, str, bool]:
     """(image, note, complete) for the current image; `complete` is False while features are missing."""
     image_id = sess.image_id
+    assert image_id is not None  # (render_view answers "no image" itself)
     side = render.VIEW_MAX_SIDE if mode != SBS else SBS_SIDE
     rgb = render.fit_rgb(ctx.engine.display_rgb(image_id, side), side)
     size = rgb.shape[:2]
@@ -59,6 +60,8 @@ def view_image(
             if mode == KM
             else ctx.engine.kmeans_project(ctx.project_id, image_id, int(k), size)
         )
+        if km is None:  # (the features went away meanwhile: a resolution change)
+            return render.placeholder(size, "Computing features…"), "Computing features…", False
         scope = (
             "this image"
             if mode == KM
@@ -71,11 +74,10 @@ def view_image(
             True,
         )
     if mode == PCA:
-        return (
-            ctx.engine.pca(image_id, size),
-            "First three principal components of the patch features as RGB.",
-            True,
-        )
+        pca = ctx.engine.pca(image_id, size)
+        if pca is None:
+            return render.placeholder(size, "Computing features…"), "Computing features…", False
+        return pca, "First three principal components of the patch features as RGB.", True
     pred = ctx.engine.prediction(ctx.project_id, image_id, size)
     if mode == SBS:
         labels = render.downscale_labels(ctx.records.label_map(image_id), size)

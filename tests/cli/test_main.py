@@ -103,12 +103,12 @@ def test_the_wheel_holds_every_package_its_data_and_the_probeseg_command(tmp_pat
 
 @pytest.mark.parametrize("exc", [KeyError("file"), ValueError("operands could not be broadcast")])
 def test_a_bug_is_an_internal_error_logged_with_its_traceback(exc, tmp_path, monkeypatch, capsys):
-    import cli.dataset
+    import cli.evaluate
 
     def broken(args):
         raise exc
 
-    monkeypatch.setattr(cli.dataset, "run_evaluate", broken)
+    monkeypatch.setattr(cli.evaluate, "run_evaluate", broken)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
 
@@ -121,13 +121,13 @@ def test_a_bug_is_an_internal_error_logged_with_its_traceback(exc, tmp_path, mon
 
 
 def test_a_user_error_is_one_line(tmp_path, monkeypatch, capsys):
-    import cli.dataset
+    import cli.evaluate
     from core.errors import InputError
 
     def refusing(args):
         raise InputError("--labels DIR holds no label maps; point it at the folder of PNGs")
 
-    monkeypatch.setattr(cli.dataset, "run_evaluate", refusing)
+    monkeypatch.setattr(cli.evaluate, "run_evaluate", refusing)
     assert main(["evaluate", "--data", str(tmp_path), "--head", str(tmp_path)]) == 1
     assert (
         capsys.readouterr().err == "error: --labels DIR holds no label maps; point it at the folder of PNGs\n"

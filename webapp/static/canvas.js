@@ -14,7 +14,7 @@ const S = {
   points: [], pred: null, headVersion: null, knownVersion: -1, queue: [], sending: false, failures: 0,
   retryAt: 0, refused: [], drawQueued: false, strokes: [], toggleMs: [], predAbort: null, labelsFor: null,
   restoreView: null, urlTimer: 0, pictures: new Map(), labelsAhead: new Map(), window: [], winPos: 0, navSeq: 0,
-  passed: new Set(), events: null, eventsFor: null, othersEdited: null, wakes: 0, headWake: null, headEventAt: null,
+  passed: new Set(), events: null, eventsFor: null, eventSeq: 0, othersEdited: null, wakes: 0, headWake: null, headEventAt: null,
   panelTimer: 0,
 };
 const api = window.__probeseg = window.__probeseg || {};
@@ -595,39 +595,60 @@ async function fetchEdges(token) {
 }
 
 // ------------------------------------------------------------------ the project's event stream
-function followEvents() {
-  // one EventSource per project (GET .../events, engine/events.py): another tab's or client's edit of the
-  // open image reloads its labels at once, trained on or not (the browser reconnects the stream by itself)
-  if (S.events && S.eventsFor === apiBase()) return;
-  if (S.events) S.events.close();
-  S.eventsFor = apiBase();
-  S.events = new EventSource(`${apiBase()}/events`, { withCredentials: true });
-  S.events.addEventListener('labels', (e) => {
-    const d = JSON.parse(e.data);
+const ON = {  // what the project's events do here
+  labels(d) {  // another tab's or client's edit of the open image: its labels, trained on or not
     const im = S.cfg && S.cfg.image;
     if (!im || d.image_id !== im.id || d.client === clientId()) return;  // (its own edits it has drawn)
     if (S.queue.some((q) => q.image === im.id)) S.othersEdited = im.id;  // reloaded once ours are saved
     else if (d.label_version > S.knownVersion) reloadLabels();
-  });
-  S.events.addEventListener('resync', () => { reloadLabels(); wakePredictions(); refreshPanel(); });
-  S.events.addEventListener('head', (e) => {
-    const d = JSON.parse(e.data);
+  },
+  resync() { reloadLabels(); wakePredictions(); refreshPanel(); },
+  head(d) {
     S.headEventAt = performance.now();
     if (S.headVersion == null || d.version > S.headVersion) wakePredictions();
     if (!d.interim) refreshPanel();
-  });
-  S.events.addEventListener('features', (e) => {
+  },
+  features(d) {
     const im = S.cfg && S.cfg.image;
-    if (im && JSON.parse(e.data).image_id === im.id && !S.pred) wakePredictions();
+    if (im && d.image_id === im.id && !S.pred) wakePredictions();
     refreshPanel();
-  });
-  S.events.addEventListener('images', refreshPanel);
+  },
+  images() { refreshPanel(); },
+};
+function followEvents() {
+  // The project's event stream (GET .../events, engine/events.py), one per browser: the tab holding a Web
+  // Lock opens it and passes every event to the project's other tabs over a BroadcastChannel; when it
+  // closes, another tab takes the lock and reopens the stream after the last event seen (the server
+  // replays what was missed). Every tab already holds Gradio's heartbeat, and Chromium allows six
+  // connections per host: a stream in each tab would leave none for edits from the third tab on.
+  if (S.eventsFor === apiBase()) return;
+  S.eventsFor = apiBase();
+  const name = `probeseg-events:${location.host}${apiBase()}`;
+  const channel = window.BroadcastChannel ? new BroadcastChannel(name) : null;
+  const handle = (type, data, seq) => {
+    S.eventSeq = Math.max(S.eventSeq || 0, seq || 0);
+    if (ON[type]) ON[type](data);
+  };
+  if (channel) channel.onmessage = (m) => handle(m.data.type, m.data.data, m.data.seq);
+  const open = () => {
+    const after = S.eventSeq ? `?after=${S.eventSeq}` : '';
+    S.events = new EventSource(`${apiBase()}/events${after}`, { withCredentials: true });
+    for (const type of Object.keys(ON)) {
+      S.events.addEventListener(type, (e) => {
+        const data = e.data ? JSON.parse(e.data) : {}, seq = +e.lastEventId || 0;
+        handle(type, data, seq);
+        if (channel) channel.postMessage({ type, data, seq });
+      });
+    }
+  };
+  if (navigator.locks && channel) navigator.locks.request(name, () => { open(); return new Promise(() => {}); });
+  else open();  // (no Web Locks: a stream of this tab's own)
 }
 function refreshPanel() {
   // The side panel, gallery and status line are Gradio components: relay the stream's news to the page's
   // "refresh" event, once a burst of it is over. (A Gradio generator following the stream would hold one
   // more connection per tab beside Gradio's heartbeat and this stream: two tabs would fill Chromium's six
-  // connections per host and stall the edits; see README.)
+  // connections per host and stall the edits; see ARCHITECTURE.md.)
   clearTimeout(S.panelTimer);
   S.panelTimer = setTimeout(() => trigger('refresh'), 1000);
 }
