@@ -153,7 +153,7 @@ def safe_stem(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "project"
 
 
-def class_json(c) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def class_json(c) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "color": c.colour, "index": c.index}
 
 
@@ -237,7 +237,7 @@ class Api:
             )
         return p.id
 
-    def image(self, project: str, image_id: int):  # type: ignore[no-untyped-def]
+    def image(self, project: str, image_id: int):
         pid = self.project_id(project)
         info = _guard(lambda: self.ctx.records.get_image(image_id))
         if info.project_id != pid:
@@ -287,7 +287,7 @@ class Api:
             start = after if after is not None else int(resume) if resume.isdigit() else bus.last
             window = min(max(0.0, float(wait)), MAX_WAIT_S)
 
-            async def stream():  # type: ignore[no-untyped-def]
+            async def stream():
                 yield "retry: 1000\n\n"  # (the browser reconnects a second after the stream ends)
                 last, deadline = start, time.monotonic() + window
                 while (left := deadline - time.monotonic()) > 0:
@@ -423,7 +423,7 @@ class Api:
             if not files:
                 raise HTTPException(422, "no files: send one or more in the multipart field `files`")
 
-            def store():  # type: ignore[no-untyped-def]  # in a thread: an import must not stall the event loop
+            def store():  # in a thread: an import must not stall the event loop
                 report = _guard(lambda: ctx.engine.import_uploads(pid, files))
                 return report, [_guard(lambda i=i: ctx.records.get_image(i)) for i in report.image_ids]
 
@@ -456,8 +456,9 @@ class Api:
             etag = f'"{info.pixel_hash or info.content_hash}{f"-{side}" if smaller else ""}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag})
-            if smaller:
-                path, media = _guard(lambda: ctx.engine.thumbnail_path(image_id, int(side))), "image/jpeg"
+            if side is not None and smaller:
+                limit = int(side)
+                path, media = _guard(lambda: ctx.engine.thumbnail_path(image_id, limit)), "image/jpeg"
             else:
                 path, media = _guard(lambda: ctx.records.display_file(image_id))
             return FileResponse(
@@ -530,7 +531,7 @@ class Api:
         async def post_op(project: str, image_id: int, request: Request, train: bool = True) -> dict:
             body = await self.json_body(request)
 
-            def commit():  # type: ignore[no-untyped-def]
+            def commit():
                 pid, _info = self.image(project, image_id)
                 return _guard(
                     lambda: ctx.engine.apply_op(pid, image_id, body, self.author(request), train=train)

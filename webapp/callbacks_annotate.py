@@ -121,13 +121,14 @@ def suggest(ctx: AppContext, sess: Session, n: int = 5) -> dict:
             "No suggestions yet: label two classes so a head is trained (or every region is labelled "
             "or already certain)."
         )
-    sess.suggestions = [(int(r.key), r.box) for r in found]
+    sess.suggestions = [(int(str(r.key)), r.box) for r in found]
     items = []
     for rank, r in enumerate(found, start=1):
-        info = ctx.records.get_image(int(r.key))
+        info = ctx.records.get_image(int(str(r.key)))
         thumb = ctx.engine.thumbnail(info.id, SUGGEST_SIDE)
         scale = thumb.shape[1] / info.width
-        box = tuple(int(round(v * scale)) for v in r.box)
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in r.box)
+        box = (x0, y0, x1, y1)
         items.append((render.draw_boxes(thumb, [box]), f"{rank}. {info.name} · need {r.score:.1f}"))
     return {"state": sess, "suggestions": gr.update(value=items, visible=True)}
 

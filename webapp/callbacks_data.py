@@ -70,7 +70,7 @@ def after_import(ctx: AppContext, sess: Session, report: ImportReport, what: str
         gr.Warning(f"{what}: {len(report.failed)} file(s) could not be imported (see the report).")
     elif report.imported:
         gr.Info(f"{what}: {len(report.imported)} image(s) added; features are computed in the background.")
-    out = {"import_report": report_markdown(report, what)}
+    out: dict = {"import_report": report_markdown(report, what)}
     if sess.image_id is None and report.image_ids:
         sess.image_id = report.image_ids[0]
     if report.classes_added:  # new classes must reach the class list, the toggles and the editor
@@ -123,7 +123,7 @@ def tiff_options(
     """The TIFF settings of the Images tab as a TiffOptions (the one place they are parsed)."""
     try:
         return TiffOptions(
-            plane=int(plane) if str(plane or "").strip() else None,
+            plane=int(str(plane)) if str(plane or "").strip() else None,
             channels=tuple(int(c) for c in str(channels).replace(" ", "").split(","))
             if str(channels or "").strip()
             else None,

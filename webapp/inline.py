@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 from gradio.component_meta import ComponentMeta
-from gradio.components.gallery import GalleryData, GalleryImage
+from gradio.components.gallery import GalleryData, GalleryImage, GalleryVideo
 from gradio.data_classes import ImageData
 from PIL import Image
 
@@ -38,7 +38,7 @@ def _image_postprocess(self: gr.Image, value: Any) -> ImageData | None:
 
 
 def _gallery_postprocess(self: gr.Gallery, value: Any) -> GalleryData:
-    items = []
+    items: list[GalleryImage | GalleryVideo] = []
     for item in value or []:
         img, caption = item if isinstance(item, tuple | list) else (item, None)
         name = Path(img).name if isinstance(img, str | Path) else "image.jpeg"

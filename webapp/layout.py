@@ -157,7 +157,7 @@ def wire(ctx: AppContext, ui: UI, demo: gr.Blocks, eval_tab, classes_tab) -> Non
     def canvas_navigated(sess: Session, evt: gr.EventData):
         data = getattr(evt, "_data", None) or {}
         image_id, seq, step = data.get("image"), data.get("seq"), data.get("step", 0)
-        if not all(isinstance(v, int) for v in (image_id, seq, step)):
+        if not (isinstance(image_id, int) and isinstance(seq, int) and isinstance(step, int)):
             return bind(ctx, lambda c, s: {}, SHOW)(sess)  # (a malformed event: nothing to follow)
         return bind(ctx, lambda c, s: cba.navigated(c, s, image_id, seq, step), SHOW)(sess)
 

@@ -111,7 +111,7 @@ def build_app(config: ServeConfig, ctx: AppContext | None = None):
 
     ctx = ctx or create_context(config)
     demo, _ui = build(ctx)
-    demo.probeseg = ctx
+    demo.probeseg = ctx  # type: ignore[attr-defined]
     demo.queue(default_concurrency_limit=8)
     quiet_queue(demo)
     return demo
