@@ -23,6 +23,6 @@ def test_the_code_is_formatted():
 
 
 def test_the_types_check():
-    """mypy over core/, storage/ and engine/ (the settings are in pyproject.toml)."""
+    """mypy over core/, storage/, engine/ and webapp/ (the settings are in pyproject.toml)."""
     out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
