@@ -15,7 +15,8 @@ from pathlib import Path
 from .archive import FORMAT, import_project
 from .context import Ctx
 from .errors import ConflictError, ImportLimitError, ValidationError
-from .imports import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES, import_voc, read_member
+from .import_voc import import_voc
+from .imports import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES, read_member
 from .projects import create_project, delete_project, find_project
 from .records import ImportReport, ProjectInfo
 

@@ -1,4 +1,5 @@
-"""Importing images: uploads, folders, zips (zip-slip safe, size-limited) and VOC-layout datasets."""
+"""Importing images: uploads, folders and zips (zip-slip safe, size-limited), TIFF planes, and the path and
+project checks the VOC and COCO importers (import_voc, import_coco) share."""
 
 from __future__ import annotations
 
@@ -9,23 +10,20 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from core.imageio import IMAGE_SUFFIXES, SNIFF_BYTES, sniff_image
-from core.labels import VOC_CLASSES, LabelError, read_label_png, voc_palette
+from core.labels import voc_palette
 from core.tiff import ScalingBuilder, TiffError, TiffOptions, is_tiff, read_tiff, to_rgb8
 from core.tiff import planes_of as tiff_planes
-from core.voc import read_class_file
 
-from . import annotations as label_store
 from .classes import add_class_row
 from .context import Ctx
-from .convert import get_or_404, parse_colour, project_classes
-from .errors import ImportLimitError, StorageError, ValidationError
+from .convert import get_or_404, project_classes
+from .errors import ImportLimitError, ValidationError
 from .files import sanitize_filename
-from .images import MAX_UPLOAD_BYTES, add_image, set_split
+from .images import MAX_UPLOAD_BYTES, add_image
 from .models import Project
 from .records import ImageInfo, ImportReport, _ReportBuilder
 
@@ -390,23 +388,6 @@ def _listing(root: Path, recursive: bool) -> list[Path]:
     return sorted(out)
 
 
-# ------------------------------------------------------------------ VOC layout
-def _split_lists(root: Path, roots: list[Path] | None = None) -> tuple[list[str], dict[str, str]]:
-    sets = root / "ImageSets" / "Segmentation"
-    order: list[str] = []
-    split: dict[str, str] = {}
-    for fname, value in (("train.txt", "train"), ("val.txt", "val"), ("trainval.txt", "unassigned")):
-        path = sets / fname
-        if not path.is_file() or not _allowed(path, roots):
-            continue
-        for line in path.read_text(encoding="utf-8").split():
-            stem = line.strip()
-            if stem and stem not in split:
-                split[stem] = value
-                order.append(stem)
-    return order, split
-
-
 def _ensure_classes(
     ctx: Ctx, project_id: int, names: list[tuple[str, str | None]], rb: _ReportBuilder
 ) -> dict[int, int]:
@@ -430,264 +411,3 @@ def _ensure_classes(
     mapping, added = ctx.db.write(fn)
     rb.classes_added.extend(added)
     return mapping
-
-
-def _read_mask(path: Path, shape: tuple[int, int], what: str) -> np.ndarray:
-    arr = read_label_png(path, f"{path.name} ({what})")
-    if arr.shape != shape:
-        raise ValidationError(
-            f"{path.name} ({what}): mask is {arr.shape[1]}x{arr.shape[0]} but the image is "
-            f"{shape[1]}x{shape[0]}; masks must match the image size"
-        )
-    return arr
-
-
-def _find(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
-    for suffix in suffixes:
-        cand = folder / f"{stem}{suffix}"
-        if cand.is_file():
-            return cand
-    return None
-
-
-def import_voc(
-    ctx: Ctx,
-    project_id: int,
-    root: str | os.PathLike,
-    labels_dir: str | os.PathLike | None,
-    roots: Roots = None,
-    zero_is_unlabelled: bool = False,
-) -> ImportReport:
-    """With `roots`, every file read (images, masks, lists, classes.txt) must resolve inside them."""
-    _check_project(ctx, project_id)
-    roots = None if roots is None else _resolved(roots)
-    base = Path(root)
-    images_dir, gt_dir, lab_dir = _voc_folders(base, labels_dir, roots)
-    class_file = base / "classes.txt"
-    use_file = class_file.is_file() and _allowed(class_file, roots)
-    names: list[tuple[str, str | None]] = (
-        read_class_file(class_file) if use_file else [(n, None) for n in VOC_CLASSES]
-    )
-    if not names:
-        raise ValidationError(f"{class_file}: no class names in it; write one class name per line")
-    rb = _ReportBuilder()
-    mapping = _ensure_classes(ctx, project_id, names, rb)
-
-    order, split = _split_lists(base, roots)
-    if order:
-        stems = order
-    else:
-        stems = sorted({p.stem for p in images_dir.iterdir() if p.is_file() and _is_image_name(p.name)})
-    for stem in stems:
-        added = _voc_image(ctx, project_id, images_dir, stem, split, roots, rb)
-        if added is None:
-            continue
-        info, created = added
-        for folder, what in ((gt_dir, "ground truth"), (lab_dir, "labels")):
-            if folder is None or not folder.is_dir() or (what == "labels" and not created):
-                continue  # (re-importing a dataset must not stack its label masks twice)
-            mask_path = _find(folder, stem, (".png", ".PNG"))
-            if mask_path is not None and _allowed(mask_path, roots):
-                _voc_mask(ctx, info, mask_path, what, mapping, zero_is_unlabelled, rb)
-    return rb.build()
-
-
-def _voc_folders(
-    base: Path, labels_dir: str | os.PathLike | None, roots: list[Path] | None
-) -> tuple[Path, Path, Path | None]:
-    """JPEGImages/, SegmentationClass/ and the labels folder (given, or labels/ when present), checked."""
-    if roots is not None and not _allowed(base, roots):
-        raise ValidationError("only folders inside the server's import folders can be imported")
-    images_dir = base / "JPEGImages"
-    if not images_dir.is_dir():
-        raise ValidationError(
-            f"{base}: no JPEGImages folder; a VOC-layout dataset has JPEGImages/, "
-            "SegmentationClass/ and optionally ImageSets/Segmentation/{train,val}.txt"
-        )
-    lab_dir: Path | None = None
-    if labels_dir is not None:
-        lab_dir = Path(labels_dir) if Path(labels_dir).is_absolute() else base / labels_dir
-        if roots is not None and not _allowed(lab_dir, roots):
-            raise ValidationError("the labels folder must be inside the server's import folders")
-        if not lab_dir.is_dir():
-            raise ValidationError(f"{lab_dir}: labels folder not found")
-    elif (base / "labels").is_dir():
-        lab_dir = base / "labels"
-    return images_dir, base / "SegmentationClass", lab_dir
-
-
-def _voc_image(
-    ctx: Ctx,
-    project_id: int,
-    images_dir: Path,
-    stem: str,
-    split: dict[str, str],
-    roots: list[Path] | None,
-    rb: _ReportBuilder,
-) -> tuple[ImageInfo, bool] | None:
-    """Import one listed image (its split too); None when it was refused (the report says why)."""
-    name = sanitize_filename(stem)
-    if stem != name or "/" in stem:
-        rb.failed.append((name, "unsafe name in the ImageSets list; skipped"))
-        return None
-    path = _find(images_dir, stem, (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG"))
-    if path is not None and not _allowed(path, roots):
-        rb.failed.append((name, "links outside the import folders; not read"))
-        return None
-    if path is None:
-        rb.failed.append((name, "listed in ImageSets but not found in JPEGImages"))
-        return None
-    data = _read_file(path, rb)
-    added = (
-        None
-        if data is None
-        else _add_one(ctx, project_id, path.name, data, rb, split.get(stem, "unassigned"))
-    )
-    if added is not None and stem in split and added[0].split != split[stem]:
-        set_split(ctx, added[0].id, split[stem])
-    return added
-
-
-def _voc_mask(
-    ctx: Ctx,
-    info: ImageInfo,
-    mask_path: Path,
-    what: str,
-    mapping: dict,
-    zero_is_unlabelled: bool,
-    rb: _ReportBuilder,
-) -> None:
-    """Store one mask as the image's ground truth or as imported labels; a bad mask goes into the report."""
-    try:
-        mask = _read_mask(mask_path, (info.height, info.width), what)
-        if what == "ground truth":
-            label_store.set_ground_truth(ctx, info.id, mask, f"voc:{mask_path.name}", mapping)
-            rb.ground_truths += 1
-            return
-        if zero_is_unlabelled:  # napari / ilastik: 0 = unlabelled, k = class k - 1
-            if (mask == 255).any():
-                raise ValidationError("value 255 in a mask read with 0 = unlabelled (classes are 1..254)")
-            mask = np.where(mask == 0, 255, mask - 1).astype(np.uint8)
-        if (mask != 255).any():
-            label_store.add_mask(ctx, info.id, mask, "import", f"voc:{mask_path.name}", mapping)
-            rb.annotations += 1
-    except (LabelError, StorageError) as exc:
-        rb.failed.append((f"{sanitize_filename(mask_path.name)} ({what})", str(exc)))
-
-
-# ------------------------------------------------------------------ COCO
-MAX_COCO_JSON_BYTES = 2 * 1024**3
-
-
-def _coco_document(path: Path) -> dict:
-    import json
-
-    if not path.is_file():
-        raise ValidationError(f"{path.name}: COCO file not found")
-    if path.stat().st_size > MAX_COCO_JSON_BYTES:
-        raise ImportLimitError(f"{path.name}: larger than {MAX_COCO_JSON_BYTES >> 30} GiB")
-    try:
-        doc = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValidationError(f"{path.name}: not a JSON file ({exc})") from None
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "categories")):
-        raise ValidationError(f"{path.name}: not a COCO file (it needs 'images' and 'categories' lists)")
-    try:
-        cats = sorted((int(c["id"]), str(c["name"]).strip(), c.get("color")) for c in doc["categories"])
-        images = [
-            (int(im["id"]), str(im["file_name"]), int(im["height"]), int(im["width"])) for im in doc["images"]
-        ]
-        anns = [a for a in doc.get("annotations", []) if isinstance(a, dict)]
-        for a in anns:
-            int(a["image_id"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"{path.name}: a category, image or annotation lacks a field COCO requires ({exc})"
-        ) from None
-    return {"categories": cats, "images": images, "annotations": anns}
-
-
-def _colour_or_none(value: object) -> str | None:
-    try:
-        return parse_colour(value) if isinstance(value, str) else None
-    except ValidationError:
-        return None
-
-
-def import_coco(
-    ctx: Ctx,
-    project_id: int,
-    coco_file: str | os.PathLike,
-    images_dir: str | os.PathLike,
-    as_ground_truth: bool = False,
-    fill_background: bool = False,
-    roots: Roots = None,
-) -> ImportReport:
-    """Images listed in a COCO JSON file (found under `images_dir` by their file_name) with their masks
-    (RLE or polygons) as labels, or as ground truth. Categories become classes (matched by name).
-    Pixels of no annotation stay unlabelled, or become the background class with `fill_background`.
-    With `roots`, every file read must resolve inside them; a file_name never leads outside `images_dir`."""
-    from core import coco
-
-    _check_project(ctx, project_id)
-    roots = None if roots is None else _resolved(roots)
-    path, folder = Path(coco_file), Path(images_dir)
-    if roots is not None and not (_allowed(path, roots) and _allowed(folder, roots)):
-        raise ValidationError("only files inside the server's import folders can be imported")
-    if not folder.is_dir():
-        raise ValidationError(f"{folder}: images folder not found")
-    doc = _coco_document(path)
-    names = [(name, _colour_or_none(col)) for _, name, col in doc["categories"]]
-    background = next((i for i, (n, _) in enumerate(names) if coco.is_background(n)), None)
-    if fill_background and background is None:
-        names.append(("background", None))
-        background = len(names) - 1
-    rb = _ReportBuilder()
-    mapping = _ensure_classes(ctx, project_id, names, rb)  # local index -> class id
-    local = {cat_id: i for i, (cat_id, _, _) in enumerate(doc["categories"])}  # category id -> local index
-    by_image: dict[int, list[dict]] = {}
-    for ann in doc["annotations"]:
-        by_image.setdefault(int(ann["image_id"]), []).append(ann)
-    base = folder.resolve()
-    for coco_id, file_name, height, width in doc["images"]:
-        shown = sanitize_filename(file_name)
-        candidate = (base / file_name).resolve()
-        if not candidate.is_relative_to(base) or not _allowed(candidate, roots):
-            rb.failed.append((shown, "its file_name leads outside the images folder; not read"))
-            continue
-        if not candidate.is_file():
-            rb.failed.append((shown, f"listed in {path.name} but not found in the images folder"))
-            continue
-        data = _read_file(candidate, rb)
-        added = None if data is None else _add_one(ctx, project_id, candidate.name, data, rb)
-        if added is None:
-            continue
-        info, created = added
-        if (info.height, info.width) != (height, width):
-            rb.failed.append(
-                (
-                    shown,
-                    f"the file is {info.width}x{info.height} but {path.name} says {width}x{height}; "
-                    "its masks were not imported",
-                )
-            )
-            continue
-        if not as_ground_truth and not created:
-            continue  # re-importing must not stack the same masks twice
-        try:
-            labels = coco.label_map(
-                by_image.get(coco_id, []),
-                height,
-                width,
-                local,
-                fill=background if fill_background and background is not None else 255,
-            )
-            if as_ground_truth:
-                label_store.set_ground_truth(ctx, info.id, labels, f"coco:{path.name}", mapping)
-                rb.ground_truths += 1
-            elif (labels != 255).any():
-                label_store.add_mask(ctx, info.id, labels, "import", f"coco:{path.name}", mapping)
-                rb.annotations += 1
-        except (coco.CocoError, StorageError) as exc:
-            rb.failed.append((f"{shown} (masks)", str(exc)))
-    return rb.build()

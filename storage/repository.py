@@ -17,7 +17,20 @@ import numpy as np
 from core.tiff import TiffOptions
 
 from . import annotations as label_store
-from . import archive, bundles, classes, exports, heads, images, imports, ops, projects, thumbnails
+from . import (
+    archive,
+    bundles,
+    classes,
+    exports,
+    heads,
+    images,
+    import_coco,
+    import_voc,
+    imports,
+    ops,
+    projects,
+    thumbnails,
+)
 from .cache import LabelCache
 from .context import Ctx
 from .db import Database, check_database, sqlite_url, tighten
@@ -431,7 +444,7 @@ class Repository:
         classes), ImageSets/Segmentation/{train,val}.txt -> split. Classes are matched by name (added if new).
         `zero_is_unlabelled`: the label PNGs use napari's and ilastik's convention (0 = unlabelled, k = class
         k - 1) instead of 255 = unlabelled."""
-        return imports.import_voc(self._ctx, project_id, root, labels_dir, roots, zero_is_unlabelled)
+        return import_voc.import_voc(self._ctx, project_id, root, labels_dir, roots, zero_is_unlabelled)
 
     def export_voc(
         self, project_id: int, dest: str | os.PathLike, predictions: exports.Predictions | None = None
@@ -451,8 +464,8 @@ class Repository:
         roots: Sequence[str | os.PathLike] | None = None,
     ) -> ImportReport:
         """Images of a COCO JSON file (RLE or polygon masks) with their masks as labels or ground truth;
-        see `imports.import_coco`."""
-        return imports.import_coco(
+        see `import_coco.import_coco`."""
+        return import_coco.import_coco(
             self._ctx, project_id, coco_file, images_dir, as_ground_truth, fill_background, roots
         )
 

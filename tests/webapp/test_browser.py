@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -278,6 +279,11 @@ def test_two_pages_and_a_killed_server_lose_no_acknowledged_stroke(tmp_path: Pat
             a, b = ctx.new_page(), ctx.new_page()
             open_canvas(a, url, image_id)
             open_canvas(b, url, image_id)
+            # a class added elsewhere (here through the REST API) reaches both palettes without a reload
+            added = httpx.post(f"{url}/api/v1/projects/default/classes", json={"name": "later"}, timeout=60)
+            assert added.status_code == 201, added.text
+            for page in (a, b):
+                page.locator(".ps-class").filter(has_text="later").wait_for(timeout=WAIT)
             a.keyboard.press("2")
             b.keyboard.press("3")
             rows_a, rows_b = [10 + 12 * i for i in range(5)], [130 + 12 * i for i in range(5)]

@@ -614,6 +614,16 @@ const ON = {  // what the project's events do here
     refreshPanel();
   },
   images() { refreshPanel(); },
+  async classes() {  // a class added, renamed, recoloured, moved or deleted, here or elsewhere
+    let list = null;
+    try { list = await (await fetchOk(`${apiBase()}/classes`)).json(); } catch (e) { return; }
+    if (!S.cfg || JSON.stringify(list) === JSON.stringify(S.cfg.classes)) return;  // (this page has it)
+    S.cfg.classes = list;
+    if (!classById(S.classId)) S.classId = (list.find((c) => c.name.toLowerCase() !== 'background') || list[0] || { id: null }).id;
+    buildPalette();
+    reloadLabels();  // (a deleted class moves the indices after it: the stored map says where things are)
+    S.headVersion = null; wakePredictions();  // (and the prediction's channels map to the new indices)
+  },
 };
 function followEvents() {
   // The project's event stream (GET .../events, engine/events.py), one per browser: the tab holding a Web
