@@ -182,6 +182,16 @@ def launch(playwright, profile: Path):  # type: ignore[no-untyped-def]
     return ctx
 
 
+def open_image(ctx, url: str):  # type: ignore[no-untyped-def]
+    """A new tab on image 1, once the canvas shows it with its labels."""
+    page = ctx.new_page()
+    page.goto(url + "?image=1", wait_until="load")
+    page.wait_for_function(
+        "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx"
+    )
+    return page
+
+
 def browser_session(
     cfg: BenchConfig,
     work: Path,
@@ -201,11 +211,7 @@ def browser_session(
         app.wait_ready(cfg.app_start_timeout_s)
         with sync_playwright() as p:
             ctx = launch(p, work / "profile")
-            page = ctx.new_page()
-            page.goto(app.url + "?image=1", wait_until="load")
-            page.wait_for_function(
-                "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx"
-            )
+            page = open_image(ctx, app.url)
             wire: list[tuple[str, int]] = []  # (url, bytes) of finished API requests
             page.on(
                 "requestfinished", lambda r: wire.append((r.url, _sizes(r))) if "/api/" in r.url else None
@@ -304,14 +310,7 @@ def collaboration(cfg: BenchConfig, work: Path) -> dict:
         with sync_playwright() as p:
             contexts = [launch(p, work / "profile")]
             contexts += [launch(p, work / f"profile{n}") for n in range(max(0, cfg.canvas_idle_tabs - 2))]
-            pages = []
-            for ctx in [contexts[0], *contexts]:
-                page = ctx.new_page()
-                page.goto(app.url + "?image=1", wait_until="load")
-                page.wait_for_function(
-                    "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx"
-                )
-                pages.append(page)
+            pages = [open_image(ctx, app.url) for ctx in [contexts[0], *contexts]]
             a, b = pages[:2]
             wire: list[tuple[str, int]] = []
             a.on("requestfinished", lambda r: wire.append((r.url, _sizes(r))) if "/api/" in r.url else None)

@@ -365,11 +365,10 @@ class ProjectEngine:
     def grid_scores(self, project_id: int, image_id: int) -> GridScores | None:
         """The live head's patch-grid class scores of an image (None: no head yet or features not
         ready, which are then queued first): what a canvas upsamples itself, at once, for every head."""
-        counter = self.head_counter(project_id)
-        state = self.live_head(project_id)
-        feats = self.features(image_id) if state is not None else None
-        if state is None or feats is None:
+        live = self._live(project_id, image_id)
+        if live is None:
             return None
+        counter, state, feats = live
         lut = state.lut(self.repo.list_classes(project_id))
         index = tuple(None if lut[ch] == IGNORE else int(lut[ch]) for ch in range(len(state.class_ids)))
         predictor = Predictor(edges=self.settings.edges)
@@ -379,16 +378,23 @@ class ProjectEngine:
             state.head_id, logits, index, feats.original_size, state.generation, counter, state.interim
         )
 
+    def _live(self, project_id: int, image_id: int) -> tuple[int, HeadState, PatchFeatures] | None:
+        """(head counter, live head, the image's features), the counter read first (a head arriving
+        meanwhile is announced again); None: no head yet or features not ready (then queued)."""
+        counter = self.head_counter(project_id)
+        state = self.live_head(project_id)
+        feats = self.features(image_id) if state is not None else None
+        return None if state is None or feats is None else (counter, state, feats)
+
     def edge_layer(self, project_id: int, image_id: int, size: tuple[int, int]) -> EdgeLayer | None:
         """Each pixel's class channel at `size` (H', W') by the live head and the boundary rule (core.edges:
         what `prediction` gives at that size), for a canvas that shows the image there. Asked for after the
         grid scores, which are drawn first: the filter never delays a repaint. None: no head, features not
         ready, or an interim head (its fit's final head follows within the fit)."""
-        counter = self.head_counter(project_id)
-        state = self.live_head(project_id)
-        feats = self.features(image_id) if state is not None else None
-        if state is None or feats is None or state.interim:
+        live = self._live(project_id, image_id)
+        if live is None or live[1].interim:
             return None
+        counter, state, feats = live
         predictor = Predictor(edges=self.settings.edges)
         predictor.set_features(feats, self.display_rgb(image_id, max(size)) if self.settings.edges else None)
         return EdgeLayer(state.head_id, counter, predictor.predict(state.head, size).labels)

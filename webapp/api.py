@@ -100,22 +100,25 @@ def prediction_json(scores: GridScores, label_version: int, dtype: str = "float3
 def edge_json(layer: EdgeLayer) -> dict[str, Any]:
     """The boundary rule's layer as it travels: each pixel's class channel (as in `prediction_json`) at the
     asked size, a grayscale PNG in base64 (what `core.predict` gives at that size; 5 to 30 KB)."""
-    png = io.BytesIO()
-    Image.fromarray(layer.channels, "L").save(png, format="PNG", compress_level=1)
     return {
         "head_id": layer.head_id,
         "version": layer.counter,
         "size": list(layer.channels.shape),
-        "png": base64.b64encode(png.getvalue()).decode("ascii"),
+        "png": gray_png(layer.channels),
     }
 
 
 def delta_json(delta: LabelDelta) -> dict[str, Any]:
     """An edit's change of the label map: its box [x0, y0, x1, y1) and the labels inside it after the edit,
     a grayscale PNG in base64 (the grey value is the class index, 255 unlabelled)."""
+    return {"box": list(delta.box), "png": gray_png(delta.labels)}
+
+
+def gray_png(values: np.ndarray) -> str:
+    """A uint8 map as a greyscale PNG in base64 (fast compression: it travels once)."""
     png = io.BytesIO()
-    Image.fromarray(delta.labels, "L").save(png, format="PNG", compress_level=1)
-    return {"box": list(delta.box), "png": base64.b64encode(png.getvalue()).decode("ascii")}
+    Image.fromarray(values, "L").save(png, format="PNG", compress_level=1)
+    return base64.b64encode(png.getvalue()).decode("ascii")
 
 
 def point_json(p: PointInfo) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def view_image(
             else ctx.engine.kmeans_project(ctx.project_id, image_id, int(k), size)
         )
         if km is None:  # (the features went away meanwhile: a resolution change)
-            return render.placeholder(size, "Computing features…"), "Computing features…", False
+            return _computing(size)
         scope = (
             "this image"
             if mode == KM
@@ -76,7 +76,7 @@ def view_image(
     if mode == PCA:
         pca = ctx.engine.pca(image_id, size)
         if pca is None:
-            return render.placeholder(size, "Computing features…"), "Computing features…", False
+            return _computing(size)
         return pca, "First three principal components of the patch features as RGB.", True
     pred = ctx.engine.prediction(ctx.project_id, image_id, size)
     if mode == SBS:
@@ -112,6 +112,10 @@ def view_image(
         f"Entropy of the prediction (bright = uncertain, mean {pred.uncertainty:.3f}). {where}",
         True,
     )
+
+
+def _computing(size: tuple[int, int]) -> tuple[np.ndarray, str, bool]:
+    return render.placeholder(size, "Computing features…"), "Computing features…", False
 
 
 @ui_errors

@@ -301,16 +301,7 @@ async function fetchLabels(id) {
     fetchOk(`${apiBase()}/images/${id}/points`).then((r) => r.json()),
   ]);
   const version = +(res.headers.get('X-Label-Version') || -1);
-  const bmp = await createImageBitmap(await res.blob(), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
-  const tmp = document.createElement('canvas');
-  tmp.width = bmp.width; tmp.height = bmp.height;
-  const t = tmp.getContext('2d', { willReadFrequently: true });
-  t.drawImage(bmp, 0, 0);
-  bmp.close();
-  const src = t.getImageData(0, 0, tmp.width, tmp.height).data;
-  const idx = new Uint8Array(tmp.width * tmp.height);
-  for (let i = 0, j = 0; i < idx.length; i++, j += 4) idx[i] = src[j];
-  return { idx, points, version };
+  return { idx: await grayOf(await res.blob()), points, version };
 }
 
 async function reloadLabels(token, opening) {
@@ -370,7 +361,7 @@ async function applyDelta(token, body) {
   const im = S.cfg.image;
   const [x0, y0, x1, y1] = body.delta.box;
   const w = x1 - x0, h = y1 - y0;
-  const idx = await grayPixels(body.delta.png, [h, w]);
+  const idx = await grayPixels(body.delta.png);
   if (token !== S.token || S.cfg.image !== im) return;
   if (!S.labelIdx || S.labelsFor !== im.id || idx.length !== w * h || x1 > S.W || y1 > S.H) { reloadLabels(token); return; }
   const map = S.labelIdx.slice();  // (the fetched-ahead entry may share the array)
@@ -442,16 +433,19 @@ function shownArg(P) {
   // off: the bilinear argmax computed here
   return S.followEdges && P.edgeArg ? P.edgeArg : P.plainArg;
 }
-async function grayPixels(b64, [h, w]) {
-  const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-  const bmp = await createImageBitmap(new Blob([bytes], { type: 'image/png' }), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+function grayPixels(b64) {
+  return grayOf(new Blob([Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0))], { type: 'image/png' }));
+}
+async function grayOf(blob) {
+  // a greyscale PNG's values (class indices or channels), one byte a pixel; the browser decodes it
+  const bmp = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   const tmp = document.createElement('canvas');
-  tmp.width = w; tmp.height = h;
+  tmp.width = bmp.width; tmp.height = bmp.height;
   const t = tmp.getContext('2d', { willReadFrequently: true });
   t.drawImage(bmp, 0, 0);
   bmp.close();
-  const src = t.getImageData(0, 0, w, h).data;
-  const out = new Uint8Array(w * h);
+  const src = t.getImageData(0, 0, tmp.width, tmp.height).data;
+  const out = new Uint8Array(tmp.width * tmp.height);
   for (let i = 0, j = 0; i < out.length; i++, j += 4) out[i] = src[j];
   return out;
 }
@@ -582,7 +576,7 @@ async function fetchEdges(token) {
     if (res.status === 200) d = await res.json();
   } catch (e) { d = null; }
   if (!d || token !== S.token || S.pred !== P || d.version !== P.version) { P.edgesAsked = false; return; }
-  const arg = await grayPixels(d.png, d.size);
+  const arg = await grayPixels(d.png);
   if (S.pred !== P || arg.length !== ow * oh) return;
   P.edgeArg = arg;
   if (!S.followEdges) return;
