@@ -229,7 +229,7 @@ def browser_session(
                 box = page.locator(".ps-view").bounding_box()  # the stage fits itself to the window
                 _drag(page, box, page.evaluate("() => window.__probeseg.state.view"), pts)
                 if n == 0:  # one class labelled: nothing to train yet
-                    page.wait_for_function("() => window.__probeseg.state.queue.length === 0")
+                    page.wait_for_function("() => window.__probeseg.state.edits.items.length === 0")
                     continue
                 try:
                     page.wait_for_function(
@@ -256,8 +256,8 @@ def browser_session(
                     seen = page.evaluate(
                         "() => JSON.stringify({n: window.__probeseg.strokes.length, "
                         "tool: window.__probeseg.state.tool, strokes: window.__probeseg.strokes.slice(-2), "
-                        "unsaved: window.__probeseg.state.queue.length, "
-                        "refused: window.__probeseg.state.refused})"
+                        "unsaved: window.__probeseg.state.edits.items.length, "
+                        "refused: window.__probeseg.state.edits.refused})"
                     )
                     raise RuntimeError(
                         f"stroke {n} at {pts}: no overlay within the timeout; the page saw {seen}; "
@@ -333,7 +333,7 @@ def collaboration(cfg: BenchConfig, work: Path) -> dict:
             for _ in range(min(3, cfg.canvas_collab_strokes)):
                 mark = len(wire)
                 a.keyboard.press("Control+z")
-                a.wait_for_function("() => window.__probeseg.state.queue.length === 0")
+                a.wait_for_function("() => window.__probeseg.state.edits.items.length === 0")
                 a.wait_for_timeout(1000)  # (a label fetch it caused, had it caused one, is done by now)
                 undo_bytes.append(
                     sum(n for url, n in wire[mark:] if "/prediction" not in url and "/edges" not in url)

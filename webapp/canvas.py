@@ -1,18 +1,60 @@
 """The annotation canvas: a `gr.HTML` whose value is the JSON the browser needs (API base, image, classes);
-the browser draws and edits everything itself (webapp/static/canvas.js) through the REST API."""
+the browser draws and edits everything itself through the REST API, in the ES modules of
+webapp/static/canvas/ (no build step: served as they are, under a path named by their content's hash, so a
+browser never mixes an old module with a new one)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from urllib.parse import quote
 
 import gradio as gr
+from fastapi import APIRouter, HTTPException, Response
 
 from storage import ClassInfo, ImageInfo
 
-JS = (Path(__file__).parent / "static" / "canvas.js").read_text(encoding="utf-8")
+MODULE_DIR = Path(__file__).parent / "static" / "canvas"
+MODULE_PATH = "/static/canvas"
+
+
+@cache
+def modules() -> tuple[str, dict[str, bytes]]:
+    """(version, {file name: source}) of the canvas's modules; the version hashes them all."""
+    files = {p.name: p.read_bytes() for p in sorted(MODULE_DIR.glob("*.js"))}
+    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + src for name, src in files.items()))
+    return digest.hexdigest()[:12], files
+
+
+def module_router() -> APIRouter:
+    """GET /static/canvas/{version}/{name}.js: a module by its name (only the files of MODULE_DIR, so no path
+    reaches anything else), cached for good under the current version."""
+    r = APIRouter()
+
+    @r.get(MODULE_PATH + "/{version}/{name}")
+    def get_module(version: str, name: str) -> Response:
+        current, files = modules()
+        if name not in files:
+            raise HTTPException(404, f"no canvas module {name!r}")
+        cache_control = "public, max-age=31536000, immutable" if version == current else "no-cache"
+        return Response(files[name], media_type="text/javascript", headers={"Cache-Control": cache_control})
+
+    return r
+
+
+def loader_js() -> str:
+    """gr.HTML's js_on_load: import the canvas's entry module and mount it on this element. (Gradio finds the
+    custom events a component fires by their quoted names in this text: 'navigated' and 'refresh'.)"""
+    version, _ = modules()
+    return f"""
+import('{MODULE_PATH}/{version}/main.js').then(({{ mount }}) => mount({{
+  element, props, watch,
+  events: {{ navigated: (data) => trigger('navigated', data), refresh: () => trigger('refresh') }},
+}}));
+"""
 
 TEMPLATE = """
 <div class="ps-root" data-unsaved="0" data-refused="0">
@@ -129,7 +171,7 @@ def build_canvas() -> gr.HTML:
         value="{}",
         html_template=TEMPLATE,
         css_template=CSS,
-        js_on_load=JS,
+        js_on_load=loader_js(),
         elem_id="canvas",
         padding=False,
         container=False,

@@ -17,6 +17,7 @@ from storage import Repository
 from webapp.api import Api
 from webapp.assets import CSS, SHORTCUTS_JS
 from webapp.auth import LoginRequired, login_check
+from webapp.canvas import module_router
 from webapp.config import ServeConfig
 from webapp.context import AppContext
 
@@ -151,7 +152,7 @@ def launch_kwargs(config: ServeConfig, ctx: AppContext) -> dict:
         # the REST API's routes come first in the app, before Gradio's own (webapp/api.py)
         app_kwargs={
             "middleware": [Middleware(LoginRequired)],
-            "routes": list(Api(ctx, pair).router().routes),
+            "routes": list(Api(ctx, pair).router().routes) + list(module_router().routes),
         },
     )
 

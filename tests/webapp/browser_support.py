@@ -151,7 +151,7 @@ def open_canvas(page, url: str, image_id: int | None = None) -> None:
 def canvas_state(page) -> dict:
     return page.evaluate(
         "() => { const s = window.__probeseg.state; return {view: s.view, W: s.W, H: s.H, "
-        "classId: s.classId, tool: s.tool, unsaved: s.queue.length, refused: s.refused, "
+        "classId: s.classId, tool: s.tool, unsaved: s.edits.items.length, refused: s.edits.refused, "
         "image: s.cfg.image && s.cfg.image.id, version: s.headVersion}; }"
     )
 
@@ -176,6 +176,6 @@ def wait_saved(page, timeout: int = ACTION_TIMEOUT_MS) -> None:
     its server comes back; the unsaved edits survive in the tab's sessionStorage)."""
     page.wait_for_function(
         "() => window.__probeseg && window.__probeseg.state.cfg && "
-        "window.__probeseg.state.cfg.api && window.__probeseg.state.queue.length === 0",
+        "window.__probeseg.state.cfg.api && window.__probeseg.state.edits.items.length === 0",
         timeout=timeout,
     )

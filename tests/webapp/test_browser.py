@@ -178,7 +178,7 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path,
                 repo.delete_class(ids["blue"], "delete_labels")
             page.keyboard.press("3")
             draw_stroke(page, [(180, 200), (300, 200)])
-            page.wait_for_function("() => window.__probeseg.state.refused.length === 1", timeout=WAIT)
+            page.wait_for_function("() => window.__probeseg.state.edits.refused.length === 1", timeout=WAIT)
             status = page.locator(".ps-status").inner_text()
             assert "NOT saved" in status and "class" in status
             assert (labels(data, image_id)[200] == 255).all()
@@ -320,7 +320,7 @@ def test_two_pages_and_a_killed_server_lose_no_acknowledged_stroke(tmp_path: Pat
             proc.kill()  # SIGKILL: no shutdown of any kind
             proc.wait(30)
             draw_stroke(a, [(10, 220), (150, 220)], steps=3)
-            a.wait_for_function("() => window.__probeseg.state.failures > 0", timeout=WAIT)
+            a.wait_for_function("() => window.__probeseg.state.edits.failures > 0", timeout=WAIT)
             assert canvas_state(a)["unsaved"] == 1
             assert "unsaved" in a.locator(".ps-status").inner_text()
             proc = start_server(data, log, port)
