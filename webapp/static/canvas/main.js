@@ -1,6 +1,7 @@
 // probeseg's annotation canvas: mount() wires one gr.HTML element (webapp/canvas.py) to the modules beside
 // this one: state (the one state object), view (the transform), layers (the overlay rule and label layer),
-// edits (the edit queue), events (the event stream and prediction client) and tools (keys, sizes, paths).
+// edits (the edit queue), events (the event stream and prediction client), tools (keys, sizes, paths) and
+// ahead (what is fetched ahead).
 // Everything here touches the DOM; the rules live in those modules, with unit tests (tests/webapp/js).
 import { PRED_MAX, SCREEN, createState, hexRgb, classById, classByIndex, defaultClassId, readUrl, writeUrl } from './state.js';
 import { fitView as fitOf, toImage, toScreen, zoomAt, panBy, clampPt } from './view.js';
@@ -8,6 +9,7 @@ import { upsample, shownArg, labelsOf, predictionPixels, labelPixels, labelLut, 
 import { EditQueue, afterCommit, clientId, newId, statusLine } from './edits.js';
 import { EventClient, Waker, predictionLoop } from './events.js';
 import { typing, keyAction, stepRadius, pointAt, extendPath, strokeOp } from './tools.js';
+import { Ahead } from './ahead.js';
 
 const BELOW_STAGE = 84;  // px kept in view under the stage: its status line and Previous / Next / Suggest
 
@@ -68,7 +70,7 @@ export function mount({ element, props, watch, events }) {
     if (!same) openImage();
     else {
       if (JSON.stringify(prev.classes) !== JSON.stringify(S.cfg.classes)) { recolourLabels(); paintPrediction(); }
-      ahead();
+      keepAhead();
       const f = S.cfg.focus;  // a new suggested region on the image already open: zoom there
       if (f && JSON.stringify(f) !== JSON.stringify(prev.focus)) { S.focus = f; S.userView = false; fitView(); draw(); }
     }
@@ -174,46 +176,23 @@ export function mount({ element, props, watch, events }) {
     followPredictions(token);
     await shown;
     if (token !== S.token) return;
-    ahead();
+    keepAhead();
     // a big image: its full resolution once the user stays on it (paging past it never decodes 12 MP)
     if (Math.max(S.W, S.H) > SCREEN) setTimeout(() => { if (token === S.token) picture(im, true).then(show).catch(() => {}); }, 500);
   }
 
-  // ---------------------------------------------------------------- fetched ahead
-  // The pictures (decoded off the main thread) and labels of the open image and of the images p / n open
-  // (their neighbours in the window) are kept, so a switch draws at once; anything else is dropped (a 12 MP
-  // picture is 48 MB). A picture is the screen-sized copy (`full` false) or the original.
-  function picture(im, full) {
-    const key = `${im.id}:${full ? 'full' : 'screen'}`;
-    if (!S.pictures.has(key)) {
-      const url = `${apiBase()}/images/${im.id}/file${full ? '' : `?side=${SCREEN}`}`;
-      const got = fetchOk(url).then((r) => r.blob()).then((b) => createImageBitmap(b));
-      got.catch(() => S.pictures.delete(key));  // tried again next time
-      S.pictures.set(key, got);
-    }
-    return S.pictures.get(key);
-  }
-  function labelsAhead(im) {
-    const key = `${im.id}:${im.label_version}`;  // a newer version (an edit since) is another entry
-    if (!S.labelsAhead.has(key)) {
-      const got = fetchLabels(im.id);
-      got.catch(() => S.labelsAhead.delete(key));
-      S.labelsAhead.set(key, got);
-    }
-    return S.labelsAhead.get(key);
-  }
-  function ahead() {
+  // ---------------------------------------------------------------- fetched ahead (ahead.js)
+  const ahead = new Ahead({
+    fetchPicture: (im, full) => fetchOk(`${apiBase()}/images/${im.id}/file${full ? '' : `?side=${SCREEN}`}`)
+      .then((r) => r.blob()).then((b) => createImageBitmap(b)),
+    fetchLabels: (id) => fetchLabels(id),
+    release: (bitmap) => bitmap.close(),
+  });
+  S.ahead = ahead;
+  const picture = (im, full) => ahead.picture(im, full);
+  function keepAhead() {
     const near = [S.window[S.winPos - 1], S.window[S.winPos + 1]].filter(Boolean);  // the images p and n open
-    const keep = new Set([S.cfg.image && S.cfg.image.id, ...near.map((i) => i.id)]);
-    const cur = S.cfg.image ? S.cfg.image.id : null;
-    for (const [key, got] of S.pictures) {
-      const id = +key.split(':')[0];
-      if (keep.has(id) && (id === cur || key.endsWith(':screen'))) continue;
-      S.pictures.delete(key);
-      got.then((b) => { if (b !== S.img) b.close(); }).catch(() => {});
-    }
-    for (const key of S.labelsAhead.keys()) if (!keep.has(+key.split(':')[0])) S.labelsAhead.delete(key);
-    for (const im of near) { picture(im, false).catch(() => {}); if (im.labelled) labelsAhead(im).catch(() => {}); }
+    ahead.keep(S.cfg.image, near, S.img);
   }
   api.go = (delta) => {
     // p / n and the Previous / Next buttons: page within the window of the gallery's order the server sent,
@@ -281,7 +260,7 @@ export function mount({ element, props, watch, events }) {
     }
     try {
       // opening: what was fetched ahead (as of the version the server named); after an edit: fetched anew
-      const got = await (opening ? labelsAhead(im) : fetchLabels(im.id));
+      const got = await (opening ? ahead.labelsOf(im) : fetchLabels(im.id));
       if (token !== S.token) return;
       if (got.idx.length !== S.W * S.H) throw new Error('label map of another size');
       S.labelIdx = got.idx;  // read only: the fetched-ahead entry may share it

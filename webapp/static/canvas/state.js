@@ -18,7 +18,7 @@ export function createState(makeCanvas = () => null) {
     labelCanvas: makeCanvas(), predCanvas: makeCanvas(), labelIdx: null, labelsFor: null, points: [],
     pred: null, headVersion: null, knownVersion: -1, predAbort: null,
     // fetched ahead, and the window of the gallery's order p / n page through
-    pictures: new Map(), labelsAhead: new Map(), window: [], winPos: 0, navSeq: 0, navTimer: 0, passed: new Set(),
+    ahead: null, window: [], winPos: 0, navSeq: 0, navTimer: 0, passed: new Set(),
     // edits (the queue itself: edits.js) and what the status line says
     edits: null, othersEdited: null, notice: null, statusTimer: null,
     // the event stream
