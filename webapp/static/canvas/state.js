@@ -20,9 +20,9 @@ export function createState(makeCanvas = () => null) {
     // fetched ahead, and the window of the gallery's order p / n page through
     ahead: null, window: [], winPos: 0, navSeq: 0, navTimer: 0, passed: new Set(),
     // edits (the queue itself: edits.js) and what the status line says
-    edits: null, othersEdited: null, notice: null, statusTimer: null,
+    edits: null, client: null, othersEdited: null, notice: null, statusTimer: null,
     // the event stream
-    eventsFor: null, eventSeq: 0, headEventAt: null, panelTimer: 0,
+    events: null, eventsFor: null, headEventAt: null, panelTimer: 0,
     // measured (bench/ and tests): per stroke t_up, t_ack, t_head, t_req, t_resp, t_applied, t_paint, t_edges
     strokes: [], toggleMs: [],
   };
