@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from . import annotations as an
 from .context import Ctx
-from .convert import check_client
+from .convert import check_client, check_finite
 from .errors import ValidationError
 from .models import Annotation, Image
 from .records import LabelDelta, OpResult
@@ -85,7 +85,7 @@ def parse_op(op: Any) -> Op:
     for p in raw:
         if not isinstance(p, list | tuple) or len(p) != 2 or any(isinstance(v, bool) for v in p):
             raise ValidationError(f"each entry of points must be [x, y], got {p!r}"[:200])
-        pts.append((an.check_finite(p[0], "x"), an.check_finite(p[1], "y")))
+        pts.append((check_finite(p[0], "x"), check_finite(p[1], "y")))
     return Op(op_id, kind, class_id, radius, tuple(pts), client)
 
 

@@ -56,6 +56,7 @@ import('{MODULE_PATH}/{version}/main.js').then(({{ mount }}) => mount({{
 }}));
 """
 
+
 TEMPLATE = """
 <div class="ps-root" data-unsaved="0" data-refused="0">
   <div class="ps-bar">

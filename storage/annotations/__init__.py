@@ -1,0 +1,65 @@
+"""Versioned annotations of one image, by role: `history` (the rows every edit appends, and their replay into
+the current labels), `edits` (the write transactions: strokes, points, masks, erase, clear, undo, redo),
+`queries` (reads: label maps, points, undo state, counts) and `ground_truth` (evaluation maps, never
+trained on). The names the rest of storage/ uses are these."""
+
+from .edits import (
+    MAX_RADIUS,
+    Result,
+    add_mask,
+    add_point,
+    check_radius,
+    check_xy,
+    class_of,
+    clear_labels,
+    erase,
+    redo,
+    remove_point,
+    save_scribbles,
+    tx_clear,
+    tx_on_top,
+    tx_point,
+    tx_remove_point,
+    tx_step,
+    undo,
+)
+from .ground_truth import ground_truth, set_ground_truth
+from .history import Rendered, append_row, current_labels, index_of, locked_image, refresh_image, write_cached
+from .queries import edit_state, history, label_map, label_maps, labelled_pixel_counts, points, scribble_layer
+
+__all__ = [
+    "MAX_RADIUS",
+    "Rendered",
+    "Result",
+    "add_mask",
+    "add_point",
+    "append_row",
+    "check_radius",
+    "check_xy",
+    "class_of",
+    "clear_labels",
+    "current_labels",
+    "edit_state",
+    "erase",
+    "ground_truth",
+    "history",
+    "index_of",
+    "label_map",
+    "label_maps",
+    "labelled_pixel_counts",
+    "locked_image",
+    "points",
+    "redo",
+    "refresh_image",
+    "remove_point",
+    "save_scribbles",
+    "scribble_layer",
+    "set_ground_truth",
+    "tx_clear",
+    "tx_on_top",
+    "tx_point",
+    "tx_remove_point",
+    "tx_step",
+    "undo",
+    "write_cached",
+]
