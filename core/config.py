@@ -15,6 +15,11 @@ SMALL_TOKENS = (
     32  # tokens across a small image's longer side (DINOv2: its long side fed at 448 px, as it saw objects)
 )
 
+# Bumped whenever the tokens for the same pixels and weights change. Part of every feature-cache key and
+# recorded in every head, so old features are never mixed with new ones. History: 1 = first release;
+# 2 = position embedding resized by Meta's rule and no PIL `reducing_gap` (tokens equal Meta's DINOv2).
+FEATURE_VERSION = 2
+
 
 @dataclass(frozen=True)
 class InputRecipe:

@@ -28,12 +28,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.backbone import Backbone
-from core.config import IMAGENET_MEAN, IMAGENET_STD, FeatureConfig, InputRecipe  # noqa: F401 (re-exported)
-
-# Bumped whenever the tokens for the same pixels and weights change. Part of every feature-cache key and
-# recorded in every head, so old features are never mixed with new ones. History: 1 = first release;
-# 2 = position embedding resized by Meta's rule and no PIL `reducing_gap` (tokens equal Meta's DINOv2).
-FEATURE_VERSION = 2
+from core.config import (  # noqa: F401 (re-exported)
+    FEATURE_VERSION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FeatureConfig,
+    InputRecipe,
+)
 
 
 @dataclass(frozen=True)

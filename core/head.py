@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -19,6 +17,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.features import FEATURE_VERSION, FeatureConfig
+from core.head_meta import HeadMeta
 from core.labels import IGNORE
 
 WEIGHTS_FILE = "head.safetensors"
@@ -79,33 +78,6 @@ class LinearHead(nn.Module):
         """[N, C] -> [N, K] logits."""
         z = (x.float() - self.mean) / self.std
         return z @ self.weight.T + self.bias
-
-
-@dataclass
-class HeadMeta:
-    """Everything needed to use a head again: which features it expects and what its outputs mean."""
-
-    backbone: str  # registry name, e.g. dinov2_vits14
-    weights_id: str  # identity of the backbone weights the features came from
-    classes: list[str]  # class names by output index
-    long_side: int  # backbone input size the head was trained at (by scale: 0)
-    train: dict = field(default_factory=dict)  # training settings and results (loss, seconds, pixels)
-    created: float = field(default_factory=time.time)
-    format: int = 1
-    feature_version: int = FEATURE_VERSION  # core.features.FEATURE_VERSION of the training features
-    features: dict = field(default_factory=dict)  # how to compute its input without probeseg (feature_recipe)
-    weights_sha256: str = ""  # of head.safetensors, checked on load (an altered file is refused)
-    extra: dict = field(
-        default_factory=dict
-    )  # whatever else the writer recorded (the web app: class colours...)
-    resolution: str = (
-        ""  # core.config.FeatureConfig.resolution of its features ("" in older heads: long_side)
-    )
-
-    @property
-    def feature_config(self) -> FeatureConfig:
-        """How its training features were computed (predict with it at the same resolution by default)."""
-        return FeatureConfig.parse(self.resolution or str(self.long_side))
 
 
 def feature_recipe(backbone: str, features: FeatureConfig) -> dict:
@@ -181,17 +153,14 @@ def write_head(out_dir: str | os.PathLike, weights: bytes, meta: HeadMeta) -> Pa
     head = head_from_bytes(weights)
     if len(meta.classes) != head.num_classes:
         raise HeadFileError(f"{len(meta.classes)} class names for a head with {head.num_classes} outputs")
-    meta = HeadMeta(
-        **{
-            **asdict(meta),
-            "weights_sha256": hashlib.sha256(weights).hexdigest(),
-            "features": meta.features or feature_recipe(meta.backbone, meta.feature_config),
-        }
+    meta = meta.but(
+        weights_sha256=hashlib.sha256(weights).hexdigest(),
+        features=meta.features or feature_recipe(meta.backbone, meta.feature_config),
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS_FILE).write_bytes(weights)
-    (out / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
+    (out / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2))
     return out
 
 
@@ -203,11 +172,7 @@ def load_head(head_dir: str | os.PathLike) -> tuple[LinearHead, HeadMeta]:
             f"{d}: no head here (expected {WEIGHTS_FILE} and {META_FILE}); train one with `train --out {d}`"
         )
     try:
-        stored = json.loads(mfile.read_text())
-        stored.setdefault("feature_version", 1)  # heads of the first release did not record it
-        known = {f.name for f in fields(HeadMeta)}
-        extra = {**stored.get("extra", {}), **{k: v for k, v in stored.items() if k not in known}}
-        meta = HeadMeta(**{k: v for k, v in stored.items() if k in known and k != "extra"}, extra=extra)
+        meta = HeadMeta.from_dict(json.loads(mfile.read_text()))
     except (TypeError, ValueError, AttributeError) as exc:
         raise HeadFileError(f"{mfile}: unreadable head metadata ({exc})") from None
     check_feature_version(meta.feature_version, str(mfile))

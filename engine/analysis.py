@@ -16,6 +16,7 @@ from core.edges import EdgeConfig
 from core.errors import InputError
 from core.features import PatchFeatures
 from core.head import LinearHead
+from core.head_meta import HeadMeta
 from core.labels import IGNORE
 from core.predict import Prediction, Predictor
 from storage import ClassInfo
@@ -28,12 +29,13 @@ class HeadState:
 
     head_id: int
     head: LinearHead
-    class_ids: tuple[int, ...]
-    backbone: str
-    weights_id: str
-    created: float = 0.0
+    meta: HeadMeta  # the head's record (core.head_meta), as stored; an interim head: the fit's, untrained yet
     generation: int = 0  # the training request (Trainer generation, this process) it came from; 0 = older
     interim: bool = False  # an iterate of a fit still running (displayed, never stored)
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        return tuple(self.meta.class_ids)
 
     def lut(self, classes: list[ClassInfo]) -> np.ndarray:
         """256-entry map: head channel -> current class index (IGNORE for a class deleted since)."""

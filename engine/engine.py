@@ -314,17 +314,17 @@ class ProjectEngine:
         state = None
         if (
             info is not None
-            and info.backbone == self.backbone_name
-            and info.backbone_weights == self.weights_id
+            and info.meta.backbone == self.backbone_name
+            and info.meta.weights_id == self.weights_id
         ):
             try:
-                check_feature_version(int(info.meta.get("feature_version", 1)), f"head {info.id}")
+                check_feature_version(info.meta.feature_version, f"head {info.id}")
                 head = head_from_bytes(self.repo.head_weights(info.id))
-                ids = tuple(info.meta.get("class_ids") or [c.id for c in info.classes])
-                if len(ids) == head.num_classes and head.dim == self.backbone.spec.embed_dim:
-                    state = HeadState(
-                        info.id, head, ids, info.backbone, info.backbone_weights, info.created_at.timestamp()
-                    )
+                meta = info.meta
+                if not meta.class_ids:  # (a row from before class ids were recorded: its class snapshot)
+                    meta = meta.but(class_ids=[c.id for c in info.classes])
+                if len(meta.class_ids) == head.num_classes and head.dim == self.backbone.spec.embed_dim:
+                    state = HeadState(info.id, head, meta)
             except Exception as exc:
                 log.warning("head %s of project %s is unusable: %s", info.id, project_id, exc)
         with self._lock:

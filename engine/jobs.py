@@ -13,8 +13,9 @@ from typing import Protocol
 import numpy as np
 
 from core import active
-from core.features import FEATURE_VERSION, FeatureConfig, PatchFeatures
+from core.features import FeatureConfig, PatchFeatures
 from core.head import head_to_bytes
+from core.head_meta import HeadMeta
 from core.labels import IGNORE
 from core.metrics import ConfusionMatrix
 from core.predict import Prediction
@@ -88,6 +89,14 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
             "no labelled pixels yet: draw scribbles or click points of at least two classes, then train"
         )
     class_ids = tuple(c.id for c in classes)
+    record = HeadMeta(  # the head's record (its training results are added once it is trained)
+        backbone=engine.backbone_name,
+        weights_id=engine.weights_id,
+        classes=[c.name for c in classes],
+        class_ids=list(class_ids),
+        long_side=0 if resolution.scale is not None else resolution.long_side,
+        resolution=resolution.resolution,
+    )
     cache = engine.training_cache(project_id)
     # Only what changed is read: an image's labelled pixels are kept between fits under its label version
     # (and the class order, which maps class ids to indices), its gathered pixels under those and the
@@ -128,14 +137,7 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
             engine.publish_interim(
                 project_id,
                 HeadState(
-                    prev.head_id if prev is not None else 0,
-                    snapshot(),
-                    class_ids,
-                    engine.backbone_name,
-                    engine.weights_id,
-                    time.time(),
-                    generation,
-                    interim=True,
+                    prev.head_id if prev is not None else 0, snapshot(), record, generation, interim=True
                 ),
             )
 
@@ -145,8 +147,7 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
         raise Superseded() from None
     _check(stop)  # never store a head that a newer edit already made stale
 
-    names = [c.name for c in classes]
-    pixel_counts = {names[i]: int(n) for i, n in sorted(result.pixel_counts.items())}
+    pixel_counts = {record.classes[i]: int(n) for i, n in sorted(result.pixel_counts.items())}
     train_info = {
         "loss": result.loss,
         "iterations": result.iterations,
@@ -157,21 +158,10 @@ def train_project(engine: TrainingHost, project_id: int, generation: int, stop: 
         "config": config.to_dict(),
         "generation": generation,
     }
-    meta = {
-        "backbone": engine.backbone_name,
-        "backbone_weights": engine.weights_id,
-        "weights_id": engine.weights_id,
-        "classes": names,
-        "class_ids": list(class_ids),
-        "long_side": 0 if resolution.scale is not None else resolution.long_side,
-        "resolution": resolution.resolution,
-        "train": train_info,
-        "feature_version": FEATURE_VERSION,
-    }
-    info = repo.save_head(project_id, head_to_bytes(result.head), meta)
-    state = HeadState(
-        info.id, result.head, class_ids, engine.backbone_name, engine.weights_id, time.time(), generation
+    info = repo.save_head(
+        project_id, head_to_bytes(result.head), record.but(train=train_info, created=time.time())
     )
+    state = HeadState(info.id, result.head, info.meta, generation)
     engine.set_head(project_id, state)
     outcome = TrainOutcome(
         generation=generation,
@@ -292,7 +282,7 @@ def update_stats(engine: TrainingHost, project_id: int, state: HeadState, stop: 
 
 def outcome_from_info(info: HeadInfo) -> TrainOutcome:
     """What the status line shows for a head stored before this process started."""
-    train = dict(info.meta.get("train") or {})
+    train = info.meta.train
     miou = info.metrics.get("miou") if info.metrics else None
     return TrainOutcome(
         generation=0,

@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -325,10 +324,10 @@ def _train(
     meta = _meta(dataset, labels_dir, split, backbone, config, it, history, ctx, start_time, out)
     if ctx.is_main:
         save_checkpoint(ckpt_path, it, head, model, optimizer, history, config)
-        _write_outputs(out, head_cpu, model, meta, history, backbone, config)
+        meta = _write_outputs(out, head_cpu, model, meta, history, backbone, config)
     if ctx.enabled:
         dist.barrier()
-    return head_cpu, asdict(meta), history
+    return head_cpu, meta.to_dict(), history
 
 
 def _progress_bar(config: ProtocolConfig, start_iter: int):  # -> a tqdm bar
@@ -351,20 +350,23 @@ def _write_outputs(
     history: list,
     backbone: Backbone,
     config: ProtocolConfig,
-) -> None:
-    """The head (and a fine-tuned backbone), the loss history and its plot (rank 0)."""
+) -> HeadMeta:
+    """The head (and a fine-tuned backbone), the loss history and its plot (rank 0); the record written."""
     if config.finetune:
         from safetensors.torch import save_file
 
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(out / BACKBONE_FILE))
-        meta.weights_id = f"file:{BACKBONE_FILE}:{_file_digest(out / BACKBONE_FILE)}"
-        meta.train["backbone_file"] = BACKBONE_FILE
+        meta = meta.but(
+            weights_id=f"file:{BACKBONE_FILE}:{_file_digest(out / BACKBONE_FILE)}",
+            train={**meta.train, "backbone_file": BACKBONE_FILE},
+        )
     save_head(out, head, meta)
     (out / HISTORY_FILE).write_text(json.dumps(history, indent=1))
     plot_loss(
         history, out / LOSS_PLOT, f"{backbone.spec.name} {'fine-tuned' if config.finetune else 'frozen'}"
     )
+    return meta
 
 
 def _check_label_files(dataset, ids: list[str], labels_dir, split: str) -> None:

@@ -12,6 +12,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.config import FeatureConfig
+from core.head_meta import HeadMeta
 from core.labels import IGNORE
 
 from .errors import NotFoundError, ValidationError
@@ -95,6 +97,22 @@ def annotation_info(a: Annotation, active: bool = False) -> AnnotationInfo:
     )
 
 
+def head_meta(h: Head) -> HeadMeta:
+    """The row's head record; a row the current code cannot read (written by hand, or damaged) still names its
+    backbone, so the engine sees it does not fit rather than failing."""
+    stored = dict(h.meta or {})
+    stored.setdefault("backbone", h.backbone)
+    stored.setdefault("weights_id", stored.get("backbone_weights") or h.backbone_weights)
+    stored.setdefault("classes", [str(c.get("name", "")) for c in (h.classes or [])])
+    stored.setdefault("long_side", FeatureConfig.long_side)
+    try:
+        return HeadMeta.from_dict(stored)
+    except (TypeError, ValueError):
+        return HeadMeta(
+            h.backbone, h.backbone_weights, [], 0, feature_version=0, extra={"unreadable": stored}
+        )
+
+
 def head_info(h: Head) -> HeadInfo:
     classes = tuple(
         ClassInfo(int(c["id"]), str(c["name"]), str(c["colour"]), int(c["index"]), h.project_id)
@@ -103,12 +121,10 @@ def head_info(h: Head) -> HeadInfo:
     return HeadInfo(
         h.id,
         h.project_id,
-        h.backbone,
-        h.backbone_weights,
         h.weights_sha256,
         h.size_bytes,
         classes,
-        dict(h.meta or {}),
+        head_meta(h),
         dict(h.metrics or {}),
         h.created_at,
     )

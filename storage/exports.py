@@ -13,7 +13,6 @@ import numpy as np
 
 from core import coco
 from core.atomic import atomic_path, atomic_write
-from core.config import FeatureConfig
 from core.labels import IGNORE, label_to_png_bytes
 
 from .annotations import ground_truth, label_map
@@ -195,19 +194,12 @@ def export_head(ctx: Ctx, head_id: int, dest_dir: str | os.PathLike) -> tuple[Pa
     """The head as a folder `head-<id>/` in the one head format (head.safetensors + head.json), which
     `python app.py predict --head` and `core.head.load_head` read; the project's class colours and ids and the
     metrics go into head.json's `extra` (write_head records the weights' hash)."""
-    from core.head import META_FILE, WEIGHTS_FILE, HeadMeta, write_head  # (torch: only for an export)
+    from core.head import META_FILE, WEIGHTS_FILE, write_head  # (torch: only for an export)
 
     head = get_head(ctx, head_id)
-    meta = dict(head.meta)
-    train_meta = HeadMeta(
-        backbone=head.backbone,
-        weights_id=str(meta.get("weights_id") or head.backbone_weights),
+    meta = head.meta.but(
         classes=[c.name for c in head.classes],
-        long_side=int(meta.get("long_side", FeatureConfig.long_side)),
-        resolution=str(meta.get("resolution") or ""),
-        train=dict(meta.get("train") or {}),
         created=head.created_at.timestamp(),
-        feature_version=int(meta.get("feature_version") or 1),
         extra={
             "head_id": head.id,
             "metrics": head.metrics,
@@ -216,5 +208,5 @@ def export_head(ctx: Ctx, head_id: int, dest_dir: str | os.PathLike) -> tuple[Pa
             ],
         },
     )
-    folder = write_head(Path(dest_dir) / f"head-{head.id}", head_weights(ctx, head_id), train_meta)
+    folder = write_head(Path(dest_dir) / f"head-{head.id}", head_weights(ctx, head_id), meta)
     return folder / WEIGHTS_FILE, folder / META_FILE

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.head_meta import HeadMeta
+
 from .context import Ctx
 from .convert import check_finite, get_or_404, head_info, project_classes, run_info
 from .errors import ValidationError
@@ -56,10 +58,10 @@ def check_safetensors(data: bytes) -> dict[str, Any]:
 
 
 def save_head(
-    ctx: Ctx, project_id: int, weights: bytes, meta: Mapping[str, Any], metrics: Mapping[str, Any] | None
+    ctx: Ctx, project_id: int, weights: bytes, meta: HeadMeta, metrics: Mapping[str, Any] | None
 ) -> HeadInfo:
     check_safetensors(weights)
-    meta_d, metrics_d = _json(meta, "meta"), _json(metrics, "metrics")
+    meta_d, metrics_d = _json(meta.to_dict(), "meta"), _json(metrics, "metrics")
     data = bytes(weights)
 
     def fn(s: Session) -> HeadInfo:
@@ -70,8 +72,8 @@ def save_head(
         ]
         row = Head(
             project_id=project_id,
-            backbone=str(meta_d.get("backbone", ""))[:200],
-            backbone_weights=str(meta_d.get("backbone_weights", ""))[:200],
+            backbone=meta.backbone[:200],
+            backbone_weights=meta.weights_id[:200],
             weights_sha256=sha256_bytes(data),
             size_bytes=len(data),
             weights=data,

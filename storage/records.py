@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.head_meta import HeadMeta
+
 Split = Literal["train", "val", "unassigned"]
 SPLITS: tuple[str, ...] = ("train", "val", "unassigned")
 
@@ -154,12 +156,10 @@ class EditState:
 class HeadInfo:
     id: int
     project_id: int
-    backbone: str
-    backbone_weights: str  # identity of the frozen backbone weights (e.g. a hash or a hub tag)
     weights_sha256: str  # identity of the head's own safetensors bytes
     size_bytes: int
     classes: tuple[ClassInfo, ...]  # class snapshot at save time (head output channel i = classes[i])
-    meta: dict[str, Any]
+    meta: HeadMeta  # the one head record (core.head_meta): backbone, its weights, classes, training
     metrics: dict[str, Any]
     created_at: datetime
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from core.head_meta import HeadMeta
 from core.tiff import TiffOptions
 
 from . import annotations as label_store
@@ -356,11 +357,11 @@ class Repository:
         self,
         project_id: int,
         weights: bytes,
-        meta: Mapping[str, Any],
+        meta: HeadMeta,
         metrics: Mapping[str, Any] | None = None,
     ) -> HeadInfo:
-        """Store a trained head (safetensors bytes). meta['backbone'] and meta['backbone_weights'] identify
-        the frozen backbone; the current classes are snapshotted."""
+        """Store a trained head (safetensors bytes) with its record (core.head_meta: the backbone and its
+        weights, the classes by output); the project's current classes are snapshotted."""
         return heads.save_head(self._ctx, project_id, weights, meta, metrics)
 
     def latest_head(self, project_id: int) -> HeadInfo | None:

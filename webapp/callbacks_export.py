@@ -71,7 +71,7 @@ def export_head(ctx: AppContext, sess: Session) -> dict:
     shutil.rmtree(weights.parent)
     return {
         "export_files": [str(bundle)],
-        "export_msg": f"Head {info.id} ({info.backbone}, {len(info.classes)} classes): a zip of the folder "
+        "export_msg": f"Head {info.id} ({info.meta.backbone}, {len(info.classes)} classes): a zip of the folder "
         f"{weights.parent.name}/ (head.safetensors and head.json); unzip it and pass the folder to "
         "`python app.py predict --head FOLDER`.",
     }

@@ -123,7 +123,8 @@ def append_row(s: Session, im: Image, kind: str, author: str, **fields: Any) -> 
     return row
 
 
-def event_of(row: Annotation) -> Event:
+def event_of(row: Any) -> Event:
+    """The replay's event of an annotation row (an `Annotation`, or a selected row of its columns)."""
     return Event(
         row.id,
         row.seq,

@@ -63,9 +63,7 @@ def test_train_predict_and_bookkeeping(repo, project, engine):
     small = engine.prediction(project.id, other.id, size=(42, 56))
     assert small.labels.shape == (42, 56)
     info = repo.latest_head(project.id)
-    assert info.id == outcome.head_id and info.meta["class_ids"] == [
-        c.id for c in repo.list_classes(project.id)
-    ]
+    assert info.id == outcome.head_id and info.meta.class_ids == [c.id for c in repo.list_classes(project.id)]
     engine.wait_settled(project.id, timeout=120)  # the run record and uncertainty scores follow the head
     assert repo.get_image(other.id).uncertainty is not None
     run = repo.list_training_runs(project.id)[-1]
@@ -150,16 +148,23 @@ def test_views(repo, project, engine):
 
 def test_a_stored_head_of_older_features_is_not_used(repo, project, engine):
     from core.head import head_to_bytes
+    from storage.models import Head
 
     image = add_image(repo, project)
     repo.save_scribbles(image.id, two_strokes())
     outcome = engine.train_now(project.id, timeout=120)
     assert engine.head(project.id).head_id == outcome.head_id
     info = repo.latest_head(project.id)
-    old_meta = {
-        k: v for k, v in info.meta.items() if k != "feature_version"
-    }  # as the first release stored it
-    repo.save_head(project.id, head_to_bytes(engine.head(project.id).head), old_meta)
+    old = repo.save_head(project.id, head_to_bytes(engine.head(project.id).head), info.meta)
+
+    def first_release(s) -> None:  # its rows named the weights backbone_weights and had no feature version
+        row = s.get(Head, old.id)
+        meta = {k: v for k, v in row.meta.items() if k not in ("feature_version", "weights_id")}
+        row.meta = {**meta, "backbone_weights": info.meta.weights_id}
+
+    repo._ctx.db.write(first_release)
+    assert repo.latest_head(project.id).meta.feature_version == 1
+    assert repo.latest_head(project.id).meta.weights_id == info.meta.weights_id
     assert engine.head(project.id) is None  # never predicts with a head of other features
 
 
@@ -279,7 +284,7 @@ def test_a_project_chooses_its_resolution_and_its_features_and_head_follow(
     assert engine.prediction(project.id, image.id).labels.shape == (84, 112)
     after = engine.train_now(project.id, timeout=120)
     assert after.head_id != before.head_id
-    assert repo.latest_head(project.id).meta["resolution"] == "7px"
+    assert repo.latest_head(project.id).meta.resolution == "7px"
     assert (engine.prediction(project.id, image.id).labels[42, :40] == 1).mean() > 0.9
 
     with pytest.raises(InputError, match="auto"):

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.head_meta import HeadMeta
 from storage import Repository, StorageError
 
 from .test_exports import _labelled_project, _safetensors
@@ -25,9 +26,7 @@ def source(tmp_path_factory) -> tuple[Repository, Path, dict]:
     root = tmp_path_factory.mktemp("fuzz")
     repo = Repository.open(root / "data", f"sqlite:///{root / 'data.db'}")
     p, _classes, _images = _labelled_project(repo)
-    head = repo.save_head(
-        p.id, _safetensors(), {"backbone": "dinov2_vits14", "backbone_weights": "w"}, {"miou": 0.4}
-    )
+    head = repo.save_head(p.id, _safetensors(), HeadMeta("dinov2_vits14", "w", ["a", "b"], 0), {"miou": 0.4})
     repo.record_training_run(p.id, {"lr": 0.01}, 2.0, 0.3, {"miou": 0.4}, {"cat": 3}, head_id=head.id)
     archive = repo.export_project(p.id, root / "good.zip")
     with zipfile.ZipFile(archive) as zf:

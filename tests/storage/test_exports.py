@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save as st_save
 
+from core.head_meta import HeadMeta
 from core.labels import read_label_png, voc_palette
 from core.tiff import TiffOptions
 from storage import Repository, ValidationError
@@ -229,13 +230,7 @@ def test_export_head_writes_the_one_head_format(repo, tmp_path) -> None:  # type
     head = repo.save_head(
         p.id,
         weights,
-        {
-            "backbone": "dinov2_vits14",
-            "backbone_weights": "sha:abc",
-            "long_side": 224,
-            "feature_version": 2,
-            "train": {"loss": 0.1},
-        },
+        HeadMeta("dinov2_vits14", "sha:abc", ["a", "b"], 224, train={"loss": 0.1}),
         {"miou": 0.5},
     )
     st, js = repo.export_head(head.id, tmp_path / "heads")
@@ -323,8 +318,6 @@ def _snapshot(repo: Repository, project_id: int) -> dict:  # type: ignore[type-a
     for h in repo.list_heads(project_id):
         snap["heads"].append(
             (
-                h.backbone,
-                h.backbone_weights,
                 h.weights_sha256,
                 h.size_bytes,
                 h.meta,
@@ -359,7 +352,10 @@ def test_project_archive_round_trip_into_an_empty_data_folder(repo, tmp_path, mo
     repo.undo(a.id)
     repo.delete_class(extra.id, mode="delete_labels")  # history keeps a point of a deleted class
     head = repo.save_head(
-        p.id, _safetensors(), {"backbone": "dinov2_vits14", "backbone_weights": "w1"}, {"miou": 0.4}
+        p.id,
+        _safetensors(),
+        HeadMeta("dinov2_vits14", "w1", ["cat", "dog"], 0, class_ids=[5, 6]),
+        {"miou": 0.4},
     )
     repo.record_training_run(
         p.id, {"lr": 0.01, "epochs": 3}, 12.5, 0.31, {"miou": 0.4}, {"cat": 9, "dog": 7}, head_id=head.id
@@ -414,9 +410,10 @@ def test_import_project_rejects_bad_archives(repo, tmp_path) -> None:  # type: i
 def test_heads_and_training_runs(repo) -> None:  # type: ignore[no-untyped-def]
     p = repo.create_project("h")
     assert repo.latest_head(p.id) is None
-    h1 = repo.save_head(p.id, _safetensors(), {"backbone": "b", "backbone_weights": "w"})
+    h1 = repo.save_head(p.id, _safetensors(), HeadMeta("b", "w", ["x", "y"], 0))
     repo.add_class(p.id, "cat")
-    h2 = repo.save_head(p.id, _safetensors(), {"backbone": "b"}, {"miou": 0.1})
+    h2 = repo.save_head(p.id, _safetensors(), HeadMeta("b", "w", ["x", "y"], 0), {"miou": 0.1})
+    assert h1.meta == repo.get_head(h1.id).meta == HeadMeta("b", "w", ["x", "y"], 0, created=h1.meta.created)
     assert repo.latest_head(p.id).id == h2.id and [h.id for h in repo.list_heads(p.id)] == [h1.id, h2.id]
     assert [c.name for c in h1.classes] == ["background"] and [c.name for c in h2.classes] == [
         "background",
@@ -425,9 +422,9 @@ def test_heads_and_training_runs(repo) -> None:  # type: ignore[no-untyped-def]
     assert repo.head_weights(h1.id) == _safetensors()
     assert repo.set_head_metrics(h1.id, {"miou": 0.2}).metrics == {"miou": 0.2}
     with pytest.raises(ValidationError, match="safetensors"):
-        repo.save_head(p.id, b"\x00" * 4, {})
+        repo.save_head(p.id, b"\x00" * 4, HeadMeta("b", "w", [], 0))
     with pytest.raises(ValidationError, match="JSON"):
-        repo.save_head(p.id, _safetensors(), {"x": object()})
+        repo.save_head(p.id, _safetensors(), HeadMeta("b", "w", [], 0, train={"x": object()}))
     r = repo.record_training_run(p.id, {"lr": 1e-3}, 2.0, 0.5, {"miou": 0.3}, {0: 10, 1: 5}, head_id=h2.id)
     assert r.labelled_pixels == 15 and r.pixel_counts == {"0": 10, "1": 5} and r.head_id == h2.id
     assert [x.id for x in repo.list_training_runs(p.id)] == [r.id]
