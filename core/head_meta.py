@@ -24,12 +24,10 @@ class HeadMeta:
     feature_version: int = FEATURE_VERSION  # core.config.FEATURE_VERSION of the training features
     features: dict = field(default_factory=dict)  # how to compute its input without probeseg (feature_recipe)
     weights_sha256: str = ""  # of head.safetensors, checked on load (an altered file is refused)
-    extra: dict = field(
-        default_factory=dict
-    )  # whatever else the writer recorded (an export: class colours...)
-    resolution: str = (
-        ""  # core.config.FeatureConfig.resolution of its features ("" in older heads: long_side)
-    )
+    # whatever else the writer recorded (an export: the class colours, the head's metrics)
+    extra: dict = field(default_factory=dict)
+    # core.config.FeatureConfig.resolution of its features ("" in older heads: long_side)
+    resolution: str = ""
     # the web app's class ids by output index (a class keeps its id through renames and moves; [] from the CLI)
     class_ids: list[int] = field(default_factory=list)
 
