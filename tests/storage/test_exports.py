@@ -432,6 +432,26 @@ def test_heads_and_training_runs(repo) -> None:  # type: ignore[no-untyped-def]
         repo.record_training_run(p.id, {}, float("nan"), None, None, None)
 
 
+def test_a_head_row_of_an_old_release_or_damaged_is_still_read(repo) -> None:  # type: ignore[no-untyped-def]
+    from storage.models import Head
+
+    p = repo.create_project("old")
+    old = repo.save_head(p.id, _safetensors(), HeadMeta("b", "w", ["x", "y"], 0))
+    bad = repo.save_head(p.id, _safetensors(), HeadMeta("b", "w", ["x", "y"], 0))
+
+    def rewrite(s) -> None:  # type: ignore[no-untyped-def]
+        # the web app's first rows: the weights as backbone_weights, no feature version, no class list
+        s.get(Head, old.id).meta = {"backbone": "b", "backbone_weights": "w", "train": {"loss": 1.0}}
+        s.get(Head, bad.id).meta = {"classes": "not a list", "backbone": 3}
+
+    repo._ctx.db.write(rewrite)
+    meta = repo.get_head(old.id).meta
+    assert (meta.backbone, meta.weights_id, meta.feature_version, meta.train) == ("b", "w", 1, {"loss": 1.0})
+    assert meta.classes == ["background"]  # (the row's class snapshot)
+    damaged = repo.get_head(bad.id).meta
+    assert (damaged.backbone, damaged.weights_id, damaged.feature_version) == ("b", "w", 0)  # (never used)
+
+
 def test_projects(repo) -> None:  # type: ignore[no-untyped-def]
     from storage import ConflictError, NotFoundError
 

@@ -208,7 +208,9 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path,
 
             # n / p open the neighbour at once (picture and labels fetched ahead); the server follows
             second, third = image_id + 1, image_id + 2
-            page.evaluate("async (id) => { await window.__probeseg.state.ahead.pictures.get(`${id}:screen`); }", second)
+            page.evaluate(
+                "async (id) => { await window.__probeseg.state.ahead.pictures.get(`${id}:screen`); }", second
+            )
             page.keyboard.press("n")
             assert canvas_state(page)["image"] == second  # before any reply from the server
             page.wait_for_function(f"() => window.__probeseg.state.labelsFor === {second}", timeout=WAIT)
