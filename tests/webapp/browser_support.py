@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
 
 from bench.canvas import CHROMIUM, FLAGS  # the one Chromium and its flags, for the bench and these tests
 
@@ -142,10 +143,29 @@ def two_colour_png(path: Path, w: int = 320, h: int = 240) -> Path:
 def open_canvas(page, url: str, image_id: int | None = None) -> None:
     """Open the page and wait until the canvas shows an image with its labels loaded."""
     page.goto(url + (f"/?image={image_id}" if image_id else ""), wait_until="load")
+    wait_canvas(page)
+
+
+def wait_canvas(page) -> None:
     page.wait_for_function(
         "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx",
         timeout=ACTION_TIMEOUT_MS,
     )
+
+
+def reload_canvas(page) -> None:
+    """Reload the page and wait for the canvas as `open_canvas` does. After a server restart Gradio reloads
+    the page by itself once it reconnects (its "Connection lost" handler), which can abort this reload: the
+    page is reloaded either way."""
+    for attempt in range(3):
+        try:
+            page.reload(wait_until="load", timeout=ACTION_TIMEOUT_MS)
+            break
+        except PlaywrightError as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == 2:
+                raise
+            page.wait_for_load_state("load", timeout=ACTION_TIMEOUT_MS)
+    wait_canvas(page)
 
 
 def canvas_state(page) -> dict:

@@ -25,6 +25,7 @@ from tests.webapp.browser_support import (
     draw_stroke,
     free_port,
     open_canvas,
+    reload_canvas,
     start_server,
     stop_server,
     two_colour_png,
@@ -327,8 +328,7 @@ def test_two_pages_and_a_killed_server_lose_no_acknowledged_stroke(tmp_path: Pat
             assert "unsaved" in a.locator(".ps-status").inner_text()
             proc = start_server(data, log, port)
             wait_saved(a)  # retried with the same op_id after the restart
-            a.reload(wait_until="load")
-            open_canvas(a, url, image_id)
+            reload_canvas(a)  # (the URL holds the image: no ?image= given here)
             shown = np.array(a.evaluate("() => Array.from(window.__probeseg.state.labelIdx)"), np.uint8)
             stored = labels(data, image_id)
             assert np.array_equal(shown.reshape(stored.shape), stored)
