@@ -53,7 +53,11 @@ def loader_js() -> str:
 import('{MODULE_PATH}/{version}/main.js').then(({{ mount }}) => mount({{
   element, props, watch,
   events: {{ navigated: (data) => trigger('navigated', data), refresh: () => trigger('refresh') }},
-}}));
+}})).catch((e) => {{  // (the server went away between the page and its modules: say so where edits are reported)
+  const el = element.querySelector('.ps-status');
+  el.textContent = `The canvas could not be loaded (${{e.message}}): reload the page.`;
+  el.className = 'ps-status bad';
+}});
 """
 
 
