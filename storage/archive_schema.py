@@ -10,6 +10,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from core.labels import IGNORE
+
 from .errors import ValidationError
 from .records import SPLITS
 
@@ -190,7 +192,9 @@ def _validate_classes(doc: dict) -> None:
             raise ValidationError(
                 f"project.json: {c.path}.colour must look like #rrggbb, not {_short(colour)}"
             )
-        c.int("index", minimum=0)
+        index = c.int("index", minimum=0)
+        if index is not None and index >= IGNORE:  # label maps are uint8 and IGNORE marks unlabelled pixels
+            raise ValidationError(f"project.json: {c.path}.index must be below {IGNORE}, not {index}")
         c.time("created_at")
     _unique([c.d["id"] for c in classes], "classes' ids")
     _unique([c.d["index"] for c in classes], "classes' indices")
