@@ -182,13 +182,15 @@ def launch(playwright, profile: Path):  # type: ignore[no-untyped-def]
     return ctx
 
 
+# true once the canvas shows an image with its labels (the bench and the browser tests wait for it)
+CANVAS_READY = "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx"
+
+
 def open_image(ctx, url: str):  # type: ignore[no-untyped-def]
     """A new tab on image 1, once the canvas shows it with its labels."""
     page = ctx.new_page()
     page.goto(url + "?image=1", wait_until="load")
-    page.wait_for_function(
-        "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx"
-    )
+    page.wait_for_function(CANVAS_READY)
     return page
 
 

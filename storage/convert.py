@@ -102,7 +102,7 @@ def head_meta(h: Head) -> HeadMeta:
     backbone, so the engine sees it does not fit rather than failing."""
     stored = dict(h.meta or {})
     stored.setdefault("backbone", h.backbone)
-    stored.setdefault("weights_id", stored.get("backbone_weights") or h.backbone_weights)
+    stored.setdefault("backbone_weights", h.backbone_weights)  # (HeadMeta.from_dict: weights_id wins)
     stored.setdefault("classes", [str(c.get("name", "")) for c in (h.classes or [])])
     stored.setdefault("long_side", FeatureConfig.long_side)
     try:

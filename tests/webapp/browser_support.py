@@ -16,7 +16,11 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import Error as PlaywrightError
 
-from bench.canvas import CHROMIUM, FLAGS  # the one Chromium and its flags, for the bench and these tests
+from bench.canvas import (  # the one Chromium and its flags, for the bench and these tests
+    CANVAS_READY,
+    CHROMIUM,
+    FLAGS,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,10 +151,7 @@ def open_canvas(page, url: str, image_id: int | None = None) -> None:
 
 
 def wait_canvas(page) -> None:
-    page.wait_for_function(
-        "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx",
-        timeout=ACTION_TIMEOUT_MS,
-    )
+    page.wait_for_function(CANVAS_READY, timeout=ACTION_TIMEOUT_MS)
 
 
 def reload_canvas(page) -> None:

@@ -195,11 +195,7 @@ def test_keys_strokes_overlay_undo_refusal_and_a_quiet_idle_page(tmp_path: Path,
             page.wait_for_function("() => location.search.includes('view=')", timeout=WAIT)  # once it stops
             before = canvas_state(page)
             assert before["tool"] == "point" and before["classId"] == ids["red"]
-            page.reload(wait_until="load")
-            page.wait_for_function(
-                "() => window.__probeseg && window.__probeseg.state.W > 0 && window.__probeseg.state.labelIdx",
-                timeout=WAIT,
-            )
+            reload_canvas(page)
             after = canvas_state(page)
             assert (after["tool"], after["classId"], after["image"]) == ("point", ids["red"], image_id)
             assert after["view"] == pytest.approx(before["view"], rel=1e-3, abs=0.2)
